@@ -1,0 +1,138 @@
+"""Content hash of a dataset: sha256 over a canonical encoding of its data and identifying attributes.
+
+The encoding is independent of the HDF5 layout, of chunking and of library versions: variables in
+name order; for each its name, dims, shape, canonical dtype and attributes as canonical JSON, then
+its values in C order as little-endian bytes (strings as length-prefixed UTF-8). Attributes whose
+names start with '_' belong to the file format (fill values, netCDF bookkeeping) and are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .schema import RESERVED_ATTRS
+
+HASH_FORMAT = b"eqs-content-sha256/1"
+_BLOCK_BYTES = 32 * 2**20
+
+
+def normalize_value(value: Any) -> Any:
+    """Plain JSON-compatible Python for attribute and parameter values (numpy scalars and arrays,
+    tuples); a one-element sequence becomes its element because netCDF reads it back as a scalar."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, (list, tuple)):
+        items = [normalize_value(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    if isinstance(value, Mapping):
+        return {str(k): normalize_value(v) for k, v in value.items()}
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"value of type {type(value).__name__} is not JSON serialisable")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, numpy values as plain numbers."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def user_attrs(attrs: Mapping[str, Any], reserved: Sequence[str] = RESERVED_ATTRS) -> dict[str, Any]:
+    """The attributes that belong to the content: not reserved by the catalog, not format-internal."""
+    return {k: normalize_value(v) for k, v in attrs.items() if k not in reserved and not k.startswith("_")}
+
+
+def identity(
+    *, kind: str, params: Mapping[str, Any] | None, seed: int | None, parents: Sequence[str], attrs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The identifying metadata that enters the content hash besides the data."""
+    return {
+        "kind": kind,
+        "params": json.loads(canonical_json(params or {})),
+        "seed": seed,
+        "parents": list(parents),
+        "attrs": user_attrs(attrs),
+    }
+
+
+def _canonical_dtype(var: xr.Variable) -> str:
+    kind = var.dtype.kind
+    if kind in "fiu":
+        return var.dtype.newbyteorder("<").str
+    if kind == "b":
+        return "bool"
+    if kind in "UO":
+        return "str"
+    raise TypeError(f"dtype {var.dtype} cannot be hashed")
+
+
+def _blocks(var: xr.Variable) -> Iterator[np.ndarray]:
+    """The variable's values in C order, in blocks along its first axis (bounded memory)."""
+    if var.ndim == 0:
+        yield np.asarray(var.values)
+        return
+    row = max(1, math.prod(var.shape[1:]) * max(var.dtype.itemsize, 8))
+    step = max(1, _BLOCK_BYTES // row)
+    for start in range(0, var.shape[0], step):
+        yield np.asarray(var[start : start + step].values)
+
+
+def _update_bytes(h: "hashlib._Hash", data: bytes) -> None:
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
+def _update_values(h: "hashlib._Hash", name: str, block: np.ndarray) -> None:
+    kind = block.dtype.kind
+    if kind in "fiu":
+        h.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).tobytes())
+    elif kind == "b":
+        h.update(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
+    else:
+        for item in block.ravel():
+            if not isinstance(item, str):
+                raise TypeError(f"variable {name!r} holds a {type(item).__name__}, expected str")
+            _update_bytes(h, item.encode("utf-8"))
+
+
+def content_sha256(ds: xr.Dataset, ident: Mapping[str, Any]) -> str:
+    """Hex sha256 of ``ds``'s variables (coordinates included) and the identifying metadata."""
+    h = hashlib.sha256()
+    _update_bytes(h, HASH_FORMAT)
+    _update_bytes(h, canonical_json(ident).encode())
+    for name in sorted(ds.variables, key=str):
+        var = ds.variables[name]
+        header = {
+            "name": str(name),
+            "dims": [str(d) for d in var.dims],
+            "shape": list(var.shape),
+            "dtype": _canonical_dtype(var),
+            "attrs": user_attrs(var.attrs, reserved=()),
+        }
+        _update_bytes(h, canonical_json(header).encode())
+        for block in _blocks(var):
+            _update_values(h, str(name), block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str, chunk: int = 4 * 2**20) -> str:
+    """Hex sha256 of a file's bytes (the integrity checksum kept beside each stored version)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            h.update(data)
+    return h.hexdigest()
