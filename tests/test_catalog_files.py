@@ -1,0 +1,96 @@
+"""Damaged and foreign files: clear errors on read, and verify names every damaged file."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from conftest import demo_dataset
+
+from data_catalog import SCHEMA_VERSION, UnreadableDatasetError, file_sha256, read_dataset_file
+
+
+@pytest.fixture
+def stored(catalog):
+    ref = catalog.write(demo_dataset(n=4000), "demo", seed=1)
+    return catalog, ref, catalog.path_of(ref)
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_newer_schema_version_is_refused_clearly(stored, tmp_path):
+    catalog, ref, path = stored
+    newer = tmp_path / "newer.h5"
+    shutil.copy(path, newer)
+    with h5py.File(newer, "r+") as f:
+        f.attrs["schema_version"] = np.int64(SCHEMA_VERSION + 1)
+    with pytest.raises(UnreadableDatasetError, match=rf"newer.h5: written with schema_version {SCHEMA_VERSION + 1}.*upgrade eqs"):
+        read_dataset_file(newer)
+
+
+def test_a_random_hdf5_file_is_refused_clearly(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.arange(10)
+    with pytest.raises(UnreadableDatasetError, match="foreign.h5: not an eqs catalog dataset.*schema_version"):
+        read_dataset_file(foreign)
+
+
+@pytest.mark.parametrize("keep", [0, 100, 0.5])
+def test_a_truncated_or_non_hdf5_file_is_refused_clearly(stored, tmp_path, keep):
+    _, _, path = stored
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    with pytest.raises(UnreadableDatasetError, match="cut.h5: cannot be read as HDF5.*truncated"):
+        read_dataset_file(cut)
+
+
+def test_foreign_files_inside_the_catalog_are_reported_by_open_and_verify(stored, tmp_path):
+    catalog, ref, path = stored
+    with h5py.File(path.with_name("v2.h5"), "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(UnreadableDatasetError, match="v2.h5: not an eqs catalog dataset"):
+        catalog.open("demo@v2")
+    report = catalog.verify()
+    assert [r.ref for r in report.corrupt] == ["demo@v2"]
+    assert any("not an eqs catalog dataset" in p for p in report.corrupt[0].problems)
+
+
+@pytest.mark.parametrize("where", [0.25, 0.5, 0.75, 0.99])
+def test_a_flipped_byte_anywhere_is_found_by_verify(stored, where):
+    catalog, ref, path = stored
+    assert catalog.verify().ok
+    _flip_byte(path, int(path.stat().st_size * where))
+    report = catalog.verify()
+    assert not report.ok
+    assert [r.path for r in report.corrupt] == [str(path)]
+    assert any("file bytes changed" in p for p in report.corrupt[0].problems)
+    assert not catalog.verify(ref).ok
+
+
+def test_changed_data_is_found_even_when_the_file_checksum_is_rewritten(stored):
+    """The content hash is an independent check: data edited in place, checksum file 'repaired'."""
+    catalog, ref, path = stored
+    with h5py.File(path, "r") as f:
+        offset = f["count"].id.get_offset()
+    assert offset is not None, "the test needs an uncompressed, contiguous variable"
+    _flip_byte(path, offset)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(f"{file_sha256(path)}  {path.name}\n")
+    report = catalog.verify(ref)
+    assert not report.ok
+    assert any("content hash mismatch" in p for p in report.corrupt[0].problems)
+
+
+def test_a_missing_checksum_file_is_reported(stored):
+    catalog, ref, path = stored
+    path.with_name(path.name + ".sha256").unlink()
+    report = catalog.verify()
+    assert any("checksum file v1.h5.sha256 is missing" in p for p in report.corrupt[0].problems)

@@ -1,0 +1,102 @@
+"""Refusals: bad names, bad datasets, bad metadata. A refused write leaves nothing behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DEMO_KIND, demo_dataset
+
+from data_catalog import CatalogError, InvalidNameError, NotFoundError, SchemaError, parse_ref, validate_name
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/b", "", "..", "a..b", ".hidden", "a\\b", "with space", "x" * 129, "-dash", "a@b", None, 3]
+)
+def test_invalid_names_are_refused(catalog, name):
+    with pytest.raises(InvalidNameError):
+        validate_name(name)
+    with pytest.raises(InvalidNameError):
+        catalog.write(demo_dataset(), name)
+    assert not catalog.root.exists() or catalog.names() == []
+
+
+@pytest.mark.parametrize("name", ["a", "pendulum.raw", "halo_tng-100", "A1", "x" * 128])
+def test_valid_names_are_accepted(name):
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("ref", ["demo@3", "demo@v0", "demo@vx", "demo@v01", "../demo@v1", "demo@"])
+def test_malformed_refs_are_refused(ref):
+    with pytest.raises(InvalidNameError):
+        parse_ref(ref)
+
+
+def _assert_refused(catalog, ds, match, **kwargs):
+    with pytest.raises((SchemaError, CatalogError), match=match):
+        catalog.write(ds, "demo", **kwargs)
+    assert catalog.names() == [], "a refused write must not create a version"
+
+
+def test_missing_units_names_the_variable(catalog):
+    ds = demo_dataset()
+    del ds["weight"].attrs["units"]
+    _assert_refused(catalog, ds, r"variable 'weight' has no 'units' attribute")
+
+
+def test_schema_mismatches_are_all_reported(catalog):
+    ds = demo_dataset().drop_vars("count")
+    ds["x"] = ds["x"].transpose("space", "sample")
+    with pytest.raises(SchemaError) as info:
+        catalog.write(ds, "demo")
+    message = str(info.value)
+    assert "dataset 'demo' (kind 'test.demo')" in message
+    assert "variable 'x' has dims ('space', 'sample'), expected ('sample', 'space')" in message
+    assert "variable 'count' is missing" in message
+    assert catalog.names() == []
+
+
+def test_wrong_dtype_and_units_are_reported(catalog):
+    ds = demo_dataset()
+    ds["count"] = ds["count"].astype(float)
+    ds["x"].attrs["units"] = "cm"
+    _assert_refused(catalog, ds, r"(?s)units 'cm', expected 'm'.*'count' has dtype float64, expected integer")
+
+
+def test_unknown_or_missing_kind(catalog):
+    _assert_refused(catalog, demo_dataset(), r"unknown dataset kind 'no.such.kind'", kind="no.such.kind")
+    ds = demo_dataset()
+    del ds.attrs["kind"]
+    _assert_refused(catalog, ds, "no kind given")
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(True, "boolean"), ({"a": 1}, "JSON"), (None, "type NoneType"), ([1, "a"], "mixes types"), ([], "empty")],
+)
+def test_unstorable_attributes_are_refused(catalog, value, match):
+    ds = demo_dataset().assign_attrs(bad=value)
+    _assert_refused(catalog, ds, f"attribute 'bad'.*{match}")
+
+
+def test_unstorable_dtypes_are_refused(catalog):
+    ds = demo_dataset().assign(when=("sample", np.arange(6).astype("datetime64[s]"), {"units": "s"}))
+    _assert_refused(catalog, ds, r"variable 'when' has dtype datetime64\[s\].*store times as numbers")
+
+
+def test_bad_params_seed_and_parents(catalog):
+    _assert_refused(catalog, demo_dataset(), "params are not JSON-serialisable", params={"f": object()})
+    _assert_refused(catalog, demo_dataset(), "seed must be an integer", seed=1.5)
+    _assert_refused(catalog, demo_dataset(), "seed must be an integer", seed=True)
+    with pytest.raises(NotFoundError, match="no dataset named 'ghost'"):
+        catalog.write(demo_dataset(), "demo", parents=["ghost@v1"])
+    assert catalog.names() == []
+
+
+def test_schema_required_params(catalog):
+    from data_catalog import DatasetSchema, register_schema
+
+    register_schema(DatasetSchema(kind="test.needs_params", description="", params=("dt",)), replace=True)
+    ds = demo_dataset().assign_attrs(kind="test.needs_params")
+    _assert_refused(catalog, ds, "parameter 'dt' is missing")
+    assert catalog.write(ds, "demo", params={"dt": 0.2}) == "demo@v1"
+    assert DEMO_KIND != "test.needs_params"
