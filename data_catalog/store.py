@@ -263,6 +263,10 @@ class Catalog:
         found = (_VERSION_FILE.fullmatch(p.name) for p in directory.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
+    def refs(self) -> list[str]:
+        """Every stored version as ``name@vN``, by name, oldest first."""
+        return [format_ref(n, v) for n in self.names() for v in self.versions(n)]
+
     def resolve(self, ref: str | Ref) -> str:
         """``name``, ``name@latest`` or ``name@vN`` -> the concrete ``name@vN`` that exists."""
         parsed = parse_ref(ref)
@@ -327,10 +331,7 @@ class Catalog:
 
     def list(self, *, all_versions: bool = False) -> list[DatasetInfo]:
         """The latest version of every name (or every version), sorted by name and version."""
-        refs = []
-        for name in self.names():
-            versions = self.versions(name)
-            refs += [format_ref(name, v) for v in (versions if all_versions else versions[-1:])]
+        refs = self.refs() if all_versions else [self.resolve(n) for n in self.names()]
         return [self.info(r) for r in refs]
 
     def lineage(self, ref: str | Ref) -> dict[str, dict[str, Any]]:
@@ -361,10 +362,7 @@ class Catalog:
 
     def verify(self, ref: str | Ref | None = None) -> VerifyReport:
         """Recompute every checksum (file bytes and content) of one version, or of the whole catalog."""
-        if ref is not None:
-            refs = [self.resolve(ref)]
-        else:
-            refs = [format_ref(n, v) for n in self.names() for v in self.versions(n)]
+        refs = [self.resolve(ref)] if ref is not None else self.refs()
         results = [self._verify_one(r) for r in refs]
         return VerifyReport(results=results, warnings=self._layout_warnings() if ref is None else [])
 

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import dask.array as da  # noqa: E402
-from conftest import demo_dataset  # noqa: E402  (registers the test kind)
+from support import demo_dataset  # noqa: E402  (registers the test kind)
 
 from data_catalog import Catalog  # noqa: E402
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import demo_dataset
+from support import demo_dataset
 
 WORKER = Path(__file__).with_name("catalog_worker.py")
 

@@ -7,7 +7,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import demo_dataset
+from support import demo_dataset
 
 from data_catalog import SCHEMA_VERSION, UnreadableDatasetError, file_sha256, read_dataset_file
 

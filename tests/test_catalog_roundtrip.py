@@ -8,7 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import DEMO_KIND, demo_dataset
+from support import DEMO_KIND, demo_dataset
 
 from data_catalog import SCHEMA_VERSION, Catalog, NotFoundError, default_root
 

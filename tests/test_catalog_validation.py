@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DEMO_KIND, demo_dataset
+from support import DEMO_KIND, demo_dataset
 
 from data_catalog import CatalogError, InvalidNameError, NotFoundError, SchemaError, parse_ref, validate_name
 

@@ -1,0 +1,5 @@
+"""Prefect flows and tasks, schedules and the ``eqs`` CLI: the only layer that knows all the others.
+
+Importing this package does not import Prefect; ``flows.conventions``, ``flows.catalog_check``
+and ``flows.main`` do.
+"""

@@ -1,0 +1,235 @@
+"""The ``eqs`` command line.
+
+Prefect is imported only by the commands that run flows, so catalog commands start quickly.
+Exit status: 0 on success, 1 when a check finds a problem (corruption, a failed flow), 2 on a
+usage error (bad name, missing dataset, bad option).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from data_catalog import Catalog, CatalogError, DatasetInfo, package_version
+
+
+class UsageFailure(click.ClickException):
+    exit_code = 2
+
+
+def _console() -> Console:
+    # Piped output keeps full refs and hashes on one line instead of folding them at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _catalog(ctx: click.Context) -> Catalog:
+    return ctx.obj["catalog"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "--version", prog_name="eqs")
+@click.option(
+    "--catalog",
+    "catalog_root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Catalog directory [default: $EQS_CATALOG, else $XDG_DATA_HOME/eqs/catalog, "
+    "else ~/.local/share/eqs/catalog].",
+)
+@click.pass_context
+def main(ctx: click.Context, catalog_root: str | None) -> None:
+    """Equivariant scientific surrogates: versioned datasets, invariant features, flows."""
+    ctx.ensure_object(dict)
+    ctx.obj["catalog"] = Catalog(catalog_root)
+
+
+@main.group()
+def catalog() -> None:
+    """Inspect and verify the versioned dataset catalog."""
+
+
+def _guard(fn: Any) -> Any:
+    """Turn catalog errors (bad names, missing datasets, unreadable files) into clean exits."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CatalogError as exc:
+            raise UsageFailure(str(exc)) from None
+
+    return wrapper
+
+
+@catalog.command("list")
+@click.option("--all", "all_versions", is_flag=True, help="Every version, not only the latest of each name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def catalog_list(ctx: click.Context, all_versions: bool, as_json: bool) -> None:
+    """List datasets (latest version of each name)."""
+    cat = _catalog(ctx)
+    infos = cat.list(all_versions=all_versions)
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "ref": i.ref,
+                    "kind": i.kind,
+                    "versions": len(cat.versions(i.name)),
+                    "created_utc": i.created_utc,
+                    "size_bytes": i.size_bytes,
+                    "content_sha256": i.content_sha256,
+                }
+                for i in infos
+            ]
+        )
+        return
+    if not infos:
+        click.echo(f"catalog {cat.root} is empty")
+        return
+    table = Table(title=f"catalog {cat.root}", title_justify="left")
+    for column in ("ref", "kind", "versions", "created (UTC)", "size", "sha256"):
+        table.add_column(column, justify="right" if column in ("versions", "size") else "left")
+    for i in infos:
+        created = i.created_utc.replace("T", " ").removesuffix("+00:00")
+        cells = (i.ref, i.kind, str(len(cat.versions(i.name))), created, _size(i.size_bytes), i.content_sha256[:12])
+        table.add_row(*map(escape, cells))
+    _console().print(table)
+
+
+def _show_table(info: DatasetInfo) -> None:
+    console = _console()
+    meta = Table(show_header=False, title=info.ref, title_justify="left")
+    meta.add_column(style="bold")
+    meta.add_column()
+    for key in ("kind", "created_utc", "code_version", "content_sha256", "path"):
+        meta.add_row(key, escape(str(getattr(info, key))))
+    meta.add_row("size", _size(info.size_bytes))
+    meta.add_row("seed", str(info.seed))
+    meta.add_row("params", escape(json.dumps(info.params, sort_keys=True)))
+    meta.add_row("parents", escape(", ".join(info.parents) or "-"))
+    for key, value in info.attrs.items():
+        meta.add_row(escape(f"attr {key}"), escape(str(value)))
+    console.print(meta)
+    variables = Table(title="variables", title_justify="left")
+    for column in ("name", "dims", "shape", "dtype", "units", "coordinate"):
+        variables.add_column(column)
+    for v in info.variables:
+        cells = (v.name, ", ".join(v.dims), "x".join(map(str, v.shape)) or "scalar", v.dtype, v.units or "-")
+        variables.add_row(*map(escape, cells), "yes" if v.is_coord else "")
+    console.print(variables)
+
+
+@catalog.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def catalog_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show metadata and variables of NAME[@vN] (the latest version when no version is given)."""
+    info = _catalog(ctx).info(ref)
+    if as_json:
+        _emit_json(info.to_dict())
+    else:
+        _show_table(info)
+
+
+@catalog.command("verify")
+@click.argument("ref", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def catalog_verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
+    """Recompute checksums of NAME[@vN], or of every version; exit status 1 on any corruption."""
+    cat = _catalog(ctx)
+    report = cat.verify(ref)
+    if as_json:
+        _emit_json({"catalog": str(cat.root), **report.to_dict()})
+    else:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        for result in report.corrupt:
+            click.echo(f"CORRUPT {result.ref}: {result.path}", err=True)
+            for problem in result.problems:
+                click.echo(f"  - {problem}", err=True)
+        status = "ok" if report.ok else f"{len(report.corrupt)} corrupt"
+        click.echo(f"verified {len(report.results)} version(s) in {cat.root}: {status}")
+    if not report.ok:
+        ctx.exit(1)
+
+
+@catalog.command("lineage")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show the parents graph of NAME@vN, back to the raw datasets."""
+    graph = _catalog(ctx).lineage(ref)
+    root = next(iter(graph))
+    if as_json:
+        _emit_json({"ref": root, "nodes": graph})
+        return
+
+    def label(node: str) -> str:
+        entry = graph[node]
+        text = f"{node}  (missing)" if entry["missing"] else f"{node}  [{entry['kind']}, {entry['created_utc']}]"
+        return escape(text)
+
+    def grow(branch: Tree, node: str, path: tuple[str, ...]) -> None:
+        for parent in graph[node]["parents"]:
+            child = branch.add(label(parent))
+            if parent not in path:
+                grow(child, parent, path + (parent,))
+
+    tree = Tree(label(root))
+    grow(tree, root, (root,))
+    _console().print(tree)
+
+
+@main.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the produced refs as JSON.")
+@click.pass_context
+def run(ctx: click.Context, as_json: bool) -> None:
+    """Run the main job end to end (every pipeline that exists) against the catalog."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .main import main_job  # imported here: Prefect takes seconds to import
+
+    cat = _catalog(ctx)
+    state = main_job(catalog=str(cat.root), return_state=True)
+    if state.is_failed():
+        click.echo(f"eqs run failed: {state.message}", err=True)
+        try:
+            state.result()
+        except Exception as exc:  # the flow's own error says what went wrong and where
+            click.echo(str(exc), err=True)
+        sys.exit(1)
+    refs = state.result()
+    if as_json:
+        _emit_json({"catalog": str(cat.root), "refs": refs})
+    else:
+        for step, ref in refs.items():
+            click.echo(f"{step}: {ref}")
+        click.echo(f"catalog: {cat.root}")

@@ -1,0 +1,128 @@
+"""Conventions every Prefect task and flow of the project follows.
+
+- Tasks take and return catalog refs (``name@vN``), never arrays: the data lives in the catalog.
+  The catalog root is the parameter ``catalog`` (a path); parameters named ``ref`` or ending in
+  ``_ref`` hold one ref, those ending in ``_refs`` a list of refs.
+- Cache keys are the content hashes of the input refs plus the other parameters plus the task's
+  source code, so a re-run recomputes only what changed (new data, new parameters, new code).
+- Cached results (refs, as JSON, never pickle) live in the catalog, under ``<root>/.cache``: a
+  catalog and its cache come and go together.
+- Transient I/O errors (OSError that is not a catalog error) are retried; catalog errors (bad
+  data, bad names) are permanent and fail at once with their message.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from data_catalog import Catalog, CatalogError, package_version
+from data_catalog.hashing import canonical_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RETRIES = 2
+RETRY_DELAYS_S = [2, 10]
+
+
+def is_ref_parameter(name: str) -> bool:
+    return name == "ref" or name.endswith("_ref")
+
+
+def is_refs_parameter(name: str) -> bool:
+    return name == "refs" or name.endswith("_refs")
+
+
+def catalog_of(value: str | Path | Catalog | None) -> Catalog:
+    return value if isinstance(value, Catalog) else Catalog(value)
+
+
+def cache_dir(catalog: str | Path | Catalog | None) -> Path:
+    return catalog_of(catalog).root / ".cache" / "prefect"
+
+
+@functools.cache
+def _source_hash(fn: Callable[..., Any]) -> str:
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = fn.__qualname__
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def input_key(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> str | None:
+    """The cache key of a call: task source, package version, input content hashes, parameters.
+
+    None (no caching for this call) when an input ref cannot be read: that must surface as the
+    task's own error, not hide behind a stale cached result.
+    """
+    catalog = catalog_of(parameters.get("catalog"))
+    parts: dict[str, Any] = {"task": _source_hash(fn), "package": package_version()}
+    try:
+        for name, value in sorted(parameters.items()):
+            if name == "catalog":
+                parts[name] = str(catalog.root.resolve())
+            elif is_ref_parameter(name) and value is not None:
+                parts[name] = catalog.stored_hash(value)
+            elif is_refs_parameter(name) and value is not None:
+                parts[name] = [catalog.stored_hash(v) for v in value]
+            else:
+                parts[name] = value
+        encoded = canonical_json(parts)
+    except (CatalogError, OSError, TypeError, ValueError):
+        return None
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    return input_key(context.task.fn, parameters)
+
+
+def is_transient(task: Task[..., Any], task_run: Any, state: Any) -> bool:
+    """Retry only I/O errors that may pass (network file systems, locks), never catalog errors."""
+    try:
+        state.result()
+    except CatalogError:
+        return False
+    except OSError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def catalog_task(fn: F | None = None, *, cache: bool = True, **options: Any) -> Any:
+    """``@catalog_task``: a Prefect task with the project's conventions (see the module docstring).
+
+    ``cache=False`` for tasks whose value is to look again (verification, listing the catalog).
+    Call such tasks through :func:`in_catalog` so their cache lives in the catalog they use.
+    """
+
+    def decorate(f: F) -> Task[..., Any]:
+        settings: dict[str, Any] = {
+            "retries": RETRIES,
+            "retry_delay_seconds": RETRY_DELAYS_S,
+            "retry_condition_fn": is_transient,
+            "result_serializer": "json",
+        }
+        if cache:
+            settings.update(cache_key_fn=_cache_key, persist_result=True)
+        else:
+            settings.update(cache_policy=NO_CACHE, persist_result=False)
+        settings.update(options)
+        return task(f, **settings)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def in_catalog(task_: Task[..., Any], catalog: str | Path | Catalog | None) -> Task[..., Any]:
+    """The task with its cached results stored inside ``catalog``."""
+    return task_.with_options(result_storage=cache_dir(catalog))

@@ -1,0 +1,19 @@
+"""One Prefect test server for all flow tests, with a throwaway PREFECT_HOME."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# before Prefect is imported anywhere in the session
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="eqs-prefect-home-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

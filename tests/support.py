@@ -1,0 +1,43 @@
+"""Test data shared by the test modules: a small registered dataset kind and its sample datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from data_catalog import DatasetSchema, VariableSpec, register_schema
+
+DEMO_KIND = "test.demo"
+
+register_schema(
+    DatasetSchema(
+        kind=DEMO_KIND,
+        description="a small dataset for the catalog's own tests",
+        variables={
+            "x": VariableSpec(dims=("sample", "space"), units="m", dtype="float"),
+            "count": VariableSpec(dims=("sample",), units="1", dtype="integer"),
+        },
+        coords={"space": VariableSpec(dims=("space",), dtype="str")},
+    ),
+    replace=True,
+)
+
+
+def demo_dataset(seed: int = 0, n: int = 6) -> xr.Dataset:
+    """A dataset of kind test.demo exercising every storable dtype."""
+    rng = np.random.default_rng(seed)
+    return xr.Dataset(
+        {
+            "x": (("sample", "space"), rng.normal(size=(n, 3)), {"units": "m", "long_name": "position"}),
+            "count": ("sample", rng.integers(0, 100, size=n), {"units": "1"}),
+            "weight": ("sample", rng.random(n).astype(np.float32), {"units": "kg"}),
+            "flag": ("sample", rng.random(n) > 0.5, {"units": "1"}),
+            "label": ("sample", np.array([f"item-{i}-é" for i in range(n)])),
+            "nan_ok": ("sample", np.where(rng.random(n) > 0.5, np.nan, 1.0), {"units": "s"}),
+        },
+        coords={
+            "sample": ("sample", np.arange(n), {"units": "1"}),
+            "space": ["x", "y", "z"],
+        },
+        attrs={"kind": DEMO_KIND, "comment": "test data", "scales": [1.0, 2.5]},
+    )
