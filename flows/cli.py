@@ -233,3 +233,7 @@ def run(ctx: click.Context, as_json: bool) -> None:
         for step, ref in refs.items():
             click.echo(f"{step}: {ref}")
         click.echo(f"catalog: {cat.root}")
+
+
+if __name__ == "__main__":
+    main()
