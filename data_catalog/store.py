@@ -43,13 +43,13 @@ SCHEMA_VERSION = 1
 ENV_VAR = "EQS_CATALOG"
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.h5")
 _TMP_SUFFIX = ".tmp"
-_COMPRESS_MIN_BYTES = 64 * 1024
+_CHUNK_BYTES = 16 * 2**20
 
 
 def default_root() -> Path:
     """``$EQS_CATALOG``, else ``$XDG_DATA_HOME/eqs/catalog``, else ``~/.local/share/eqs/catalog``."""
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
+        return Path(os.environ[ENV_VAR]).expanduser().absolute()
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "eqs" / "catalog"
 
@@ -208,14 +208,20 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
-    """No fill values (stored values are exactly the caller's) and zlib on large numeric arrays."""
+    """Stored values are exactly the caller's (no fill values); large variables are split into
+    ~16 MiB HDF5 chunks along their first axis, which become the dask chunks of ``open``.
+
+    No compression: simulation floats shrink by ~15 % under zlib while writing gets ~50x slower
+    (measured with ``python -m data_catalog.benchmark``).
+    """
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         enc: dict[str, Any] = {}
         if var.dtype.kind in "fiub":
             enc["_FillValue"] = None
-        if var.dtype.kind in "fiu" and var.ndim and var.nbytes >= _COMPRESS_MIN_BYTES:
-            enc.update(zlib=True, complevel=1, shuffle=True)
+            if var.ndim and var.nbytes > _CHUNK_BYTES:
+                row_bytes = max(1, var.nbytes // var.shape[0])
+                enc["chunksizes"] = (max(1, _CHUNK_BYTES // row_bytes), *var.shape[1:])
         encoding[str(name)] = enc
     return encoding
 
@@ -231,7 +237,7 @@ class Catalog:
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.root = (Path(root).expanduser() if root is not None else default_root()).absolute()
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.root)!r})"
@@ -490,7 +496,7 @@ class Catalog:
                 sidecar_tmp.write_text(f"{checksum}  {final.name}\n")
                 _fsync_path(sidecar_tmp)
                 os.replace(sidecar_tmp, final.with_name(final.name + ".sha256"))
-                os.replace(tmp, final)
+                _move_no_clobber(tmp, final)
                 _fsync_path(directory, directory=True)
                 return format_ref(name, version)
 
@@ -520,6 +526,24 @@ class Catalog:
             if not _owner_alive(path.name):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _move_no_clobber(src: Path, dst: Path) -> None:
+    """Atomically give ``src`` the name ``dst``, refusing to replace an existing ``dst``.
+
+    A hard link fails when the target exists; file systems without hard links fall back to a
+    rename after an existence check (safe under the writers' lock).
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise CatalogError(f"{dst} already exists and is never overwritten; run 'eqs catalog verify'") from None
+    except OSError:
+        if dst.exists():
+            raise CatalogError(f"{dst} already exists and is never overwritten") from None
+        os.replace(src, dst)
+        return
+    src.unlink()
 
 
 def _owner_tag() -> str:

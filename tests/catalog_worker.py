@@ -55,14 +55,16 @@ def main() -> None:
             big = da.ones((64, 100_000), chunks=(8, 100_000)).map_blocks(block, dtype=float)
             ds = ds.assign(big=(("row", "col"), big, {"units": "1"}))
         elif args.stall_at == "rename":
-            original = os.replace
+            # hang inside the lock, just before the version file gets its final name
+            for fn_name in ("link", "replace"):
+                original = getattr(os, fn_name)
 
-            def replace(src, dst):
-                if str(dst).endswith(".h5"):
-                    _stall(args.signal_file)
-                return original(src, dst)
+                def stalled(src, dst, _original=original):
+                    if str(dst).endswith(".h5"):
+                        _stall(args.signal_file)
+                    return _original(src, dst)
 
-            os.replace = replace
+                setattr(os, fn_name, stalled)
         print(catalog.write(ds, args.name, seed=seed), flush=True)
 
 

@@ -141,3 +141,26 @@ def test_write_accepts_lazy_input_without_loading_it_twice(catalog):
     ref = catalog.write(lazy, "lazy")
     np.testing.assert_array_equal(catalog.open(ref)["x"].values, ds["x"].values)
     assert len(calls) == 2, "each of the two chunks should be computed exactly once"
+
+
+def test_large_variables_are_chunked_for_dask_and_read_back_exactly(catalog):
+    import xarray as xr
+
+    values = np.random.default_rng(0).random((5000, 500))  # 20 MB: above the 16 MiB chunk size
+    ds = xr.Dataset(
+        {"x": (("sample", "space"), values, {"units": "m"}), "count": ("sample", np.arange(5000), {"units": "1"})},
+        coords={"space": [f"s{i}" for i in range(500)]},
+    )
+    ref = catalog.write(ds, "big", kind=DEMO_KIND)
+    x = catalog.open(ref)["x"]
+    assert len(x.data.chunks[0]) == 2 and x.data.chunks[1] == (500,)
+    np.testing.assert_array_equal(x.values, values)
+
+
+def test_benchmark_writes_its_numbers(tmp_path):
+    from data_catalog import benchmark
+
+    out = tmp_path / "bench.json"
+    benchmark.main(["--sizes-mb", "0.1", "--repeat", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "catalog-io" and result["results"][0]["write_s"] > 0
