@@ -22,7 +22,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -366,10 +366,19 @@ class Catalog:
 
     # -- verification --
 
-    def verify(self, ref: str | Ref | None = None) -> VerifyReport:
-        """Recompute every checksum (file bytes and content) of one version, or of the whole catalog."""
+    def verify(
+        self, ref: str | Ref | None = None, *, progress: Callable[[VerifyResult], None] | None = None
+    ) -> VerifyReport:
+        """Recompute every checksum (file bytes and content) of one version, or of the whole catalog.
+
+        ``progress`` is called with each result as it is found (for progress displays).
+        """
         refs = [self.resolve(ref)] if ref is not None else self.refs()
-        results = [self._verify_one(r) for r in refs]
+        results = []
+        for r in refs:
+            results.append(self._verify_one(r))
+            if progress is not None:
+                progress(results[-1])
         return VerifyReport(results=results, warnings=self._layout_warnings() if ref is None else [])
 
     def _verify_one(self, ref: str) -> VerifyResult:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
@@ -88,35 +89,43 @@ def _guard(fn: Any) -> Any:
 @click.pass_context
 @_guard
 def catalog_list(ctx: click.Context, all_versions: bool, as_json: bool) -> None:
-    """List datasets (latest version of each name)."""
+    """List datasets (latest version of each name); unreadable versions are named, exit status 1."""
     cat = _catalog(ctx)
-    infos = cat.list(all_versions=all_versions)
+    refs = cat.refs() if all_versions else [cat.resolve(n) for n in cat.names()]
+    infos, unreadable = [], []
+    for ref in refs:
+        try:
+            infos.append(cat.info(ref))
+        except CatalogError as exc:  # one damaged file must not hide the rest of the catalog
+            unreadable.append({"ref": ref, "error": str(exc)})
     if as_json:
-        _emit_json(
-            [
-                {
-                    "ref": i.ref,
-                    "kind": i.kind,
-                    "versions": len(cat.versions(i.name)),
-                    "created_utc": i.created_utc,
-                    "size_bytes": i.size_bytes,
-                    "content_sha256": i.content_sha256,
-                }
-                for i in infos
-            ]
-        )
-        return
-    if not infos:
+        rows = [
+            {
+                "ref": i.ref,
+                "kind": i.kind,
+                "versions": len(cat.versions(i.name)),
+                "created_utc": i.created_utc,
+                "size_bytes": i.size_bytes,
+                "content_sha256": i.content_sha256,
+            }
+            for i in infos
+        ]
+        _emit_json(rows + [{"ref": u["ref"], "unreadable": u["error"]} for u in unreadable])
+    elif not refs:
         click.echo(f"catalog {cat.root} is empty")
-        return
-    table = Table(title=f"catalog {cat.root}", title_justify="left")
-    for column in ("ref", "kind", "versions", "created (UTC)", "size", "sha256"):
-        table.add_column(column, justify="right" if column in ("versions", "size") else "left")
-    for i in infos:
-        created = i.created_utc.replace("T", " ").removesuffix("+00:00")
-        cells = (i.ref, i.kind, str(len(cat.versions(i.name))), created, _size(i.size_bytes), i.content_sha256[:12])
-        table.add_row(*map(escape, cells))
-    _console().print(table)
+    else:
+        table = Table(title=f"catalog {cat.root}", title_justify="left")
+        for column in ("ref", "kind", "versions", "created (UTC)", "size", "sha256"):
+            table.add_column(column, justify="right" if column in ("versions", "size") else "left")
+        for i in infos:
+            created = i.created_utc.replace("T", " ").removesuffix("+00:00")
+            cells = (i.ref, i.kind, str(len(cat.versions(i.name))), created, _size(i.size_bytes), i.content_sha256[:12])
+            table.add_row(*map(escape, cells))
+        _console().print(table)
+        for u in unreadable:
+            click.echo(f"UNREADABLE {u['ref']}: {u['error']}", err=True)
+    if unreadable:
+        ctx.exit(1)
 
 
 def _show_table(info: DatasetInfo) -> None:
@@ -164,7 +173,12 @@ def catalog_show(ctx: click.Context, ref: str, as_json: bool) -> None:
 def catalog_verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
     """Recompute checksums of NAME[@vN], or of every version; exit status 1 on any corruption."""
     cat = _catalog(ctx)
-    report = cat.verify(ref)
+    if sys.stderr.isatty() and not as_json:
+        with Progress(transient=True, console=Console(stderr=True)) as bar:
+            job = bar.add_task("verifying", total=1 if ref else len(cat.refs()))
+            report = cat.verify(ref, progress=lambda result: bar.update(job, advance=1, description=result.ref))
+    else:
+        report = cat.verify(ref)
     if as_json:
         _emit_json({"catalog": str(cat.root), **report.to_dict()})
     else:

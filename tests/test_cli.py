@@ -97,3 +97,13 @@ def test_console_script_uses_the_environment_catalog(filled):
     )
     assert env_result.returncode == 0, env_result.stderr
     assert [r["ref"] for r in json.loads(env_result.stdout)] == ["features@v1", "raw@v2"]
+
+
+def test_list_names_an_unreadable_version_and_still_lists_the_rest(filled):
+    filled.path_of("raw@v2").write_bytes(b"not hdf5 at all")
+    result = _run(filled, "catalog", "list")
+    assert result.exit_code == 1
+    assert "features@v1" in result.output
+    assert "UNREADABLE raw@v2" in result.output and "cannot be read as HDF5" in result.output
+    rows = json.loads(_run(filled, "catalog", "list", "--json").stdout)
+    assert {r["ref"]: "unreadable" in r for r in rows} == {"features@v1": False, "raw@v2": True}
