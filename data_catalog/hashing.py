@@ -3,7 +3,8 @@
 The encoding is independent of the HDF5 layout, of chunking and of library versions: variables in
 name order; for each its name, dims, shape, canonical dtype and attributes as canonical JSON, then
 its values in C order as little-endian bytes (strings as length-prefixed UTF-8). Attributes whose
-names start with '_' belong to the file format (fill values, netCDF bookkeeping) and are skipped.
+names start with '_' belong to the file format (fill values, netCDF bookkeeping) and are skipped;
+the catalog refuses such names in user attributes, so nothing a user gives is left out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def normalize_value(value: Any) -> Any:
         value = value.decode("utf-8")
     if isinstance(value, (list, tuple)):
         items = [normalize_value(v) for v in value]
+        if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            items = np.asarray(items).tolist()  # [1, 2.5] is stored as [1.0, 2.5]
         return items[0] if len(items) == 1 else items
     if isinstance(value, Mapping):
         return {str(k): normalize_value(v) for k, v in value.items()}
@@ -121,6 +124,7 @@ def content_sha256(ds: xr.Dataset, ident: Mapping[str, Any]) -> str:
             "dims": [str(d) for d in var.dims],
             "shape": list(var.shape),
             "dtype": _canonical_dtype(var),
+            "coordinate": name in ds.coords,
             "attrs": user_attrs(var.attrs, reserved=()),
         }
         _update_bytes(h, canonical_json(header).encode())

@@ -108,26 +108,74 @@ def dtype_class(dtype: np.dtype, sample: Any = None) -> str | None:
     return None
 
 
-def _attr_problem(key: str, value: Any) -> str | None:
-    """Why an attribute value cannot be stored faithfully, or None when it can."""
-    scalar_types = (str, int, float, np.integer, np.floating)
+#: Attribute names that the netCDF format or xarray's encoding give a meaning of their own; a user
+#: value under them would be reinterpreted on reading (``dtype='bool'`` turns floats into booleans).
+FORMAT_ATTRS = frozenset(
+    {"dtype", "coordinates", "scale_factor", "add_offset", "missing_value", "NAME", "CLASS",
+     "DIMENSION_LIST", "REFERENCE_LIST"}
+)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _scalar_problem(key: str, value: Any) -> str | None:
     if isinstance(value, (bool, np.bool_)):
         return f"attribute {key!r} is a boolean, which netCDF cannot store: use 0/1 or a string"
-    if isinstance(value, scalar_types):
+    if isinstance(value, str):
+        return f"attribute {key!r} contains a NUL character" if "\x00" in value else None
+    if isinstance(value, (int, np.integer)):
+        ok = _INT64[0] <= int(value) <= _INT64[1] or (isinstance(value, np.uint64))
+        return None if ok else f"attribute {key!r} = {value} does not fit in 64 bits: store it as a string"
+    if isinstance(value, (float, np.floating)):
         return None
-    if isinstance(value, (list, tuple, np.ndarray)):
-        items = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
-        if not items:
-            return f"attribute {key!r} is an empty sequence, which does not round-trip: omit it"
-        if all(isinstance(v, str) for v in items):
-            return None
-        if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in items):
-            return None
-        return f"attribute {key!r} mixes types or holds non-scalars: use a list of numbers or of strings"
     return (
         f"attribute {key!r} has type {type(value).__name__}; store str, int, float or lists of them "
         "(encode structured values as JSON strings)"
     )
+
+
+def _attr_problem(key: str, value: Any) -> str | None:
+    """Why an attribute cannot be stored faithfully, or None when it can."""
+    if key.startswith("_") or key in FORMAT_ATTRS:
+        return f"attribute name {key!r} is reserved by the netCDF format: choose another name"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
+        if not items:
+            return f"attribute {key!r} is an empty sequence, which does not round-trip: omit it"
+        if not (all(isinstance(v, str) for v in items) or all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in items
+        )):
+            return f"attribute {key!r} mixes types or holds non-scalars: use a list of numbers or of strings"
+        return next((p for p in (_scalar_problem(key, v) for v in items) if p), None)
+    return _scalar_problem(key, value)
+
+
+def storable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes in the types netCDF writers accept (numpy strings become str)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.str_):
+            return str(value)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            return [str(v) for v in value]
+        if isinstance(value, np.ndarray) and value.dtype.kind == "U":
+            return [str(v) for v in value.ravel()]
+        return value
+
+    return {k: convert(v) for k, v in attrs.items()}
+
+
+def _string_problem(where: str, var: xr.Variable) -> str | None:
+    """Object arrays must hold only str; no string may contain NUL (HDF5 cuts it there)."""
+    values = np.asarray(var.values)
+    if values.dtype.kind == "O":
+        if values.size == 0:
+            return f"{where} is an empty object array: give it dtype str"
+        bad = [v for v in values.ravel() if not isinstance(v, str)]
+        if bad:
+            return f"{where} holds {bad[0]!r} ({type(bad[0]).__name__}) among strings: every element must be a str"
+    if values.size and any("\x00" in v for v in values.ravel().tolist()):
+        return f"{where} has a string containing a NUL character"
+    return None
 
 
 def _first_element(var: xr.Variable) -> Any:
@@ -154,9 +202,13 @@ def check_generic(ds: xr.Dataset) -> list[str]:
                 f"{where} has dtype {var.dtype}, which cannot be stored: use float, integer, bool or "
                 "str (store times as numbers with a units attribute)"
             )
+        elif cls == "str":
+            problem = _string_problem(where, var)
+            if problem:
+                problems.append(problem)
         units = var.attrs.get("units")
         if cls != "str" and (not isinstance(units, str) or not units.strip()):
-            problems.append(f"{where} has no 'units' attribute: add one (use '1' for dimensionless)")
+            problems.append(f"{where} has no 'units' attribute: add one as a string (use '1' for dimensionless)")
         for key, value in var.attrs.items():
             problem = _attr_problem(key, value)
             if problem:

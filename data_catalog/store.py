@@ -15,12 +15,10 @@ either the complete version or no version. Versions are never modified or overwr
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import re
-import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,15 +32,14 @@ import xarray as xr
 
 from .errors import CatalogError, NotFoundError, SchemaError, UnreadableDatasetError
 from .hashing import canonical_json, content_sha256, file_sha256, identity, normalize_value
-from .names import Ref, format_ref, parse_ref, validate_name
-from .schema import RESERVED_ATTRS, validate_dataset
+from .names import NAME_PATTERN, Ref, format_ref, parse_ref, validate_name
+from .schema import RESERVED_ATTRS, storable_attrs, validate_dataset
 from .version import code_version
 
 #: Version of the on-disk format written by this code; files with a larger one are refused.
 SCHEMA_VERSION = 1
 ENV_VAR = "EQS_CATALOG"
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.h5")
-_TMP_SUFFIX = ".tmp"
 _CHUNK_BYTES = 16 * 2**20
 
 
@@ -90,9 +87,14 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """The findings for one version: ``problems`` mean damage; ``warnings`` do not; ``transient``
+    says that an operating-system error (I/O, permissions) stopped the check, so it may pass later."""
+
     ref: str
     path: str
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -116,7 +118,10 @@ class VerifyReport:
         return {
             "ok": self.ok,
             "checked": len(self.results),
-            "results": [{"ref": r.ref, "path": r.path, "ok": r.ok, "problems": r.problems} for r in self.results],
+            "results": [
+                {"ref": r.ref, "path": r.path, "ok": r.ok, "problems": r.problems, "warnings": r.warnings}
+                for r in self.results
+            ],
             "warnings": self.warnings,
         }
 
@@ -128,15 +133,26 @@ def _attr_text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _reraise_os_error(exc: OSError) -> None:
+    """Errors of the operating system (permissions, I/O, stale handles) pass through unchanged:
+    they say nothing about the file's content and may be transient. Errors of the HDF5 format
+    (truncated file, bad signature, bad checksum) come without errno."""
+    if exc.errno is not None:
+        raise exc
+
+
 def read_file_attrs(path: str | Path) -> dict[str, Any]:
-    """The global attributes of a stored dataset file, checked to be a readable catalog dataset."""
+    """The global attributes of a stored dataset file, checked to be a readable catalog dataset.
+
+    ``params`` and ``parents`` stay JSON text and ``seed`` stays as stored; :func:`decode_header`
+    gives them as Python values.
+    """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: normalize_value(_attr_text(v)) for k, v in f.attrs.items()}
-    except FileNotFoundError:
-        raise
     except OSError as exc:
+        _reraise_os_error(exc)
         raise UnreadableDatasetError(
             f"{path}: cannot be read as HDF5 ({exc}); the file is truncated, corrupted or not HDF5. "
             "Run 'eqs catalog verify' to check the catalog."
@@ -156,7 +172,27 @@ def read_file_attrs(path: str | Path) -> dict[str, Any]:
     missing = [k for k in RESERVED_ATTRS if k not in attrs]
     if missing:
         raise UnreadableDatasetError(f"{path}: not a complete catalog dataset (attributes {missing} are missing)")
+    decode_header(attrs, path)
     return attrs
+
+
+def decode_header(attrs: Mapping[str, Any], path: str | Path = "") -> dict[str, Any]:
+    """``params``, ``seed`` and ``parents`` of stored attributes as Python values, checked."""
+    try:
+        params = json.loads(attrs["params"])
+        parents = json.loads(attrs["parents"])
+        seed = None if attrs["seed"] == "none" else attrs["seed"]
+        if not isinstance(params, dict):
+            raise ValueError("params is not a JSON object")
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise ValueError("parents is not a JSON list of refs")
+        if seed is not None and not isinstance(seed, int):
+            raise ValueError(f"seed is {seed!r}, expected an integer or 'none'")
+        if not isinstance(attrs["version"], int) or not isinstance(attrs["name"], str):
+            raise ValueError("name or version has the wrong type")
+    except (TypeError, ValueError) as exc:
+        raise UnreadableDatasetError(f"{path}: damaged catalog attributes ({exc})") from None
+    return {"params": params, "parents": parents, "seed": seed}
 
 
 def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
@@ -175,28 +211,23 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
             mask_and_scale=False,
             cache=False,
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except OSError as exc:
+        _reraise_os_error(exc)
         raise UnreadableDatasetError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
-
-
-def _identity_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return identity(
-        kind=attrs["kind"],
-        params=json.loads(attrs["params"]),
-        seed=_decode_seed(attrs["seed"]),
-        parents=json.loads(attrs["parents"]),
-        attrs=attrs,
-    )
+    except (ValueError, KeyError) as exc:
+        raise UnreadableDatasetError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
 
 
 def stored_content_sha256(path: str | Path) -> str:
     """Recompute the content hash of a stored file from its data and attributes."""
     with read_dataset_file(path, lazy=False) as ds:
-        return content_sha256(ds, _identity_from_attrs({k: _attr_text(v) for k, v in ds.attrs.items()}))
-
-
-def _decode_seed(value: Any) -> int | None:
-    return None if value == "none" else int(value)
+        attrs = {k: normalize_value(_attr_text(v)) for k, v in ds.attrs.items()}
+        header = decode_header(attrs, path)
+        try:
+            return content_sha256(ds, identity(kind=attrs["kind"], attrs=attrs, **header))
+        except OSError as exc:
+            _reraise_os_error(exc)
+            raise UnreadableDatasetError(f"{path}: data cannot be read ({exc})") from exc
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
@@ -255,11 +286,12 @@ class Catalog:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        out = []
-        for entry in sorted(self.root.iterdir()):
-            if entry.is_dir() and not entry.name.startswith(".") and self.versions(entry.name):
-                out.append(entry.name)
-        return out
+        return [
+            entry.name
+            for entry in sorted(self.root.iterdir())
+            if entry.is_dir() and NAME_PATTERN.fullmatch(entry.name) and ".." not in entry.name
+            and self.versions(entry.name)
+        ]
 
     def versions(self, name: str) -> list[int]:
         """The versions of ``name`` in increasing order (empty if the name does not exist)."""
@@ -305,6 +337,7 @@ class Catalog:
         resolved = self.resolve(ref)
         path = self.path_of(resolved)
         attrs = read_file_attrs(path)
+        header = decode_header(attrs, path)
         with read_dataset_file(path) as ds:
             variables = [
                 VariableInfo(
@@ -326,9 +359,9 @@ class Catalog:
             created_utc=str(attrs["created_utc"]),
             code_version=str(attrs["code_version"]),
             schema_version=int(attrs["schema_version"]),
-            params=json.loads(attrs["params"]),
-            seed=_decode_seed(attrs["seed"]),
-            parents=list(json.loads(attrs["parents"])),
+            params=header["params"],
+            seed=header["seed"],
+            parents=header["parents"],
             path=str(path),
             size_bytes=path.stat().st_size,
             attrs={k: v for k, v in attrs.items() if k not in RESERVED_ATTRS and not k.startswith("_")},
@@ -341,26 +374,27 @@ class Catalog:
         return [self.info(r) for r in refs]
 
     def lineage(self, ref: str | Ref) -> dict[str, dict[str, Any]]:
-        """The ancestry graph of ``ref``: ``{ref: {"kind", "created_utc", "parents", "missing"}}``,
-        starting with ``ref`` itself, every ancestor once."""
+        """The ancestry graph of ``ref``: ``{ref: {"kind", "created_utc", "parents", "missing", "error"}}``,
+        starting with ``ref`` itself, every ancestor once. Ancestors that no longer exist are
+        marked ``missing``; unreadable ones carry the reason in ``error``."""
         graph: dict[str, dict[str, Any]] = {}
         stack = [self.resolve(ref)]
         while stack:
             current = stack.pop()
             if current in graph:
                 continue
+            node: dict[str, Any] = {"kind": None, "created_utc": None, "parents": [], "missing": False, "error": None}
+            graph[current] = node
             try:
                 attrs = read_file_attrs(self.path_of(current))
             except (NotFoundError, FileNotFoundError):
-                graph[current] = {"kind": None, "created_utc": None, "parents": [], "missing": True}
+                node["missing"] = True
                 continue
-            parents = list(json.loads(attrs["parents"]))
-            graph[current] = {
-                "kind": attrs["kind"],
-                "created_utc": attrs["created_utc"],
-                "parents": parents,
-                "missing": False,
-            }
+            except UnreadableDatasetError as exc:
+                node["error"] = str(exc)
+                continue
+            parents = decode_header(attrs)["parents"]
+            node.update(kind=attrs["kind"], created_utc=attrs["created_utc"], parents=parents)
             stack.extend(reversed(parents))
         return graph
 
@@ -379,45 +413,54 @@ class Catalog:
             results.append(self._verify_one(r))
             if progress is not None:
                 progress(results[-1])
-        return VerifyReport(results=results, warnings=self._layout_warnings() if ref is None else [])
+        warnings = [w for r in results for w in r.warnings]
+        if ref is None:
+            warnings += self._layout_warnings()
+        return VerifyReport(results=results, warnings=warnings)
 
     def _verify_one(self, ref: str) -> VerifyResult:
         path = self.path_of(ref)
         problems: list[str] = []
-        sidecar = path.with_name(path.name + ".sha256")
-        if not sidecar.is_file():
-            problems.append(f"checksum file {sidecar.name} is missing")
-        else:
-            expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
-            actual = file_sha256(path)
-            if actual != expected:
-                problems.append(f"file bytes changed since they were written (sha256 {actual}, recorded {expected})")
+        warnings: list[str] = []
         try:
+            recorded = _read_checksum(path)
+            if recorded is None:
+                warnings.append(
+                    f"{ref}: checksum file {path.name}.sha256 is missing (a write interrupted after its "
+                    "version became visible); only the content hash was checked"
+                )
+            elif (actual := file_sha256(path)) != recorded:
+                problems.append(f"file bytes changed since they were written (sha256 {actual}, recorded {recorded})")
             attrs = read_file_attrs(path)
             parsed = parse_ref(ref)
             if attrs["name"] != parsed.name or attrs["version"] != parsed.version:
-                problems.append(
-                    f"attributes say {attrs['name']}@v{attrs['version']} but the file is stored as {ref}"
-                )
+                problems.append(f"attributes say {attrs['name']}@v{attrs['version']} but the file is stored as {ref}")
             recomputed = stored_content_sha256(path)
             if recomputed != attrs["content_sha256"]:
-                problems.append(
-                    f"content hash mismatch (recomputed {recomputed}, recorded {attrs['content_sha256']})"
-                )
-        except Exception as exc:  # any failure to read is a finding, not a crash of verify
+                problems.append(f"content hash mismatch (recomputed {recomputed}, recorded {attrs['content_sha256']})")
+        except CatalogError as exc:
             problems.append(f"cannot be read: {exc}")
-        return VerifyResult(ref=ref, path=str(path), problems=problems)
+        except OSError as exc:
+            problems.append(f"I/O error, possibly transient: {exc}")
+            return VerifyResult(ref=ref, path=str(path), problems=problems, warnings=warnings, transient=True)
+        return VerifyResult(ref=ref, path=str(path), problems=problems, warnings=warnings)
 
     def _layout_warnings(self) -> list[str]:
         warnings = []
+        if not self.root.is_dir():
+            return warnings
         tmp = self.root / ".tmp"
-        if tmp.is_dir():
-            leftovers = sorted(p.name for p in tmp.iterdir() if not _owner_alive(p.name))
-            if leftovers:
-                warnings.append(
-                    f"{len(leftovers)} unfinished write(s) in {tmp} from processes that died; "
-                    "they are invisible and are removed by the next write"
-                )
+        abandoned = _abandoned_writes(tmp) if tmp.is_dir() else []
+        if abandoned:
+            warnings.append(
+                f"{len(abandoned)} unfinished write(s) in {tmp} from processes that died; "
+                "they are invisible and are removed by the next write"
+            )
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_dir() or not NAME_PATTERN.fullmatch(entry.name) or ".." in entry.name:
+                warnings.append(f"{entry} is not a dataset (not a valid dataset name); it is ignored")
         return warnings
 
     # -- writing --
@@ -436,15 +479,18 @@ class Catalog:
 
         ``kind`` defaults to ``ds.attrs['kind']`` and must be a registered kind; the dataset is
         checked against its schema first. ``parents`` are refs in this catalog (resolved to
-        concrete versions). Writing content identical to an existing version of ``name`` (same
-        data, attributes, kind, params, seed and parents) returns that version.
+        concrete versions). Writing content identical to an existing, undamaged version of
+        ``name`` (same data, attributes, kind, params, seed and parents) returns that version,
+        even when it is not the latest: ``latest`` always means the highest version number.
         """
         validate_name(name)
         kind = kind or ds.attrs.get("kind")
         if not kind or not isinstance(kind, str):
             raise SchemaError(f"dataset {name!r}", ["no kind given: pass kind=... or set ds.attrs['kind']"])
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise SchemaError(f"dataset {name!r}", [f"seed must be an integer or None, got {seed!r}"])
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= int(seed) < 2**63
+        ):
+            raise SchemaError(f"dataset {name!r}", [f"seed must be a 64-bit integer or None, got {seed!r}"])
         try:
             params_json = canonical_json(dict(params or {}))
         except (TypeError, ValueError) as exc:
@@ -456,7 +502,8 @@ class Catalog:
         prepared.encoding = {}
         for var in prepared.variables.values():
             var.encoding = {}
-        prepared.attrs = {k: v for k, v in ds.attrs.items() if k not in RESERVED_ATTRS}
+            var.attrs = storable_attrs(var.attrs)
+        prepared.attrs = storable_attrs({k: v for k, v in ds.attrs.items() if k not in RESERVED_ATTRS})
         prepared.attrs.update(
             schema_version=np.int64(SCHEMA_VERSION),
             kind=kind,
@@ -470,21 +517,20 @@ class Catalog:
             parents=json.dumps(resolved_parents),
         )
 
-        (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
-        self._remove_dead_temporaries()
-        tmp = self.root / ".tmp" / f"{_owner_tag()}-{uuid.uuid4().hex}.h5{_TMP_SUFFIX}"
-        try:
+        with self._temporary() as tmp:
             prepared.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(prepared))
             digest = stored_content_sha256(tmp)
             return self._publish(tmp, name, digest)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _publish(self, tmp: Path, name: str, digest: str) -> str:
-        """Give the temporary file the next version number and move it into place atomically."""
+        """Give the temporary file the next version number and move it into place atomically.
+
+        The version file is linked into place first (a hard link never replaces an existing
+        file, so even a broken lock cannot overwrite a version), then its checksum file.
+        """
         directory = self._name_dir(name)
         while True:
-            existing = self._find_hash(name, digest)
+            existing = self._find_identical(name, digest)
             if existing:
                 return existing
             version = (self.versions(name) or [0])[-1] + 1
@@ -494,29 +540,32 @@ class Catalog:
             _fsync_path(tmp)
             checksum = file_sha256(tmp)
             with self._lock():
-                existing = self._find_hash(name, digest)
+                existing = self._find_identical(name, digest)
                 if existing:
                     return existing
                 if (self.versions(name) or [0])[-1] + 1 != version:
                     continue  # another writer took this number; renumber outside the lock
                 directory.mkdir(parents=True, exist_ok=True)
                 final = directory / f"v{version}.h5"
-                sidecar_tmp = tmp.with_name(tmp.name + ".sha256")
+                if not _link_no_clobber(tmp, final):
+                    continue
+                sidecar_tmp = tmp.with_suffix(".sha256")
                 sidecar_tmp.write_text(f"{checksum}  {final.name}\n")
                 _fsync_path(sidecar_tmp)
                 os.replace(sidecar_tmp, final.with_name(final.name + ".sha256"))
-                _move_no_clobber(tmp, final)
                 _fsync_path(directory, directory=True)
                 return format_ref(name, version)
 
-    def _find_hash(self, name: str, digest: str) -> str | None:
+    def _find_identical(self, name: str, digest: str) -> str | None:
+        """An existing, undamaged version of ``name`` with this content hash."""
         for version in self.versions(name):
             ref = format_ref(name, version)
+            path = self.path_of(ref)
             try:
-                if self.stored_hash(ref) == digest:
+                if self.stored_hash(ref) == digest and _read_checksum(path) == file_sha256(path):
                     return ref
             except (CatalogError, OSError):
-                continue  # a damaged version is reported by verify, never reused
+                continue  # a damaged version is reported by verify, never handed out again
         return None
 
     @contextlib.contextmanager
@@ -530,50 +579,82 @@ class Catalog:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _remove_dead_temporaries(self) -> None:
-        for path in (self.root / ".tmp").iterdir():
-            if not _owner_alive(path.name):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+    @contextlib.contextmanager
+    def _temporary(self) -> Iterator[Path]:
+        """A path in ``.tmp`` for one write, owned through a lock on ``<stem>.lock``.
+
+        The kernel releases the lock when the writer dies, whatever its host or PID namespace, so
+        a free lock marks an abandoned write; those are removed here before starting.
+        """
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        for stem in _abandoned_writes(tmp_dir):
+            _remove_write(stem)
+        while True:
+            stem = tmp_dir / uuid.uuid4().hex
+            fd = os.open(stem.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(stem.with_suffix(".lock")).st_ino:
+                    break  # still ours: a cleaner did not take it between creation and lock
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
+            yield stem.with_suffix(".h5")
+        finally:
+            _remove_write(stem)
+            os.close(fd)
 
 
-def _move_no_clobber(src: Path, dst: Path) -> None:
-    """Atomically give ``src`` the name ``dst``, refusing to replace an existing ``dst``.
+def _read_checksum(path: Path) -> str | None:
+    """The sha256 recorded beside a version file, or None when the checksum file is missing."""
+    try:
+        text = path.with_name(path.name + ".sha256").read_text().split()
+    except FileNotFoundError:
+        return None
+    return text[0] if text else ""
 
-    A hard link fails when the target exists; file systems without hard links fall back to a
-    rename after an existence check (safe under the writers' lock).
+
+def _link_no_clobber(src: Path, dst: Path) -> bool:
+    """Atomically give ``src`` the name ``dst`` too; False (nothing done) if ``dst`` exists.
+
+    File systems without hard links fall back to a rename after an existence check (safe under
+    a working writers' lock).
     """
     try:
         os.link(src, dst)
     except FileExistsError:
-        raise CatalogError(f"{dst} already exists and is never overwritten; run 'eqs catalog verify'") from None
+        return False
     except OSError:
         if dst.exists():
-            raise CatalogError(f"{dst} already exists and is never overwritten") from None
+            return False
         os.replace(src, dst)
-        return
-    src.unlink()
-
-
-def _owner_tag() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _owner_alive(filename: str) -> bool:
-    """Whether the process that created a temporary file may still be writing it.
-
-    Files from other hosts are assumed alive (their processes cannot be checked from here).
-    """
-    parts = filename.split("-")
-    if len(parts) < 3 or not parts[-2].isdigit():
-        return True
-    host, pid = "-".join(parts[:-2]), int(parts[-2])
-    if host != socket.gethostname():
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
     return True
+
+
+def _abandoned_writes(tmp_dir: Path) -> list[Path]:
+    """Stems of writes in ``tmp_dir`` whose owner is gone (lock free, or lock file missing)."""
+    stems = {p.with_suffix("") for p in tmp_dir.iterdir()}
+    abandoned = []
+    for stem in sorted(stems):
+        try:
+            fd = os.open(stem.with_suffix(".lock"), os.O_RDWR)
+        except FileNotFoundError:
+            abandoned.append(stem)  # the lock is created first and removed last
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live writer holds it
+        finally:
+            os.close(fd)  # closing releases a lock we took
+        abandoned.append(stem)
+    return abandoned
+
+
+def _remove_write(stem: Path) -> None:
+    """Remove the files of one write, its lock file last."""
+    for suffix in (".h5", ".sha256", ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            stem.with_suffix(suffix).unlink()

@@ -42,8 +42,13 @@ def list_versions(catalog: str) -> list[str]:
 
 @catalog_task(cache=False)
 def verify_version(catalog: str, ref: str) -> dict[str, Any]:
-    """Recompute the checksums of one version (never cached: the point is to read the bytes again)."""
+    """Recompute the checksums of one version (never cached: the point is to read the bytes again).
+
+    An operating-system error is raised rather than recorded, so that the task is retried.
+    """
     result = catalog_of(catalog).verify(ref).results[0]
+    if result.transient:
+        raise OSError(f"{result.path}: {'; '.join(result.problems)}")
     return {"ref": result.ref, "path": result.path, "problems": result.problems}
 
 

@@ -20,11 +20,15 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
-from data_catalog import Catalog, CatalogError, DatasetInfo, package_version
+from data_catalog import Catalog, CatalogError, DatasetInfo, UnreadableDatasetError, package_version
 
 
 class UsageFailure(click.ClickException):
     exit_code = 2
+
+
+class CheckFailure(click.ClickException):
+    exit_code = 1
 
 
 def _console() -> Console:
@@ -71,12 +75,15 @@ def catalog() -> None:
 
 
 def _guard(fn: Any) -> Any:
-    """Turn catalog errors (bad names, missing datasets, unreadable files) into clean exits."""
+    """Turn catalog errors into clean exits: 1 for unreadable files and I/O errors, 2 for usage
+    errors (bad names, missing datasets)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (UnreadableDatasetError, OSError) as exc:
+            raise CheckFailure(str(exc)) from None
         except CatalogError as exc:
             raise UsageFailure(str(exc)) from None
 
@@ -209,8 +216,11 @@ def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
 
     def label(node: str) -> str:
         entry = graph[node]
-        text = f"{node}  (missing)" if entry["missing"] else f"{node}  [{entry['kind']}, {entry['created_utc']}]"
-        return escape(text)
+        if entry["missing"]:
+            return escape(f"{node}  (missing)")
+        if entry["error"]:
+            return escape(f"{node}  (unreadable: {entry['error']})")
+        return escape(f"{node}  [{entry['kind']}, {entry['created_utc']}]")
 
     def grow(branch: Tree, node: str, path: tuple[str, ...]) -> None:
         for parent in graph[node]["parents"]:

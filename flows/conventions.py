@@ -3,8 +3,10 @@
 - Tasks take and return catalog refs (``name@vN``), never arrays: the data lives in the catalog.
   The catalog root is the parameter ``catalog`` (a path); parameters named ``ref`` or ending in
   ``_ref`` hold one ref, those ending in ``_refs`` a list of refs.
-- Cache keys are the content hashes of the input refs plus the other parameters plus the task's
-  source code, so a re-run recomputes only what changed (new data, new parameters, new code).
+- Cache keys are the input refs' names and content hashes, the other parameters, and a
+  fingerprint of the project's code, so a re-run recomputes only what changed (new data, new
+  parameters) and everything after any code change (conservative: a helper may have changed).
+  Pass concrete refs (``name@vN``, as tasks return them) so that key and run see the same input.
 - Cached results (refs, as JSON, never pickle) live in the catalog, under ``<root>/.cache``: a
   catalog and its cache come and go together.
 - Transient I/O errors (OSError that is not a catalog error) are retried; catalog errors (bad
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +26,7 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from data_catalog import Catalog, CatalogError, package_version
+from data_catalog import Catalog, CatalogError, package_version, parse_ref
 from data_catalog.hashing import canonical_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,36 +52,49 @@ def cache_dir(catalog: str | Path | Catalog | None) -> Path:
 
 
 @functools.cache
-def _source_hash(fn: Callable[..., Any]) -> str:
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = fn.__qualname__
-    return hashlib.sha256(source.encode()).hexdigest()
+def code_fingerprint() -> str:
+    """sha256 over the source files of the project's packages (computed once per process)."""
+    import data_catalog
+    import pipeline
+    import sims
+    import surrogates
+
+    h = hashlib.sha256(package_version().encode())
+    for package in (data_catalog, sims, pipeline, surrogates, sys.modules[__package__]):
+        base = Path(package.__file__).parent
+        for path in sorted(base.rglob("*.py")):
+            h.update(str(path.relative_to(base.parent)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def input_key(fn: Callable[..., Any], parameters: Mapping[str, Any]) -> str | None:
-    """The cache key of a call: task source, package version, input content hashes, parameters.
+    """The cache key of a call: the task, the code, input refs' names and content hashes, parameters.
 
     None (no caching for this call) when an input ref cannot be read: that must surface as the
     task's own error, not hide behind a stale cached result.
     """
     catalog = catalog_of(parameters.get("catalog"))
-    parts: dict[str, Any] = {"task": _source_hash(fn), "package": package_version()}
+    parts: dict[str, Any] = {"task": f"{fn.__module__}.{fn.__qualname__}", "code": code_fingerprint()}
     try:
         for name, value in sorted(parameters.items()):
             if name == "catalog":
                 parts[name] = str(catalog.root.resolve())
             elif is_ref_parameter(name) and value is not None:
-                parts[name] = catalog.stored_hash(value)
+                parts[name] = _ref_identity(catalog, value)
             elif is_refs_parameter(name) and value is not None:
-                parts[name] = [catalog.stored_hash(v) for v in value]
+                parts[name] = [_ref_identity(catalog, v) for v in value]
             else:
                 parts[name] = value
         encoded = canonical_json(parts)
     except (CatalogError, OSError, TypeError, ValueError):
         return None
     return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _ref_identity(catalog: Catalog, ref: str) -> list[str]:
+    """What a ref contributes to a key: its name (outputs are often named after inputs) and content."""
+    return [parse_ref(ref).name, catalog.stored_hash(ref)]
 
 
 def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:

@@ -79,6 +79,7 @@ def test_a_writer_killed_mid_write_leaves_no_version_and_no_damage(tmp_path, cat
     proc.wait(timeout=30)
 
     assert catalog.versions("victim") == [1], "no new version may be visible"
+    assert sorted(p.name for p in (catalog.root / "victim").iterdir()) == ["v1.h5", "v1.h5.sha256"]
     report = catalog.verify()
     assert report.ok
     assert report.warnings and "unfinished write" in report.warnings[0]
@@ -86,5 +87,39 @@ def test_a_writer_killed_mid_write_leaves_no_version_and_no_damage(tmp_path, cat
 
     # the lock died with the writer: the next write succeeds at once and cleans up
     assert catalog.write(demo_dataset(0), "victim", seed=0) == "victim@v2"
-    assert list((catalog.root / ".tmp").iterdir()) == []
+    assert list((catalog.root / ".tmp").iterdir()) == [], "the abandoned write was removed"
     assert catalog.verify().ok and not catalog.verify().warnings
+
+
+def test_writers_wait_for_the_lock(tmp_path, catalog):
+    """While one holder has the catalog lock, another process's write cannot publish."""
+    catalog.write(demo_dataset(0), "locked", seed=0)
+    with catalog._lock():
+        proc = _start(catalog.root, "locked", 1, 1)
+        deadline = time.monotonic() + 60
+        while not any(p.suffix == ".h5" for p in (catalog.root / ".tmp").iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(2.0)  # ample time to publish, were the lock not respected
+        assert proc.poll() is None and catalog.versions("locked") == [1]
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["locked@v2"] and catalog.versions("locked") == [1, 2]
+
+
+def test_a_live_writer_keeps_its_temporary_files(tmp_path, catalog):
+    """Cleanup by one writer never removes the files of another writer that is still alive."""
+    signal_file = tmp_path / "stalled"
+    proc = _start(catalog.root, "slow", 0, 1, "--stall-at", "data", "--signal-file", signal_file)
+    try:
+        deadline = time.monotonic() + 60
+        while not signal_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        before = sorted(p.name for p in (catalog.root / ".tmp").iterdir())
+        catalog.write(demo_dataset(1), "other")
+        assert sorted(p.name for p in (catalog.root / ".tmp").iterdir()) == before
+        assert not catalog.verify().warnings
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from support import demo_dataset
 
-from data_catalog import SCHEMA_VERSION, UnreadableDatasetError, file_sha256, read_dataset_file
+from data_catalog import SCHEMA_VERSION, UnreadableDatasetError, file_sha256, read_dataset_file, read_file_attrs
 
 
 @pytest.fixture
@@ -89,8 +89,69 @@ def test_changed_data_is_found_even_when_the_file_checksum_is_rewritten(stored):
     assert any("content hash mismatch" in p for p in report.corrupt[0].problems)
 
 
-def test_a_missing_checksum_file_is_reported(stored):
+def test_a_missing_checksum_file_is_a_warning_and_the_content_is_still_checked(stored):
     catalog, ref, path = stored
     path.with_name(path.name + ".sha256").unlink()
     report = catalog.verify()
-    assert any("checksum file v1.h5.sha256 is missing" in p for p in report.corrupt[0].problems)
+    assert report.ok
+    assert any("checksum file v1.h5.sha256 is missing" in w for w in report.warnings)
+    with h5py.File(path, "r") as f:
+        offset = f["count"].id.get_offset()
+    _flip_byte(path, offset)
+    assert any("content hash mismatch" in p for p in catalog.verify(ref).corrupt[0].problems)
+
+
+def test_a_damaged_version_is_never_handed_out_as_the_identical_one(stored):
+    catalog, ref, path = stored
+    with h5py.File(path, "r") as f:
+        offset = f["count"].id.get_offset()
+    _flip_byte(path, offset)  # bit rot in the data; the recorded content hash is intact
+    again = catalog.write(demo_dataset(n=4000), "demo", seed=1)
+    assert again == "demo@v2"
+    np.testing.assert_array_equal(catalog.open(again)["count"].values, demo_dataset(n=4000)["count"].values)
+
+
+def test_operating_system_errors_pass_through_and_mark_verify_results_transient(stored, monkeypatch):
+    import errno
+
+    import data_catalog.store as store
+
+    catalog, ref, path = stored
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(store.h5py, "File", denied)
+    with pytest.raises(PermissionError):
+        read_file_attrs(path)
+    result = catalog.verify(ref).results[0]
+    assert result.transient and not result.ok
+    assert "I/O error, possibly transient" in result.problems[0]
+
+
+def test_damaged_catalog_attributes_are_reported_clearly(stored):
+    catalog, ref, path = stored
+    with h5py.File(path, "r+") as f:
+        f.attrs["params"] = "{not json"
+    with pytest.raises(UnreadableDatasetError, match="v1.h5: damaged catalog attributes"):
+        catalog.info(ref)
+    assert not catalog.verify(ref).ok
+
+
+def test_foreign_directories_are_ignored_with_a_warning(stored):
+    catalog, ref, path = stored
+    (catalog.root / "lost+found").mkdir()
+    (catalog.root / "notes.txt").write_text("hello")
+    assert catalog.names() == ["demo"]
+    report = catalog.verify()
+    assert report.ok
+    assert any("lost+found is not a dataset" in w for w in report.warnings)
+
+
+def test_lineage_marks_unreadable_ancestors(stored):
+    catalog, ref, path = stored
+    child = catalog.write(demo_dataset(1), "child", parents=[ref])
+    path.write_bytes(b"garbage")
+    graph = catalog.lineage(child)
+    assert graph[ref]["error"] and "cannot be read as HDF5" in graph[ref]["error"]
+    assert graph[child]["parents"] == [ref] and graph[child]["error"] is None

@@ -49,3 +49,29 @@ def test_any_single_value_change_changes_the_hash(values):
         return  # +1 absorbed by round-off (huge floats) or wrapped to the same value
     ident = identity(kind="test.any", params={}, seed=None, parents=[], attrs={})
     assert content_sha256(_dataset(values), ident) != content_sha256(_dataset(changed), ident)
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
+NUMBER = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, width=64))
+ATTR = st.one_of(TEXT, NUMBER, st.lists(NUMBER, min_size=1, max_size=4), st.lists(TEXT, min_size=1, max_size=4))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    labels=st.lists(TEXT, min_size=1, max_size=6),
+    attrs=st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True), ATTR, max_size=4),
+)
+def test_strings_and_attributes_hash_the_same_in_memory_and_stored(tmp_path_factory, labels, attrs):
+    from data_catalog import DatasetSchema, register_schema
+
+    register_schema(DatasetSchema(kind="test.any", description="anything"), replace=True)
+    attrs.pop("units", None)
+    ds = xr.Dataset(
+        {"label": ("n", np.array(labels, dtype=object), attrs), "v": ("n", np.arange(len(labels)), {"units": "1"})},
+        attrs={**attrs, "kind": "test.any"},
+    )
+    ident = identity(kind="test.any", params={}, seed=None, parents=[], attrs=ds.attrs)
+    catalog = Catalog(tmp_path_factory.mktemp("c"))
+    ref = catalog.write(ds, "prop")
+    assert catalog.stored_hash(ref) == content_sha256(ds, ident)
+    assert list(catalog.open(ref)["label"].values) == labels

@@ -78,6 +78,44 @@ def test_unstorable_attributes_are_refused(catalog, value, match):
     _assert_refused(catalog, ds, f"attribute 'bad'.*{match}")
 
 
+@pytest.mark.parametrize("key", ["dtype", "_private", "coordinates", "NAME", "DIMENSION_LIST", "scale_factor"])
+def test_attribute_names_with_a_format_meaning_are_refused(catalog, key):
+    ds = demo_dataset()
+    ds["x"].attrs[key] = "bool"
+    _assert_refused(catalog, ds, f"variable 'x': attribute name '{key}' is reserved")
+    _assert_refused(catalog, demo_dataset().assign_attrs({key: "x"}), f"global attribute name '{key}' is reserved")
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(2**64, "does not fit in 64 bits"), ("a\x00b", "NUL"), ([1, 2**70], "does not fit in 64 bits")],
+)
+def test_attribute_values_that_would_not_round_trip_are_refused(catalog, value, match):
+    _assert_refused(catalog, demo_dataset().assign_attrs(bad=value), match)
+
+
+def test_string_variables_must_hold_only_strings(catalog):
+    with_none = demo_dataset().assign(label=("sample", np.array(["a", None, "c", "d", "e", "f"], dtype=object)))
+    # xarray turns None into nan when it builds the variable
+    _assert_refused(catalog, with_none, r"variable 'label' holds nan \(float\) among strings")
+    with_nul = demo_dataset().assign(label=("sample", np.array(["a", "b\x00c", "c", "d", "e", "f"], dtype=object)))
+    _assert_refused(catalog, with_nul, "variable 'label' has a string containing a NUL")
+    empty = demo_dataset().assign_coords(tag=("tag", np.array([], dtype=object)))
+    _assert_refused(catalog, empty, "coordinate 'tag' is an empty object array")
+
+
+def test_units_must_be_a_string(catalog):
+    ds = demo_dataset()
+    ds["weight"].attrs["units"] = 1
+    _assert_refused(catalog, ds, "variable 'weight' has no 'units' attribute: add one as a string")
+
+
+def test_numpy_strings_in_attributes_are_stored_as_text(catalog):
+    ds = demo_dataset().assign_attrs(source=np.str_("tng100"), bands=np.array(["g", "r"]))
+    back = catalog.open(catalog.write(ds, "demo"))
+    assert back.attrs["source"] == "tng100" and list(back.attrs["bands"]) == ["g", "r"]
+
+
 def test_unstorable_dtypes_are_refused(catalog):
     ds = demo_dataset().assign(when=("sample", np.arange(6).astype("datetime64[s]"), {"units": "s"}))
     _assert_refused(catalog, ds, r"variable 'when' has dtype datetime64\[s\].*store times as numbers")
@@ -85,8 +123,9 @@ def test_unstorable_dtypes_are_refused(catalog):
 
 def test_bad_params_seed_and_parents(catalog):
     _assert_refused(catalog, demo_dataset(), "params are not JSON-serialisable", params={"f": object()})
-    _assert_refused(catalog, demo_dataset(), "seed must be an integer", seed=1.5)
-    _assert_refused(catalog, demo_dataset(), "seed must be an integer", seed=True)
+    _assert_refused(catalog, demo_dataset(), "seed must be a 64-bit integer", seed=1.5)
+    _assert_refused(catalog, demo_dataset(), "seed must be a 64-bit integer", seed=True)
+    _assert_refused(catalog, demo_dataset(), "seed must be a 64-bit integer", seed=np.uint64(2**63))
     with pytest.raises(NotFoundError, match="no dataset named 'ghost'"):
         catalog.write(demo_dataset(), "demo", parents=["ghost@v1"])
     assert catalog.names() == []

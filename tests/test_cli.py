@@ -107,3 +107,18 @@ def test_list_names_an_unreadable_version_and_still_lists_the_rest(filled):
     assert "UNREADABLE raw@v2" in result.output and "cannot be read as HDF5" in result.output
     rows = json.loads(_run(filled, "catalog", "list", "--json").stdout)
     assert {r["ref"]: "unreadable" in r for r in rows} == {"features@v1": False, "raw@v2": True}
+
+
+def test_the_catalog_option_wins_over_the_environment(filled, monkeypatch, tmp_path):
+    monkeypatch.setenv("EQS_CATALOG", str(tmp_path / "elsewhere"))
+    rows = json.loads(_run(filled, "catalog", "list", "--json").output)
+    assert [r["ref"] for r in rows] == ["features@v1", "raw@v2"]
+    assert "is empty" in CliRunner().invoke(cli, ["catalog", "list"]).output
+
+
+def test_unreadable_files_exit_1_and_lineage_still_draws(filled):
+    filled.path_of("raw@v1").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    shown = _run(filled, "catalog", "show", "raw@v1")
+    assert shown.exit_code == 1 and "cannot be read as HDF5" in shown.output
+    tree = _run(filled, "catalog", "lineage", "features@v1")
+    assert tree.exit_code == 0 and "raw@v1  (unreadable:" in tree.output

@@ -76,6 +76,27 @@ def test_cache_key_follows_input_content_and_parameters(catalog):
     assert key != input_key(fn, {"catalog": root, "source_ref": "a", "factor": 2}), "new latest content"
     assert key == input_key(fn, {"catalog": root, "source_ref": a1, "factor": 2})
     assert input_key(fn, {"catalog": root, "source_ref": "missing", "factor": 2}) is None
+    twin = catalog.write(demo_dataset(0), "twin")  # same content as a@v1 under another name
+    assert catalog.stored_hash(twin) == catalog.stored_hash(a1)
+    assert input_key(fn, {"catalog": root, "source_ref": twin, "factor": 2}) != key
+
+
+def test_a_code_change_in_any_layer_changes_the_cache_key(monkeypatch):
+    from pathlib import Path
+
+    import flows.conventions as conventions
+
+    conventions.code_fingerprint.cache_clear()
+    before = conventions.code_fingerprint()
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: original(p) + (b"#" if p.parent.name == "sims" else b""))
+    conventions.code_fingerprint.cache_clear()
+    try:
+        assert conventions.code_fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        conventions.code_fingerprint.cache_clear()
+    assert conventions.code_fingerprint() == before
 
 
 def test_transient_io_errors_are_retried_and_catalog_errors_are_not(catalog):
