@@ -112,14 +112,10 @@ def _update_values(h: "hashlib._Hash", name: str, block: np.ndarray) -> None:
             _update_bytes(h, item.encode("utf-8"))
 
 
-def content_sha256(ds: xr.Dataset, ident: Mapping[str, Any]) -> str:
-    """Hex sha256 of ``ds``'s variables (coordinates included) and the identifying metadata."""
-    h = hashlib.sha256()
-    _update_bytes(h, HASH_FORMAT)
-    _update_bytes(h, canonical_json(ident).encode())
-    for name in sorted(ds.variables, key=str):
-        var = ds.variables[name]
-        header = {
+def variable_headers(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Everything about each variable except its values, in canonical form."""
+    return {
+        str(name): {
             "name": str(name),
             "dims": [str(d) for d in var.dims],
             "shape": list(var.shape),
@@ -127,10 +123,42 @@ def content_sha256(ds: xr.Dataset, ident: Mapping[str, Any]) -> str:
             "coordinate": name in ds.coords,
             "attrs": user_attrs(var.attrs, reserved=()),
         }
-        _update_bytes(h, canonical_json(header).encode())
-        for block in _blocks(var):
+        for name, var in ds.variables.items()
+    }
+
+
+def content_sha256(ds: xr.Dataset, ident: Mapping[str, Any]) -> str:
+    """Hex sha256 of ``ds``'s variables (coordinates included) and the identifying metadata."""
+    h = hashlib.sha256()
+    _update_bytes(h, HASH_FORMAT)
+    _update_bytes(h, canonical_json(ident).encode())
+    headers = variable_headers(ds)
+    for name in sorted(ds.variables, key=str):
+        _update_bytes(h, canonical_json(headers[str(name)]).encode())
+        for block in _blocks(ds.variables[name]):
             _update_values(h, str(name), block)
     return h.hexdigest()
+
+
+def metadata_differences(expected: xr.Dataset, stored: xr.Dataset, ident: Mapping[str, Any], stored_ident: Mapping[str, Any]) -> list[str]:
+    """How the metadata of a dataset changed on its way through the file (empty when it did not)."""
+    problems = []
+    if canonical_json(ident) != canonical_json(stored_ident):
+        problems.append("global attributes or catalog metadata change when stored")
+    before, after = variable_headers(expected), variable_headers(stored)
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            problems.append(f"variable {name!r} is lost when stored")
+        elif name not in before:
+            problems.append(f"variable {name!r} appears when stored")
+        else:
+            for key in ("dims", "shape", "dtype", "coordinate", "attrs"):
+                if canonical_json(before[name][key]) != canonical_json(after[name][key]):
+                    problems.append(
+                        f"variable {name!r}: {key} {before[name][key]!r} is stored as {after[name][key]!r} "
+                        "(netCDF/xarray conventions reinterpret it; rename or restructure the variable)"
+                    )
+    return problems
 
 
 def file_sha256(path: str, chunk: int = 4 * 2**20) -> str:

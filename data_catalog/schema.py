@@ -121,7 +121,7 @@ def _scalar_problem(key: str, value: Any) -> str | None:
     if isinstance(value, (bool, np.bool_)):
         return f"attribute {key!r} is a boolean, which netCDF cannot store: use 0/1 or a string"
     if isinstance(value, str):
-        return f"attribute {key!r} contains a NUL character" if "\x00" in value else None
+        return _text_problem(f"attribute {key!r}", value)
     if isinstance(value, (int, np.integer)):
         ok = _INT64[0] <= int(value) <= _INT64[1] or (isinstance(value, np.uint64))
         return None if ok else f"attribute {key!r} = {value} does not fit in 64 bits: store it as a string"
@@ -133,6 +133,31 @@ def _scalar_problem(key: str, value: Any) -> str | None:
     )
 
 
+def _text_problem(where: str, text: str) -> str | None:
+    if "\x00" in text:
+        return f"{where} contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{where} is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def _number_kind(value: Any) -> str | None:
+    """'str', 'float', 'int' or 'uint' for list items: netCDF stores a list with one type."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, np.unsignedinteger):
+        return "uint"
+    if isinstance(value, (int, np.integer)):
+        return "int"
+    if isinstance(value, (float, np.floating)):
+        return "float"
+    return None
+
+
 def _attr_problem(key: str, value: Any) -> str | None:
     """Why an attribute cannot be stored faithfully, or None when it can."""
     if key.startswith("_") or key in FORMAT_ATTRS:
@@ -141,10 +166,12 @@ def _attr_problem(key: str, value: Any) -> str | None:
         items = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
         if not items:
             return f"attribute {key!r} is an empty sequence, which does not round-trip: omit it"
-        if not (all(isinstance(v, str) for v in items) or all(
-            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in items
-        )):
-            return f"attribute {key!r} mixes types or holds non-scalars: use a list of numbers or of strings"
+        kinds = {_number_kind(v) for v in items}
+        if len(kinds) != 1 or None in kinds:
+            return (
+                f"attribute {key!r} mixes types or holds non-scalars ({sorted(map(str, kinds))}): use a list of "
+                "strings, of floats or of integers (signed or unsigned, not both)"
+            )
         return next((p for p in (_scalar_problem(key, v) for v in items) if p), None)
     return _scalar_problem(key, value)
 
@@ -173,9 +200,7 @@ def _string_problem(where: str, var: xr.Variable) -> str | None:
         bad = [v for v in values.ravel() if not isinstance(v, str)]
         if bad:
             return f"{where} holds {bad[0]!r} ({type(bad[0]).__name__}) among strings: every element must be a str"
-    if values.size and any("\x00" in v for v in values.ravel().tolist()):
-        return f"{where} has a string containing a NUL character"
-    return None
+    return next((p for p in (_text_problem(f"{where}: a string", t) for t in values.ravel().tolist()) if p), None)
 
 
 def _first_element(var: xr.Variable) -> Any:
@@ -188,6 +213,13 @@ def _first_element(var: xr.Variable) -> Any:
 def check_generic(ds: xr.Dataset) -> list[str]:
     """Rules every catalog dataset obeys, whatever its kind."""
     problems: list[str] = []
+    names = [(f"variable name {n!r}", n) for n in ds.variables] + [(f"dimension name {d!r}", d) for d in ds.dims]
+    names += [(f"attribute name {k!r}", k) for k in ds.attrs]
+    names += [(f"attribute name {k!r} of {n!r}", k) for n, v in ds.variables.items() for k in v.attrs]
+    for where, name in names:
+        problem = _text_problem(where, str(name)) if isinstance(name, str) else f"{where} is not a string"
+        if problem:
+            problems.append(problem)
     for key, value in ds.attrs.items():
         if key in RESERVED_ATTRS:
             continue

@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import CatalogError, NotFoundError, SchemaError, UnreadableDatasetError
-from .hashing import canonical_json, content_sha256, file_sha256, identity, normalize_value
+from .hashing import canonical_json, content_sha256, file_sha256, identity, metadata_differences, normalize_value
 from .names import NAME_PATTERN, Ref, format_ref, parse_ref, validate_name
 from .schema import RESERVED_ATTRS, storable_attrs, validate_dataset
 from .version import code_version
@@ -151,8 +151,9 @@ def read_file_attrs(path: str | Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: normalize_value(_attr_text(v)) for k, v in f.attrs.items()}
-    except OSError as exc:
-        _reraise_os_error(exc)
+    except Exception as exc:  # h5py also raises KeyError, RuntimeError ... on damaged structures
+        if isinstance(exc, OSError):
+            _reraise_os_error(exc)
         raise UnreadableDatasetError(
             f"{path}: cannot be read as HDF5 ({exc}); the file is truncated, corrupted or not HDF5. "
             "Run 'eqs catalog verify' to check the catalog."
@@ -211,23 +212,31 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
             mask_and_scale=False,
             cache=False,
         )
-    except OSError as exc:
-        _reraise_os_error(exc)
+    except Exception as exc:
+        if isinstance(exc, OSError):
+            _reraise_os_error(exc)
         raise UnreadableDatasetError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
-    except (ValueError, KeyError) as exc:
-        raise UnreadableDatasetError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _open_stored(path: str | Path) -> Iterator[tuple[xr.Dataset, dict[str, Any]]]:
+    """A stored file's values as stored (lazily indexed, no dask) and its identifying metadata."""
+    with read_dataset_file(path, lazy=False) as ds:
+        attrs = {k: normalize_value(_attr_text(v)) for k, v in ds.attrs.items()}
+        yield ds, identity(kind=attrs["kind"], attrs=attrs, **decode_header(attrs, path))
 
 
 def stored_content_sha256(path: str | Path) -> str:
     """Recompute the content hash of a stored file from its data and attributes."""
-    with read_dataset_file(path, lazy=False) as ds:
-        attrs = {k: normalize_value(_attr_text(v)) for k, v in ds.attrs.items()}
-        header = decode_header(attrs, path)
-        try:
-            return content_sha256(ds, identity(kind=attrs["kind"], attrs=attrs, **header))
-        except OSError as exc:
+    try:
+        with _open_stored(path) as (ds, ident):
+            return content_sha256(ds, ident)
+    except CatalogError:
+        raise
+    except Exception as exc:  # damaged data blocks surface as many exception types
+        if isinstance(exc, OSError):
             _reraise_os_error(exc)
-            raise UnreadableDatasetError(f"{path}: data cannot be read ({exc})") from exc
+        raise UnreadableDatasetError(f"{path}: data cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
@@ -431,7 +440,9 @@ class Catalog:
                     "version became visible); only the content hash was checked"
                 )
             elif (actual := file_sha256(path)) != recorded:
+                # damaged bytes are the finding; parsing them could only add noise (or hang in HDF5)
                 problems.append(f"file bytes changed since they were written (sha256 {actual}, recorded {recorded})")
+                return VerifyResult(ref=ref, path=str(path), problems=problems, warnings=warnings)
             attrs = read_file_attrs(path)
             parsed = parse_ref(ref)
             if attrs["name"] != parsed.name or attrs["version"] != parsed.version:
@@ -444,6 +455,8 @@ class Catalog:
         except OSError as exc:
             problems.append(f"I/O error, possibly transient: {exc}")
             return VerifyResult(ref=ref, path=str(path), problems=problems, warnings=warnings, transient=True)
+        except Exception as exc:  # a finding, never a crash of verify
+            problems.append(f"cannot be read: {type(exc).__name__}: {exc}")
         return VerifyResult(ref=ref, path=str(path), problems=problems, warnings=warnings)
 
     def _layout_warnings(self) -> list[str]:
@@ -518,9 +531,17 @@ class Catalog:
             parents=json.dumps(resolved_parents),
         )
 
+        expected = identity(
+            kind=kind, params=json.loads(params_json), seed=seed, parents=resolved_parents, attrs=prepared.attrs
+        )
         with self._temporary() as tmp:
             prepared.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(prepared))
-            digest = stored_content_sha256(tmp)
+            with _open_stored(tmp) as (stored, stored_identity):
+                # netCDF conventions reinterpret some structures (CF bounds lose their units ...)
+                changed = metadata_differences(prepared, stored, expected, stored_identity)
+                if changed:
+                    raise SchemaError(f"dataset {name!r}", changed)
+                digest = content_sha256(stored, stored_identity)
             return self._publish(tmp, name, digest)
 
     def _publish(self, tmp: Path, name: str, digest: str) -> str:
@@ -565,7 +586,7 @@ class Catalog:
             try:
                 if self.stored_hash(ref) == digest and _read_checksum(path) == file_sha256(path):
                     return ref
-            except (CatalogError, OSError):
+            except Exception:
                 continue  # a damaged version is reported by verify, never handed out again
         return None
 
@@ -589,8 +610,7 @@ class Catalog:
         """
         tmp_dir = self.root / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        for stem in _abandoned_writes(tmp_dir):
-            _remove_write(stem)
+        _abandoned_writes(tmp_dir, remove=True)
         while True:
             stem = tmp_dir / uuid.uuid4().hex
             fd = os.open(stem.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
@@ -634,8 +654,12 @@ def _link_no_clobber(src: Path, dst: Path) -> bool:
     return True
 
 
-def _abandoned_writes(tmp_dir: Path) -> list[Path]:
-    """Stems of writes in ``tmp_dir`` whose owner is gone (lock free, or lock file missing)."""
+def _abandoned_writes(tmp_dir: Path, *, remove: bool = False) -> list[Path]:
+    """Stems of writes in ``tmp_dir`` whose owner is gone (lock free, or lock file missing).
+
+    With ``remove``, their files are deleted while the probe still holds the lock, so a writer
+    that was just creating that lock file sees it vanish and starts over with a new name.
+    """
     stems = {p.with_suffix("") for p in tmp_dir.iterdir()}
     abandoned = []
     for stem in sorted(stems):
@@ -643,14 +667,20 @@ def _abandoned_writes(tmp_dir: Path) -> list[Path]:
             fd = os.open(stem.with_suffix(".lock"), os.O_RDWR)
         except FileNotFoundError:
             abandoned.append(stem)  # the lock is created first and removed last
+            if remove:
+                _remove_write(stem)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             continue  # a live writer holds it
+        try:
+            abandoned.append(stem)
+            if remove:
+                _remove_write(stem)
         finally:
-            os.close(fd)  # closing releases a lock we took
-        abandoned.append(stem)
+            os.close(fd)  # releases the probe's lock
     return abandoned
 
 

@@ -155,3 +155,46 @@ def test_lineage_marks_unreadable_ancestors(stored):
     graph = catalog.lineage(child)
     assert graph[ref]["error"] and "cannot be read as HDF5" in graph[ref]["error"]
     assert graph[child]["parents"] == [ref] and graph[child]["error"] is None
+
+
+@pytest.mark.parametrize("error", [KeyError("address of object past end of allocation"), RuntimeError("wrong heap signature")])
+def test_damaged_structures_are_findings_and_do_not_block_writes(stored, monkeypatch, error):
+    """h5py reports some damage as KeyError or RuntimeError rather than OSError."""
+    import data_catalog.store as store
+
+    catalog, ref, path = stored
+    real_file = store.h5py.File
+
+    def damaged(name, *args, **kwargs):
+        if str(name) == str(path):
+            raise error
+        return real_file(name, *args, **kwargs)
+
+    monkeypatch.setattr(store.h5py, "File", damaged)
+    result = catalog.verify(ref).results[0]
+    assert not result.ok and not result.transient and "cannot be read as HDF5" in result.problems[0]
+    with pytest.raises(UnreadableDatasetError):
+        catalog.open(ref)
+    assert catalog.write(demo_dataset(9), "demo") == "demo@v2"
+
+
+def test_a_writer_that_has_not_locked_yet_loses_its_lock_file_and_starts_over(catalog):
+    """The cleanup race: a lock file created but not yet locked looks abandoned. The cleaner deletes
+    it while holding the lock; the writer then finds its lock file gone and must pick a new name."""
+    import fcntl
+    import os
+
+    from data_catalog.store import _abandoned_writes
+
+    tmp = catalog.root / ".tmp"
+    tmp.mkdir(parents=True)
+    lock = tmp / "deadbeef.lock"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR)  # the writer, between creating and locking
+    try:
+        assert _abandoned_writes(tmp, remove=True) == [tmp / "deadbeef"]
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert not lock.exists(), "the writer's identity check (fstat against stat) must now fail"
+    finally:
+        os.close(fd)
+    catalog.write(demo_dataset(0), "after")
+    assert list(tmp.iterdir()) == []

@@ -88,7 +88,14 @@ def test_attribute_names_with_a_format_meaning_are_refused(catalog, key):
 
 @pytest.mark.parametrize(
     "value, match",
-    [(2**64, "does not fit in 64 bits"), ("a\x00b", "NUL"), ([1, 2**70], "does not fit in 64 bits")],
+    [
+        (2**64, "does not fit in 64 bits"),
+        ("a\x00b", "NUL"),
+        ([1, 2**70], "does not fit in 64 bits"),
+        ("a\ud800", "lone surrogate"),
+        ([1, 2.5], "mixes types"),
+        ([np.int64(1), np.uint64(2)], "mixes types"),
+    ],
 )
 def test_attribute_values_that_would_not_round_trip_are_refused(catalog, value, match):
     _assert_refused(catalog, demo_dataset().assign_attrs(bad=value), match)
@@ -99,9 +106,22 @@ def test_string_variables_must_hold_only_strings(catalog):
     # xarray turns None into nan when it builds the variable
     _assert_refused(catalog, with_none, r"variable 'label' holds nan \(float\) among strings")
     with_nul = demo_dataset().assign(label=("sample", np.array(["a", "b\x00c", "c", "d", "e", "f"], dtype=object)))
-    _assert_refused(catalog, with_nul, "variable 'label' has a string containing a NUL")
+    _assert_refused(catalog, with_nul, "variable 'label': a string contains a NUL character")
     empty = demo_dataset().assign_coords(tag=("tag", np.array([], dtype=object)))
     _assert_refused(catalog, empty, "coordinate 'tag' is an empty object array")
+
+
+def test_names_with_nul_are_refused(catalog):
+    ds = demo_dataset().rename({"weight": "we\x00ight"})
+    _assert_refused(catalog, ds, r"variable name 'we\\x00ight' contains a NUL character")
+
+
+def test_structures_that_netcdf_reinterprets_are_refused_naming_the_variable(catalog):
+    ds = demo_dataset().assign(x_bnds=(("sample", "bnd"), np.zeros((6, 2)), {"units": "m"}))
+    ds["x"].attrs["bounds"] = "x_bnds"  # CF bounds: xarray drops the units of x_bnds on writing
+    with pytest.raises(SchemaError, match=r"variable 'x_bnds': attrs .* is stored as"):
+        catalog.write(ds, "demo")
+    assert catalog.names() == []
 
 
 def test_units_must_be_a_string(catalog):
