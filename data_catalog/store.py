@@ -8,7 +8,7 @@ Layout under the root (one directory per dataset name, one immutable file per ve
     <root>/.lock                   the writers' lock (fcntl)
 
 A version exists exactly when its ``.h5`` file exists. A write goes to a temporary file, is read
-back and hashed, fsynced, and renamed into place under the lock, so a crash at any moment leaves
+back and hashed, fsynced, and linked into place under the lock, so a crash at any moment leaves
 either the complete version or no version. Versions are never modified or overwritten.
 """
 

@@ -65,7 +65,7 @@ def write_verification_report(catalog: str, checked_refs: list[str], problems: l
         coords={"dataset": ("dataset", np.array(checked_refs, dtype=str))},
         attrs={"n_checked": n},
     )
-    readable = [r for r, p in zip(checked_refs, problems) if not p]
+    readable = [r for r, p in zip(checked_refs, problems, strict=True) if not p]
     return catalog_of(catalog).write(ds, REPORT_NAME, kind=REPORT_KIND, parents=readable)
 
 

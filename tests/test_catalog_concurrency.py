@@ -46,7 +46,7 @@ def test_four_processes_writing_the_same_name(tmp_path, catalog):
     assert len(hashes) == 12
     report = catalog.verify()
     assert report.ok and len(report.results) == 12
-    for out, (_, seed, _) in zip(outputs, [("shared", 10 * i, 3) for i in range(4)]):
+    for out, (_, seed, _) in zip(outputs, [("shared", 10 * i, 3) for i in range(4)], strict=True):
         for k, ref in enumerate(out):
             np.testing.assert_array_equal(catalog.open(ref)["x"].values, demo_dataset(seed + k)["x"].values)
 

@@ -144,8 +144,6 @@ def test_write_accepts_lazy_input_without_loading_it_twice(catalog):
 
 
 def test_large_variables_are_chunked_for_dask_and_read_back_exactly(catalog):
-    import xarray as xr
-
     values = np.random.default_rng(0).random((5000, 500))  # 20 MB: above the 16 MiB chunk size
     ds = xr.Dataset(
         {"x": (("sample", "space"), values, {"units": "m"}), "count": ("sample", np.arange(5000), {"units": "1"})},

@@ -58,7 +58,7 @@ def test_corruption_fails_the_flow_naming_the_file(filled):
     with pytest.raises(CorruptionError, match=rf"(?s)1 corrupt version\(s\).*{path}.*file bytes changed"):
         state.result()
     report = catalog.open(f"{REPORT_NAME}@latest")
-    ok = dict(zip(report["dataset"].values, report["ok"].values))
+    ok = dict(zip(report["dataset"].values, report["ok"].values, strict=True))
     assert ok == {"derived@v1": True, "raw@v1": False}
 
 
