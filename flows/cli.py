@@ -48,6 +48,9 @@ def _size(n: int) -> str:
     return str(n)
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
 def _catalog(ctx: click.Context) -> Catalog:
     return ctx.obj["catalog"]
 
@@ -92,7 +95,7 @@ def _guard(fn: Any) -> Any:
 
 @catalog.command("list")
 @click.option("--all", "all_versions", is_flag=True, help="Every version, not only the latest of each name.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @_guard
 def catalog_list(ctx: click.Context, all_versions: bool, as_json: bool) -> None:
@@ -160,7 +163,7 @@ def _show_table(info: DatasetInfo) -> None:
 
 @catalog.command("show")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @_guard
 def catalog_show(ctx: click.Context, ref: str, as_json: bool) -> None:
@@ -174,7 +177,7 @@ def catalog_show(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 @catalog.command("verify")
 @click.argument("ref", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @_guard
 def catalog_verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
@@ -203,7 +206,7 @@ def catalog_verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
 
 @catalog.command("lineage")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @_guard
 def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
