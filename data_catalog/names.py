@@ -16,6 +16,11 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION_PATTERN = re.compile(r"v([1-9][0-9]*)")
 
 
+def is_valid_name(name: object) -> bool:
+    """Whether ``name`` is a valid dataset name (see :func:`validate_name` for the reasons)."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None and ".." not in name
+
+
 def validate_name(name: object) -> str:
     """Return ``name`` unchanged if it is a valid dataset name, else raise InvalidNameError."""
     if not isinstance(name, str) or not name:

@@ -31,8 +31,16 @@ import numpy as np
 import xarray as xr
 
 from .errors import CatalogError, NotFoundError, SchemaError, UnreadableDatasetError
-from .hashing import canonical_json, content_sha256, file_sha256, identity, metadata_differences, normalize_value
-from .names import NAME_PATTERN, Ref, format_ref, parse_ref, validate_name
+from .hashing import (
+    canonical_json,
+    content_sha256,
+    file_sha256,
+    identity,
+    metadata_differences,
+    normalize_value,
+    user_attrs,
+)
+from .names import Ref, format_ref, is_valid_name, parse_ref, validate_name
 from .schema import RESERVED_ATTRS, storable_attrs, validate_dataset
 from .version import code_version
 
@@ -299,8 +307,7 @@ class Catalog:
         return [
             entry.name
             for entry in sorted(self.root.iterdir())
-            if entry.is_dir() and NAME_PATTERN.fullmatch(entry.name) and ".." not in entry.name
-            and self.versions(entry.name)
+            if entry.is_dir() and is_valid_name(entry.name) and self.versions(entry.name)
         ]
 
     def versions(self, name: str) -> list[int]:
@@ -311,8 +318,10 @@ class Catalog:
         found = (_VERSION_FILE.fullmatch(p.name) for p in directory.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
-    def refs(self) -> list[str]:
-        """Every stored version as ``name@vN``, by name, oldest first."""
+    def refs(self, *, all_versions: bool = True) -> list[str]:
+        """Every stored version as ``name@vN`` (or only the latest of each name), by name, oldest first."""
+        if not all_versions:
+            return [self.resolve(n) for n in self.names()]
         return [format_ref(n, v) for n in self.names() for v in self.versions(n)]
 
     def resolve(self, ref: str | Ref) -> str:
@@ -374,14 +383,13 @@ class Catalog:
             parents=header["parents"],
             path=str(path),
             size_bytes=path.stat().st_size,
-            attrs={k: v for k, v in attrs.items() if k not in RESERVED_ATTRS and not k.startswith("_")},
+            attrs=user_attrs(attrs),
             variables=variables,
         )
 
     def list(self, *, all_versions: bool = False) -> list[DatasetInfo]:
         """The latest version of every name (or every version), sorted by name and version."""
-        refs = self.refs() if all_versions else [self.resolve(n) for n in self.names()]
-        return [self.info(r) for r in refs]
+        return [self.info(r) for r in self.refs(all_versions=all_versions)]
 
     def lineage(self, ref: str | Ref) -> dict[str, dict[str, Any]]:
         """The ancestry graph of ``ref``: ``{ref: {"kind", "created_utc", "parents", "missing", "error"}}``,
@@ -473,7 +481,7 @@ class Catalog:
         for entry in sorted(self.root.iterdir()):
             if entry.name.startswith("."):
                 continue
-            if not entry.is_dir() or not NAME_PATTERN.fullmatch(entry.name) or ".." in entry.name:
+            if not entry.is_dir() or not is_valid_name(entry.name):
                 warnings.append(f"{entry} is not a dataset (not a valid dataset name); it is ignored")
         return warnings
 
@@ -555,7 +563,7 @@ class Catalog:
             existing = self._find_identical(name, digest)
             if existing:
                 return existing
-            version = (self.versions(name) or [0])[-1] + 1
+            version = self._next_version(name)
             with h5py.File(tmp, "r+") as f:
                 f.attrs["version"] = np.int64(version)
                 f.attrs["content_sha256"] = digest
@@ -565,7 +573,7 @@ class Catalog:
                 existing = self._find_identical(name, digest)
                 if existing:
                     return existing
-                if (self.versions(name) or [0])[-1] + 1 != version:
+                if self._next_version(name) != version:
                     continue  # another writer took this number; renumber outside the lock
                 directory.mkdir(parents=True, exist_ok=True)
                 final = directory / f"v{version}.h5"
@@ -577,6 +585,9 @@ class Catalog:
                 os.replace(sidecar_tmp, final.with_name(final.name + ".sha256"))
                 _fsync_path(directory, directory=True)
                 return format_ref(name, version)
+
+    def _next_version(self, name: str) -> int:
+        return (self.versions(name) or [0])[-1] + 1
 
     def _find_identical(self, name: str, digest: str) -> str | None:
         """An existing, undamaged version of ``name`` with this content hash."""

@@ -101,7 +101,7 @@ def _guard(fn: Any) -> Any:
 def catalog_list(ctx: click.Context, all_versions: bool, as_json: bool) -> None:
     """List datasets (latest version of each name); unreadable versions are named, exit status 1."""
     cat = _catalog(ctx)
-    refs = cat.refs() if all_versions else [cat.resolve(n) for n in cat.names()]
+    refs = cat.refs(all_versions=all_versions)
     infos, unreadable = [], []
     for ref in refs:
         try:
