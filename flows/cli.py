@@ -236,6 +236,67 @@ def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
     _console().print(tree)
 
 
+@main.command("features")
+@click.argument("ref")
+@click.option("--system", "system_name", default=None, help="Declared system to use [default: the one of the dataset's kind].")
+@click.option(
+    "--declaration",
+    "declaration_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON file declaring the system (quantities, units, symmetry), for a system of your own.",
+)
+@click.option(
+    "--dask-address",
+    default=None,
+    help="Dask scheduler: an address (tcp://host:8786), 'threads', 'synchronous' or 'local' "
+    "[default: $EQS_DASK_ADDRESS, else a local cluster].",
+)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Samples per chunk [default: automatic].")
+@click.option("--name", "out_name", default=None, help="Catalog name of the features [default: NAME-features].")
+@json_option
+@click.pass_context
+@_guard
+def features(
+    ctx: click.Context,
+    ref: str,
+    system_name: str | None,
+    declaration_file: str | None,
+    dask_address: str | None,
+    chunk_size: int | None,
+    out_name: str | None,
+    as_json: bool,
+) -> None:
+    """Extract invariant, dimensionless features of dataset NAME[@vN] into the catalog."""
+    from sims.declaration import DeclarationError, SystemDeclaration, find_system
+
+    from .feature_steps import declaration_for, run_features  # imported here: dask and pint take a moment
+
+    cat = _catalog(ctx)
+    try:
+        if system_name and declaration_file:
+            raise UsageFailure("give --system or --declaration, not both")
+        if declaration_file:
+            try:
+                data = json.loads(open(declaration_file, encoding="utf-8").read())
+            except json.JSONDecodeError as exc:
+                raise UsageFailure(f"{declaration_file}: not valid JSON ({exc})") from None
+            declaration = SystemDeclaration.from_dict(data, source=declaration_file)
+        elif system_name:
+            declaration = find_system(system_name)
+        else:
+            declaration = declaration_for(cat, ref)
+        concrete = cat.resolve(ref)
+        with _console().status(f"extracting features of {concrete} as system {declaration.name!r}"):
+            out = run_features(str(cat.root), concrete, declaration.to_json(), chunk_size, dask_address, out_name)
+    except DeclarationError as exc:
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        _emit_json({"source": concrete, "features": out, "system": declaration.name})
+    else:
+        click.echo(f"{concrete} -> {out}")
+
+
 @main.command("run")
 @click.option("--json", "as_json", is_flag=True, help="Print the produced refs as JSON.")
 @click.pass_context

@@ -1,4 +1,16 @@
 """The mathematics of symmetry and units, feature extraction over datasets, OOD splits, metrics, reports.
 
 May import ``data_catalog`` and ``sims`` (plus dask, xarray, pint, torch).
+
+- ``pipeline.units``: the project's pint registry and dimension vectors of declared quantities;
+- ``pipeline.dimensions``: exact dimensional analysis (Pi groups, scaling monomials);
+- ``pipeline.invariants``: invariant and equivariant building blocks (numpy, dask, torch);
+- ``pipeline.symmetry``: random group elements and the shared invariance/equivariance checks;
+- ``pipeline.features``: ``extract(dataset, declaration)`` and writing features to the catalog;
+- ``pipeline.cluster``: the dask scheduler to run on (local cluster or an address);
+- ``pipeline.normalize``: multiplicative-only feature scaling.
 """
+
+from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration
+
+__all__ = ["DeclarationError", "Kind", "Quantity", "Role", "SystemDeclaration"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from data_catalog import DatasetSchema, VariableSpec, register_schema
+from data_catalog import DatasetSchema, VariableSpec, register_schema, registered_kinds
+from sims.declaration import Kind, Role, find_system
 
 DEMO_KIND = "test.demo"
 
@@ -41,3 +42,26 @@ def demo_dataset(seed: int = 0, n: int = 6) -> xr.Dataset:
         },
         attrs={"kind": DEMO_KIND, "comment": "test data", "scales": [1.0, 2.5]},
     )
+
+
+# Until the pendulum simulator registers its raw kind, the tests stand in for it.
+PENDULUM_RAW_KIND = "spring_pendulum.raw"
+if PENDULUM_RAW_KIND not in registered_kinds():
+    register_schema(DatasetSchema(kind=PENDULUM_RAW_KIND, description="pendulum states for the feature tests"))
+
+
+def pendulum_dataset(n: int = 40, steps: int = 3, seed: int = 0) -> xr.Dataset:
+    """Random states and parameters in the layout of the pendulum declaration (not trajectories)."""
+    pendulum = find_system("spring_pendulum")
+    rng = np.random.default_rng(seed)
+    ds = xr.Dataset(coords={"sample": np.arange(n), "time": 0.2 * np.arange(steps)})
+    ds.sample.attrs["units"] = "1"
+    ds.time.attrs["units"] = "s"
+    for q in pendulum.quantities:
+        if q.kind is Kind.SCALAR and q.role is Role.PARAMETER:
+            ds[q.name] = ("sample", rng.uniform(1, 2, n), {"units": q.units})
+    ds["g"] = (("sample", "space"), rng.normal(size=(n, 3)), {"units": "m s^-2"})
+    for name in ("q1", "q2", "p1", "p2"):
+        ds[name] = (("sample", "time", "space"), rng.normal(size=(n, steps, 3)), {"units": pendulum.quantity(name).units})
+    ds["H"] = (("sample", "time"), rng.uniform(1, 3, (n, steps)), {"units": "J"})
+    return ds

@@ -1,0 +1,58 @@
+"""Where dask work runs: a local cluster by default, or an existing dask.distributed scheduler.
+
+``scheduler`` spellings accepted everywhere (CLI ``--dask-address``, env ``EQS_DASK_ADDRESS``):
+
+- ``None`` / ``"local"``: start a local cluster of worker processes for the duration of the work;
+- ``"threads"`` or ``"synchronous"``: dask's in-process schedulers (no cluster; handy for tests
+  and small data);
+- any other string: the address of a running scheduler (``tcp://host:8786``), e.g. one started by
+  dask-jobqueue on SLURM/PBS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import dask
+
+ENV_ADDRESS = "EQS_DASK_ADDRESS"
+IN_PROCESS = ("threads", "synchronous")
+
+
+def resolve_scheduler(scheduler: str | None) -> str:
+    """The scheduler to use: the argument, else ``$EQS_DASK_ADDRESS``, else ``local``."""
+    chosen = scheduler or os.environ.get(ENV_ADDRESS) or "local"
+    return chosen.strip()
+
+
+@contextlib.contextmanager
+def dask_scheduler(
+    scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1, connect_timeout: str = "10s"
+) -> Iterator[str]:
+    """Run the enclosed dask computations on the chosen scheduler; yields its description.
+
+    A local cluster gets ``n_workers`` processes (default: up to 4, one per core) and is shut
+    down on exit; an external scheduler is only connected to, never shut down.
+    """
+    chosen = resolve_scheduler(scheduler)
+    if chosen in IN_PROCESS:
+        with dask.config.set(scheduler=chosen):
+            yield chosen
+        return
+    from distributed import Client, LocalCluster
+
+    if chosen == "local":
+        workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+        with LocalCluster(
+            n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+        ) as cluster, Client(cluster) as client:
+            yield f"local cluster ({workers} processes x {threads_per_worker} threads) at {client.scheduler.address}"
+        return
+    try:
+        client = Client(chosen, timeout=connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise OSError(f"cannot reach the dask scheduler at {chosen!r} (from --dask-address or ${ENV_ADDRESS}): {exc}") from exc
+    with client:
+        yield f"dask scheduler at {chosen}"

@@ -1,0 +1,446 @@
+"""Dimensional analysis in exact integer arithmetic: dimension matrices, Pi groups, scaling monomials.
+
+The dimensionless monomials prod_i x_i^a_i of quantities with unit-exponent columns u_i are the
+integer vectors a with sum_i a_i u_i = 0: the integer null space (a lattice) of the dimension matrix
+(Buckingham's Pi theorem: n quantities of rank r give n - r independent groups). The lattice basis
+comes from a Hermite normal form computed with unimodular integer column operations; it is then
+put in Hermite normal form once more, with columns ordered so that each group holds one
+"non-repeating" quantity (its pivot) times a monomial of a few "repeating" quantities chosen to
+keep exponents small. That is the classical textbook form (``alpha T``, ``Du alpha^-1 L^-2``),
+and it is still an exact basis of every dimensionless integer monomial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.units import check_declaration, dimension_vector, format_dimensions
+from sims.declaration import DeclarationError, Role, SystemDeclaration
+
+_MAX_SUBSETS = 20000
+
+
+class DimensionalAnalysisError(DeclarationError):
+    """The requested dimensional construction does not exist (the message says why)."""
+
+
+# --- exact integer linear algebra -------------------------------------------------------------
+
+
+def _combine(target: list[int], source: list[int], factor: int) -> list[int]:
+    return [a - factor * b for a, b in zip(target, source, strict=True)]
+
+
+def integer_kernel(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]]]:
+    """Rank and a lattice basis of {a in Z^n : matrix a = 0}.
+
+    Unimodular column operations bring ``matrix`` to column echelon form while the same operations
+    are applied to the identity; the identity's columns that end under zero columns of the echelon
+    form span the integer kernel (every integer solution is an integer combination of them).
+    """
+    m = len(matrix)
+    n = len(matrix[0]) if m else 0
+    columns = [[int(matrix[i][j]) for i in range(m)] + [int(j == k) for k in range(n)] for j in range(n)]
+    pivot = 0
+    for row in range(m):
+        while True:
+            nonzero = [c for c in range(pivot, n) if columns[c][row] != 0]
+            if not nonzero:
+                break
+            smallest = min(nonzero, key=lambda c: abs(columns[c][row]))
+            columns[pivot], columns[smallest] = columns[smallest], columns[pivot]
+            clean = True
+            for c in range(pivot + 1, n):
+                if columns[c][row]:
+                    columns[c] = _combine(columns[c], columns[pivot], columns[c][row] // columns[pivot][row])
+                    clean = clean and columns[c][row] == 0
+            if clean:
+                break
+        if pivot < n and columns[pivot][row] != 0:
+            pivot += 1
+    return pivot, [column[m:] for column in columns[pivot:]]
+
+
+def hermite_rows(rows: Sequence[Sequence[int]], column_order: Sequence[int]) -> tuple[list[list[int]], list[int]]:
+    """Row-style Hermite normal form of an integer matrix of full row rank, pivots searched in
+    ``column_order``; entries above a pivot p are reduced into (-p/2, p/2]. Returns rows and pivots."""
+    work = [list(map(int, row)) for row in rows]
+    k = len(work)
+    pivots: list[int] = []
+    r = 0
+    for col in column_order:
+        if r == k:
+            break
+        while True:
+            nonzero = [i for i in range(r, k) if work[i][col] != 0]
+            if not nonzero:
+                break
+            smallest = min(nonzero, key=lambda i: abs(work[i][col]))
+            work[r], work[smallest] = work[smallest], work[r]
+            clean = True
+            for i in range(r + 1, k):
+                if work[i][col]:
+                    work[i] = _combine(work[i], work[r], work[i][col] // work[r][col])
+                    clean = clean and work[i][col] == 0
+            if clean:
+                break
+        if work[r][col] == 0:
+            continue
+        if work[r][col] < 0:
+            work[r] = [-a for a in work[r]]
+        p = work[r][col]
+        for i in range(r):
+            work[i] = _combine(work[i], work[r], (2 * work[i][col] + p) // (2 * p))
+        pivots.append(col)
+        r += 1
+    if r < k:
+        raise ValueError("hermite_rows needs a matrix of full row rank")
+    return work, pivots
+
+
+def _rational_solve(matrix: Sequence[Sequence[Fraction]], rhs: Sequence[Fraction]) -> list[Fraction] | None:
+    """Exact solution x of matrix x = rhs for a matrix with independent columns, or None."""
+    m, n = len(matrix), len(matrix[0]) if matrix else 0
+    aug = [list(map(Fraction, matrix[i])) + [Fraction(rhs[i])] for i in range(m)]
+    row = 0
+    pivot_cols = []
+    for col in range(n):
+        pivot = next((i for i in range(row, m) if aug[i][col] != 0), None)
+        if pivot is None:
+            continue
+        aug[row], aug[pivot] = aug[pivot], aug[row]
+        lead = aug[row][col]
+        aug[row] = [a / lead for a in aug[row]]
+        for i in range(m):
+            if i != row and aug[i][col] != 0:
+                f = aug[i][col]
+                aug[i] = [a - f * b for a, b in zip(aug[i], aug[row], strict=True)]
+        pivot_cols.append(col)
+        row += 1
+    if any(aug[i][n] != 0 for i in range(row, m)):
+        return None
+    x = [Fraction(0)] * n
+    for i, col in enumerate(pivot_cols):
+        x[col] = aug[i][n]
+    return x
+
+
+# --- monomials ----------------------------------------------------------------------------------
+
+
+def _format_exponent(power: Fraction) -> str:
+    if power == 1:
+        return ""
+    if power.denominator == 1:
+        return f"^{power.numerator}"
+    return f"^({power.numerator}/{power.denominator})"
+
+
+@dataclass(frozen=True)
+class Monomial:
+    """prod_i x_i^a_i over named quantities, with its units.
+
+    ``evaluate`` works on numpy, dask and torch arrays alike (differentiably for torch).
+    """
+
+    exponents: tuple[tuple[str, Fraction], ...]
+    units: str = "1"
+
+    @property
+    def name(self) -> str:
+        return " ".join(f"{q}{_format_exponent(p)}" for q, p in self.exponents) or "1"
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        return tuple(q for q, _ in self.exponents)
+
+    def exponent_of(self, quantity: str) -> Fraction:
+        return dict(self.exponents).get(quantity, Fraction(0))
+
+    def evaluate(self, values: Mapping[str, Any]) -> Any:
+        """The monomial of ``values`` (arrays broadcast together); quantities missing raise KeyError."""
+        result: Any = None
+        for quantity, power in self.exponents:
+            x = values[quantity]
+            term = x if power == 1 else (1 / x if power == -1 else x ** float(power))
+            result = term if result is None else result * term
+        if result is None:
+            return 1.0
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "units": self.units, "exponents": {q: str(p) for q, p in self.exponents}}
+
+
+# --- the analysis -------------------------------------------------------------------------------
+
+
+class DimensionalAnalysis:
+    """Dimension matrix, rank, Pi groups and scaling monomials of a set of named quantities.
+
+    ``quantities`` is a sequence of (name, unit string) pairs; the order is kept in group names.
+
+    ``integer_groups`` is an exact basis of the integer lattice of dimensionless monomials (Hermite
+    normal form). ``pi_groups`` (the features) are, by default, the same space written with each
+    non-repeating quantity to the power one and exact rational powers of the repeating ones
+    (``p1 m1^(-1/2) k1^(-1/2) l1^-1``): a state never ends up dividing another state's group, signs
+    are kept, and where the lattice allows it the two bases are identical (Rietkerk).
+    ``exponents="integer"`` makes ``pi_groups`` the integer basis instead.
+    ``independent_units`` count as base dimensions of their own (litres of water). ``repeating``
+    optionally fixes the quantities that may appear in several groups; by default a set of
+    ``rank`` quantities (parameters first when ``preferred`` is given) is chosen that gives the
+    smallest exponents.
+    """
+
+    def __init__(
+        self,
+        quantities: Sequence[tuple[str, str]],
+        *,
+        independent_units: Iterable[str] = (),
+        repeating: Sequence[str] | None = None,
+        preferred: Sequence[str] | None = None,
+        exponents: str = "rational",
+    ) -> None:
+        if exponents not in ("rational", "integer"):
+            raise DimensionalAnalysisError(f"exponents must be 'rational' or 'integer', got {exponents!r}")
+        self.names = tuple(name for name, _ in quantities)
+        if len(set(self.names)) != len(self.names):
+            raise DimensionalAnalysisError(f"quantity names repeat: {self.names}")
+        if not self.names:
+            raise DimensionalAnalysisError("dimensional analysis needs at least one quantity")
+        self.units = dict(quantities)
+        self.independent_units = tuple(independent_units)
+        vectors = {
+            name: dict(dimension_vector(units, self.independent_units, f"quantity {name!r}")) for name, units in quantities
+        }
+        self.base_dimensions = tuple(sorted({dim for vector in vectors.values() for dim in vector}))
+        self.matrix = tuple(
+            tuple(vectors[name].get(dim, Fraction(0)) for name in self.names) for dim in self.base_dimensions
+        )
+        self.integer_matrix = tuple(
+            tuple(int(x * math.lcm(*(y.denominator for y in row))) for x in row) for row in self.matrix
+        )
+        if self.base_dimensions:
+            self.rank, self.lattice_basis = integer_kernel(self.integer_matrix)
+        else:
+            self.rank, self.lattice_basis = 0, [[int(i == j) for j in range(len(self.names))] for i in range(len(self.names))]
+        self.preferred = tuple(n for n in (preferred or ()) if n in self.names)
+        self.repeating = self._choose_repeating(repeating, preferred)
+        self.integer_groups = self._integer_groups()
+        self.pi_groups = self._echelon_groups() if exponents == "rational" else self.integer_groups
+
+    # dimension columns as exact fractions
+    def _column(self, name: str) -> list[Fraction]:
+        j = self.names.index(name)
+        return [row[j] for row in self.matrix]
+
+    def dimensions_of(self, name: str) -> str:
+        return format_dimensions(zip(self.base_dimensions, self._column(name), strict=True))
+
+    def _rank_of(self, names: Sequence[str]) -> int:
+        if not names or not self.base_dimensions:
+            return 0
+        cols = [self.names.index(n) for n in names]
+        sub = [[row[j] for j in cols] for row in self.integer_matrix]
+        rank, _ = integer_kernel(sub)
+        return rank
+
+    def _choose_repeating(self, repeating: Sequence[str] | None, preferred: Sequence[str] | None) -> tuple[str, ...]:
+        if repeating is not None:
+            repeating = tuple(repeating)
+            unknown = [n for n in repeating if n not in self.names]
+            if unknown:
+                raise DimensionalAnalysisError(f"repeating quantities {unknown} are not among {list(self.names)}")
+            if len(repeating) != self.rank or self._rank_of(repeating) != self.rank:
+                raise DimensionalAnalysisError(
+                    f"repeating quantities {list(repeating)} must be {self.rank} quantities with independent "
+                    f"dimensions (rank {self._rank_of(repeating)} of {self.rank})"
+                )
+            return repeating
+        if self.rank == 0:
+            return ()
+        preferred = [n for n in (preferred or ()) if n in self.names]
+        candidates = preferred if self._rank_of(preferred) == self.rank else list(self.names)
+        return self._best_subset(candidates)
+
+    def _best_subset(self, candidates: Sequence[str]) -> tuple[str, ...]:
+        """The independent subset of ``rank`` candidates whose groups have the smallest exponents."""
+        a = np.array([[float(x) for x in row] for row in self.matrix])
+        index = {n: self.names.index(n) for n in self.names}
+        if math.comb(len(candidates), self.rank) > _MAX_SUBSETS:
+            chosen: list[str] = []
+            for name in candidates:  # greedy, in the given order
+                if self._rank_of([*chosen, name]) > len(chosen):
+                    chosen.append(name)
+                if len(chosen) == self.rank:
+                    break
+            return tuple(chosen)
+        best: tuple[Any, ...] | None = None
+        best_subset: tuple[str, ...] = ()
+        for subset in itertools.combinations(candidates, self.rank):
+            sub = a[:, [index[n] for n in subset]]
+            if np.linalg.matrix_rank(sub) < self.rank:
+                continue
+            others = [j for j, n in enumerate(self.names) if n not in subset]
+            solution, *_ = np.linalg.lstsq(sub, -a[:, others], rcond=None)
+            cost = _readability_cost(solution)
+            complexity = sum(int(np.count_nonzero(a[:, index[n]])) for n in subset)
+            key = (float(cost), complexity, [self.names.index(n) for n in subset])
+            if best is None or key < best:
+                best, best_subset = key, subset
+        return best_subset
+
+    def _integer_groups(self) -> tuple[Monomial, ...]:
+        """The lattice basis in Hermite normal form, pivots on the non-repeating quantities."""
+        if not self.lattice_basis:
+            return ()
+        repeating = [self.names.index(n) for n in self.repeating]
+        order = [j for j in range(len(self.names)) if j not in repeating] + repeating
+        rows, _ = hermite_rows(self.lattice_basis, order)
+        groups = []
+        for row in rows:
+            pivot = next(j for j in order if row[j] != 0)
+            terms = [(self.names[pivot], Fraction(row[pivot]))]
+            terms += [(self.names[j], Fraction(row[j])) for j in range(len(self.names)) if j != pivot and row[j] != 0]
+            groups.append(Monomial(tuple(terms), "1"))
+        return tuple(groups)
+
+    def _echelon_groups(self) -> tuple[Monomial, ...]:
+        """One group per non-repeating quantity x: x times exact (possibly fractional) powers of the
+        repeating quantities. Equal to the integer groups whenever the lattice allows exponent 1."""
+        columns = [self._column(n) for n in self.repeating]
+        matrix = [[col[i] for col in columns] for i in range(len(self.base_dimensions))]
+        groups = []
+        for name in self.names:
+            if name in self.repeating:
+                continue
+            if columns:
+                solution = _rational_solve(matrix, [-x for x in self._column(name)])
+                assert solution is not None, "repeating quantities span every column"
+            else:
+                solution = []
+            powers = dict(zip(self.repeating, solution, strict=True))
+            terms = [(name, Fraction(1))] + [(n, powers[n]) for n in self.names if powers.get(n, 0) != 0]
+            groups.append(Monomial(tuple(terms), "1"))
+        return tuple(groups)
+
+    @property
+    def pi_group_names(self) -> tuple[str, ...]:
+        return tuple(group.name for group in self.pi_groups)
+
+    def scaling(self, target_units: str, *, using: Sequence[str] | None = None) -> Monomial:
+        """A monomial of the quantities (of ``using``) with exactly ``target_units``.
+
+        By default the preferred quantities (the parameters of a declaration) are used when they
+        reach the target, else all quantities. Prefers integer exponents and, among those, the
+        smallest ones. Raises
+        ``DimensionalAnalysisError`` when the target's dimensions lie outside what the quantities
+        span, naming the dimensions.
+        """
+        if using is None and self.preferred:
+            try:
+                return self.scaling(target_units, using=self.preferred)
+            except DimensionalAnalysisError:
+                pass
+        names = tuple(using) if using is not None else self.names
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise DimensionalAnalysisError(f"scaling: quantities {unknown} are not among {list(self.names)}")
+        target = dict(dimension_vector(target_units, self.independent_units, "target units"))
+        missing = sorted(set(target) - set(self.base_dimensions))
+        if missing:
+            raise DimensionalAnalysisError(
+                f"no monomial of {list(names)} has units {target_units!r}: none of them carries "
+                f"{', '.join(missing)}"
+            )
+        rhs = [target.get(dim, Fraction(0)) for dim in self.base_dimensions]
+        sub_rank = self._rank_of(names)
+        best: tuple[Any, ...] | None = None
+        best_monomial = None
+        subsets: Iterable[tuple[str, ...]]
+        if math.comb(len(names), sub_rank) <= _MAX_SUBSETS:
+            subsets = itertools.combinations(names, sub_rank)
+        else:
+            subsets = [self.repeating] if set(self.repeating) <= set(names) else []
+        for subset in subsets:
+            if self._rank_of(subset) < sub_rank:
+                continue
+            columns = [self._column(n) for n in subset]
+            matrix = [[columns[c][i] for c in range(len(subset))] for i in range(len(self.base_dimensions))]
+            x = _rational_solve(matrix, rhs)
+            if x is None:
+                break  # any basis of the same span fails the same way
+            key = (max(e.denominator for e in x), sum(abs(e) for e in x), sum(1 for e in x if e), subset)
+            if best is None or key < best:
+                best = key
+                ordered = [(n, e) for n in self.names for s, e in zip(subset, x, strict=True) if s == n and e != 0]
+                best_monomial = Monomial(tuple(ordered), target_units)
+        if best_monomial is None:
+            spanned = ", ".join(f"{n} [{self.dimensions_of(n)}]" for n in names)
+            raise DimensionalAnalysisError(
+                f"no monomial of the quantities has units {target_units!r} "
+                f"[{format_dimensions(sorted(target.items()))}]: they span only combinations of {spanned}"
+            )
+        return best_monomial
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "quantities": {n: self.units[n] for n in self.names},
+            "independent_units": list(self.independent_units),
+            "base_dimensions": list(self.base_dimensions),
+            "matrix": [[str(x) for x in row] for row in self.matrix],
+            "rank": self.rank,
+            "repeating": list(self.repeating),
+            "pi_groups": [g.to_dict() for g in self.pi_groups],
+            "integer_groups": [g.to_dict() for g in self.integer_groups],
+        }
+
+    @classmethod
+    def of_declaration(
+        cls,
+        declaration: SystemDeclaration,
+        *,
+        roles: Sequence[Role] = (Role.PARAMETER, Role.STATE),
+        repeating: Sequence[str] | None = None,
+        exponents: str = "rational",
+    ) -> "DimensionalAnalysis":
+        """The analysis of a declaration's quantities of the given roles (vectors and tensors enter
+        through their magnitudes, which carry the same units); parameters are preferred as repeating
+        quantities so that state and target quantities each sit in a group of their own."""
+        check_declaration(declaration)
+        chosen = [q for q in declaration.quantities if q.role in tuple(roles)]
+        if not chosen:
+            raise DimensionalAnalysisError(
+                f"system {declaration.name!r} has no quantities with roles {[Role(r).value for r in roles]}"
+            )
+        preferred = [q.name for q in chosen if q.role is Role.PARAMETER]
+        return cls(
+            [(q.name, q.units) for q in chosen],
+            independent_units=declaration.independent_units,
+            repeating=repeating,
+            preferred=preferred,
+            exponents=exponents,
+        )
+
+
+def _readability_cost(solution: np.ndarray) -> float:
+    """How hard groups are to read: each column holds the exponents of the repeating quantities in
+    one group (its pivot has exponent 1). Cleared to integers, a group costs the sum of its
+    absolute exponents, plus 2 per extra unit of denominator (a square root reads worse than
+    one more factor)."""
+    cost = 0.0
+    for column in solution.T:
+        for denominator in range(1, 13):
+            scaled = column * denominator
+            if np.all(np.abs(scaled - np.round(scaled)) < 1e-9):
+                break
+        else:
+            denominator = 1000
+        cost += denominator + float(np.abs(np.round(column * denominator)).sum()) + 2 * (denominator - 1)
+    return cost

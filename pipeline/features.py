@@ -1,0 +1,492 @@
+"""Feature extraction: from a dataset of declared quantities to invariant, dimensionless features.
+
+For a system declaration, a :class:`FeaturePlan` lists
+
+1. the *invariant scalars* of its symmetry group, each with units: scalar quantities themselves;
+   inner products ``a.b`` of vectors (Euclidean for O(d), SO(d), E(d), SE(d); Minkowski for
+   O(1,d)); determinants ``det(a,b,c)`` of d-tuples for SO(d) and SE(d); positions centred on
+   their mean for E(d) and SE(d); traces ``tr(T^k)``, contractions ``a.T.b`` and ``T:U`` of
+   symmetric tensors; spatial ``mean(u)`` and ``std(u)`` of fields (invariant under periodic
+   shifts, rotations and reflections of the grid);
+2. the *Pi groups* of the dimensional analysis of those scalars (parameters preferred as the
+   repeating quantities), which are the dimensionless features ``pi``;
+3. for each scalar target, its *scaling monomial* (a monomial of the parameter scalars with the
+   target's units), and the dimensionless target ``target / scale``.
+
+:func:`extract` applies the plan lazily, chunk by chunk (``xarray.map_blocks`` over dask), so that
+datasets larger than memory stream through. Dimensionless features are exactly invariant under
+the group and under any change of units; nothing is shifted or standardised here (a
+normalisation must stay multiplicative, see ``pipeline.normalize``).
+
+Dataset conventions: each quantity is a data variable named like the quantity with a ``units``
+attribute pint converts to the declared units; vectors keep their components on the last axis,
+tensors on the last two, fields their grid on the last two; every other dimension is a batch
+dimension (sample, time, ...), broadcast across quantities by name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import dask.array
+import numpy as np
+import xarray as xr
+
+from data_catalog import DatasetSchema, VariableSpec, register_schema
+from pipeline import invariants as inv
+from pipeline.dimensions import DimensionalAnalysis, DimensionalAnalysisError, Monomial
+from pipeline.units import UnitsError, check_declaration, parse, scale_factor
+from sims.declaration import DeclarationError, Kind, Role, SystemDeclaration
+
+FEATURES_KIND = "features"
+PI_DIM = "pi_group"
+TARGET_DIM = "target"
+
+register_schema(
+    DatasetSchema(
+        kind=FEATURES_KIND,
+        description="invariant, dimensionless features of a dataset of declared quantities",
+        # a system whose scalars admit no dimensionless combination has no Pi groups
+        variables={"pi": VariableSpec(units="1", dtype="float", required=False)},
+        coords={PI_DIM: VariableSpec(dims=(PI_DIM,), dtype="str", required=False)},
+        attrs=("declaration", "feature_plan"),
+    )
+)
+
+
+class FeatureError(DeclarationError):
+    """A dataset that does not match its declaration; the message names the dataset and variable."""
+
+
+Values = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InvariantScalar:
+    """One invariant scalar: its name, units, whether it depends on states, and how to compute it
+    from the quantities' arrays (batch axes first, then the quantity's own axes)."""
+
+    name: str
+    units: str
+    role: Role
+    inputs: tuple[str, ...]
+    compute: Callable[[Values], Any]
+
+
+def _product_units(*units: str) -> str:
+    """Units of a product, simplified by pint but not converted (``m * m`` -> ``meter ** 2``)."""
+    product = parse("1")
+    for u in units:
+        product = product * parse(u)
+    return f"{product.units:~}" if product.magnitude == 1 else f"{product:~}"
+
+
+def _role(quantities: Sequence[Any]) -> Role:
+    return Role.PARAMETER if all(q.role is Role.PARAMETER for q in quantities) else Role.STATE
+
+
+def _pair_name(a: str, b: str) -> str:
+    return f"{a}.{b}"
+
+
+def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, ...]:
+    """The invariant scalars the declaration's symmetry group allows (see the module docstring)."""
+    group, d = declaration.group, declaration.space_dim
+    inputs = declaration.select(roles=(Role.PARAMETER, Role.STATE))
+    scalars: list[InvariantScalar] = []
+    for q in inputs:
+        if q.kind is Kind.SCALAR:
+            scalars.append(InvariantScalar(q.name, q.units, q.role, (q.name,), lambda v, n=q.name: v[n]))
+        elif q.kind is Kind.FIELD:
+            for stat, fn in (("mean", _field_mean), ("std", _field_std)):
+                scalars.append(InvariantScalar(f"{stat}({q.name})", q.units, q.role, (q.name,), lambda v, n=q.name, f=fn: f(v[n])))
+    vectors = [q for q in inputs if q.is_vector]
+    positions = [q.name for q in vectors if q.kind is Kind.POSITION]
+    if positions and len(positions) < 2:
+        raise FeatureError(
+            f"system {declaration.name!r}: a single position ({positions[0]}) has no translation-invariant "
+            "content under E(d); declare at least two positions, or declare it a vector under O(d)"
+        )
+
+    def vector_of(name: str) -> Callable[[Values], Any]:
+        if name not in positions:
+            return lambda v: v[name]
+        return lambda v: v[name] - sum(v[p] for p in positions) / len(positions)
+
+    metric = inv.minkowski_metric(d - 1) if group == "Lorentz" else None
+    for a, b in itertools.combinations_with_replacement(vectors, 2):
+        fa, fb = vector_of(a.name), vector_of(b.name)
+        scalars.append(
+            InvariantScalar(
+                _pair_name(a.name, b.name),
+                _product_units(a.units, b.units),
+                _role((a, b)),
+                (a.name, b.name),
+                lambda v, fa=fa, fb=fb: inv.inner(fa(v), fb(v), metric),
+            )
+        )
+    if group in ("SO", "SE"):
+        for combo in itertools.combinations(vectors, d):
+            getters = [vector_of(q.name) for q in combo]
+            scalars.append(
+                InvariantScalar(
+                    f"det({','.join(q.name for q in combo)})",
+                    _product_units(*(q.units for q in combo)),
+                    _role(combo),
+                    tuple(q.name for q in combo),
+                    lambda v, gs=getters: inv.determinant(*(g(v) for g in gs)),
+                )
+            )
+    tensors = [q for q in inputs if q.kind is Kind.TENSOR]
+    for t in tensors:
+        for k in range(1, d + 1):
+            scalars.append(
+                InvariantScalar(
+                    f"tr({t.name}^{k})" if k > 1 else f"tr({t.name})",
+                    _product_units(*([t.units] * k)),
+                    t.role,
+                    (t.name,),
+                    lambda v, n=t.name, k=k: inv.tensor_traces(v[n], k)[..., k - 1],
+                )
+            )
+        for a, b in itertools.combinations_with_replacement(vectors, 2):
+            fa, fb = vector_of(a.name), vector_of(b.name)
+            scalars.append(
+                InvariantScalar(
+                    f"{a.name}.{t.name}.{b.name}",
+                    _product_units(a.units, t.units, b.units),
+                    _role((a, t, b)),
+                    (a.name, t.name, b.name),
+                    lambda v, fa=fa, fb=fb, n=t.name: inv.contract(fa(v), v[n], fb(v)),
+                )
+            )
+    for s, t in itertools.combinations(tensors, 2):
+        scalars.append(
+            InvariantScalar(
+                f"{s.name}:{t.name}",
+                _product_units(s.units, t.units),
+                _role((s, t)),
+                (s.name, t.name),
+                lambda v, a=s.name, b=t.name: inv.tensor_inner(v[a], v[b]),
+            )
+        )
+    return tuple(scalars)
+
+
+def _field_mean(u: np.ndarray) -> np.ndarray:
+    return u.mean(axis=(-2, -1))
+
+
+def _field_std(u: np.ndarray) -> np.ndarray:
+    return u.std(axis=(-2, -1))
+
+
+def _core_ndim(kind: Kind) -> int:
+    return {Kind.SCALAR: 0, Kind.VECTOR: 1, Kind.POSITION: 1, Kind.TENSOR: 2, Kind.FIELD: 2}[kind]
+
+
+class FeaturePlan:
+    """What :func:`extract` computes for a declaration (invariants, Pi groups, target scalings)."""
+
+    def __init__(self, declaration: SystemDeclaration, *, repeating: Sequence[str] | None = None) -> None:
+        check_declaration(declaration)
+        self.declaration = declaration
+        self.scalars = invariant_scalars(declaration)
+        if not self.scalars:
+            raise FeatureError(f"system {declaration.name!r} has no parameter or state quantities to build features from")
+        self.analysis = DimensionalAnalysis(
+            [(s.name, s.units) for s in self.scalars],
+            independent_units=declaration.independent_units,
+            repeating=repeating,
+            preferred=[s.name for s in self.scalars if s.role is Role.PARAMETER],
+        )
+        self.targets = declaration.select(roles=(Role.TARGET,))
+        unsupported = [t.name for t in self.targets if t.kind is not Kind.SCALAR]
+        if unsupported:
+            raise FeatureError(
+                f"system {declaration.name!r}: targets {unsupported} are not scalars; feature extraction makes "
+                "dimensionless scalar targets (equivariant vector outputs are built in the models)"
+            )
+        self.scalings: dict[str, Monomial] = {}
+        for t in self.targets:
+            try:
+                self.scalings[t.name] = self.analysis.scaling(t.units)
+            except DimensionalAnalysisError as exc:
+                raise FeatureError(f"system {declaration.name!r}, target {t.name!r}: {exc}") from None
+        self._by_name = {s.name: s for s in self.scalars}
+
+    @property
+    def pi_groups(self) -> tuple[Monomial, ...]:
+        return self.analysis.pi_groups
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "symmetry": self.declaration.symmetry,
+            "invariant_scalars": [{"name": s.name, "units": s.units, "role": s.role.value} for s in self.scalars],
+            "dimensional_analysis": self.analysis.describe(),
+            "target_scalings": {t: m.to_dict() for t, m in self.scalings.items()},
+        }
+
+    def compute(self, values: Values) -> dict[str, Any]:
+        """Every output for in-memory arrays (numpy or torch) of the declared quantities in their
+        declared units, batch axes first and broadcastable (size-1 where a quantity does not vary):
+        invariant scalars by name, ``pi`` (batch..., n_pi), and per target ``scale(T)`` and ``T_pi``."""
+        out: dict[str, Any] = {s.name: s.compute(values) for s in self.scalars}
+        scalar_values = dict(out)
+        if self.pi_groups:
+            out["pi"] = _stack_last([g.evaluate(scalar_values) for g in self.pi_groups])
+        for t in self.targets:
+            if t.name in values:
+                scale = self.scalings[t.name].evaluate(scalar_values)
+                out[f"scale({t.name})"] = scale
+                out[f"{t.name}_pi"] = values[t.name] / scale
+        return out
+
+    def inputs_of(self, output: str) -> tuple[str, ...]:
+        """The declared quantities an output of :meth:`compute` depends on."""
+        if output == "pi":
+            names = {q for g in self.pi_groups for q in g.quantities}
+            return tuple(sorted({i for n in names for i in self._by_name[n].inputs}))
+        if output.startswith("scale(") and output.endswith(")"):
+            monomial = self.scalings[output[6:-1]]
+            return tuple(sorted({i for n in monomial.quantities for i in self._by_name[n].inputs}))
+        if output.endswith("_pi") and output[:-3] in self.scalings:
+            return tuple(sorted({output[:-3], *self.inputs_of(f"scale({output[:-3]})")}))
+        return self._by_name[output].inputs
+
+
+def _stack_last(arrays: Sequence[Any]) -> Any:
+    if inv.is_torch(arrays[0]):
+        import torch
+
+        return torch.stack(torch.broadcast_tensors(*arrays), -1)
+    return np.stack(np.broadcast_arrays(*arrays), -1)
+
+
+# --- datasets -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each quantity sits in a dataset: its variable, core dims and units factor."""
+
+    batch_dims: tuple[str, ...]
+    dims_of: Mapping[str, tuple[str, ...]]  # batch dims of each quantity
+    core_dims: Mapping[str, tuple[str, ...]]
+    factors: Mapping[str, float]
+    targets: tuple[str, ...]
+
+
+def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
+    decl = plan.declaration
+    problems: list[str] = []
+    core: dict[str, tuple[str, ...]] = {}
+    factors: dict[str, float] = {}
+    batch: list[str] = []
+    dims_of: dict[str, tuple[str, ...]] = {}
+    wanted = list(decl.select(roles=(Role.PARAMETER, Role.STATE))) + [t for t in plan.targets if t.name in ds.data_vars]
+    for q in wanted:
+        where = f"{source}: variable {q.name!r}"
+        if q.name not in ds.data_vars:
+            problems.append(f"{where} is missing (declared {q.kind.value} {q.role.value} in {q.units})")
+            continue
+        var = ds[q.name]
+        units = var.attrs.get("units")
+        if not isinstance(units, str):
+            problems.append(f"{where} has no 'units' attribute; expected units convertible to {q.units!r}")
+        else:
+            try:
+                factors[q.name] = scale_factor(units, q.units, decl.independent_units, where=where)
+            except UnitsError as exc:
+                problems.append(str(exc))
+        n_core = _core_ndim(q.kind)
+        if var.ndim < n_core:
+            problems.append(f"{where} has dims {var.dims}; a {q.kind.value} needs at least {n_core} dimension(s) of its own")
+            continue
+        dims = tuple(var.dims[var.ndim - n_core :])
+        core[q.name] = dims
+        if q.is_vector and var.shape[-1] != decl.space_dim:
+            problems.append(
+                f"{where}: its last dimension {dims[-1]!r} has length {var.shape[-1]}, expected {decl.space_dim} "
+                f"(vectors of {decl.symmetry})"
+            )
+        if q.kind is Kind.TENSOR and var.shape[-2:] != (decl.space_dim, decl.space_dim):
+            problems.append(f"{where}: its last two dimensions are {var.shape[-2:]}, expected {decl.space_dim}x{decl.space_dim}")
+        if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
+            problems.append(f"{where} has dtype {var.dtype}; expected real numbers")
+        dims_of[q.name] = tuple(var.dims[: var.ndim - n_core])
+        for dim in dims_of[q.name]:
+            if dim not in batch:
+                batch.append(dim)
+    for name, dims in core.items():
+        clash = sorted(set(dims) & set(batch))
+        if clash:
+            problems.append(f"{source}: variable {name!r} uses {clash} as its own (component or grid) dimension, "
+                            "but other variables use it as a batch dimension")
+    if problems:
+        raise FeatureError(f"{len(problems)} problem(s) with {source} as system {decl.name!r}:\n  - " + "\n  - ".join(problems))
+    return _Layout(tuple(batch), dims_of, core, factors, tuple(t.name for t in plan.targets if t.name in ds.data_vars))
+
+
+def _block_values(block: xr.Dataset, layout: _Layout) -> dict[str, np.ndarray]:
+    """Each quantity as float64 in declared units, batch axes first in layout order (size 1 where
+    the quantity does not vary along a batch dimension)."""
+    values = {}
+    for name in [*layout.core_dims, *layout.targets]:
+        var = block[name]
+        missing = [d for d in layout.batch_dims if d not in var.dims]
+        if missing:
+            var = var.expand_dims(missing)
+        var = var.transpose(*layout.batch_dims, *layout.core_dims.get(name, ()))
+        values[name] = np.asarray(var.data, dtype=np.float64) * layout.factors[name]
+    return values
+
+
+def _output_specs(plan: FeaturePlan, layout: _Layout) -> list[tuple[str, tuple[str, ...], str, dict[str, Any]]]:
+    """(name, dims, units, extra attrs) of every output variable, in output order; each output
+    varies along the batch dimensions of the quantities it depends on."""
+
+    def dims(output: str) -> tuple[str, ...]:
+        used = {d for q in plan.inputs_of(output) for d in layout.dims_of[q]}
+        return tuple(d for d in layout.batch_dims if d in used)
+
+    specs = [(s.name, dims(s.name), s.units, {"feature": "invariant scalar", "role": s.role.value}) for s in plan.scalars]
+    if plan.pi_groups:
+        specs.append(("pi", (*dims("pi"), PI_DIM), "1", {"feature": "Pi groups of the invariant scalars"}))
+    for t in layout.targets:
+        scaling = plan.scalings[t]
+        units = plan.declaration.quantity(t).units
+        specs.append((f"scale({t})", dims(f"scale({t})"), units, {"feature": "target scale", "monomial": scaling.name}))
+        specs.append((f"{t}_pi", dims(f"{t}_pi"), "1", {"feature": "dimensionless target", "target": t, "monomial": scaling.name}))
+    return specs
+
+
+def _select_dims(array: np.ndarray, batch_dims: Sequence[str], keep: Sequence[str], sizes: Mapping[str, int]) -> np.ndarray:
+    """Broadcast ``array`` (batch axes first, then extra axes) to the block and keep only ``keep``."""
+    n_batch = len(batch_dims)
+    array = np.asarray(array, dtype=np.float64)
+    array = array.reshape(array.shape + (1,) * max(0, n_batch - array.ndim))
+    full = tuple(sizes[d] if d in keep else 1 for d in batch_dims) + array.shape[n_batch:]
+    array = np.broadcast_to(array, full)
+    index = tuple(slice(None) if d in keep else 0 for d in batch_dims)
+    return np.ascontiguousarray(array[index])
+
+
+def extract(
+    dataset: xr.Dataset,
+    declaration: SystemDeclaration | FeaturePlan,
+    *,
+    chunk_size: int | None = None,
+    source: str = "dataset",
+) -> xr.Dataset:
+    """Lazily compute the features of ``dataset`` (see the module docstring) as an xarray Dataset.
+
+    The first batch dimension is split into chunks of ``chunk_size`` entries (default: dask's
+    automatic chunk size); component and grid dimensions are never split. Nothing is computed
+    until the result is loaded or written. ``source`` names the dataset in error messages.
+    """
+    plan = declaration if isinstance(declaration, FeaturePlan) else FeaturePlan(declaration)
+    layout = _layout(dataset, plan, source)
+    if not layout.batch_dims:
+        raise FeatureError(f"{source}: no batch dimension (sample, time, ...); features are computed per sample")
+    names = list(layout.core_dims) + list(layout.targets)
+    ds = dataset[names]
+    chunks: dict[str, Any] = {d: -1 for dims in layout.core_dims.values() for d in dims}
+    chunks.update({d: -1 for d in layout.batch_dims[1:]})
+    chunks[layout.batch_dims[0]] = chunk_size or "auto"
+    ds = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
+    specs = _output_specs(plan, layout)
+    sizes = {d: ds.sizes[d] for d in layout.batch_dims}
+    block_chunks = {d: ds.chunks[d] if d in ds.chunks else (sizes[d],) for d in layout.batch_dims}
+    n_pi = len(plan.pi_groups)
+    template_vars = {}
+    for name, dims, units, attrs in specs:
+        shape = tuple(sizes[d] if d != PI_DIM else n_pi for d in dims)
+        chunk_spec = tuple(block_chunks[d] if d != PI_DIM else (n_pi,) for d in dims)
+        template_vars[name] = (dims, dask.array.empty(shape, chunks=chunk_spec, dtype=np.float64), {"units": units, **attrs})
+    coords = {d: dataset.coords[d] for d in layout.batch_dims if d in dataset.coords}
+    if n_pi:
+        coords[PI_DIM] = (PI_DIM, np.array(plan.analysis.pi_group_names, dtype=str))
+    template = xr.Dataset(template_vars, coords=coords)
+
+    def block_features(block: xr.Dataset) -> xr.Dataset:
+        values = _block_values(block, layout)
+        computed = plan.compute(values)
+        sizes = {d: block.sizes[d] for d in layout.batch_dims}
+        out = {}
+        for name, dims, units, attrs in specs:
+            keep = [d for d in dims if d != PI_DIM]
+            out[name] = (dims, _select_dims(computed[name], layout.batch_dims, keep, sizes), {"units": units, **attrs})
+        block_coords = {d: block.coords[d] for d in layout.batch_dims if d in block.coords}
+        if n_pi:
+            block_coords[PI_DIM] = coords[PI_DIM]
+        return xr.Dataset(out, coords=block_coords)
+
+    result = xr.map_blocks(block_features, ds, template=template)
+    result.attrs.update(
+        {
+            "declaration": plan.declaration.to_json(),
+            "feature_plan": json.dumps(plan.describe(), sort_keys=True),
+            "system": plan.declaration.name,
+        }
+    )
+    return result
+
+
+def features_name(source_name: str) -> str:
+    """The catalog name of the features of dataset ``source_name``."""
+    return f"{source_name}-features"
+
+
+def write_features(
+    catalog: Any,
+    ref: str,
+    declaration: SystemDeclaration,
+    *,
+    name: str | None = None,
+    chunk_size: int | None = None,
+) -> str:
+    """Extract the features of catalog dataset ``ref`` and store them with ``ref`` as parent.
+
+    Computation runs on whatever dask scheduler is active (see ``pipeline.cluster``).
+    Returns the new (or identical existing) version's ref.
+    """
+    resolved = catalog.resolve(ref)
+    dataset = catalog.open(resolved)
+    features = extract(dataset, declaration, chunk_size=chunk_size, source=f"dataset {resolved}")
+    target = name or features_name(resolved.split("@")[0])
+    return catalog.write(
+        features,
+        target,
+        kind=FEATURES_KIND,
+        parents=[resolved],
+        params={"system": declaration.name, "chunk_size": chunk_size},
+    )
+
+
+def declaration_of(dataset: xr.Dataset, *, source: str = "dataset") -> SystemDeclaration:
+    """The declaration recorded in a dataset's ``declaration`` attribute (JSON)."""
+    text = dataset.attrs.get("declaration")
+    if not isinstance(text, str):
+        raise FeatureError(f"{source} records no declaration (no 'declaration' attribute)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FeatureError(f"{source}: attribute 'declaration' is not JSON ({exc})") from None
+    return SystemDeclaration.from_dict(data, source=f"{source} attribute 'declaration'")
+
+
+__all__ = [
+    "FEATURES_KIND",
+    "FeatureError",
+    "FeaturePlan",
+    "InvariantScalar",
+    "declaration_of",
+    "extract",
+    "features_name",
+    "invariant_scalars",
+    "write_features",
+]

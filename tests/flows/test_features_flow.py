@@ -1,0 +1,20 @@
+"""The features flow: content-hash caching and the declaration found from the dataset's kind."""
+
+from __future__ import annotations
+
+from support import pendulum_dataset
+
+from flows.features import features_flow
+from pipeline.cluster import ENV_ADDRESS
+
+
+def test_features_flow_runs_once_per_content(catalog, monkeypatch):
+    monkeypatch.setenv(ENV_ADDRESS, "threads")
+    first = catalog.write(pendulum_dataset(n=10, seed=0), "pend", kind="spring_pendulum.raw")
+    out = features_flow(first, catalog=str(catalog.root))
+    assert out == "pend-features@v1" and catalog.info(out).parents == [first]
+    # cached: same content, same result, nothing new written
+    assert features_flow(first, catalog=str(catalog.root)) == out
+    second = catalog.write(pendulum_dataset(n=10, seed=1), "pend", kind="spring_pendulum.raw")
+    assert features_flow("pend", catalog=str(catalog.root)) == "pend-features@v2"
+    assert catalog.info("pend-features@v2").parents == [second]

@@ -1,0 +1,182 @@
+"""Feature extraction over datasets: exact invariance, units equivariance, lazy chunks, clear errors."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline.features import FEATURES_KIND, FeatureError, FeaturePlan, extract, write_features
+from pipeline.symmetry import assert_units_equivariant, random_element, relative_error
+from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration, find_system
+from support import pendulum_dataset
+
+PENDULUM = find_system("spring_pendulum")
+RIETKERK = find_system("rietkerk")
+VECTORS = ("g", "q1", "q2", "p1", "p2")
+
+
+def computed(ds: xr.Dataset, declaration=PENDULUM, **kw) -> xr.Dataset:
+    with dask.config.set(scheduler="synchronous"):
+        return extract(ds, declaration, **kw).compute()
+
+
+def test_features_match_a_direct_computation():
+    ds = pendulum_dataset()
+    f = computed(ds, chunk_size=7)
+    assert f.sizes == {"sample": 40, "time": 3, "pi_group": 18}
+    np.testing.assert_allclose(f["q1.p2"], (ds.q1 * ds.p2).sum("space").transpose("sample", "time"), rtol=1e-14)
+    np.testing.assert_allclose(f["g.g"], (ds.g**2).sum("space"), rtol=1e-14)
+    assert f["m1"].dims == ("sample",) and f["pi"].dims == ("sample", "time", "pi_group")
+    plan = FeaturePlan(PENDULUM)
+    scale = plan.scalings["H"]
+    monomial = 1.0
+    for q, p in scale.exponents:
+        monomial = monomial * ds[q] ** float(p)
+    np.testing.assert_allclose(f["H_pi"], (ds.H / monomial).transpose("sample", "time"), rtol=1e-14)
+    assert f["scale(H)"].attrs["units"] == "kg m^2 s^-2" and f["pi"].attrs["units"] == "1"
+
+
+def test_features_are_lazy_and_chunked():
+    f = extract(pendulum_dataset(), PENDULUM, chunk_size=8)
+    assert isinstance(f["pi"].data, dask.array.Array)
+    assert f["pi"].data.chunks[0] == (8, 8, 8, 8, 8)
+
+
+def test_pi_features_are_exactly_invariant_under_o3():
+    ds = pendulum_dataset(seed=1)
+    base = computed(ds)
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        g = random_element("O(3)", rng)
+        moved = ds.copy()
+        for name in VECTORS:
+            moved[name] = ds[name].copy(data=g.act(ds[name].values, "vector"))
+        f = computed(moved)
+        for var in ("pi", "H_pi", "q1.q2", "g.p1"):
+            assert relative_error(f[var].values, base[var].values) <= 1e-12, var
+
+
+def test_changing_units_leaves_dimensionless_features_unchanged():
+    ds = pendulum_dataset(seed=2)
+    base = computed(ds)
+    # the same systems in grams, centimetres and minutes
+    factors = {"kg": 1e3, "kg s^-2": 1e3 / 3600, "m": 100.0, "m s^-2": 100 / 3600, "kg m s^-1": 1e5 / 60, "J": 1e7 / 3600}
+    spelled = {"kg": "g", "kg s^-2": "g min^-2", "m": "cm", "m s^-2": "cm min^-2", "kg m s^-1": "g cm min^-1", "J": "g cm^2 min^-2"}
+    other = ds.copy()
+    for name, var in ds.data_vars.items():
+        u = var.attrs["units"]
+        other[name] = var * factors[u]
+        other[name].attrs["units"] = spelled[u]
+    f = computed(other)
+    assert relative_error(f["pi"].values, base["pi"].values) <= 1e-12
+    assert relative_error(f["H_pi"].values, base["H_pi"].values) <= 1e-12
+
+
+def test_plan_compute_is_units_equivariant_for_the_symmetry_helper():
+    ds = pendulum_dataset(n=5, steps=1)
+    inputs = {name: ds[name].values[:, 0] if "time" in ds[name].dims else ds[name].values for name in ds.data_vars}
+    inputs = {k: (v[:, None] if v.ndim == 1 else v) for k, v in inputs.items()}
+    units = {q.name: q.units for q in PENDULUM.quantities}
+    plan = FeaturePlan(PENDULUM)
+
+    def outputs(**values):
+        out = plan.compute(values)
+        return out["pi"], out["scale(H)"], out["H_pi"]
+
+    assert_units_equivariant(outputs, inputs, units, ("1", "J", "1"))
+    with pytest.raises(AssertionError, match="units equivariance"):
+        assert_units_equivariant(lambda **v: v["m1"] * v["l1"], inputs, units, "kg")
+
+
+def test_so3_systems_add_determinants_that_flip_under_reflections():
+    decl = SystemDeclaration(
+        "chiral", (Quantity("a", "m", Kind.VECTOR, Role.STATE), Quantity("b", "m", Kind.VECTOR, Role.STATE),
+                   Quantity("c", "m", Kind.VECTOR, Role.STATE)), symmetry="SO(3)"
+    )
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({n: (("sample", "space"), rng.normal(size=(9, 3)), {"units": "m"}) for n in "abc"})
+    f = computed(ds, decl)
+    assert "det(a,b,c)" in f
+    mirrored = ds.copy()
+    for n in "abc":
+        mirrored[n] = ds[n] * np.array([1, 1, -1])
+    g = computed(mirrored, decl)
+    np.testing.assert_allclose(g["det(a,b,c)"], -f["det(a,b,c)"], rtol=1e-14)
+
+
+def test_lorentz_and_euclidean_systems():
+    lorentz = SystemDeclaration("jets", (Quantity("p", "GeV", Kind.VECTOR, Role.STATE), Quantity("k", "GeV", Kind.VECTOR, Role.STATE)), symmetry="O(1,3)")
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({n: (("sample", "component"), rng.normal(size=(6, 4)), {"units": "GeV"}) for n in "pk"})
+    f = computed(ds, lorentz)
+    eta = np.array([1.0, -1, -1, -1])
+    np.testing.assert_allclose(f["p.k"], (ds.p.values * eta * ds.k.values).sum(-1), rtol=1e-14)
+    boosted = ds.copy()
+    g = random_element("O(1,3)", rng)
+    for n in "pk":
+        boosted[n] = ds[n].copy(data=g.act(ds[n].values, "vector"))
+    assert relative_error(computed(boosted, lorentz)["pi"].values, f["pi"].values) <= 1e-12
+    points = SystemDeclaration("pair", (Quantity("x1", "m", Kind.POSITION, Role.STATE), Quantity("x2", "m", Kind.POSITION, Role.STATE), Quantity("L", "m")), symmetry="E(2)")
+    ds2 = xr.Dataset({"x1": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}), "x2": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}), "L": ("sample", np.ones(5), {"units": "m"})})
+    shifted = ds2.copy()
+    shifted["x1"] = ds2.x1 + 3.0
+    shifted["x2"] = ds2.x2 + 3.0
+    assert relative_error(computed(shifted, points)["pi"].values, computed(ds2, points)["pi"].values) <= 1e-12
+
+
+def test_field_features_are_invariant_under_grid_symmetries():
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({q.name: ("sample", rng.uniform(0.5, 2, 4), {"units": q.units}) for q in RIETKERK.select(roles=(Role.PARAMETER,))})
+    for name in ("u", "w", "v"):
+        ds[name] = (("sample", "x", "y"), rng.uniform(0, 1, (4, 8, 8)), {"units": RIETKERK.quantity(name).units})
+    f = computed(ds, RIETKERK)
+    assert {"mean(v)", "std(v)"} <= set(f.data_vars) and f.sizes["pi_group"] == 18
+    moved = ds.copy()
+    for name in ("u", "w", "v"):
+        moved[name] = ds[name].roll(x=3, y=-2).transpose("sample", "y", "x").copy()
+        moved[name] = moved[name].rename({"x": "y", "y": "x"})
+    g = computed(moved, RIETKERK)
+    assert relative_error(g["pi"].values, f["pi"].values) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ds: ds.drop_vars("p2"), "variable 'p2' is missing"),
+        (lambda ds: ds.assign(m1=ds.m1.assign_attrs(units="s")), r"variable 'm1'.*cannot be converted to 'kg'"),
+        (lambda ds: ds.assign(m2=ds.m2.assign_attrs(units="blorp")), "pint cannot parse units 'blorp'"),
+        (
+            lambda ds: ds.assign(q1=(("sample", "time", "plane"), ds.q1.values[..., :2], {"units": "m"})),
+            r"'q1'.*'plane' has length 2, expected 3",
+        ),
+        (lambda ds: ds.assign(k1=xr.DataArray(np.ones(40), dims="sample")), "variable 'k1' has no 'units'"),
+    ],
+)
+def test_datasets_that_do_not_match_the_declaration_are_refused(mutate, message):
+    with pytest.raises(FeatureError, match=message) as info:
+        extract(mutate(pendulum_dataset()), PENDULUM, source="dataset pend@v3")
+    assert "pend@v3" in str(info.value)
+
+
+def test_bad_declarations_for_features():
+    with pytest.raises(DeclarationError, match="single position"):
+        FeaturePlan(SystemDeclaration("one", (Quantity("x", "m", Kind.POSITION, Role.STATE),), symmetry="E(3)"))
+    with pytest.raises(DeclarationError, match=r"target 'T'.*none of them carries \[temperature\]"):
+        FeaturePlan(SystemDeclaration("hot", (Quantity("x", "m"), Quantity("T", "K", role=Role.TARGET))))
+    with pytest.raises(DeclarationError, match="not scalars"):
+        FeaturePlan(SystemDeclaration("vec", (Quantity("x", "m", Kind.VECTOR), Quantity("F", "N", Kind.VECTOR, Role.TARGET)), symmetry="O(3)"))
+
+
+def test_write_features_records_the_source_as_parent(catalog):
+    ref = catalog.write(pendulum_dataset(), "pend", kind="spring_pendulum.raw")
+    with dask.config.set(scheduler="threads"):
+        out = write_features(catalog, "pend", PENDULUM, chunk_size=16)
+        again = write_features(catalog, ref, PENDULUM, chunk_size=16)
+    assert out == again == "pend-features@v1"
+    info = catalog.info(out)
+    assert info.kind == FEATURES_KIND and info.parents == [ref]
+    stored = catalog.open(out)
+    np.testing.assert_array_equal(stored["pi"].values, computed(pendulum_dataset())["pi"].values)
+    assert list(stored["pi_group"].values)[:2] == ["m2 m1^-1", "k2 k1^-1"]
