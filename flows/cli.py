@@ -238,7 +238,9 @@ def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 @main.command("features")
 @click.argument("ref")
-@click.option("--system", "system_name", default=None, help="Declared system to use [default: the one of the dataset's kind].")
+@click.option(
+    "--system", "system_name", default=None, help="Declared system to use [default: the one of the dataset's kind]."
+)
 @click.option(
     "--declaration",
     "declaration_file",

@@ -23,7 +23,9 @@ def extract_features(catalog: str, ref: str, declaration_json: str, chunk_size: 
 
 
 @flow(name="features")
-def features_flow(ref: str, catalog: str | None = None, declaration_json: str | None = None, chunk_size: int | None = None) -> str:
+def features_flow(
+    ref: str, catalog: str | None = None, declaration_json: str | None = None, chunk_size: int | None = None
+) -> str:
     """Compute the features of dataset ``ref`` (its declaration found from its kind unless given)."""
     root = str(Catalog(catalog).root)
     cat = Catalog(root)

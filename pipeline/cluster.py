@@ -29,7 +29,11 @@ def resolve_scheduler(scheduler: str | None) -> str:
 
 @contextlib.contextmanager
 def dask_scheduler(
-    scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1, connect_timeout: str = "10s"
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    connect_timeout: str = "10s",
 ) -> Iterator[str]:
     """Run the enclosed dask computations on the chosen scheduler; yields its description.
 
@@ -45,14 +49,19 @@ def dask_scheduler(
 
     if chosen == "local":
         workers = n_workers or max(1, min(4, os.cpu_count() or 1))
-        with LocalCluster(
-            n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
-        ) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield f"local cluster ({workers} processes x {threads_per_worker} threads) at {client.scheduler.address}"
         return
     try:
         client = Client(chosen, timeout=connect_timeout)
     except (OSError, TimeoutError) as exc:
-        raise OSError(f"cannot reach the dask scheduler at {chosen!r} (from --dask-address or ${ENV_ADDRESS}): {exc}") from exc
+        raise OSError(
+            f"cannot reach the dask scheduler at {chosen!r} (from --dask-address or ${ENV_ADDRESS}): {exc}"
+        ) from exc
     with client:
         yield f"dask scheduler at {chosen}"

@@ -217,7 +217,8 @@ class DimensionalAnalysis:
         self.units = dict(quantities)
         self.independent_units = tuple(independent_units)
         vectors = {
-            name: dict(dimension_vector(units, self.independent_units, f"quantity {name!r}")) for name, units in quantities
+            name: dict(dimension_vector(units, self.independent_units, f"quantity {name!r}"))
+            for name, units in quantities
         }
         self.base_dimensions = tuple(sorted({dim for vector in vectors.values() for dim in vector}))
         self.matrix = tuple(
@@ -229,7 +230,10 @@ class DimensionalAnalysis:
         if self.base_dimensions:
             self.rank, self.lattice_basis = integer_kernel(self.integer_matrix)
         else:
-            self.rank, self.lattice_basis = 0, [[int(i == j) for j in range(len(self.names))] for i in range(len(self.names))]
+            self.rank, self.lattice_basis = (
+                0,
+                [[int(i == j) for j in range(len(self.names))] for i in range(len(self.names))],
+            )
         self.preferred = tuple(n for n in (preferred or ()) if n in self.names)
         self.repeating = self._choose_repeating(repeating, preferred)
         self.integer_groups = self._integer_groups()
@@ -356,8 +360,7 @@ class DimensionalAnalysis:
         missing = sorted(set(target) - set(self.base_dimensions))
         if missing:
             raise DimensionalAnalysisError(
-                f"no monomial of {list(names)} has units {target_units!r}: none of them carries "
-                f"{', '.join(missing)}"
+                f"no monomial of {list(names)} has units {target_units!r}: none of them carries {', '.join(missing)}"
             )
         rhs = [target.get(dim, Fraction(0)) for dim in self.base_dimensions]
         sub_rank = self._rank_of(names)

@@ -102,7 +102,9 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
             scalars.append(InvariantScalar(q.name, q.units, q.role, (q.name,), lambda v, n=q.name: v[n]))
         elif q.kind is Kind.FIELD:
             for stat, fn in (("mean", _field_mean), ("std", _field_std)):
-                scalars.append(InvariantScalar(f"{stat}({q.name})", q.units, q.role, (q.name,), lambda v, n=q.name, f=fn: f(v[n])))
+                scalars.append(
+                    InvariantScalar(f"{stat}({q.name})", q.units, q.role, (q.name,), lambda v, n=q.name, f=fn: f(v[n]))
+                )
     vectors = [q for q in inputs if q.is_vector]
     positions = [q.name for q in vectors if q.kind is Kind.POSITION]
     if positions and len(positions) < 2:
@@ -176,12 +178,13 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
     return tuple(scalars)
 
 
-def _field_mean(u: np.ndarray) -> np.ndarray:
-    return u.mean(axis=(-2, -1))
+def _field_mean(u: Any) -> Any:
+    return u.mean(dim=(-2, -1)) if inv.is_torch(u) else u.mean(axis=(-2, -1))
 
 
-def _field_std(u: np.ndarray) -> np.ndarray:
-    return u.std(axis=(-2, -1))
+def _field_std(u: Any) -> Any:
+    """Population standard deviation over the grid (numpy's default; torch's needs correction=0)."""
+    return u.std(dim=(-2, -1), correction=0) if inv.is_torch(u) else u.std(axis=(-2, -1))
 
 
 def _core_ndim(kind: Kind) -> int:
@@ -196,7 +199,9 @@ class FeaturePlan:
         self.declaration = declaration
         self.scalars = invariant_scalars(declaration)
         if not self.scalars:
-            raise FeatureError(f"system {declaration.name!r} has no parameter or state quantities to build features from")
+            raise FeatureError(
+                f"system {declaration.name!r} has no parameter or state quantities to build features from"
+            )
         self.analysis = DimensionalAnalysis(
             [(s.name, s.units) for s in self.scalars],
             independent_units=declaration.independent_units,
@@ -304,7 +309,9 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
                 problems.append(str(exc))
         n_core = _core_ndim(q.kind)
         if var.ndim < n_core:
-            problems.append(f"{where} has dims {var.dims}; a {q.kind.value} needs at least {n_core} dimension(s) of its own")
+            problems.append(
+                f"{where} has dims {var.dims}; a {q.kind.value} needs at least {n_core} dimension(s) of its own"
+            )
             continue
         dims = tuple(var.dims[var.ndim - n_core :])
         core[q.name] = dims
@@ -314,7 +321,9 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
                 f"(vectors of {decl.symmetry})"
             )
         if q.kind is Kind.TENSOR and var.shape[-2:] != (decl.space_dim, decl.space_dim):
-            problems.append(f"{where}: its last two dimensions are {var.shape[-2:]}, expected {decl.space_dim}x{decl.space_dim}")
+            problems.append(
+                f"{where}: its last two dimensions are {var.shape[-2:]}, expected {decl.space_dim}x{decl.space_dim}"
+            )
         if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
             problems.append(f"{where} has dtype {var.dtype}; expected real numbers")
         dims_of[q.name] = tuple(var.dims[: var.ndim - n_core])
@@ -324,10 +333,14 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
     for name, dims in core.items():
         clash = sorted(set(dims) & set(batch))
         if clash:
-            problems.append(f"{source}: variable {name!r} uses {clash} as its own (component or grid) dimension, "
-                            "but other variables use it as a batch dimension")
+            problems.append(
+                f"{source}: variable {name!r} uses {clash} as its own (component or grid) dimension, "
+                "but other variables use it as a batch dimension"
+            )
     if problems:
-        raise FeatureError(f"{len(problems)} problem(s) with {source} as system {decl.name!r}:\n  - " + "\n  - ".join(problems))
+        raise FeatureError(
+            f"{len(problems)} problem(s) with {source} as system {decl.name!r}:\n  - " + "\n  - ".join(problems)
+        )
     return _Layout(tuple(batch), dims_of, core, factors, tuple(t.name for t in plan.targets if t.name in ds.data_vars))
 
 
@@ -353,18 +366,29 @@ def _output_specs(plan: FeaturePlan, layout: _Layout) -> list[tuple[str, tuple[s
         used = {d for q in plan.inputs_of(output) for d in layout.dims_of[q]}
         return tuple(d for d in layout.batch_dims if d in used)
 
-    specs = [(s.name, dims(s.name), s.units, {"feature": "invariant scalar", "role": s.role.value}) for s in plan.scalars]
+    specs = [
+        (s.name, dims(s.name), s.units, {"feature": "invariant scalar", "role": s.role.value}) for s in plan.scalars
+    ]
     if plan.pi_groups:
         specs.append(("pi", (*dims("pi"), PI_DIM), "1", {"feature": "Pi groups of the invariant scalars"}))
     for t in layout.targets:
         scaling = plan.scalings[t]
         units = plan.declaration.quantity(t).units
         specs.append((f"scale({t})", dims(f"scale({t})"), units, {"feature": "target scale", "monomial": scaling.name}))
-        specs.append((f"{t}_pi", dims(f"{t}_pi"), "1", {"feature": "dimensionless target", "target": t, "monomial": scaling.name}))
+        specs.append(
+            (
+                f"{t}_pi",
+                dims(f"{t}_pi"),
+                "1",
+                {"feature": "dimensionless target", "target": t, "monomial": scaling.name},
+            )
+        )
     return specs
 
 
-def _select_dims(array: np.ndarray, batch_dims: Sequence[str], keep: Sequence[str], sizes: Mapping[str, int]) -> np.ndarray:
+def _select_dims(
+    array: np.ndarray, batch_dims: Sequence[str], keep: Sequence[str], sizes: Mapping[str, int]
+) -> np.ndarray:
     """Broadcast ``array`` (batch axes first, then extra axes) to the block and keep only ``keep``."""
     n_batch = len(batch_dims)
     array = np.asarray(array, dtype=np.float64)
@@ -406,7 +430,11 @@ def extract(
     for name, dims, units, attrs in specs:
         shape = tuple(sizes[d] if d != PI_DIM else n_pi for d in dims)
         chunk_spec = tuple(block_chunks[d] if d != PI_DIM else (n_pi,) for d in dims)
-        template_vars[name] = (dims, dask.array.empty(shape, chunks=chunk_spec, dtype=np.float64), {"units": units, **attrs})
+        template_vars[name] = (
+            dims,
+            dask.array.empty(shape, chunks=chunk_spec, dtype=np.float64),
+            {"units": units, **attrs},
+        )
     coords = {d: dataset.coords[d] for d in layout.batch_dims if d in dataset.coords}
     if n_pi:
         coords[PI_DIM] = (PI_DIM, np.array(plan.analysis.pi_group_names, dtype=str))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.invariants import is_torch, minkowski_metric
+from pipeline.invariants import is_torch
 from pipeline.units import dimension_vector
 
 TYPES = ("scalar", "pseudoscalar", "vector", "pseudovector", "position", "tensor")
@@ -63,7 +63,9 @@ def random_permutation(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(n)
 
 
-def random_unit_scales(base_dimensions: Sequence[str], rng: np.random.Generator, low: float = 0.1, high: float = 10.0) -> dict[str, float]:
+def random_unit_scales(
+    base_dimensions: Sequence[str], rng: np.random.Generator, low: float = 0.1, high: float = 10.0
+) -> dict[str, float]:
     """One random positive factor per base dimension (log-uniform in [low, high])."""
     return {dim: float(np.exp(rng.uniform(np.log(low), np.log(high)))) for dim in base_dimensions}
 
@@ -112,20 +114,22 @@ def _matmul_last(g: Any, x: Any) -> Any:
     return x @ g.T
 
 
-def random_element(group: str, rng: np.random.Generator) -> GroupElement:
+def random_element(group: str, rng: np.random.Generator, reflection: bool | None = None) -> GroupElement:
     """A random element of ``O(d)``, ``SO(d)``, ``E(d)``, ``SE(d)`` or ``O(1,d)``.
 
-    O(d) and E(d) draw a reflection half of the time, so that both components are tested.
+    For the groups with reflections (O(d), E(d), O(1,d)) ``reflection`` chooses the component
+    (None: at random); it is ignored for SO(d) and SE(d).
     """
     match = _GROUP.match(group.replace(" ", ""))
     if not match:
         raise ValueError(f"unknown group {group!r}: use O(d), SO(d), E(d), SE(d) or O(1,d)")
     if match["dl"]:
         d = int(match["dl"])
-        return GroupElement(random_lorentz(d, rng, parity=bool(rng.integers(2))), description=f"Lorentz O(1,{d})")
+        parity = bool(rng.integers(2)) if reflection is None else reflection
+        return GroupElement(random_lorentz(d, rng, parity=parity), description=f"Lorentz O(1,{d}), parity {parity}")
     name, d = match["group"], int(match["d"])
     proper = name in ("SO", "SE")
-    matrix = random_orthogonal(d, rng, reflection=False if proper else None)
+    matrix = random_orthogonal(d, rng, reflection=False if proper else reflection)
     translation = rng.normal(scale=3.0, size=d) if name in ("E", "SE") else None
     return GroupElement(matrix, translation, f"{name}({d}) element with det {np.linalg.det(matrix):+.0f}")
 
@@ -198,7 +202,9 @@ def assert_equivariant(
     """Check fn(g . x) == g . fn(x) for random elements g of ``group``.
 
     ``inputs`` are passed positionally; ``input_types`` and ``output_types`` give how each
-    transforms (see the module docstring). A single output may be given as a bare type.
+    transforms (see the module docstring). A single output may be given as a bare type. For
+    groups with reflections, odd-numbered trials draw from the reflecting component, so that both
+    components are always tested (``trials`` >= 2).
     Returns the report; raises AssertionError naming the worst element when an error exceeds rtol.
     """
     if len(inputs) != len(input_types):
@@ -209,8 +215,8 @@ def assert_equivariant(
     if len(reference) != len(out_types):
         raise ValueError(f"fn returned {len(reference)} outputs but {len(out_types)} output types were given")
     report = SymmetryReport()
-    for _ in range(trials):
-        g = random_element(group, rng)
+    for trial in range(trials):
+        g = random_element(group, rng, reflection=trial % 2 == 1)  # both components, whatever the seed
         moved = _as_tuple(fn(*(g.act(x, t) for x, t in zip(inputs, input_types, strict=True))))
         for index, (out, expected, t) in enumerate(zip(moved, reference, out_types, strict=True)):
             _check(report, relative_error(out, g.act(expected, t)), f"output {index}, {g.description}")
@@ -265,7 +271,9 @@ def assert_permutation_equivariant(
         perm = random_permutation(n, rng)
         moved = _as_tuple(fn(*(_permute(x, perm, a) for x, a in zip(inputs, axes, strict=True))))
         for index, (out, expected, a) in enumerate(zip(moved, reference, out_axes, strict=True)):
-            _check(report, relative_error(out, _permute(expected, perm, a)), f"output {index}, permutation {perm.tolist()}")
+            _check(
+                report, relative_error(out, _permute(expected, perm, a)), f"output {index}, permutation {perm.tolist()}"
+            )
     _fail("permutation equivariance", report, rtol)
     return report
 
@@ -314,7 +322,11 @@ def assert_units_equivariant(
         raise ValueError(f"no units given for inputs {missing}")
     out_units = (output_units,) if isinstance(output_units, str) else tuple(output_units)
     dims = sorted(
-        {d for u in [*input_units.values(), *out_units] for d, _ in dimension_vector(u, tuple(independent_units), "units")}
+        {
+            d
+            for u in [*input_units.values(), *out_units]
+            for d, _ in dimension_vector(u, tuple(independent_units), "units")
+        }
     )
     rng = np.random.default_rng(seed)
     reference = _as_tuple(fn(**inputs))
@@ -327,6 +339,10 @@ def assert_units_equivariant(
         moved = _as_tuple(fn(**moved_inputs))
         for index, (out, expected, u) in enumerate(zip(moved, reference, out_units, strict=True)):
             desc = "units rescaled by " + ", ".join(f"{d} x{s:.3g}" for d, s in scales.items())
-            _check(report, relative_error(out, expected * unit_factor(u, scales, independent_units)), f"output {index}, {desc}")
+            _check(
+                report,
+                relative_error(out, expected * unit_factor(u, scales, independent_units)),
+                f"output {index}, {desc}",
+            )
     _fail("units equivariance", report, rtol)
     return report

@@ -97,7 +97,9 @@ def _independent_roots(independent: tuple[str, ...]) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def dimension_vector(units: str, independent: tuple[str, ...] = (), where: str = "units") -> tuple[tuple[str, Fraction], ...]:
+def dimension_vector(
+    units: str, independent: tuple[str, ...] = (), where: str = "units"
+) -> tuple[tuple[str, Fraction], ...]:
     """Exponents of base dimensions, e.g. ``(('[length]', 1), ('[time]', -1))``, sorted by name.
 
     Units in ``independent`` (and their prefixed forms: ml for l) count as base dimensions of their

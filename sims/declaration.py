@@ -70,9 +70,7 @@ class Quantity:
                 object.__setattr__(self, attr, enum_type(value))
             except ValueError:
                 allowed = ", ".join(member.value for member in enum_type)
-                raise DeclarationError(
-                    f"quantity {self.name!r}: {attr} {value!r} is not one of {allowed}"
-                ) from None
+                raise DeclarationError(f"quantity {self.name!r}: {attr} {value!r} is not one of {allowed}") from None
 
     @property
     def is_vector(self) -> bool:
@@ -162,11 +160,11 @@ class SystemDeclaration:
                 return q
         raise DeclarationError(f"system {self.name!r} declares no quantity {name!r}")
 
-    def select(self, *, roles: tuple[Role, ...] | None = None, kinds: tuple[Kind, ...] | None = None) -> tuple[Quantity, ...]:
+    def select(
+        self, *, roles: tuple[Role, ...] | None = None, kinds: tuple[Kind, ...] | None = None
+    ) -> tuple[Quantity, ...]:
         return tuple(
-            q
-            for q in self.quantities
-            if (roles is None or q.role in roles) and (kinds is None or q.kind in kinds)
+            q for q in self.quantities if (roles is None or q.role in roles) and (kinds is None or q.kind in kinds)
         )
 
     def to_dict(self) -> dict[str, Any]:

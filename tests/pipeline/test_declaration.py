@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration, find_system, load_builtin_systems
+from sims.declaration import (
+    DeclarationError,
+    Kind,
+    Quantity,
+    Role,
+    SystemDeclaration,
+    find_system,
+    load_builtin_systems,
+)
 
 
 def test_builtin_systems_are_registered_and_their_units_parse():
@@ -42,7 +50,10 @@ def test_bad_declarations_say_what_is_wrong(build, message):
 
 def test_groups_and_dimensions():
     q = (Quantity("v", "m", Kind.VECTOR),)
-    assert (SystemDeclaration("s", q, symmetry="O(3)").group, SystemDeclaration("s", q, symmetry="O(3)").space_dim) == ("O", 3)
+    assert (SystemDeclaration("s", q, symmetry="O(3)").group, SystemDeclaration("s", q, symmetry="O(3)").space_dim) == (
+        "O",
+        3,
+    )
     assert SystemDeclaration("s", q, symmetry="O(1,3)").space_dim == 4
     assert SystemDeclaration("s", q, symmetry="O(1,3)").group == "Lorentz"
     assert SystemDeclaration("s", q, symmetry="SE(2)").group == "SE"

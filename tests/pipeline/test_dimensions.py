@@ -47,7 +47,12 @@ def assert_dimensionless_by_pint(analysis: DimensionalAnalysis, group) -> None:
     for name, power in group.exponents:
         product = product * parse(analysis.units[name]) ** float(power)
     assert product.dimensionless, f"{group.name} has units {product.units}"
-    assert dimension_vector(" ".join(f"({analysis.units[n]})**{float(p)}" for n, p in group.exponents), analysis.independent_units) == ()
+    assert (
+        dimension_vector(
+            " ".join(f"({analysis.units[n]})**{float(p)}" for n, p in group.exponents), analysis.independent_units
+        )
+        == ()
+    )
 
 
 def rietkerk_inputs():
@@ -105,7 +110,10 @@ def test_pendulum_invariant_scalars_count_matches_an_independent_rank():
     names = [s.name for s in plan.scalars]
     assert len(names) == 6 + 15  # six scalars and the Gram matrix of g, q1, q2, p1, p2
     matrix = np.array(
-        [[float(dict(dimension_vector(s.units)).get(d, 0)) for s in plan.scalars] for d in ("[mass]", "[length]", "[time]")]
+        [
+            [float(dict(dimension_vector(s.units)).get(d, 0)) for s in plan.scalars]
+            for d in ("[mass]", "[length]", "[time]")
+        ]
     )
     assert len(plan.pi_groups) == len(names) - np.linalg.matrix_rank(matrix) == 18
     assert plan.scalings["H"].quantities and all(

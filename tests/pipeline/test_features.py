@@ -6,11 +6,11 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
+from support import pendulum_dataset
 
 from pipeline.features import FEATURES_KIND, FeatureError, FeaturePlan, extract, write_features
 from pipeline.symmetry import assert_units_equivariant, random_element, relative_error
 from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration, find_system
-from support import pendulum_dataset
 
 PENDULUM = find_system("spring_pendulum")
 RIETKERK = find_system("rietkerk")
@@ -62,8 +62,22 @@ def test_changing_units_leaves_dimensionless_features_unchanged():
     ds = pendulum_dataset(seed=2)
     base = computed(ds)
     # the same systems in grams, centimetres and minutes
-    factors = {"kg": 1e3, "kg s^-2": 1e3 / 3600, "m": 100.0, "m s^-2": 100 / 3600, "kg m s^-1": 1e5 / 60, "J": 1e7 / 3600}
-    spelled = {"kg": "g", "kg s^-2": "g min^-2", "m": "cm", "m s^-2": "cm min^-2", "kg m s^-1": "g cm min^-1", "J": "g cm^2 min^-2"}
+    factors = {
+        "kg": 1e3,
+        "kg s^-2": 1e3 / 3600,
+        "m": 100.0,
+        "m s^-2": 100 / 3600,
+        "kg m s^-1": 1e5 / 60,
+        "J": 1e7 / 3600,
+    }
+    spelled = {
+        "kg": "g",
+        "kg s^-2": "g min^-2",
+        "m": "cm",
+        "m s^-2": "cm min^-2",
+        "kg m s^-1": "g cm min^-1",
+        "J": "g cm^2 min^-2",
+    }
     other = ds.copy()
     for name, var in ds.data_vars.items():
         u = var.attrs["units"]
@@ -92,8 +106,13 @@ def test_plan_compute_is_units_equivariant_for_the_symmetry_helper():
 
 def test_so3_systems_add_determinants_that_flip_under_reflections():
     decl = SystemDeclaration(
-        "chiral", (Quantity("a", "m", Kind.VECTOR, Role.STATE), Quantity("b", "m", Kind.VECTOR, Role.STATE),
-                   Quantity("c", "m", Kind.VECTOR, Role.STATE)), symmetry="SO(3)"
+        "chiral",
+        (
+            Quantity("a", "m", Kind.VECTOR, Role.STATE),
+            Quantity("b", "m", Kind.VECTOR, Role.STATE),
+            Quantity("c", "m", Kind.VECTOR, Role.STATE),
+        ),
+        symmetry="SO(3)",
     )
     rng = np.random.default_rng(0)
     ds = xr.Dataset({n: (("sample", "space"), rng.normal(size=(9, 3)), {"units": "m"}) for n in "abc"})
@@ -107,7 +126,11 @@ def test_so3_systems_add_determinants_that_flip_under_reflections():
 
 
 def test_lorentz_and_euclidean_systems():
-    lorentz = SystemDeclaration("jets", (Quantity("p", "GeV", Kind.VECTOR, Role.STATE), Quantity("k", "GeV", Kind.VECTOR, Role.STATE)), symmetry="O(1,3)")
+    lorentz = SystemDeclaration(
+        "jets",
+        (Quantity("p", "GeV", Kind.VECTOR, Role.STATE), Quantity("k", "GeV", Kind.VECTOR, Role.STATE)),
+        symmetry="O(1,3)",
+    )
     rng = np.random.default_rng(0)
     ds = xr.Dataset({n: (("sample", "component"), rng.normal(size=(6, 4)), {"units": "GeV"}) for n in "pk"})
     f = computed(ds, lorentz)
@@ -118,8 +141,22 @@ def test_lorentz_and_euclidean_systems():
     for n in "pk":
         boosted[n] = ds[n].copy(data=g.act(ds[n].values, "vector"))
     assert relative_error(computed(boosted, lorentz)["pi"].values, f["pi"].values) <= 1e-12
-    points = SystemDeclaration("pair", (Quantity("x1", "m", Kind.POSITION, Role.STATE), Quantity("x2", "m", Kind.POSITION, Role.STATE), Quantity("L", "m")), symmetry="E(2)")
-    ds2 = xr.Dataset({"x1": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}), "x2": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}), "L": ("sample", np.ones(5), {"units": "m"})})
+    points = SystemDeclaration(
+        "pair",
+        (
+            Quantity("x1", "m", Kind.POSITION, Role.STATE),
+            Quantity("x2", "m", Kind.POSITION, Role.STATE),
+            Quantity("L", "m"),
+        ),
+        symmetry="E(2)",
+    )
+    ds2 = xr.Dataset(
+        {
+            "x1": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}),
+            "x2": (("sample", "xy"), rng.normal(size=(5, 2)), {"units": "m"}),
+            "L": ("sample", np.ones(5), {"units": "m"}),
+        }
+    )
     shifted = ds2.copy()
     shifted["x1"] = ds2.x1 + 3.0
     shifted["x2"] = ds2.x2 + 3.0
@@ -128,7 +165,12 @@ def test_lorentz_and_euclidean_systems():
 
 def test_field_features_are_invariant_under_grid_symmetries():
     rng = np.random.default_rng(0)
-    ds = xr.Dataset({q.name: ("sample", rng.uniform(0.5, 2, 4), {"units": q.units}) for q in RIETKERK.select(roles=(Role.PARAMETER,))})
+    ds = xr.Dataset(
+        {
+            q.name: ("sample", rng.uniform(0.5, 2, 4), {"units": q.units})
+            for q in RIETKERK.select(roles=(Role.PARAMETER,))
+        }
+    )
     for name in ("u", "w", "v"):
         ds[name] = (("sample", "x", "y"), rng.uniform(0, 1, (4, 8, 8)), {"units": RIETKERK.quantity(name).units})
     f = computed(ds, RIETKERK)
@@ -166,7 +208,11 @@ def test_bad_declarations_for_features():
     with pytest.raises(DeclarationError, match=r"target 'T'.*none of them carries \[temperature\]"):
         FeaturePlan(SystemDeclaration("hot", (Quantity("x", "m"), Quantity("T", "K", role=Role.TARGET))))
     with pytest.raises(DeclarationError, match="not scalars"):
-        FeaturePlan(SystemDeclaration("vec", (Quantity("x", "m", Kind.VECTOR), Quantity("F", "N", Kind.VECTOR, Role.TARGET)), symmetry="O(3)"))
+        FeaturePlan(
+            SystemDeclaration(
+                "vec", (Quantity("x", "m", Kind.VECTOR), Quantity("F", "N", Kind.VECTOR, Role.TARGET)), symmetry="O(3)"
+            )
+        )
 
 
 def test_write_features_records_the_source_as_parent(catalog):
@@ -180,3 +226,28 @@ def test_write_features_records_the_source_as_parent(catalog):
     stored = catalog.open(out)
     np.testing.assert_array_equal(stored["pi"].values, computed(pendulum_dataset())["pi"].values)
     assert list(stored["pi_group"].values)[:2] == ["m2 m1^-1", "k2 k1^-1"]
+
+
+def test_plan_compute_on_torch_matches_numpy_and_is_differentiable():
+    import torch
+
+    ds = pendulum_dataset(n=6, steps=2)
+    plan = FeaturePlan(PENDULUM)
+    arrays = {}
+    for name in ds.data_vars:
+        var = ds[name]
+        if "time" not in var.dims:
+            var = var.expand_dims(time=1, axis=1)
+        arrays[name] = var.values
+    expected = plan.compute(arrays)
+    tensors = {k: torch.tensor(v, requires_grad=k == "q1") for k, v in arrays.items()}
+    got = plan.compute(tensors)
+    np.testing.assert_allclose(got["pi"].detach().numpy(), np.broadcast_to(expected["pi"], got["pi"].shape), rtol=1e-14)
+    got["pi"].sum().backward()
+    assert torch.isfinite(tensors["q1"].grad).all() and tensors["q1"].grad.abs().sum() > 0
+    rk = FeaturePlan(RIETKERK)
+    rng = np.random.default_rng(0)
+    values = {q.name: rng.uniform(0.5, 2, (3,)) for q in RIETKERK.select(roles=(Role.PARAMETER,))}
+    values.update({n: rng.uniform(0, 1, (3, 5, 5)) for n in ("u", "w", "v")})
+    as_torch = rk.compute({k: torch.tensor(v) for k, v in values.items()})
+    np.testing.assert_allclose(as_torch["pi"].numpy(), rk.compute(values)["pi"], rtol=1e-14)

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from support import demo_dataset, pendulum_dataset
 
 from flows.cli import main as cli
-from support import demo_dataset, pendulum_dataset
 
 
 def _run(catalog, *args):
@@ -37,7 +37,17 @@ def test_features_with_a_declaration_file(catalog, tmp_path):
     }
     path = tmp_path / "demo.json"
     path.write_text(json.dumps(declaration))
-    result = _run(catalog, "features", "demo@v1", "--declaration", str(path), "--dask-address", "synchronous", "--name", "demo-inv")
+    result = _run(
+        catalog,
+        "features",
+        "demo@v1",
+        "--declaration",
+        str(path),
+        "--dask-address",
+        "synchronous",
+        "--name",
+        "demo-inv",
+    )
     assert result.exit_code == 0, result.output
     assert "demo@v1 -> demo-inv@v1" in result.output
     features = catalog.open("demo-inv")

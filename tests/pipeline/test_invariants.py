@@ -39,7 +39,9 @@ def vectors(seed: int, batch: int, n: int, d: int, scale: float = 1.0) -> np.nda
 @given(seeds, dims, counts, magnitudes)
 def test_gram_and_norms_are_o_d_invariant(seed, d, n, scale):
     v = vectors(seed, 4, n, d, scale)
-    assert_invariant(lambda x: (inv.gram_upper(x), inv.gram(x), inv.norm(x)), [v], ["vector"], group=f"O({d})", seed=seed, rtol=RTOL)
+    assert_invariant(
+        lambda x: (inv.gram_upper(x), inv.gram(x), inv.norm(x)), [v], ["vector"], group=f"O({d})", seed=seed, rtol=RTOL
+    )
 
 
 @SETTINGS
@@ -64,7 +66,9 @@ def test_determinants_fail_the_o_d_invariance_check():
 def test_generalized_cross_is_a_pseudovector(seed, d, scale):
     v = vectors(seed, 3, d - 1, d, scale)
     parts = [v[:, i] for i in range(d - 1)]
-    assert_equivariant(inv.generalized_cross, parts, ["vector"] * (d - 1), "pseudovector", group=f"O({d})", seed=seed, rtol=RTOL)
+    assert_equivariant(
+        inv.generalized_cross, parts, ["vector"] * (d - 1), "pseudovector", group=f"O({d})", seed=seed, rtol=RTOL
+    )
     c = inv.generalized_cross(*parts)
     for part in parts:  # orthogonal to its arguments, with <c, w> = det[v.., w]
         assert np.abs(inv.inner(c, part)).max() <= 1e-12 * scale**d
@@ -102,7 +106,9 @@ def test_centring_removes_translations(seed, d, n, scale):
     x = vectors(seed, 3, n, d, scale)
     w = np.random.default_rng(seed).uniform(0.1, 2.0, size=(3, n))
     assert_invariant(lambda p: inv.gram_upper(inv.center(p)), [x], ["position"], group=f"E({d})", seed=seed, rtol=RTOL)
-    assert_equivariant(lambda p, m: inv.center(p, m), [x, w], ["position", "scalar"], "vector", group=f"E({d})", seed=seed, rtol=RTOL)
+    assert_equivariant(
+        lambda p, m: inv.center(p, m), [x, w], ["position", "scalar"], "vector", group=f"E({d})", seed=seed, rtol=RTOL
+    )
 
 
 @SETTINGS
@@ -196,7 +202,9 @@ def test_numpy_torch_and_dask_agree():
         assert isinstance(result, da.Array)
         np.testing.assert_allclose(result.compute(), expected, rtol=1e-14)
     big = vectors(4, 3, 5, 5)
-    np.testing.assert_allclose(inv.determinants(da.from_array(big, chunks=(1, 5, 5))).compute(), inv.determinants(big), rtol=1e-12)
+    np.testing.assert_allclose(
+        inv.determinants(da.from_array(big, chunks=(1, 5, 5))).compute(), inv.determinants(big), rtol=1e-12
+    )
 
 
 def test_bad_shapes_are_refused():
