@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.units import check_declaration, dimension_vector, format_dimensions
+from pipeline.units import check_declaration, dimension_vector, format_dimensions, parse
 from sims.declaration import DeclarationError, Role, SystemDeclaration
 
 _MAX_SUBSETS = 20000
@@ -69,7 +69,7 @@ def integer_kernel(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]
 
 def hermite_rows(rows: Sequence[Sequence[int]], column_order: Sequence[int]) -> tuple[list[list[int]], list[int]]:
     """Row-style Hermite normal form of an integer matrix of full row rank, pivots searched in
-    ``column_order``; entries above a pivot p are reduced into (-p/2, p/2]. Returns rows and pivots."""
+    ``column_order``; entries above a pivot p are reduced into [-p/2, p/2). Returns rows and pivots."""
     work = [list(map(int, row)) for row in rows]
     k = len(work)
     pivots: list[int] = []
@@ -151,6 +151,7 @@ class Monomial:
 
     exponents: tuple[tuple[str, Fraction], ...]
     units: str = "1"
+    factor: float = 1.0  # makes the value coherent when the quantities' units differ in scale (cm and m)
 
     @property
     def name(self) -> str:
@@ -171,11 +172,16 @@ class Monomial:
             term = x if power == 1 else (1 / x if power == -1 else x ** float(power))
             result = term if result is None else result * term
         if result is None:
-            return 1.0
-        return result
+            return self.factor
+        return result if self.factor == 1.0 else result * self.factor
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "units": self.units, "exponents": {q: str(p) for q, p in self.exponents}}
+        return {
+            "name": self.name,
+            "units": self.units,
+            "exponents": {q: str(p) for q, p in self.exponents},
+            "factor": self.factor,
+        }
 
 
 # --- the analysis -------------------------------------------------------------------------------
@@ -195,7 +201,13 @@ class DimensionalAnalysis:
     ``independent_units`` count as base dimensions of their own (litres of water). ``repeating``
     optionally fixes the quantities that may appear in several groups; by default a set of
     ``rank`` quantities (parameters first when ``preferred`` is given) is chosen that gives the
-    smallest exponents.
+    smallest exponents. Quantities named in ``signed`` may be negative or zero (inner products of
+    two different vectors, determinants, Minkowski products): they are used as repeating quantities
+    or in scaling monomials only when nothing else spans the dimensions, since fractional or
+    negative powers of them are NaN or infinite.
+
+    Values are taken in each quantity's own units; every monomial carries the constant ``factor``
+    that makes it coherent, so a group stays exactly dimensionless when lengths come in cm and m.
     """
 
     def __init__(
@@ -206,6 +218,7 @@ class DimensionalAnalysis:
         repeating: Sequence[str] | None = None,
         preferred: Sequence[str] | None = None,
         exponents: str = "rational",
+        signed: Sequence[str] = (),
     ) -> None:
         if exponents not in ("rational", "integer"):
             raise DimensionalAnalysisError(f"exponents must be 'rational' or 'integer', got {exponents!r}")
@@ -235,6 +248,10 @@ class DimensionalAnalysis:
                 [[int(i == j) for j in range(len(self.names))] for i in range(len(self.names))],
             )
         self.preferred = tuple(n for n in (preferred or ()) if n in self.names)
+        self.signed = frozenset(n for n in signed if n in self.names)
+        # one unit of each quantity in coherent base units; pint's conversion is multiplicative, so
+        # a monomial that is dimensionless (even with independent units) gets the right constant
+        self._coherent = {name: float(parse(units).to_base_units().magnitude) for name, units in quantities}
         self.repeating = self._choose_repeating(repeating, preferred)
         self.integer_groups = self._integer_groups()
         self.pi_groups = self._echelon_groups() if exponents == "rational" else self.integer_groups
@@ -269,9 +286,16 @@ class DimensionalAnalysis:
             return repeating
         if self.rank == 0:
             return ()
-        preferred = [n for n in (preferred or ()) if n in self.names]
-        candidates = preferred if self._rank_of(preferred) == self.rank else list(self.names)
-        return self._best_subset(candidates)
+        for candidates in self._tiers():
+            if self._rank_of(candidates) == self.rank:
+                return self._best_subset(candidates)
+        raise AssertionError("all quantities together span the rank")
+
+    def _tiers(self, names: Sequence[str] | None = None) -> list[list[str]]:
+        """Candidate sets, best first: preferred unsigned, unsigned, all (within ``names``)."""
+        names = list(self.names if names is None else names)
+        unsigned = [n for n in names if n not in self.signed]
+        return [[n for n in unsigned if n in self.preferred], unsigned, names]
 
     def _best_subset(self, candidates: Sequence[str]) -> tuple[str, ...]:
         """The independent subset of ``rank`` candidates whose groups have the smallest exponents."""
@@ -312,7 +336,7 @@ class DimensionalAnalysis:
             pivot = next(j for j in order if row[j] != 0)
             terms = [(self.names[pivot], Fraction(row[pivot]))]
             terms += [(self.names[j], Fraction(row[j])) for j in range(len(self.names)) if j != pivot and row[j] != 0]
-            groups.append(Monomial(tuple(terms), "1"))
+            groups.append(self._monomial(terms, "1"))
         return tuple(groups)
 
     def _echelon_groups(self) -> tuple[Monomial, ...]:
@@ -331,8 +355,16 @@ class DimensionalAnalysis:
                 solution = []
             powers = dict(zip(self.repeating, solution, strict=True))
             terms = [(name, Fraction(1))] + [(n, powers[n]) for n in self.names if powers.get(n, 0) != 0]
-            groups.append(Monomial(tuple(terms), "1"))
+            groups.append(self._monomial(terms, "1"))
         return tuple(groups)
+
+    def _monomial(self, terms: Sequence[tuple[str, Fraction]], units: str) -> Monomial:
+        factor = math.prod(self._coherent[n] ** float(p) for n, p in terms) / float(
+            parse(units).to_base_units().magnitude
+        )
+        if abs(factor - 1.0) < 1e-15:
+            factor = 1.0
+        return Monomial(tuple(terms), units, factor)
 
     @property
     def pi_group_names(self) -> tuple[str, ...]:
@@ -341,17 +373,20 @@ class DimensionalAnalysis:
     def scaling(self, target_units: str, *, using: Sequence[str] | None = None) -> Monomial:
         """A monomial of the quantities (of ``using``) with exactly ``target_units``.
 
-        By default the preferred quantities (the parameters of a declaration) are used when they
-        reach the target, else all quantities. Prefers integer exponents and, among those, the
-        smallest ones. Raises
+        By default the preferred quantities (the parameters of a declaration) that are not signed
+        are used when they reach the target, then all unsigned quantities, then all. Prefers
+        integer exponents and, among those, the smallest ones (within sets of rank-many
+        quantities). Raises
         ``DimensionalAnalysisError`` when the target's dimensions lie outside what the quantities
         span, naming the dimensions.
         """
-        if using is None and self.preferred:
-            try:
-                return self.scaling(target_units, using=self.preferred)
-            except DimensionalAnalysisError:
-                pass
+        if using is None:
+            for tier in self._tiers()[:2]:
+                if tier:
+                    try:
+                        return self.scaling(target_units, using=tier)
+                    except DimensionalAnalysisError:
+                        pass
         names = tuple(using) if using is not None else self.names
         unknown = [n for n in names if n not in self.names]
         if unknown:
@@ -383,7 +418,7 @@ class DimensionalAnalysis:
             if best is None or key < best:
                 best = key
                 ordered = [(n, e) for n in self.names for s, e in zip(subset, x, strict=True) if s == n and e != 0]
-                best_monomial = Monomial(tuple(ordered), target_units)
+                best_monomial = self._monomial(ordered, target_units)
         if best_monomial is None:
             spanned = ", ".join(f"{n} [{self.dimensions_of(n)}]" for n in names)
             raise DimensionalAnalysisError(

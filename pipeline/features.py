@@ -67,17 +67,20 @@ Values = Mapping[str, np.ndarray]
 @dataclass(frozen=True)
 class InvariantScalar:
     """One invariant scalar: its name, units, whether it depends on states, and how to compute it
-    from the quantities' arrays (batch axes first, then the quantity's own axes)."""
+    from the quantities' arrays (batch axes first, then the quantity's own axes). ``signed``: it
+    may be negative or zero for valid inputs (an inner product of two vectors, a determinant), so
+    it is not raised to fractional or negative powers unless nothing else carries its units."""
 
     name: str
     units: str
     role: Role
     inputs: tuple[str, ...]
     compute: Callable[[Values], Any]
+    signed: bool = False
 
 
 def _product_units(*units: str) -> str:
-    """Units of a product, simplified by pint but not converted (``m * m`` -> ``meter ** 2``)."""
+    """Units of a product, simplified by pint but not converted (``m * m`` -> ``m ** 2``)."""
     product = parse("1")
     for u in units:
         product = product * parse(u)
@@ -88,12 +91,46 @@ def _role(quantities: Sequence[Any]) -> Role:
     return Role.PARAMETER if all(q.role is Role.PARAMETER for q in quantities) else Role.STATE
 
 
-def _pair_name(a: str, b: str) -> str:
-    return f"{a}.{b}"
+def _position_getters(
+    declaration: SystemDeclaration, vectors: Sequence[Any]
+) -> tuple[dict[str, Callable[[Values], Any]], dict[str, str]]:
+    """How to read each vector for the invariants, and in which units: positions are converted to
+    the first position's units and centred on their mean (translation invariance, E(d) and SE(d))."""
+    positions = [q for q in vectors if q.kind is Kind.POSITION]
+    getters: dict[str, Callable[[Values], Any]] = {q.name: (lambda v, n=q.name: v[n]) for q in vectors}
+    units = {q.name: q.units for q in vectors}
+    if not positions:
+        return getters, units
+    if len(positions) < 2:
+        raise FeatureError(
+            f"system {declaration.name!r}: a single position ({positions[0].name}) has no translation-invariant "
+            "content under E(d); declare at least two positions, or declare it a vector under O(d)"
+        )
+    common = positions[0].units
+    factors = {}
+    for q in positions:
+        try:
+            factors[q.name] = scale_factor(q.units, common, declaration.independent_units, where=f"position {q.name!r}")
+        except UnitsError as exc:
+            raise FeatureError(
+                f"system {declaration.name!r}: positions must share dimensions to be centred: {exc}"
+            ) from None
+
+    def centroid(v: Values) -> Any:
+        return sum(v[p] * f for p, f in factors.items()) / len(factors)
+
+    for q in positions:
+        getters[q.name] = lambda v, n=q.name, f=factors[q.name]: v[n] * f - centroid(v)
+        units[q.name] = common
+    return getters, units
 
 
 def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, ...]:
-    """The invariant scalars the declaration's symmetry group allows (see the module docstring)."""
+    """The invariant scalars the declaration's symmetry group allows (see the module docstring).
+
+    Declared scalar quantities are taken to be positive (masses, rates, lengths) and may serve as
+    repeating quantities of the dimensional analysis.
+    """
     group, d = declaration.group, declaration.space_dim
     inputs = declaration.select(roles=(Role.PARAMETER, Role.STATE))
     scalars: list[InvariantScalar] = []
@@ -103,46 +140,42 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
         elif q.kind is Kind.FIELD:
             for stat, fn in (("mean", _field_mean), ("std", _field_std)):
                 scalars.append(
-                    InvariantScalar(f"{stat}({q.name})", q.units, q.role, (q.name,), lambda v, n=q.name, f=fn: f(v[n]))
+                    InvariantScalar(
+                        f"{stat}({q.name})", q.units, q.role, (q.name,), lambda v, n=q.name, f=fn: f(v[n]), signed=True
+                    )
                 )
     vectors = [q for q in inputs if q.is_vector]
-    positions = [q.name for q in vectors if q.kind is Kind.POSITION]
-    if positions and len(positions) < 2:
+    tensors = [q for q in inputs if q.kind is Kind.TENSOR]
+    if tensors and group == "Lorentz":
         raise FeatureError(
-            f"system {declaration.name!r}: a single position ({positions[0]}) has no translation-invariant "
-            "content under E(d); declare at least two positions, or declare it a vector under O(d)"
+            f"system {declaration.name!r}: tensor quantities ({', '.join(t.name for t in tensors)}) under "
+            f"{declaration.symmetry} are not supported (their invariants need the metric); declare four-vectors"
         )
-
-    def vector_of(name: str) -> Callable[[Values], Any]:
-        if name not in positions:
-            return lambda v: v[name]
-        return lambda v: v[name] - sum(v[p] for p in positions) / len(positions)
-
+    get, units = _position_getters(declaration, vectors)
     metric = inv.minkowski_metric(d - 1) if group == "Lorentz" else None
     for a, b in itertools.combinations_with_replacement(vectors, 2):
-        fa, fb = vector_of(a.name), vector_of(b.name)
         scalars.append(
             InvariantScalar(
-                _pair_name(a.name, b.name),
-                _product_units(a.units, b.units),
+                f"{a.name}.{b.name}",
+                _product_units(units[a.name], units[b.name]),
                 _role((a, b)),
                 (a.name, b.name),
-                lambda v, fa=fa, fb=fb: inv.inner(fa(v), fb(v), metric),
+                lambda v, fa=get[a.name], fb=get[b.name]: inv.inner(fa(v), fb(v), metric),
+                signed=a is not b or metric is not None,
             )
         )
     if group in ("SO", "SE"):
         for combo in itertools.combinations(vectors, d):
-            getters = [vector_of(q.name) for q in combo]
             scalars.append(
                 InvariantScalar(
                     f"det({','.join(q.name for q in combo)})",
-                    _product_units(*(q.units for q in combo)),
+                    _product_units(*(units[q.name] for q in combo)),
                     _role(combo),
                     tuple(q.name for q in combo),
-                    lambda v, gs=getters: inv.determinant(*(g(v) for g in gs)),
+                    lambda v, gs=tuple(get[q.name] for q in combo): inv.determinant(*(g(v) for g in gs)),
+                    signed=True,
                 )
             )
-    tensors = [q for q in inputs if q.kind is Kind.TENSOR]
     for t in tensors:
         for k in range(1, d + 1):
             scalars.append(
@@ -152,17 +185,18 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
                     t.role,
                     (t.name,),
                     lambda v, n=t.name, k=k: inv.tensor_traces(v[n], k)[..., k - 1],
+                    signed=k % 2 == 1,
                 )
             )
         for a, b in itertools.combinations_with_replacement(vectors, 2):
-            fa, fb = vector_of(a.name), vector_of(b.name)
             scalars.append(
                 InvariantScalar(
                     f"{a.name}.{t.name}.{b.name}",
-                    _product_units(a.units, t.units, b.units),
+                    _product_units(units[a.name], t.units, units[b.name]),
                     _role((a, t, b)),
                     (a.name, t.name, b.name),
-                    lambda v, fa=fa, fb=fb, n=t.name: inv.contract(fa(v), v[n], fb(v)),
+                    lambda v, fa=get[a.name], fb=get[b.name], n=t.name: inv.contract(fa(v), v[n], fb(v)),
+                    signed=True,
                 )
             )
     for s, t in itertools.combinations(tensors, 2):
@@ -173,6 +207,7 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
                 _role((s, t)),
                 (s.name, t.name),
                 lambda v, a=s.name, b=t.name: inv.tensor_inner(v[a], v[b]),
+                signed=True,
             )
         )
     return tuple(scalars)
@@ -185,6 +220,36 @@ def _field_mean(u: Any) -> Any:
 def _field_std(u: Any) -> Any:
     """Population standard deviation over the grid (numpy's default; torch's needs correction=0)."""
     return u.std(dim=(-2, -1), correction=0) if inv.is_torch(u) else u.std(axis=(-2, -1))
+
+
+# Dimension names that always mean "one entry per sample/time/...": never components or grid axes.
+BATCH_NAMES = frozenset({"sample", "time", "step", "trajectory", "system", "particle", "halo", "run", "seed"})
+COMPONENT_NAMES = ("space", "component", "xyz")
+GRID_NAMES = ("x", "y")
+TARGET_BLOCK_BYTES = 64 * 2**20
+
+
+def _core_dims(var: xr.DataArray, kind: Kind) -> tuple[str, ...]:
+    """A quantity's own dimensions: found by name (``space`` for vectors, ``x`` and ``y`` for
+    fields) wherever they are, else the last dimensions."""
+    n = _core_ndim(kind)
+    if n == 0:
+        return ()
+    if kind is Kind.FIELD and all(d in var.dims for d in GRID_NAMES):
+        return GRID_NAMES
+    if kind in (Kind.VECTOR, Kind.POSITION):
+        named = [d for d in var.dims if d in COMPONENT_NAMES]
+        if len(named) == 1:
+            return (named[0],)
+    return tuple(var.dims[var.ndim - n :])
+
+
+def _core_hint(kind: Kind) -> str:
+    if kind is Kind.FIELD:
+        return "x and y"
+    if kind is Kind.TENSOR:
+        return "for the tensor components"
+    return "'space'"
 
 
 def _core_ndim(kind: Kind) -> int:
@@ -207,6 +272,7 @@ class FeaturePlan:
             independent_units=declaration.independent_units,
             repeating=repeating,
             preferred=[s.name for s in self.scalars if s.role is Role.PARAMETER],
+            signed=[s.name for s in self.scalars if s.signed],
         )
         self.targets = declaration.select(roles=(Role.TARGET,))
         unsupported = [t.name for t in self.targets if t.kind is not Kind.SCALAR]
@@ -222,6 +288,13 @@ class FeaturePlan:
             except DimensionalAnalysisError as exc:
                 raise FeatureError(f"system {declaration.name!r}, target {t.name!r}: {exc}") from None
         self._by_name = {s.name: s for s in self.scalars}
+        outputs = [s.name for s in self.scalars] + ["pi", PI_DIM, TARGET_DIM]
+        outputs += [name for t in self.targets for name in (f"scale({t.name})", f"{t.name}_pi")]
+        clashes = sorted({n for n in outputs if outputs.count(n) > 1})
+        if clashes:
+            raise FeatureError(
+                f"system {declaration.name!r}: quantity names collide with feature names {clashes}; rename them"
+            )
 
     @property
     def pi_groups(self) -> tuple[Monomial, ...]:
@@ -313,20 +386,28 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
                 f"{where} has dims {var.dims}; a {q.kind.value} needs at least {n_core} dimension(s) of its own"
             )
             continue
-        dims = tuple(var.dims[var.ndim - n_core :])
+        dims = _core_dims(var, q.kind)
         core[q.name] = dims
-        if q.is_vector and var.shape[-1] != decl.space_dim:
+        misplaced = [d for d in dims if d in BATCH_NAMES]
+        if misplaced:
             problems.append(
-                f"{where}: its last dimension {dims[-1]!r} has length {var.shape[-1]}, expected {decl.space_dim} "
-                f"(vectors of {decl.symmetry})"
+                f"{where} has dims {var.dims}: {misplaced} would be taken as its own "
+                f"({'grid' if q.kind is Kind.FIELD else 'component'}) dimension(s); name those {_core_hint(q.kind)} "
+                "or put them last"
             )
-        if q.kind is Kind.TENSOR and var.shape[-2:] != (decl.space_dim, decl.space_dim):
+        if q.is_vector and var.sizes[dims[0]] != decl.space_dim:
             problems.append(
-                f"{where}: its last two dimensions are {var.shape[-2:]}, expected {decl.space_dim}x{decl.space_dim}"
+                f"{where}: its component dimension {dims[0]!r} has length {var.sizes[dims[0]]}, expected "
+                f"{decl.space_dim} (vectors of {decl.symmetry})"
+            )
+        if q.kind is Kind.TENSOR and tuple(var.sizes[d] for d in dims) != (decl.space_dim, decl.space_dim):
+            problems.append(
+                f"{where}: its component dimensions {dims} have lengths {tuple(var.sizes[d] for d in dims)}, "
+                f"expected {decl.space_dim}x{decl.space_dim}"
             )
         if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
             problems.append(f"{where} has dtype {var.dtype}; expected real numbers")
-        dims_of[q.name] = tuple(var.dims[: var.ndim - n_core])
+        dims_of[q.name] = tuple(d for d in var.dims if d not in dims)
         for dim in dims_of[q.name]:
             if dim not in batch:
                 batch.append(dim)
@@ -396,7 +477,25 @@ def _select_dims(
     full = tuple(sizes[d] if d in keep else 1 for d in batch_dims) + array.shape[n_batch:]
     array = np.broadcast_to(array, full)
     index = tuple(slice(None) if d in keep else 0 for d in batch_dims)
-    return np.ascontiguousarray(array[index])
+    return np.array(array[index])  # a copy; stays 0-d when nothing varies
+
+
+def _batch_chunks(ds: xr.Dataset, plan: FeaturePlan, layout: _Layout, chunk_size: int | None) -> dict[str, int]:
+    """Chunk lengths along the batch dimensions: blocks of about ``TARGET_BLOCK_BYTES`` of inputs
+    and outputs, filled from the last batch dimension outwards; ``chunk_size`` fixes the first."""
+    per_entry = 8 * (len(plan.scalars) + len(plan.pi_groups) + 3 * len(layout.targets))
+    for core in layout.core_dims.values():
+        per_entry += 8 * int(np.prod([ds.sizes[d] for d in core]))
+    budget = max(1, TARGET_BLOCK_BYTES // per_entry)
+    chunks = {}
+    for d in reversed(layout.batch_dims):
+        size = ds.sizes[d]
+        if d == layout.batch_dims[0] and chunk_size:
+            chunks[d] = min(chunk_size, size)
+        else:
+            chunks[d] = max(1, min(size, budget))
+        budget = max(1, budget // chunks[d])
+    return chunks
 
 
 def extract(
@@ -408,8 +507,8 @@ def extract(
 ) -> xr.Dataset:
     """Lazily compute the features of ``dataset`` (see the module docstring) as an xarray Dataset.
 
-    The first batch dimension is split into chunks of ``chunk_size`` entries (default: dask's
-    automatic chunk size); component and grid dimensions are never split. Nothing is computed
+    Blocks hold about 64 MiB, filled from the last batch dimension outwards; ``chunk_size`` fixes
+    the chunk length along the first batch dimension. Component and grid dimensions are never split. Nothing is computed
     until the result is loaded or written. ``source`` names the dataset in error messages.
     """
     plan = declaration if isinstance(declaration, FeaturePlan) else FeaturePlan(declaration)
@@ -419,8 +518,7 @@ def extract(
     names = list(layout.core_dims) + list(layout.targets)
     ds = dataset[names]
     chunks: dict[str, Any] = {d: -1 for dims in layout.core_dims.values() for d in dims}
-    chunks.update({d: -1 for d in layout.batch_dims[1:]})
-    chunks[layout.batch_dims[0]] = chunk_size or "auto"
+    chunks.update(_batch_chunks(ds, plan, layout, chunk_size))
     ds = ds.chunk({d: c for d, c in chunks.items() if d in ds.dims})
     specs = _output_specs(plan, layout)
     sizes = {d: ds.sizes[d] for d in layout.batch_dims}

@@ -232,23 +232,27 @@ def leave_one_out_sum(values: Any, axis: int) -> Any:
 def pairwise_sum(fn: Callable[[Any, Any], Any], items: Any, axis: int = -2) -> Any:
     """sum_{j != i} fn(x_i, x_j) for every i: the f(v_i, {v_j, j != i}) form of per-item outputs.
 
-    ``items`` is shaped (..., n, *feature); ``fn`` gets broadcast (..., n, n, *feature) pairs
-    (x_i along the first of the two axes) and returns (..., n, n, *out); the diagonal is dropped.
+    ``items`` is shaped (..., n, *feature); ``fn`` gets broadcast pairs shaped (..., n, n - 1,
+    *feature) (x_i along the first of the two axes, the other items along the second) and returns
+    (..., n, n - 1, *out). The pairs i = i are never formed, so a pair function singular at
+    coincident items (1 / |x_i - x_j|) stays finite, and so do its gradients.
     """
     axis = axis % items.ndim
-    left = items[(slice(None),) * (axis + 1) + (None,)]
-    right = items[(slice(None),) * axis + (None,)]
-    pair_values = fn(left, right)
     n = items.shape[axis]
-    if is_torch(pair_values):
+    if n < 2:
+        raise ValueError(f"pairwise_sum: needs at least 2 items along axis {axis}, got {n}")
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # (n, n - 1)
+    if is_torch(items):
         import torch
 
-        mask = ~torch.eye(n, dtype=torch.bool, device=pair_values.device)
+        index = torch.as_tensor(others.reshape(-1), device=items.device)
+        gathered = items.index_select(axis, index)
     else:
-        mask = ~np.eye(n, dtype=bool)
-    shape = mask.shape + (1,) * (pair_values.ndim - axis - 2)
-    masked = _where(mask.reshape(shape), pair_values, 0 * pair_values)
-    return masked.sum(axis + 1)
+        gathered = items.take(others.reshape(-1), axis=axis)
+    shape = gathered.shape[:axis] + (n, n - 1) + gathered.shape[axis + 1 :]
+    right = gathered.reshape(shape)
+    left = items[(slice(None),) * (axis + 1) + (None,)]
+    return fn(left, right).sum(axis + 1)
 
 
 def vector_output(coefficients: Any, vectors: Any) -> Any:

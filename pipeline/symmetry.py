@@ -39,10 +39,15 @@ def random_orthogonal(d: int, rng: np.random.Generator, reflection: bool | None 
 
 
 def random_lorentz(
-    d_space: int, rng: np.random.Generator, max_rapidity: float = 1.0, parity: bool | None = None
+    d_space: int,
+    rng: np.random.Generator,
+    max_rapidity: float = 1.0,
+    parity: bool | None = None,
+    time_reversal: bool | None = None,
 ) -> np.ndarray:
     """A random element of O(1,d): a rotation (with a reflection if ``parity``), then a boost of
-    rapidity up to ``max_rapidity`` along a random direction, then another rotation. Time first."""
+    rapidity up to ``max_rapidity`` along a random direction, then another rotation, then time
+    reversal if ``time_reversal`` (None: each drawn at random). Time is the first coordinate."""
     direction = rng.standard_normal(d_space)
     direction /= np.linalg.norm(direction)
     rapidity = rng.uniform(-max_rapidity, max_rapidity)
@@ -56,7 +61,9 @@ def random_lorentz(
         r[1:, 1:] = random_orthogonal(d_space, rng, reflect)
         return r
 
-    return rotation(False) @ boost @ rotation(parity)
+    reverse = bool(rng.integers(2)) if time_reversal is None else time_reversal
+    flip = np.diag([-1.0 if reverse else 1.0] + [1.0] * d_space)
+    return flip @ rotation(False) @ boost @ rotation(parity)
 
 
 def random_permutation(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,11 +121,14 @@ def _matmul_last(g: Any, x: Any) -> Any:
     return x @ g.T
 
 
-def random_element(group: str, rng: np.random.Generator, reflection: bool | None = None) -> GroupElement:
+def random_element(
+    group: str, rng: np.random.Generator, reflection: bool | None = None, time_reversal: bool | None = None
+) -> GroupElement:
     """A random element of ``O(d)``, ``SO(d)``, ``E(d)``, ``SE(d)`` or ``O(1,d)``.
 
     For the groups with reflections (O(d), E(d), O(1,d)) ``reflection`` chooses the component
-    (None: at random); it is ignored for SO(d) and SE(d).
+    (None: at random); it is ignored for SO(d) and SE(d). ``time_reversal`` does the same for the
+    time-reversing components of O(1,d).
     """
     match = _GROUP.match(group.replace(" ", ""))
     if not match:
@@ -126,7 +136,11 @@ def random_element(group: str, rng: np.random.Generator, reflection: bool | None
     if match["dl"]:
         d = int(match["dl"])
         parity = bool(rng.integers(2)) if reflection is None else reflection
-        return GroupElement(random_lorentz(d, rng, parity=parity), description=f"Lorentz O(1,{d}), parity {parity}")
+        reverse = bool(rng.integers(2)) if time_reversal is None else time_reversal
+        return GroupElement(
+            random_lorentz(d, rng, parity=parity, time_reversal=reverse),
+            description=f"Lorentz O(1,{d}) element, parity {parity}, time reversal {reverse}",
+        )
     name, d = match["group"], int(match["d"])
     proper = name in ("SO", "SE")
     matrix = random_orthogonal(d, rng, reflection=False if proper else reflection)
@@ -135,17 +149,22 @@ def random_element(group: str, rng: np.random.Generator, reflection: bool | None
 
 
 def relative_error(actual: Any, expected: Any) -> float:
-    """max |actual - expected| / max(|expected|, |actual|): a norm-wise relative error."""
-    a = _numpy(actual)
-    b = _numpy(expected)
+    """max |actual - expected| / max(|expected|, |actual|): a norm-wise relative error.
+
+    NaN anywhere is an infinite error (a check must not pass on outputs that are all NaN);
+    infinities must sit at the same places with the same signs.
+    """
+    a = _numpy(actual).astype(np.float64, copy=False)
+    b = _numpy(expected).astype(np.float64, copy=False)
     if a.shape != b.shape:
         raise AssertionError(f"shapes differ: {a.shape} versus {b.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        same_pattern = np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(np.isinf(a), np.isinf(b))
-        if not same_pattern:
+    if np.isnan(a).any() or np.isnan(b).any():
+        return float("inf")
+    infinite = np.isinf(a) | np.isinf(b)
+    if infinite.any():
+        if not np.array_equal(a[infinite], b[infinite]):
             return float("inf")
-        finite = np.isfinite(a) & np.isfinite(b)
-        a, b = a[finite], b[finite]
+        a, b = a[~infinite], b[~infinite]
     scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(a).max(initial=0.0)))
     if scale == 0.0:
         return 0.0
@@ -203,8 +222,8 @@ def assert_equivariant(
 
     ``inputs`` are passed positionally; ``input_types`` and ``output_types`` give how each
     transforms (see the module docstring). A single output may be given as a bare type. For
-    groups with reflections, odd-numbered trials draw from the reflecting component, so that both
-    components are always tested (``trials`` >= 2).
+    groups with reflections, odd-numbered trials draw from the reflecting component (and for
+    O(1,d) trials 2 and 3 modulo 4 reverse time), so that every component is tested (``trials`` >= 4).
     Returns the report; raises AssertionError naming the worst element when an error exceeds rtol.
     """
     if len(inputs) != len(input_types):
@@ -216,7 +235,8 @@ def assert_equivariant(
         raise ValueError(f"fn returned {len(reference)} outputs but {len(out_types)} output types were given")
     report = SymmetryReport()
     for trial in range(trials):
-        g = random_element(group, rng, reflection=trial % 2 == 1)  # both components, whatever the seed
+        # every component of the group, whatever the seed
+        g = random_element(group, rng, reflection=trial % 2 == 1, time_reversal=trial % 4 >= 2)
         moved = _as_tuple(fn(*(g.act(x, t) for x, t in zip(inputs, input_types, strict=True))))
         for index, (out, expected, t) in enumerate(zip(moved, reference, out_types, strict=True)):
             _check(report, relative_error(out, g.act(expected, t)), f"output {index}, {g.description}")

@@ -192,6 +192,10 @@ class SystemDeclaration:
         for required in ("name", "quantities"):
             if required not in data:
                 raise DeclarationError(f"{source}: missing field {required!r}")
+        if not isinstance(data["quantities"], list):
+            raise DeclarationError(
+                f"{source}: 'quantities' must be a list of objects, got {type(data['quantities']).__name__}"
+            )
         quantities = []
         for index, item in enumerate(data["quantities"]):
             if not isinstance(item, Mapping) or not {"name", "units"} <= set(item):
@@ -199,7 +203,10 @@ class SystemDeclaration:
             extra = sorted(set(item) - {"name", "units", "kind", "role", "description"})
             if extra:
                 raise DeclarationError(f"{source}: quantities[{index}] has unknown fields {', '.join(extra)}")
-            quantities.append(Quantity(**item))
+            try:
+                quantities.append(Quantity(**item))
+            except DeclarationError as exc:
+                raise DeclarationError(f"{source}: quantities[{index}]: {exc}") from None
         try:
             return cls(
                 name=data["name"],

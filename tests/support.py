@@ -62,6 +62,10 @@ def pendulum_dataset(n: int = 40, steps: int = 3, seed: int = 0) -> xr.Dataset:
             ds[q.name] = ("sample", rng.uniform(1, 2, n), {"units": q.units})
     ds["g"] = (("sample", "space"), rng.normal(size=(n, 3)), {"units": "m s^-2"})
     for name in ("q1", "q2", "p1", "p2"):
-        ds[name] = (("sample", "time", "space"), rng.normal(size=(n, steps, 3)), {"units": pendulum.quantity(name).units})
+        ds[name] = (
+            ("sample", "time", "space"),
+            rng.normal(size=(n, steps, 3)),
+            {"units": pendulum.quantity(name).units},
+        )
     ds["H"] = (("sample", "time"), rng.uniform(1, 3, (n, steps)), {"units": "J"})
     return ds

@@ -10,6 +10,7 @@ from support import pendulum_dataset
 
 from pipeline.features import FEATURES_KIND, FeatureError, FeaturePlan, extract, write_features
 from pipeline.symmetry import assert_units_equivariant, random_element, relative_error
+from pipeline.units import parse
 from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration, find_system
 
 PENDULUM = find_system("spring_pendulum")
@@ -61,31 +62,48 @@ def test_pi_features_are_exactly_invariant_under_o3():
 def test_changing_units_leaves_dimensionless_features_unchanged():
     ds = pendulum_dataset(seed=2)
     base = computed(ds)
-    # the same systems in grams, centimetres and minutes
-    factors = {
-        "kg": 1e3,
-        "kg s^-2": 1e3 / 3600,
-        "m": 100.0,
-        "m s^-2": 100 / 3600,
-        "kg m s^-1": 1e5 / 60,
-        "J": 1e7 / 3600,
-    }
-    spelled = {
-        "kg": "g",
-        "kg s^-2": "g min^-2",
-        "m": "cm",
-        "m s^-2": "cm min^-2",
-        "kg m s^-1": "g cm min^-1",
-        "J": "g cm^2 min^-2",
-    }
+    # the same systems in grams, centimetres and minutes; pint gives the conversion factors
+    spelled = {"kg": "g", "kg s^-2": "g min^-2", "m": "cm", "m s^-2": "cm min^-2", "kg m s^-1": "g cm min^-1"}
+    spelled["J"] = "g cm^2 min^-2"
     other = ds.copy()
     for name, var in ds.data_vars.items():
         u = var.attrs["units"]
-        other[name] = var * factors[u]
+        other[name] = var * parse(u).to(spelled[u]).magnitude
         other[name].attrs["units"] = spelled[u]
     f = computed(other)
     assert relative_error(f["pi"].values, base["pi"].values) <= 1e-12
     assert relative_error(f["H_pi"].values, base["H_pi"].values) <= 1e-12
+    # dimensional outputs come back in the declared units (kg, m, s), whatever the dataset used
+    np.testing.assert_allclose(f["m2"], ds.m2, rtol=1e-14)
+    np.testing.assert_allclose(f["g.g"], (ds.g**2).sum("space"), rtol=1e-13)
+    np.testing.assert_allclose(f["scale(H)"], base["scale(H)"], rtol=1e-13)
+    np.testing.assert_allclose(f["q1.p1"], (ds.q1 * ds.p1).sum("space").transpose("sample", "time"), rtol=1e-13)
+
+
+def test_declared_units_of_different_scales_still_give_dimensionless_groups():
+    """x declared in cm and l in m: the group x/l is 1 for x = l; E in erg over k l^2 in SI is 1."""
+    decl = SystemDeclaration(
+        "mixed",
+        (
+            Quantity("k", "N m^-1"),
+            Quantity("l", "m"),
+            Quantity("x", "cm", role=Role.STATE),
+            Quantity("E", "erg", role=Role.TARGET),
+        ),
+    )
+    ds = xr.Dataset(
+        {
+            "k": ("sample", [2.0, 3.0], {"units": "N m^-1"}),
+            "l": ("sample", [1.5, 0.5], {"units": "m"}),
+            "x": ("sample", [150.0, 50.0], {"units": "cm"}),
+            "E": ("sample", [2.0 * 1.5**2 * 1e7, 3.0 * 0.5**2 * 1e7], {"units": "erg"}),
+        }
+    )
+    f = computed(ds, decl)
+    assert list(f.pi_group.values) == ["x l^-1"]
+    np.testing.assert_allclose(f["pi"].values[:, 0], 1.0, rtol=1e-14)
+    np.testing.assert_allclose(f["E_pi"].values, 1.0, rtol=1e-14)
+    np.testing.assert_allclose(f["scale(E)"].values, ds.E.values, rtol=1e-14)  # in erg, as declared
 
 
 def test_plan_compute_is_units_equivariant_for_the_symmetry_helper():
