@@ -254,7 +254,12 @@ def catalog_lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
     help="Dask scheduler: an address (tcp://host:8786), 'threads', 'synchronous' or 'local' "
     "[default: $EQS_DASK_ADDRESS, else a local cluster].",
 )
-@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Samples per chunk [default: automatic].")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Entries per chunk along 'sample' (else the first batch dimension) [default: blocks of about 64 MiB].",
+)
 @click.option("--name", "out_name", default=None, help="Catalog name of the features [default: NAME-features].")
 @json_option
 @click.pass_context
@@ -270,6 +275,7 @@ def features(
     as_json: bool,
 ) -> None:
     """Extract invariant, dimensionless features of dataset NAME[@vN] into the catalog."""
+    from pipeline.cluster import SchedulerAddressError
     from sims.declaration import DeclarationError, SystemDeclaration, find_system
 
     from .feature_steps import declaration_for, run_features  # imported here: dask and pint take a moment
@@ -280,9 +286,10 @@ def features(
             raise UsageFailure("give --system or --declaration, not both")
         if declaration_file:
             try:
-                data = json.loads(open(declaration_file, encoding="utf-8").read())
-            except json.JSONDecodeError as exc:
-                raise UsageFailure(f"{declaration_file}: not valid JSON ({exc})") from None
+                with open(declaration_file, encoding="utf-8") as handle:
+                    data = json.load(handle)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise UsageFailure(f"{declaration_file}: not a UTF-8 JSON file ({exc})") from None
             declaration = SystemDeclaration.from_dict(data, source=declaration_file)
         elif system_name:
             declaration = find_system(system_name)
@@ -291,7 +298,7 @@ def features(
         concrete = cat.resolve(ref)
         with _console().status(f"extracting features of {concrete} as system {declaration.name!r}"):
             out = run_features(str(cat.root), concrete, declaration.to_json(), chunk_size, dask_address, out_name)
-    except DeclarationError as exc:
+    except (DeclarationError, SchedulerAddressError) as exc:
         raise UsageFailure(str(exc)) from None
     if as_json:
         _emit_json({"source": concrete, "features": out, "system": declaration.name})

@@ -18,6 +18,19 @@ from typing import Iterator
 import dask
 
 ENV_ADDRESS = "EQS_DASK_ADDRESS"
+
+
+class SchedulerAddressError(ValueError):
+    """A scheduler spelling that is neither a known name nor an address."""
+
+
+def _not_a_scheduler(chosen: str, reason: str) -> str:
+    return (
+        f"dask scheduler {chosen!r} (from --dask-address or ${ENV_ADDRESS}) is not 'local', "
+        f"{', '.join(repr(x) for x in IN_PROCESS)} or an address such as tcp://host:8786 ({reason})"
+    )
+
+
 IN_PROCESS = ("threads", "synchronous")
 
 
@@ -57,9 +70,19 @@ def dask_scheduler(
         ):
             yield f"local cluster ({workers} processes x {threads_per_worker} threads) at {client.scheduler.address}"
         return
+    if ":" not in chosen:  # a misspelt 'threads', a host without its port
+        raise SchedulerAddressError(_not_a_scheduler(chosen, "no port"))
+    previous = dask.config.get("scheduler", None)
     try:
         client = Client(chosen, timeout=connect_timeout)
-    except (OSError, TimeoutError) as exc:
+    except (ValueError, OSError, TimeoutError) as exc:
+        # a Client that fails half-way can leave itself as dask's default scheduler
+        if previous is None:
+            dask.config.config.pop("scheduler", None)
+        else:
+            dask.config.set(scheduler=previous)
+        if isinstance(exc, ValueError):
+            raise SchedulerAddressError(_not_a_scheduler(chosen, str(exc))) from None
         raise OSError(
             f"cannot reach the dask scheduler at {chosen!r} (from --dask-address or ${ENV_ADDRESS}): {exc}"
         ) from exc

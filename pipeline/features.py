@@ -19,15 +19,18 @@ the group and under any change of units; nothing is shifted or standardised here
 normalisation must stay multiplicative, see ``pipeline.normalize``).
 
 Dataset conventions: each quantity is a data variable named like the quantity with a ``units``
-attribute pint converts to the declared units; vectors keep their components on the last axis,
-tensors on the last two, fields their grid on the last two; every other dimension is a batch
-dimension (sample, time, ...), broadcast across quantities by name.
+attribute pint converts to the declared units. A vector's components are its dimension named
+``space`` (else its last dimension), a field's grid its dimensions ``x`` and ``y`` (else its last
+two), a tensor's components its last two dimensions. Every other dimension is a batch dimension
+(sample, time, ...), broadcast across quantities by name; names such as ``sample`` and ``time``
+are never taken as components or grid axes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -43,7 +46,6 @@ from sims.declaration import DeclarationError, Kind, Role, SystemDeclaration
 
 FEATURES_KIND = "features"
 PI_DIM = "pi_group"
-TARGET_DIM = "target"
 
 register_schema(
     DatasetSchema(
@@ -91,16 +93,22 @@ def _role(quantities: Sequence[Any]) -> Role:
     return Role.PARAMETER if all(q.role is Role.PARAMETER for q in quantities) else Role.STATE
 
 
-def _position_getters(
-    declaration: SystemDeclaration, vectors: Sequence[Any]
-) -> tuple[dict[str, Callable[[Values], Any]], dict[str, str]]:
-    """How to read each vector for the invariants, and in which units: positions are converted to
-    the first position's units and centred on their mean (translation invariance, E(d) and SE(d))."""
+@dataclass(frozen=True)
+class _VectorInput:
+    """How the invariants read one vector: its getter, units and the quantities it depends on."""
+
+    get: Callable[[Values], Any]
+    units: str
+    depends_on: tuple[Any, ...]  # declared quantities (a centred position depends on every position)
+
+
+def _vector_inputs(declaration: SystemDeclaration, vectors: Sequence[Any]) -> dict[str, _VectorInput]:
+    """How to read each vector for the invariants: positions are converted to the first position's
+    units and centred on their mean (translation invariance, E(d) and SE(d))."""
     positions = [q for q in vectors if q.kind is Kind.POSITION]
-    getters: dict[str, Callable[[Values], Any]] = {q.name: (lambda v, n=q.name: v[n]) for q in vectors}
-    units = {q.name: q.units for q in vectors}
+    plain = {q.name: _VectorInput(lambda v, n=q.name: v[n], q.units, (q,)) for q in vectors}
     if not positions:
-        return getters, units
+        return plain
     if len(positions) < 2:
         raise FeatureError(
             f"system {declaration.name!r}: a single position ({positions[0].name}) has no translation-invariant "
@@ -120,9 +128,15 @@ def _position_getters(
         return sum(v[p] * f for p, f in factors.items()) / len(factors)
 
     for q in positions:
-        getters[q.name] = lambda v, n=q.name, f=factors[q.name]: v[n] * f - centroid(v)
-        units[q.name] = common
-    return getters, units
+        plain[q.name] = _VectorInput(
+            lambda v, n=q.name, f=factors[q.name]: v[n] * f - centroid(v), common, tuple(positions)
+        )
+    return plain
+
+
+def _names(*groups: Sequence[Any]) -> tuple[str, ...]:
+    """Names of the quantities in ``groups``, each once, in order of appearance."""
+    return tuple(dict.fromkeys(q.name for group in groups for q in group))
 
 
 def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, ...]:
@@ -151,28 +165,30 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
             f"system {declaration.name!r}: tensor quantities ({', '.join(t.name for t in tensors)}) under "
             f"{declaration.symmetry} are not supported (their invariants need the metric); declare four-vectors"
         )
-    get, units = _position_getters(declaration, vectors)
+    vec = _vector_inputs(declaration, vectors)
     metric = inv.minkowski_metric(d - 1) if group == "Lorentz" else None
     for a, b in itertools.combinations_with_replacement(vectors, 2):
+        deps = vec[a.name].depends_on + vec[b.name].depends_on
         scalars.append(
             InvariantScalar(
                 f"{a.name}.{b.name}",
-                _product_units(units[a.name], units[b.name]),
-                _role((a, b)),
-                (a.name, b.name),
-                lambda v, fa=get[a.name], fb=get[b.name]: inv.inner(fa(v), fb(v), metric),
+                _product_units(vec[a.name].units, vec[b.name].units),
+                _role(deps),
+                _names(deps),
+                lambda v, fa=vec[a.name].get, fb=vec[b.name].get: inv.inner(fa(v), fb(v), metric),
                 signed=a is not b or metric is not None,
             )
         )
     if group in ("SO", "SE"):
         for combo in itertools.combinations(vectors, d):
+            deps = tuple(q for c in combo for q in vec[c.name].depends_on)
             scalars.append(
                 InvariantScalar(
                     f"det({','.join(q.name for q in combo)})",
-                    _product_units(*(units[q.name] for q in combo)),
-                    _role(combo),
-                    tuple(q.name for q in combo),
-                    lambda v, gs=tuple(get[q.name] for q in combo): inv.determinant(*(g(v) for g in gs)),
+                    _product_units(*(vec[q.name].units for q in combo)),
+                    _role(deps),
+                    _names(deps),
+                    lambda v, gs=tuple(vec[q.name].get for q in combo): inv.determinant(*(g(v) for g in gs)),
                     signed=True,
                 )
             )
@@ -189,13 +205,14 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
                 )
             )
         for a, b in itertools.combinations_with_replacement(vectors, 2):
+            deps = vec[a.name].depends_on + (t,) + vec[b.name].depends_on
             scalars.append(
                 InvariantScalar(
                     f"{a.name}.{t.name}.{b.name}",
-                    _product_units(units[a.name], t.units, units[b.name]),
-                    _role((a, t, b)),
-                    (a.name, t.name, b.name),
-                    lambda v, fa=get[a.name], fb=get[b.name], n=t.name: inv.contract(fa(v), v[n], fb(v)),
+                    _product_units(vec[a.name].units, t.units, vec[b.name].units),
+                    _role(deps),
+                    _names(deps),
+                    lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name: inv.contract(fa(v), v[n], fb(v)),
                     signed=True,
                 )
             )
@@ -288,12 +305,28 @@ class FeaturePlan:
             except DimensionalAnalysisError as exc:
                 raise FeatureError(f"system {declaration.name!r}, target {t.name!r}: {exc}") from None
         self._by_name = {s.name: s for s in self.scalars}
-        outputs = [s.name for s in self.scalars] + ["pi", PI_DIM, TARGET_DIM]
+        self._warn_about_signed_powers()
+        outputs = [s.name for s in self.scalars] + ["pi", PI_DIM]
         outputs += [name for t in self.targets for name in (f"scale({t.name})", f"{t.name}_pi")]
         clashes = sorted({n for n in outputs if outputs.count(n) > 1})
         if clashes:
             raise FeatureError(
                 f"system {declaration.name!r}: quantity names collide with feature names {clashes}; rename them"
+            )
+
+    def _warn_about_signed_powers(self) -> None:
+        """A signed scalar under a fractional or negative power gives NaN or inf on some inputs."""
+        signed = {s.name for s in self.scalars if s.signed}
+        monomials = [*self.pi_groups, *self.scalings.values()]
+        risky = sorted(
+            {m.name for m in monomials for q, p in m.exponents if q in signed and (p < 0 or p.denominator > 1)}
+        )
+        if risky:
+            warnings.warn(
+                f"system {self.declaration.name!r}: only signed scalars (inner products, determinants, Minkowski "
+                f"products) carry some dimensions, so {risky} raise one to a fractional or negative power: NaN or "
+                "inf where it is negative or zero. Declare a positive scalar with those units to avoid it.",
+                stacklevel=3,
             )
 
     @property
@@ -311,15 +344,17 @@ class FeaturePlan:
     def compute(self, values: Values) -> dict[str, Any]:
         """Every output for in-memory arrays (numpy or torch) of the declared quantities in their
         declared units, batch axes first and broadcastable (size-1 where a quantity does not vary):
-        invariant scalars by name, ``pi`` (batch..., n_pi), and per target ``scale(T)`` and ``T_pi``."""
+        invariant scalars by name, ``pi`` (batch..., n_pi), per target ``scale(T)`` (a prediction of
+        the dimensionless target times it is the target in its declared units) and, when the
+        target is among ``values``, ``T_pi``."""
         out: dict[str, Any] = {s.name: s.compute(values) for s in self.scalars}
         scalar_values = dict(out)
         if self.pi_groups:
             out["pi"] = _stack_last([g.evaluate(scalar_values) for g in self.pi_groups])
         for t in self.targets:
+            scale = self.scalings[t.name].evaluate(scalar_values)
+            out[f"scale({t.name})"] = scale
             if t.name in values:
-                scale = self.scalings[t.name].evaluate(scalar_values)
-                out[f"scale({t.name})"] = scale
                 out[f"{t.name}_pi"] = values[t.name] / scale
         return out
 
@@ -452,18 +487,14 @@ def _output_specs(plan: FeaturePlan, layout: _Layout) -> list[tuple[str, tuple[s
     ]
     if plan.pi_groups:
         specs.append(("pi", (*dims("pi"), PI_DIM), "1", {"feature": "Pi groups of the invariant scalars"}))
-    for t in layout.targets:
+    for target in plan.targets:
+        t = target.name
         scaling = plan.scalings[t]
-        units = plan.declaration.quantity(t).units
-        specs.append((f"scale({t})", dims(f"scale({t})"), units, {"feature": "target scale", "monomial": scaling.name}))
-        specs.append(
-            (
-                f"{t}_pi",
-                dims(f"{t}_pi"),
-                "1",
-                {"feature": "dimensionless target", "target": t, "monomial": scaling.name},
-            )
-        )
+        attrs = {"feature": "target scale", "monomial": scaling.name}
+        specs.append((f"scale({t})", dims(f"scale({t})"), target.units, attrs))
+        if t in layout.targets:
+            attrs = {"feature": "dimensionless target", "target": t, "monomial": scaling.name}
+            specs.append((f"{t}_pi", dims(f"{t}_pi"), "1", attrs))
     return specs
 
 
@@ -482,15 +513,18 @@ def _select_dims(
 
 def _batch_chunks(ds: xr.Dataset, plan: FeaturePlan, layout: _Layout, chunk_size: int | None) -> dict[str, int]:
     """Chunk lengths along the batch dimensions: blocks of about ``TARGET_BLOCK_BYTES`` of inputs
-    and outputs, filled from the last batch dimension outwards; ``chunk_size`` fixes the first."""
+    and outputs, filled from the last batch dimension outwards; ``chunk_size`` fixes the chunk
+    length along ``sample`` (else along the first batch dimension)."""
     per_entry = 8 * (len(plan.scalars) + len(plan.pi_groups) + 3 * len(layout.targets))
     for core in layout.core_dims.values():
         per_entry += 8 * int(np.prod([ds.sizes[d] for d in core]))
     budget = max(1, TARGET_BLOCK_BYTES // per_entry)
+    fixed = "sample" if "sample" in layout.batch_dims else layout.batch_dims[0]
+    order = [d for d in reversed(layout.batch_dims) if d != fixed] + [fixed]
     chunks = {}
-    for d in reversed(layout.batch_dims):
+    for d in order:
         size = ds.sizes[d]
-        if d == layout.batch_dims[0] and chunk_size:
+        if d == fixed and chunk_size:
             chunks[d] = min(chunk_size, size)
         else:
             chunks[d] = max(1, min(size, budget))
@@ -508,9 +542,12 @@ def extract(
     """Lazily compute the features of ``dataset`` (see the module docstring) as an xarray Dataset.
 
     Blocks hold about 64 MiB, filled from the last batch dimension outwards; ``chunk_size`` fixes
-    the chunk length along the first batch dimension. Component and grid dimensions are never split. Nothing is computed
+    the chunk length along ``sample`` (else along the first batch dimension). Component and grid
+    dimensions are never split. Nothing is computed
     until the result is loaded or written. ``source`` names the dataset in error messages.
     """
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     plan = declaration if isinstance(declaration, FeaturePlan) else FeaturePlan(declaration)
     layout = _layout(dataset, plan, source)
     if not layout.batch_dims:
@@ -589,7 +626,7 @@ def write_features(
         target,
         kind=FEATURES_KIND,
         parents=[resolved],
-        params={"system": declaration.name, "chunk_size": chunk_size},
+        params={"system": declaration.name},  # not the chunking: it does not change the content
     )
 
 

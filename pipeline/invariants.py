@@ -248,7 +248,7 @@ def pairwise_sum(fn: Callable[[Any, Any], Any], items: Any, axis: int = -2) -> A
         index = torch.as_tensor(others.reshape(-1), device=items.device)
         gathered = items.index_select(axis, index)
     else:
-        gathered = items.take(others.reshape(-1), axis=axis)
+        gathered = namespace(items).take(items, others.reshape(-1), axis=axis)
     shape = gathered.shape[:axis] + (n, n - 1) + gathered.shape[axis + 1 :]
     right = gathered.reshape(shape)
     left = items[(slice(None),) * (axis + 1) + (None,)]

@@ -134,7 +134,8 @@ def scale_factor(from_units: str, to_units: str, independent: Iterable[str] = ()
             f"{where}: units {from_units!r} ({format_dimensions(source)}) cannot be converted to "
             f"{to_units!r} ({format_dimensions(target)})"
         )
-    return float(parse(from_units, where=where).to(parse(to_units, where=where)).magnitude)
+    # both numeric factors count: 'Msun/h' -> '1e10 Msun/h' is 1e-10
+    return float((parse(from_units, where=where) / parse(to_units, where=where)).to("dimensionless").magnitude)
 
 
 def format_dimensions(vector: Iterable[tuple[str, Fraction]]) -> str:

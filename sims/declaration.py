@@ -29,10 +29,10 @@ class Kind(str, enum.Enum):
     """How a quantity transforms under the system's symmetry group."""
 
     SCALAR = "scalar"  # invariant under the group (it still carries units)
-    VECTOR = "vector"  # g v; last dimension is space
+    VECTOR = "vector"  # g v; components on the dimension named space (else the last one)
     POSITION = "position"  # a vector that also translates under E(d): g v + t
-    TENSOR = "tensor"  # a symmetric rank-2 tensor: g T g^T; last two dimensions are space
-    FIELD = "field"  # a scalar field on a grid; last two dimensions are the grid (x, y)
+    TENSOR = "tensor"  # a symmetric rank-2 tensor: g T g^T; components on the last two dimensions
+    FIELD = "field"  # a scalar field on a grid: dimensions x and y (else the last two)
 
 
 class Role(str, enum.Enum):
@@ -106,9 +106,17 @@ class SystemDeclaration:
     description: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "quantities", tuple(self.quantities))
-        object.__setattr__(self, "independent_units", tuple(self.independent_units))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DeclarationError(f"system name must be a non-empty string, got {self.name!r}")
         where = f"system {self.name!r}"
+        for attr in ("quantities", "independent_units"):
+            value = getattr(self, attr)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise DeclarationError(f"{where}: {attr} must be a list, got {value!r}")
+            object.__setattr__(self, attr, tuple(value))
+        bad_units = [u for u in self.independent_units if not isinstance(u, str)]
+        if bad_units:
+            raise DeclarationError(f"{where}: independent_units must be unit strings such as 'l', got {bad_units}")
         if not self.quantities:
             raise DeclarationError(f"{where}: declares no quantities")
         for q in self.quantities:
@@ -212,7 +220,7 @@ class SystemDeclaration:
                 name=data["name"],
                 quantities=tuple(quantities),
                 symmetry=data.get("symmetry", "none"),
-                independent_units=tuple(data.get("independent_units", ())),
+                independent_units=data.get("independent_units", []),
                 raw_kind=data.get("raw_kind", ""),
                 description=data.get("description", ""),
             )

@@ -35,3 +35,14 @@ def test_an_unreachable_scheduler_is_named():
     with pytest.raises(OSError, match="cannot reach the dask scheduler at 'tcp://127.0.0.1:9'"):
         with dask_scheduler("tcp://127.0.0.1:9", connect_timeout="1s"):
             pass
+
+
+def test_a_failed_connection_leaves_the_default_scheduler_alone():
+    before = dask.config.get("scheduler", None)
+    with pytest.raises(OSError):
+        with dask_scheduler("tcp://127.0.0.1:9", connect_timeout="1s"):
+            pass
+    assert dask.config.get("scheduler", None) == before
+    with pytest.raises(ValueError, match="is not 'local'"):
+        with dask_scheduler("Threads"):
+            pass

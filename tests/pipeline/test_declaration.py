@@ -77,3 +77,16 @@ def test_select_by_role_and_kind():
     decl = find_system("spring_pendulum")
     assert [q.name for q in decl.select(roles=(Role.TARGET,))] == ["H"]
     assert len(decl.select(kinds=(Kind.VECTOR,))) == 5
+
+
+def test_lists_must_be_lists():
+    with pytest.raises(DeclarationError, match="independent_units must be a list"):
+        SystemDeclaration.from_dict(
+            {"name": "x", "quantities": [{"name": "a", "units": "ml"}], "independent_units": "ml"}
+        )
+    with pytest.raises(DeclarationError, match="'quantities' must be a list"):
+        SystemDeclaration.from_dict({"name": "x", "quantities": 5})
+    with pytest.raises(DeclarationError, match="system name must be a non-empty string"):
+        SystemDeclaration.from_dict({"name": 5, "quantities": [{"name": "a", "units": "m"}]})
+    with pytest.raises(DeclarationError, match=r"mine.json: quantities\[0\]: quantity name"):
+        SystemDeclaration.from_dict({"name": "x", "quantities": [{"name": "1a", "units": "m"}]}, source="mine.json")

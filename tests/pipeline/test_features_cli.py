@@ -69,3 +69,9 @@ def test_refusals_are_usage_errors_that_say_what_to_do(catalog, tmp_path):
     assert result.exit_code == 2 and "nothing-here" in result.output
     result = _run(catalog, "features", "demo", "--system", "nope")
     assert result.exit_code == 2 and "no system named 'nope'" in result.output
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
+    result = _run(catalog, "features", "demo", "--declaration", str(latin))
+    assert result.exit_code == 2 and "not a UTF-8 JSON file" in result.output
+    result = _run(catalog, "features", "demo", "--system", "spring_pendulum", "--dask-address", "Threads")
+    assert result.exit_code == 2 and "is not 'local'" in result.output

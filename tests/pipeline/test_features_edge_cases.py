@@ -12,7 +12,7 @@ from support import pendulum_dataset
 
 from pipeline import invariants as inv
 from pipeline.features import FeatureError, FeaturePlan, extract
-from pipeline.symmetry import assert_equivariant, assert_invariant, relative_error
+from pipeline.symmetry import assert_equivariant, assert_invariant, assert_permutation_equivariant, relative_error
 from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration, find_system
 
 P, S, T = Role.PARAMETER, Role.STATE, Role.TARGET
@@ -153,3 +153,64 @@ def test_the_checks_fail_on_nan_and_on_time_reversal():
             lambda y: np.sign(y[:, 0, 0]) * inv.minkowski_gram(y)[:, 0, 1], [v], ["vector"], group="O(1,3)"
         )
     assert_equivariant(lambda y: inv.minkowski_gram(y), [v], ["vector"], "scalar", group="O(1,3)")
+
+
+def test_a_parameter_position_centred_with_a_state_position_depends_on_both():
+    decl = SystemDeclaration(
+        "anchor",
+        (Quantity("x0", "m", Kind.POSITION, P), Quantity("x1", "m", Kind.POSITION, S), Quantity("L", "m")),
+        symmetry="E(3)",
+    )
+    plan = FeaturePlan(decl)
+    assert plan.inputs_of("x0.x0") == ("x0", "x1")
+    assert next(s for s in plan.scalars if s.name == "x0.x0").role is S
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "x0": (("sample", "space"), rng.normal(size=(2, 3)), {"units": "m"}),
+            "x1": (("sample", "time", "space"), rng.normal(size=(2, 4, 3)), {"units": "m"}),
+            "L": ("sample", np.ones(2), {"units": "m"}),
+        }
+    )
+    f = computed(ds, decl)
+    assert f["x0.x0"].dims == ("sample", "time")
+    half = (ds.x0 - ds.x1) / 2
+    np.testing.assert_allclose(f["x0.x0"], (half**2).sum("space").transpose("sample", "time"), rtol=1e-14)
+
+
+def test_scales_come_without_targets_and_chunking_follows_sample():
+    pend = find_system("spring_pendulum")
+    ds = pendulum_dataset(n=12).drop_vars("H")
+    f = extract(ds.transpose("time", "sample", "space"), pend, chunk_size=5)
+    assert "scale(H)" in f and "H_pi" not in f
+    assert f["pi"].data.chunks[f["pi"].dims.index("sample")] == (5, 5, 2)
+    plan = FeaturePlan(pend)
+    out = plan.compute(
+        {k: ds[k].values[:, None] if ds[k].ndim == 1 else ds[k].values for k in ds.data_vars if k != "g"}
+        | {"g": ds.g.values[:, None]}
+    )
+    assert "scale(H)" in out and "H_pi" not in out
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        extract(ds, pend, chunk_size=0)
+
+
+def test_signed_only_dimensions_warn():
+    decl = SystemDeclaration(
+        "jets", (Quantity("p", "GeV", Kind.VECTOR, S), Quantity("k", "GeV", Kind.VECTOR, S)), symmetry="O(1,3)"
+    )
+    with pytest.warns(UserWarning, match="only signed scalars"):
+        FeaturePlan(decl)
+
+
+def test_pairwise_sum_on_dask_matches_numpy():
+    x = np.random.default_rng(0).normal(size=(6, 5, 3))
+    pair = lambda a, b: inv.inner(a, b)[..., None] * b  # noqa: E731
+    lazy = inv.pairwise_sum(pair, da.from_array(x, chunks=(2, 5, 3)))
+    np.testing.assert_allclose(lazy.compute(), inv.pairwise_sum(pair, x), rtol=1e-14)
+
+
+def test_permutation_check_never_passes_on_identities_alone():
+    pairs = np.random.default_rng(0).normal(size=(3, 2))
+    for seed in range(300):
+        with pytest.raises(AssertionError):
+            assert_permutation_equivariant(lambda y: y[..., 0], [pairs], [-1], None, seed=seed, trials=1)

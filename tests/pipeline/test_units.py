@@ -72,3 +72,9 @@ def test_check_declaration_lists_every_problem():
 def test_parse_returns_factor_and_units():
     value = parse("1e10 Msun/h")
     assert value.magnitude == pytest.approx(1e10)
+
+
+def test_numeric_factors_count_on_both_sides():
+    assert scale_factor("Msun/h", "1e10 Msun/h") == pytest.approx(1e-10)
+    assert scale_factor("1e10 Msun/h", "1e10 Msun/h") == 1.0
+    assert scale_factor("1e10 Msun/h", "Msun/h") == pytest.approx(1e10)
