@@ -37,17 +37,15 @@ def _combine(target: list[int], source: list[int], factor: int) -> list[int]:
     return [a - factor * b for a, b in zip(target, source, strict=True)]
 
 
-def integer_kernel(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]]]:
-    """Rank and a lattice basis of {a in Z^n : matrix a = 0}.
-
-    Unimodular column operations bring ``matrix`` to column echelon form while the same operations
-    are applied to the identity; the identity's columns that end under zero columns of the echelon
-    form span the integer kernel (every integer solution is an integer combination of them).
-    """
+def _column_echelon(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]], list[int]]:
+    """Unimodular column operations on [matrix; identity] until ``matrix`` is in column echelon
+    form. Returns the rank, the transformed columns (matrix part on top of the unimodular part)
+    and the pivot row of each of the first ``rank`` columns."""
     m = len(matrix)
     n = len(matrix[0]) if m else 0
     columns = [[int(matrix[i][j]) for i in range(m)] + [int(j == k) for k in range(n)] for j in range(n)]
     pivot = 0
+    pivot_rows: list[int] = []
     for row in range(m):
         while True:
             nonzero = [c for c in range(pivot, n) if columns[c][row] != 0]
@@ -63,8 +61,52 @@ def integer_kernel(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]
             if clean:
                 break
         if pivot < n and columns[pivot][row] != 0:
+            pivot_rows.append(row)
             pivot += 1
-    return pivot, [column[m:] for column in columns[pivot:]]
+    return pivot, columns, pivot_rows
+
+
+def integer_kernel(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]]]:
+    """Rank and a lattice basis of {a in Z^n : matrix a = 0}.
+
+    Unimodular column operations bring ``matrix`` to column echelon form while the same operations
+    are applied to the identity; the identity's columns that end under zero columns of the echelon
+    form span the integer kernel (every integer solution is an integer combination of them).
+    """
+    rank, columns, _ = _column_echelon(matrix)
+    return rank, [column[len(matrix) :] for column in columns[rank:]]
+
+
+def integer_solution(matrix: Sequence[Sequence[int]], rhs: Sequence[int]) -> list[int] | None:
+    """An integer x with matrix x = rhs and small sum |x_i|, or None when no integer solution exists.
+
+    Forward substitution through the column echelon form decides existence exactly; the solution
+    is then shortened greedily by adding or subtracting kernel lattice vectors.
+    """
+    m = len(matrix)
+    rank, columns, pivot_rows = _column_echelon(matrix)
+    residual = [int(r) for r in rhs]
+    x = [0] * (len(columns[0]) - m if columns else 0)
+    for c in range(rank):
+        row = pivot_rows[c]
+        lead = columns[c][row]
+        if residual[row] % lead:
+            return None
+        q = residual[row] // lead
+        residual = [r - q * a for r, a in zip(residual, columns[c][:m], strict=True)]
+        x = [xi + q * u for xi, u in zip(x, columns[c][m:], strict=True)]
+    if any(residual):
+        return None
+    kernel = [column[m:] for column in columns[rank:]]
+    improved = True
+    while improved:
+        improved = False
+        for k in kernel:
+            for sign in (1, -1):
+                candidate = [xi + sign * ki for xi, ki in zip(x, k, strict=True)]
+                if sum(map(abs, candidate)) < sum(map(abs, x)):
+                    x, improved = candidate, True
+    return x
 
 
 def hermite_rows(rows: Sequence[Sequence[int]], column_order: Sequence[int]) -> tuple[list[list[int]], list[int]]:
@@ -375,8 +417,8 @@ class DimensionalAnalysis:
 
         By default the preferred quantities (the parameters of a declaration) that are not signed
         are used when they reach the target, then all unsigned quantities, then all. Prefers
-        integer exponents and, among those, the smallest ones (within sets of rank-many
-        quantities). Raises
+        integer exponents (found exactly, with as many quantities as needed) and, among those, the
+        smallest ones. Raises
         ``DimensionalAnalysisError`` when the target's dimensions lie outside what the quantities
         span, naming the dimensions.
         """
@@ -419,6 +461,10 @@ class DimensionalAnalysis:
                 best = key
                 ordered = [(n, e) for n in self.names for s, e in zip(subset, x, strict=True) if s == n and e != 0]
                 best_monomial = self._monomial(ordered, target_units)
+        if best is not None and best[0] > 1:  # an integer monomial may need more than rank-many quantities
+            integral = self._integer_scaling(names, rhs)
+            if integral is not None:
+                best_monomial = self._monomial(integral, target_units)
         if best_monomial is None:
             spanned = ", ".join(f"{n} [{self.dimensions_of(n)}]" for n in names)
             raise DimensionalAnalysisError(
@@ -426,6 +472,21 @@ class DimensionalAnalysis:
                 f"[{format_dimensions(sorted(target.items()))}]: they span only combinations of {spanned}"
             )
         return best_monomial
+
+    def _integer_scaling(self, names: Sequence[str], rhs: Sequence[Fraction]) -> list[tuple[str, Fraction]] | None:
+        columns = [self._column(n) for n in names]
+        rows = []
+        target = []
+        for i in range(len(self.base_dimensions)):
+            entries = [col[i] for col in columns] + [rhs[i]]
+            scale = math.lcm(*(e.denominator for e in entries))
+            rows.append([int(col[i] * scale) for col in columns])
+            target.append(int(rhs[i] * scale))
+        x = integer_solution(rows, target)
+        if x is None:
+            return None
+        powers = dict(zip(names, x, strict=True))
+        return [(n, Fraction(powers[n])) for n in self.names if powers.get(n, 0)]
 
     def describe(self) -> dict[str, Any]:
         return {

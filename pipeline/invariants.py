@@ -129,7 +129,8 @@ def minkowski_gram(vectors: Any, signature: str = "+-") -> Any:
 
 
 def _det(matrices: Any) -> Any:
-    """Determinant over the last two axes; closed forms for d <= 3 so dask and float64 stay exact."""
+    """Determinant over the last two axes; explicit polynomials up to d = 5 (exact on dask, smooth
+    on torch), the library routine beyond."""
     d = matrices.shape[-1]
     m = matrices
     if d == 1:
@@ -142,6 +143,15 @@ def _det(matrices: Any) -> Any:
             - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
             + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0])
         )
+    if d <= 5:
+        # cofactor expansion along the first row: a polynomial, so every derivative stays finite
+        # (torch.linalg.det has no finite second derivative at singular matrices)
+        total = None
+        for col in range(d):
+            minor = _stack([_stack([m[..., r, c] for c in range(d) if c != col], -1) for r in range(1, d)], -2)
+            term = m[..., 0, col] * _det(minor)
+            total = term if total is None else (total + term if col % 2 == 0 else total - term)
+        return total
     if is_torch(m):
         import torch
 

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dimensions import DimensionalAnalysis, DimensionalAnalysisError, hermite_rows, integer_kernel
+from pipeline.dimensions import (
+    DimensionalAnalysis,
+    DimensionalAnalysisError,
+    hermite_rows,
+    integer_kernel,
+    integer_solution,
+)
 from pipeline.features import FeaturePlan
 from pipeline.units import dimension_vector, parse
 from sims.declaration import Role, find_system
@@ -198,3 +204,28 @@ def test_integer_kernel_is_an_exact_saturated_lattice_basis(matrix):
         assert math.gcd(*[int(x) for x in minors]) == 1
         rows, pivots = hermite_rows(basis, list(range(n)))
         assert pivots == sorted(pivots) and all(rows[i][p] > 0 for i, p in enumerate(pivots))
+
+
+def test_integer_scaling_may_need_more_than_rank_many_quantities():
+    analysis = DimensionalAnalysis([("A", "m^2"), ("V", "m^3")])
+    assert analysis.scaling("m").exponents == (("A", Fraction(-1)), ("V", Fraction(1)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda m: st.integers(1, 6).flatmap(
+            lambda n: st.tuples(
+                st.lists(st.lists(st.integers(-3, 3), min_size=n, max_size=n), min_size=m, max_size=m),
+                st.lists(st.integers(-3, 3), min_size=n, max_size=n),
+            )
+        )
+    )
+)
+def test_integer_solution_solves_whenever_an_integer_solution_exists(case):
+    matrix, x_true = case
+    rhs = [sum(a * x for a, x in zip(row, x_true, strict=True)) for row in matrix]
+    x = integer_solution(matrix, rhs)
+    assert x is not None
+    assert [sum(a * xi for a, xi in zip(row, x, strict=True)) for row in matrix] == rhs
+    assert integer_solution([[2, 4]], [1]) is None and integer_solution([[1, 1], [1, 1]], [1, 2]) is None

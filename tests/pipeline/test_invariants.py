@@ -186,6 +186,11 @@ def test_torch_gradients_are_finite_at_zero():
     assert torch.isfinite(grad).all()
     (second,) = torch.autograd.grad(grad.sum(), x)
     assert torch.isfinite(second).all()
+    for d in (4, 5):  # determinants beyond 3D keep finite second derivatives at zero too
+        z4 = torch.zeros(2, d, d, dtype=torch.float64, requires_grad=True)
+        (g4,) = torch.autograd.grad(inv.determinants(z4).sum(), z4, create_graph=True)
+        (h4,) = torch.autograd.grad(g4.sum(), z4)
+        assert torch.isfinite(h4).all()
     v = torch.tensor([[3.0, 4.0, 0.0]], dtype=torch.float64, requires_grad=True)
     inv.norm(v).sum().backward()
     np.testing.assert_allclose(v.grad.numpy(), [[0.6, 0.8, 0.0]], rtol=1e-15)
