@@ -203,9 +203,6 @@ class Monomial:
     def quantities(self) -> tuple[str, ...]:
         return tuple(q for q, _ in self.exponents)
 
-    def exponent_of(self, quantity: str) -> Fraction:
-        return dict(self.exponents).get(quantity, Fraction(0))
-
     def evaluate(self, values: Mapping[str, Any]) -> Any:
         """The monomial of ``values`` (arrays broadcast together); quantities missing raise KeyError."""
         result: Any = None

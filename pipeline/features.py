@@ -32,7 +32,7 @@ import itertools
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import dask.array
 import numpy as np
@@ -344,9 +344,9 @@ class FeaturePlan:
     def compute(self, values: Values) -> dict[str, Any]:
         """Every output for in-memory arrays (numpy or torch) of the declared quantities in their
         declared units, batch axes first and broadcastable (size-1 where a quantity does not vary):
-        invariant scalars by name, ``pi`` (batch..., n_pi), per target ``scale(T)`` (a prediction of
-        the dimensionless target times it is the target in its declared units) and, when the
-        target is among ``values``, ``T_pi``."""
+        invariant scalars by name, ``pi`` (batch..., n_pi), per target ``scale(T)`` (in T's declared
+        units: a model predicts T as scale(T) times a dimensionless output) and, when the target is
+        among ``values``, ``T_pi = T / scale(T)``."""
         out: dict[str, Any] = {s.name: s.compute(values) for s in self.scalars}
         scalar_values = dict(out)
         if self.pi_groups:
@@ -361,14 +361,15 @@ class FeaturePlan:
     def inputs_of(self, output: str) -> tuple[str, ...]:
         """The declared quantities an output of :meth:`compute` depends on."""
         if output == "pi":
-            names = {q for g in self.pi_groups for q in g.quantities}
-            return tuple(sorted({i for n in names for i in self._by_name[n].inputs}))
+            return self._inputs_of_scalars(q for g in self.pi_groups for q in g.quantities)
         if output.startswith("scale(") and output.endswith(")"):
-            monomial = self.scalings[output[6:-1]]
-            return tuple(sorted({i for n in monomial.quantities for i in self._by_name[n].inputs}))
+            return self._inputs_of_scalars(self.scalings[output[6:-1]].quantities)
         if output.endswith("_pi") and output[:-3] in self.scalings:
             return tuple(sorted({output[:-3], *self.inputs_of(f"scale({output[:-3]})")}))
         return self._by_name[output].inputs
+
+    def _inputs_of_scalars(self, names: Iterable[str]) -> tuple[str, ...]:
+        return tuple(sorted({i for n in names for i in self._by_name[n].inputs}))
 
 
 def _stack_last(arrays: Sequence[Any]) -> Any:

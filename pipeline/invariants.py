@@ -11,7 +11,6 @@ determinants of d-tuples, and every O(d)-equivariant vector function is sum_i f_
 from __future__ import annotations
 
 import itertools
-import math
 import types
 from typing import Any, Callable, Sequence
 
@@ -42,10 +41,6 @@ def namespace(x: Any) -> types.ModuleType:
 def _stack(arrays: Sequence[Any], axis: int) -> Any:
     xp = namespace(arrays[0])
     return xp.stack(list(arrays), axis) if xp is not np else np.stack(arrays, axis)
-
-
-def _where(condition: Any, a: Any, b: Any) -> Any:
-    return namespace(condition).where(condition, a, b)
 
 
 def _metric_vector(d: int, metric: Any) -> np.ndarray | None:
@@ -294,16 +289,12 @@ def tensor_traces(tensor: Any, powers: int | None = None) -> Any:
     power = tensor
     for _ in range(k):
         out.append(_trace(power))
-        power = _matmul(power, tensor)
+        power = power @ tensor
     return _stack(out, -1)
 
 
 def _trace(m: Any) -> Any:
     return sum(m[..., i, i] for i in range(m.shape[-1]))
-
-
-def _matmul(a: Any, b: Any) -> Any:
-    return a @ b
 
 
 def contract(u: Any, tensor: Any, v: Any) -> Any:
@@ -314,11 +305,3 @@ def contract(u: Any, tensor: Any, v: Any) -> Any:
 def tensor_inner(a: Any, b: Any) -> Any:
     """tr(A B^T) = sum_ij A_ij B_ij, the invariant contraction of two rank-2 tensors."""
     return (a * b).sum((-2, -1))
-
-
-def n_upper_pairs(n: int) -> int:
-    return n * (n + 1) // 2
-
-
-def n_tuples(n: int, d: int) -> int:
-    return math.comb(n, d)

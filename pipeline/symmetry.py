@@ -100,7 +100,7 @@ class GroupElement:
         g = _like(self.matrix, x)
         if kind == "tensor":
             return g @ x @ g.T  # matmul broadcasts over leading axes
-        out = _matmul_last(g, x)
+        out = x @ g.T  # g acting on the last axis
         if kind == "pseudovector":
             out = self.det * out
         if kind == "position" and self.translation is not None:
@@ -114,11 +114,6 @@ def _like(a: np.ndarray, x: Any) -> Any:
 
         return torch.as_tensor(a, dtype=x.dtype, device=x.device)
     return a.astype(x.dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else a
-
-
-def _matmul_last(g: Any, x: Any) -> Any:
-    """g applied to the last axis of x: x @ g^T."""
-    return x @ g.T
 
 
 def random_element(
