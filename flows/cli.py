@@ -306,6 +306,39 @@ def features(
         click.echo(f"{concrete} -> {out}")
 
 
+@main.command("serve")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="TOML file of [[deployment]] schedules (see docs/schedules.example.toml).",
+)
+@click.option("--check", is_flag=True, help="Validate the config and list the deployments; do not serve.")
+def serve(config_path: str, check: bool) -> None:
+    """Serve scheduled deployments against the Prefect server at $PREFECT_API_URL (blocks)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .schedules import ScheduleConfigError, load_schedule_config, require_server
+    from .schedules import serve as serve_deployments
+
+    try:
+        specs = load_schedule_config(config_path)
+        table = Table(title=f"deployments in {config_path}", title_justify="left")
+        for column in ("deployment", "schedule", "parameters"):
+            table.add_column(column)
+        for spec in specs:
+            cells = (f"{spec.flow}/{spec.name}", spec.schedule, json.dumps(spec.parameters, sort_keys=True))
+            table.add_row(*map(escape, cells))
+        _console().print(table)
+        if check:
+            return
+        url = require_server()
+    except ScheduleConfigError as exc:
+        raise UsageFailure(str(exc)) from None
+    click.echo(f"serving {len(specs)} deployment(s) against {url}; stop with Ctrl-C")
+    serve_deployments(specs)
+
+
 @main.command("run")
 @click.option("--json", "as_json", is_flag=True, help="Print the produced refs as JSON.")
 @click.pass_context
