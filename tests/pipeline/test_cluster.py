@@ -46,3 +46,20 @@ def test_a_failed_connection_leaves_the_default_scheduler_alone():
     with pytest.raises(ValueError, match="is not 'local'"):
         with dask_scheduler("Threads"):
             pass
+
+
+def test_an_existing_scheduler_is_used_by_address(catalog, monkeypatch):
+    """Features computed on a cluster reached by its address, as `--dask-address` / EQS_DASK_ADDRESS do."""
+    from distributed import LocalCluster
+
+    from pipeline.features import write_features
+    from sims.declaration import find_system
+
+    ref = catalog.write(pendulum_dataset(n=20), "pend", kind="spring_pendulum.raw")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        monkeypatch.setenv(ENV_ADDRESS, cluster.scheduler_address)
+        with dask_scheduler(None) as where:
+            assert where == f"dask scheduler at {cluster.scheduler_address}"
+            out = write_features(catalog, ref, find_system("spring_pendulum"))
+        assert cluster.scheduler.transition_counter > 0  # the work ran on that cluster's scheduler
+    assert catalog.info(out).parents == [ref]
