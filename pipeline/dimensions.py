@@ -37,6 +37,25 @@ def _combine(target: list[int], source: list[int], factor: int) -> list[int]:
     return [a - factor * b for a, b in zip(target, source, strict=True)]
 
 
+def _eliminate(vectors: list[list[int]], start: int, position: int) -> None:
+    """Unimodular operations among ``vectors[start:]`` (swaps, and adding integer multiples of one
+    to another, as in Euclid's algorithm) until ``vectors[start]`` is the only one of them with a
+    nonzero entry at ``position`` (or none has one). Works in place on rows or columns alike."""
+    while True:
+        nonzero = [i for i in range(start, len(vectors)) if vectors[i][position] != 0]
+        if not nonzero:
+            return
+        smallest = min(nonzero, key=lambda i: abs(vectors[i][position]))
+        vectors[start], vectors[smallest] = vectors[smallest], vectors[start]
+        clean = True
+        for i in range(start + 1, len(vectors)):
+            if vectors[i][position]:
+                vectors[i] = _combine(vectors[i], vectors[start], vectors[i][position] // vectors[start][position])
+                clean = clean and vectors[i][position] == 0
+        if clean:
+            return
+
+
 def _column_echelon(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int]], list[int]]:
     """Unimodular column operations on [matrix; identity] until ``matrix`` is in column echelon
     form. Returns the rank, the transformed columns (matrix part on top of the unimodular part)
@@ -47,19 +66,7 @@ def _column_echelon(matrix: Sequence[Sequence[int]]) -> tuple[int, list[list[int
     pivot = 0
     pivot_rows: list[int] = []
     for row in range(m):
-        while True:
-            nonzero = [c for c in range(pivot, n) if columns[c][row] != 0]
-            if not nonzero:
-                break
-            smallest = min(nonzero, key=lambda c: abs(columns[c][row]))
-            columns[pivot], columns[smallest] = columns[smallest], columns[pivot]
-            clean = True
-            for c in range(pivot + 1, n):
-                if columns[c][row]:
-                    columns[c] = _combine(columns[c], columns[pivot], columns[c][row] // columns[pivot][row])
-                    clean = clean and columns[c][row] == 0
-            if clean:
-                break
+        _eliminate(columns, pivot, row)
         if pivot < n and columns[pivot][row] != 0:
             pivot_rows.append(row)
             pivot += 1
@@ -119,19 +126,7 @@ def hermite_rows(rows: Sequence[Sequence[int]], column_order: Sequence[int]) -> 
     for col in column_order:
         if r == k:
             break
-        while True:
-            nonzero = [i for i in range(r, k) if work[i][col] != 0]
-            if not nonzero:
-                break
-            smallest = min(nonzero, key=lambda i: abs(work[i][col]))
-            work[r], work[smallest] = work[smallest], work[r]
-            clean = True
-            for i in range(r + 1, k):
-                if work[i][col]:
-                    work[i] = _combine(work[i], work[r], work[i][col] // work[r][col])
-                    clean = clean and work[i][col] == 0
-            if clean:
-                break
+        _eliminate(work, r, col)
         if work[r][col] == 0:
             continue
         if work[r][col] < 0:
