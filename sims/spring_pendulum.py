@@ -6,7 +6,16 @@ momenta of both masses. Units are those of the units-equivariance protocol (kg, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from data_catalog import DatasetSchema, VariableSpec, register_schema
 from sims.declaration import Kind, Quantity, Role, SystemDeclaration, register_system
+from sims.integrate import AdaptiveStats, integrate_adaptive
 
 P, S, T = Role.PARAMETER, Role.STATE, Role.TARGET
 
@@ -32,3 +41,293 @@ DECLARATION = register_system(
         ),
     )
 )
+
+
+# -- physics ----------------------------------------------------------------------------------
+
+VARIANTS = ("physical", "reference")
+"""``physical``: H as written, 1/2 k2 (|q1 - q2| - l2)^2. ``reference``: the published benchmarks'
+code, which drops that 1/2 (the second spring is twice as stiff); use it to compare with ANCHORS."""
+
+SCALAR_PARAMETERS = ("m1", "m2", "k1", "k2", "l1", "l2")
+STATE_VECTORS = ("q1", "q2", "p1", "p2")
+STATE_DIM = 12
+
+
+class PendulumInputError(ValueError):
+    """Parameters or states the pendulum cannot take (names the field and what was expected)."""
+
+
+def _spring2_factor(variant: str) -> float:
+    if variant not in VARIANTS:
+        raise PendulumInputError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return 0.5 if variant == "physical" else 1.0
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """One parameter set per system: scalars shaped (batch,), gravity ``g`` shaped (batch, 3).
+
+    Units: kg (m1, m2), kg s^-2 (k1, k2), m (l1, l2), m s^-2 (g).
+    """
+
+    m1: torch.Tensor
+    m2: torch.Tensor
+    k1: torch.Tensor
+    k2: torch.Tensor
+    l1: torch.Tensor
+    l2: torch.Tensor
+    g: torch.Tensor
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], *, source: str = "parameters", dtype: torch.dtype = torch.float64, device=None
+    ) -> "Parameters":
+        """Check and convert a mapping of arrays (numpy, torch or numbers); errors name ``source`` and the field."""
+        missing = [name for name in (*SCALAR_PARAMETERS, "g") if name not in values]
+        if missing:
+            raise PendulumInputError(f"{source}: missing parameter(s) {', '.join(missing)}")
+        tensors = {
+            name: torch.as_tensor(values[name], dtype=dtype, device=device) for name in (*SCALAR_PARAMETERS, "g")
+        }
+        batch = tensors["g"].shape[0] if tensors["g"].ndim == 2 else None
+        problems = []
+        if tensors["g"].ndim != 2 or tensors["g"].shape[-1] != 3:
+            problems.append(f"g must be shaped (systems, 3), got {tuple(tensors['g'].shape)}")
+        for name in SCALAR_PARAMETERS:
+            t = tensors[name]
+            if t.ndim == 0 and batch is not None:
+                t = tensors[name] = t.expand(batch)
+            if t.ndim != 1 or (batch is not None and t.shape[0] != batch):
+                problems.append(f"{name} must be shaped (systems,) = ({batch},), got {tuple(t.shape)}")
+            elif not torch.isfinite(t).all():
+                problems.append(f"{name} has {int((~torch.isfinite(t)).sum())} non-finite value(s)")
+            elif (t <= 0).any():
+                problems.append(
+                    f"{name} must be positive, got {float(t.min()):.6g} (first bad system {int((t <= 0).nonzero()[0])})"
+                )
+        if not torch.isfinite(tensors["g"]).all():
+            problems.append("g has non-finite values")
+        if problems:
+            raise PendulumInputError(f"{source}: " + "; ".join(problems))
+        return cls(**tensors)
+
+    @property
+    def batch(self) -> int:
+        return self.g.shape[0]
+
+    def to_mapping(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in (*SCALAR_PARAMETERS, "g")}
+
+    def index(self, rows: Any) -> "Parameters":
+        return Parameters(**{name: t[rows] for name, t in self.to_mapping().items()})
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Parameters":
+        return Parameters(**{name: t.to(device=device, dtype=dtype) for name, t in self.to_mapping().items()})
+
+
+def split_state(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q1, q2, p1, p2) from states shaped (..., 12)."""
+    return z[..., 0:3], z[..., 3:6], z[..., 6:9], z[..., 9:12]
+
+
+def check_state(z: torch.Tensor, *, source: str = "state", batch: int | None = None) -> None:
+    """States must be finite and shaped (systems, 12) [q1, q2, p1, p2]."""
+    if z.ndim != 2 or z.shape[-1] != STATE_DIM or (batch is not None and z.shape[0] != batch):
+        expected = f"({batch if batch is not None else 'systems'}, 12)"
+        raise PendulumInputError(f"{source}: states must be shaped {expected} [q1, q2, p1, p2], got {tuple(z.shape)}")
+    bad = ~torch.isfinite(z).all(dim=-1)
+    if bad.any():
+        raise PendulumInputError(
+            f"{source}: {int(bad.sum())} state(s) contain NaN or infinity (first: system {int(bad.nonzero()[0])})"
+        )
+
+
+def _per_system(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast per-system scalars (batch,) against arrays shaped (batch, ..., 3)."""
+    return x.reshape(x.shape + (1,) * (like.ndim - 1))
+
+
+def hamiltonian(z: torch.Tensor, params: Parameters, variant: str = "physical") -> torch.Tensor:
+    """Total energy (kg m^2 s^-2) of states (batch, ..., 12); per-system parameters broadcast over ``...``."""
+    c2 = _spring2_factor(variant)
+    q1, q2, p1, p2 = split_state(z)
+    m1, m2, k1, k2, l1, l2 = (_per_system(getattr(params, n), z)[..., 0] for n in SCALAR_PARAMETERS)
+    g = params.g.reshape(params.g.shape[:1] + (1,) * (z.ndim - 2) + (3,))
+    kinetic = (p1 * p1).sum(-1) / (2 * m1) + (p2 * p2).sum(-1) / (2 * m2)
+    springs = 0.5 * k1 * (q1.norm(dim=-1) - l1) ** 2 + c2 * k2 * ((q1 - q2).norm(dim=-1) - l2) ** 2
+    gravity = -m1 * (g * q1).sum(-1) - m2 * (g * q2).sum(-1)
+    return kinetic + springs + gravity
+
+
+def vector_field(z: torch.Tensor, params: Parameters, variant: str = "physical") -> torch.Tensor:
+    """Hamilton's equations dz/dt = (dH/dp, -dH/dq), written out (no autograd) for states (batch, 12)."""
+    c2 = _spring2_factor(variant)
+    q1, q2, p1, p2 = split_state(z)
+    m1, m2, k1, k2, l1, l2 = (getattr(params, n)[:, None] for n in SCALAR_PARAMETERS)
+    r1 = q1.norm(dim=-1, keepdim=True)
+    d = q1 - q2
+    r12 = d.norm(dim=-1, keepdim=True)
+    spring1 = k1 * (r1 - l1) / r1 * q1
+    spring2 = 2 * c2 * k2 * (r12 - l2) / r12 * d
+    dp1 = -spring1 - spring2 + m1 * params.g
+    dp2 = spring2 + m2 * params.g
+    return torch.cat([p1 / m1, p2 / m2, dp1, dp2], dim=-1)
+
+
+def simulate(
+    params: Parameters,
+    z0: torch.Tensor,
+    times: Sequence[float] | torch.Tensor,
+    *,
+    variant: str = "physical",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    stats: AdaptiveStats | None = None,
+) -> torch.Tensor:
+    """Trajectories (systems, len(times), 12) from states ``z0`` (systems, 12) at ``times[0]``.
+
+    Adaptive Dormand-Prince 5(4) on the whole batch at once (``sims.integrate``), on the device and
+    in the dtype of ``z0``. Raises :class:`PendulumInputError` on bad shapes, NaN or non-positive
+    parameters.
+    """
+    check_state(z0, source="initial state", batch=params.batch)
+    params = params.to(device=z0.device, dtype=z0.dtype)
+    times = torch.as_tensor(times, dtype=torch.float64)
+    return integrate_adaptive(
+        lambda t, z: vector_field(z, params, variant), z0, times, rtol=rtol, atol=atol, stats=stats
+    )
+
+
+# -- sampling ---------------------------------------------------------------------------------
+
+Q1_MEAN = (0.0, 0.0, -1.5)
+Q2_MEAN = (0.0, 0.0, -3.0)
+Q_SIGMA = 0.2
+P_SIGMA = 0.4
+
+
+def sample_initial_states(n: int, rng: np.random.Generator) -> np.ndarray:
+    """ANCHORS section 1: q1 = (0,0,-1.5) + 0.2 N(0,I), q2 = (0,0,-3) + 0.2 N(0,I), p = 0.4 N(0,I6)."""
+    q1 = np.asarray(Q1_MEAN) + Q_SIGMA * rng.standard_normal((n, 3))
+    q2 = np.asarray(Q2_MEAN) + Q_SIGMA * rng.standard_normal((n, 3))
+    p = P_SIGMA * rng.standard_normal((n, 6))
+    return np.concatenate([q1, q2, p], axis=1)
+
+
+def sample_parameters(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    mass: tuple[float, float] = (1.0, 1.0),
+    stiffness: tuple[float, float] = (1.0, 1.0),
+    length: tuple[float, float] = (1.0, 1.0),
+    gravity: tuple[float, float] = (1.0, 1.0),
+    random_direction: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-system parameters, each uniform in its (low, high) range; g along -z or in a random direction."""
+    out = {}
+    for names, (low, high) in ((("m1", "m2"), mass), (("k1", "k2"), stiffness), (("l1", "l2"), length)):
+        for name in names:
+            out[name] = rng.uniform(low, high, n)
+    size = rng.uniform(*gravity, n)
+    if random_direction:
+        direction = rng.standard_normal((n, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    else:
+        direction = np.tile([0.0, 0.0, -1.0], (n, 1))
+    out["g"] = size[:, None] * direction
+    return out
+
+
+# -- datasets in the catalog ------------------------------------------------------------------
+
+RAW_KIND = DECLARATION.raw_kind
+
+
+def _check_raw(ds: xr.Dataset) -> list[str]:
+    problems = []
+    for name in (*SCALAR_PARAMETERS,):
+        if name in ds and (~(ds[name].values > 0)).any():
+            problems.append(f"{name}: every value must be positive and finite")
+    for name in ("g", *STATE_VECTORS):
+        if name in ds and not np.isfinite(ds[name].values).all():
+            problems.append(f"{name}: values must be finite")
+    return problems
+
+
+register_schema(
+    DatasetSchema(
+        kind=RAW_KIND,
+        description="springy double pendulum: per-system parameters and trajectories of (q1, q2, p1, p2)",
+        variables={
+            **{
+                name: VariableSpec(dims=("sample",), units=DECLARATION.quantity(name).units, dtype="float")
+                for name in SCALAR_PARAMETERS
+            },
+            "g": VariableSpec(dims=("sample", "space"), units="m s^-2", dtype="float"),
+            **{
+                name: VariableSpec(
+                    dims=("sample", "time", "space"), units=DECLARATION.quantity(name).units, dtype="float"
+                )
+                for name in STATE_VECTORS
+            },
+            "H": VariableSpec(dims=("sample", "time"), units="kg m^2 s^-2", dtype="float", required=False),
+        },
+        coords={"time": VariableSpec(dims=("time",), units="s", dtype="float")},
+        check=_check_raw,
+    )
+)
+
+
+def to_dataset(
+    params: Parameters,
+    trajectories: torch.Tensor,
+    times: Sequence[float],
+    *,
+    variant: str,
+    attrs: Mapping[str, Any] = (),
+) -> xr.Dataset:
+    """A ``spring_pendulum.raw`` dataset: parameters per sample, states per (sample, time), true H."""
+    traj = trajectories.detach().cpu().to(torch.float64)
+    cpu_params = params.to(device="cpu", dtype=torch.float64)
+    energy = hamiltonian(traj, cpu_params, variant).numpy()
+    q1, q2, p1, p2 = (x.numpy() for x in split_state(traj))
+    ds = xr.Dataset(
+        coords={
+            "sample": ("sample", np.arange(traj.shape[0]), {"units": "1"}),
+            "time": ("time", np.asarray(times, dtype=np.float64), {"units": "s"}),
+            "space": ["x", "y", "z"],
+        },
+        attrs={"variant": variant, **dict(attrs)},
+    )
+    for name in SCALAR_PARAMETERS:
+        ds[name] = ("sample", getattr(cpu_params, name).numpy(), {"units": DECLARATION.quantity(name).units})
+    ds["g"] = (("sample", "space"), cpu_params.g.numpy(), {"units": "m s^-2"})
+    for name, values in zip(STATE_VECTORS, (q1, q2, p1, p2)):
+        ds[name] = (("sample", "time", "space"), values, {"units": DECLARATION.quantity(name).units})
+    ds["H"] = (("sample", "time"), energy, {"units": "kg m^2 s^-2", "variant": variant})
+    return ds
+
+
+def from_dataset(ds: xr.Dataset, *, source: str = "dataset", device=None, dtype=torch.float64):
+    """(Parameters, trajectories (sample, time, 12), times in s) from a ``spring_pendulum.raw`` dataset.
+
+    Variables must carry the declared units literally (kg, kg s^-2, m, m s^-2, kg m s^-1; time in s);
+    datasets in other units are converted by ``pipeline`` first.
+    """
+    for name in (*SCALAR_PARAMETERS, "g", *STATE_VECTORS, "time"):
+        if name not in ds.variables:
+            raise PendulumInputError(f"{source}: missing variable {name!r}")
+        expected = "s" if name == "time" else DECLARATION.quantity(name).units
+        found = ds[name].attrs.get("units")
+        if found != expected:
+            raise PendulumInputError(f"{source}: variable {name!r} is in {found!r}, expected {expected!r}")
+    params = Parameters.from_mapping(
+        {n: ds[n].values for n in (*SCALAR_PARAMETERS, "g")}, source=source, dtype=dtype, device=device
+    )
+    states = [ds[n].transpose("sample", "time", "space").values for n in STATE_VECTORS]
+    traj = torch.as_tensor(np.concatenate(states, axis=-1), dtype=dtype, device=device)
+    if not torch.isfinite(traj).all():
+        raise PendulumInputError(f"{source}: states contain NaN or infinity")
+    return params, traj, ds["time"].values.astype(np.float64)

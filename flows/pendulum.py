@@ -1,0 +1,129 @@
+"""The pendulum pipeline as a Prefect flow: generate -> features -> train -> evaluate -> summary.
+
+Every step is a cached catalog task (keys: input contents, parameters, code), so a re-run only does
+what changed, and training checkpoints under the catalog's cache so that an interrupted flow resumes
+a half-trained model instead of starting it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from data_catalog import Catalog
+from data_catalog.hashing import canonical_json
+from sims import pendulum_protocols as pp
+from sims.spring_pendulum import DECLARATION, RAW_KIND
+
+from .conventions import catalog_task, in_catalog
+from .feature_steps import run_features
+from .pendulum_summary import summarize
+
+
+@catalog_task
+def generate_protocol(catalog: str, protocol: str, preset: str, data_seed: int | None, variant: str) -> dict[str, str]:
+    """Simulate every split of a protocol and store them; returns {split: ref}."""
+    from surrogates.devices import pick_device
+
+    overrides: dict[str, Any] = {"variant": variant}
+    if data_seed is not None:
+        overrides["seed"] = data_seed
+    cfg = pp.preset(protocol, preset, **overrides)
+    cat = Catalog(catalog)
+    datasets = pp.generate(cfg, device=pick_device())
+    return {
+        split: cat.write(
+            ds, f"pendulum-{protocol}-{preset}-{split}", kind=RAW_KIND, params=cfg.to_dict(), seed=cfg.seed
+        )
+        for split, ds in datasets.items()
+    }
+
+
+@catalog_task
+def pendulum_features(catalog: str, ref: str) -> str:
+    """The invariant scalars and Pi groups of one split (threads: the datasets are small)."""
+    return run_features(catalog, ref, DECLARATION.to_json(), dask_address="threads")
+
+
+@catalog_task
+def train_surrogate(
+    catalog: str, model: str, train_ref: str, val_ref: str, features_ref: str, preset: str, seed: int, substeps: int
+) -> str:
+    """Train one model with the preset's recipe; checkpoints let an interrupted run continue."""
+    from surrogates import pendulum_runs as pr
+
+    cat = Catalog(catalog)
+    protocol = cat.info(train_ref).params.get("protocol", "emlp")
+    config = pr.training_config(protocol, preset, seed)
+    key = canonical_json([model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps])
+    checkpoints = cat.root / ".cache" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoints / f"pendulum-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    return pr.train_model(
+        cat,
+        model,
+        train_ref,
+        val_ref,
+        config,
+        substeps=substeps,
+        parents=(features_ref,),
+        checkpoint=str(checkpoint),
+        output_name=f"pendulum-{protocol}-{preset}-{model}",
+    )
+
+
+@catalog_task
+def evaluate_surrogate(catalog: str, model_ref: str, test_ref: str) -> str:
+    from surrogates import pendulum_runs as pr
+
+    return pr.evaluate_model(Catalog(catalog), model_ref, test_ref)
+
+
+@flow(name="pendulum")
+def pendulum_flow(
+    protocol: str = "emlp",
+    preset: str = "quick",
+    seeds: int = 3,
+    catalog: str | None = None,
+    models: list[str] | None = None,
+    variant: str = "reference",
+    data_seed: int | None = None,
+    substeps: int = 1,
+) -> dict[str, Any]:
+    """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
+
+    Returns the refs of every step and the summary table (mean and std over seeds per model and
+    test split, beside the published numbers).
+    """
+    from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
+
+    if protocol not in pp.PROTOCOLS:
+        raise ValueError(f"protocol must be one of {pp.PROTOCOLS}, got {protocol!r}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    models = list(models or MODELS_BY_PROTOCOL[protocol])
+    unknown = [m for m in models if m not in MODELS_BY_PROTOCOL[protocol]]
+    if unknown:
+        raise ValueError(f"models {unknown} are not part of protocol {protocol!r}: {MODELS_BY_PROTOCOL[protocol]}")
+    root = str(Catalog(catalog).root)
+    log = get_run_logger()
+    data = in_catalog(generate_protocol, root)(root, protocol, preset, data_seed, variant)
+    features = {split: in_catalog(pendulum_features, root)(root, ref) for split, ref in data.items()}
+    trained: dict[str, list[str]] = {}
+    evaluations: dict[str, dict[str, list[str]]] = {}
+    for model in models:
+        for seed in range(seeds):
+            model_ref = in_catalog(train_surrogate, root)(
+                root, model, data["train"], data["val"], features["train"], preset, seed, substeps
+            )
+            trained.setdefault(model, []).append(model_ref)
+            for split in pp.TEST_SPLITS[protocol]:
+                ref = in_catalog(evaluate_surrogate, root)(root, model_ref, data[split])
+                evaluations.setdefault(model, {}).setdefault(split, []).append(ref)
+            log.info("%s seed %d: %s", model, seed, model_ref)
+    summary = summarize(Catalog(root), protocol, evaluations)
+    log.info("summary: %s", json.dumps(summary["rows"]))
+    return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}

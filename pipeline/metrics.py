@@ -1,0 +1,110 @@
+"""Error metrics of the published protocols, and the ``evaluation`` datasets that hold them.
+
+ANCHORS section 1: for each time step, rel(a, b) = |a - b| / (|a| + |b|) over the full state; the
+score is the geometric mean over all test rollouts and all time steps, each error clamped below at
+1e-7 (the first step, given exactly, would otherwise be log 0). That norm mixes metres with
+kg m s^-1 and so changes under a change of units; :func:`blockwise_relative_error` averages the
+same ratio taken separately over each block of like quantities (positions, momenta), which no
+change of units can move.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_catalog import DatasetSchema, VariableSpec, register_schema
+
+EVALUATION_KIND = "evaluation"
+FLOOR = 1e-7
+
+register_schema(
+    DatasetSchema(
+        kind=EVALUATION_KIND,
+        description="a model evaluated on one test split: per-sample errors and the summary scores",
+        variables={
+            "rel_error": VariableSpec(dims=("sample", "time"), units="1", dtype="float"),
+            "score": VariableSpec(dims=(), units="1", dtype="float"),
+        },
+        attrs=("model", "data", "split", "metric"),
+    )
+)
+
+
+def relative_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """|a - b| / (|a| + |b|) over the last axis (0 where both are 0)."""
+    predicted, true = np.asarray(predicted, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if predicted.shape != true.shape:
+        raise ValueError(f"relative_error: predicted {predicted.shape} and true {true.shape} differ in shape")
+    num = np.linalg.norm(predicted - true, axis=-1)
+    den = np.linalg.norm(predicted, axis=-1) + np.linalg.norm(true, axis=-1)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def blockwise_relative_error(predicted: np.ndarray, true: np.ndarray, blocks: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mean over ``blocks`` ([start, stop) ranges of the last axis) of each block's relative error."""
+    return np.mean([relative_error(predicted[..., a:b], true[..., a:b]) for a, b in blocks], axis=0)
+
+
+def geometric_mean(errors: np.ndarray, floor: float = FLOOR) -> float:
+    """exp(mean(log(max(e, floor)))); NaN or infinite errors (a diverged rollout) count as 1, the maximum."""
+    e = np.asarray(errors, dtype=np.float64)
+    e = np.where(np.isfinite(e), e, 1.0)
+    return float(np.exp(np.log(np.maximum(e, floor)).mean()))
+
+
+def evaluation_dataset(
+    predicted: np.ndarray,
+    true: np.ndarray,
+    times: np.ndarray,
+    *,
+    blocks: Sequence[tuple[int, int]],
+    components: Sequence[tuple[str, int, int, str]],
+    model: str,
+    data: str,
+    split: str,
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """An ``evaluation`` dataset: predicted states, per-(sample, time) errors and the scores.
+
+    ``components`` names the parts of the state to store: (name, start, stop, units) gives the
+    variable ``predicted_<name>`` (sample, time, component) from ``predicted[..., start:stop]``.
+
+    ``score`` is the protocol's geometric-mean relative error; ``score_blockwise`` its units-invariant
+    variant; ``score_per_time`` the geometric mean over samples at each time.
+    """
+    rel = relative_error(predicted, true)
+    rel_blocks = blockwise_relative_error(predicted, true, blocks)
+    ds = xr.Dataset(
+        {
+            "rel_error": (("sample", "time"), rel, {"units": "1"}),
+            "rel_error_blockwise": (("sample", "time"), rel_blocks, {"units": "1"}),
+            "score": ((), geometric_mean(rel), {"units": "1", "long_name": "geometric-mean relative error"}),
+            "score_blockwise": ((), geometric_mean(rel_blocks), {"units": "1"}),
+            "score_per_time": (
+                ("time",),
+                np.exp(np.log(np.maximum(np.where(np.isfinite(rel), rel, 1.0), FLOOR)).mean(0)),
+                {"units": "1"},
+            ),
+        },
+        coords={"time": ("time", np.asarray(times, dtype=np.float64), {"units": "s"})},
+        attrs={
+            "model": model,
+            "data": data,
+            "split": split,
+            "metric": "geometric mean over samples and times of |a-b|/(|a|+|b|), clamped at 1e-7",
+            "blocks": json.dumps([list(b) for b in blocks]),
+            **dict(extra_attrs or {}),
+        },
+    )
+    for name, start, stop, units in components:
+        ds[f"predicted_{name}"] = (
+            ("sample", "time", "component"),
+            np.asarray(predicted[..., start:stop]),
+            {"units": units},
+        )
+    return ds

@@ -1,0 +1,52 @@
+"""The scalar MLP every surrogate is built from, with its input normalisation stored as buffers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+class MLP(nn.Module):
+    """y = W_L act(... act(W_1 ((x - shift) / scale))): a plain multilayer perceptron.
+
+    ``shift`` and ``scale`` are buffers (saved with the weights, not trained), set once from the
+    training inputs by :meth:`fit_input`. With ``multiplicative=True`` the shift stays 0, which is what
+    a units-equivariant model needs when its inputs are dimensionless groups (``pipeline.normalize``).
+    """
+
+    def __init__(
+        self, n_in: int, n_out: int, hidden: tuple[int, ...] = (100, 100, 100, 100), activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if n_in < 1 or n_out < 1 or any(h < 1 for h in hidden):
+            raise ValueError(f"MLP sizes must be positive: n_in={n_in}, n_out={n_out}, hidden={hidden}")
+        layers: list[nn.Module] = []
+        width = n_in
+        for h in hidden:
+            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("shift", torch.zeros(n_in))
+        self.register_buffer("scale", torch.ones(n_in))
+
+    def fit_input(self, x: torch.Tensor, *, multiplicative: bool = False) -> None:
+        """Set shift/scale from training inputs (rows = samples). Constant columns keep scale 1."""
+        x = x.detach().reshape(-1, x.shape[-1]).to(self.scale)
+        if not torch.isfinite(x).all():
+            raise ValueError("MLP.fit_input: training inputs contain NaN or infinity")
+        if multiplicative:
+            shift = torch.zeros_like(self.shift)
+            spread = x.pow(2).mean(0).sqrt()
+        else:
+            shift = x.mean(0)
+            spread = x.std(0) if x.shape[0] > 1 else torch.zeros_like(shift)
+        self.shift.copy_(shift)
+        self.scale.copy_(torch.where(spread > 1e-12 * (1 + shift.abs()), spread, torch.ones_like(spread)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.shift) / self.scale)
