@@ -62,8 +62,7 @@ def _catalog(ctx: click.Context) -> Catalog:
     "catalog_root",
     type=click.Path(file_okay=False),
     default=None,
-    help="Catalog directory [default: $EQS_CATALOG, else $XDG_DATA_HOME/eqs/catalog, "
-    "else ~/.local/share/eqs/catalog].",
+    help="Catalog directory [default: $EQS_CATALOG, else $XDG_DATA_HOME/eqs/catalog, else ~/.local/share/eqs/catalog].",
 )
 @click.pass_context
 def main(ctx: click.Context, catalog_root: str | None) -> None:
@@ -345,19 +344,43 @@ def reproduce() -> None:
 
 
 @reproduce.command("pendulum")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: small sizes, minutes on 2 CPU cores; paper: the published sizes and recipes.")
-@click.option("--protocol", type=click.Choice(["emlp", "units", "both"]), default="both", show_default=True,
-              help="emlp: ANCHORS section 1; units: the units-equivariance OOD protocol of section 2.")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="smoke: seconds, checks the plumbing only; quick: small sizes, minutes on 2 CPU cores; "
+    "paper: the published sizes and recipes.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["emlp", "units", "both"]),
+    default="both",
+    show_default=True,
+    help="emlp: ANCHORS section 1; units: the units-equivariance OOD protocol of section 2.",
+)
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per model.")
 @click.option("--model", "models", multiple=True, help="Only these models (repeatable).")
-@click.option("--variant", type=click.Choice(["reference", "physical"]), default="reference", show_default=True,
-              help="reference: the published code's Hamiltonian (no 1/2 on k2); physical: H as written.")
+@click.option(
+    "--variant",
+    type=click.Choice(["reference", "physical"]),
+    default="reference",
+    show_default=True,
+    help="reference: the published code's Hamiltonian (no 1/2 on k2); physical: H as written.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
 @click.pass_context
-def reproduce_pendulum(ctx: click.Context, preset: str, protocol: str, seeds: int, models: tuple[str, ...],
-                       variant: str, out: str | None, as_json: bool) -> None:
+def reproduce_pendulum(
+    ctx: click.Context,
+    preset: str,
+    protocol: str,
+    seeds: int,
+    models: tuple[str, ...],
+    variant: str,
+    out: str | None,
+    as_json: bool,
+) -> None:
     """Springy double pendulum: simulate, extract features, train, evaluate, tabulate."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .pendulum import pendulum_flow
@@ -372,8 +395,15 @@ def reproduce_pendulum(ctx: click.Context, preset: str, protocol: str, seeds: in
         chosen = [m for m in models if m in MODELS_BY_PROTOCOL[name]] if models else None
         if models and not chosen:
             continue
-        state = pendulum_flow(protocol=name, preset=preset, seeds=seeds, catalog=str(cat.root), models=chosen,
-                              variant=variant, return_state=True)
+        state = pendulum_flow(
+            protocol=name,
+            preset=preset,
+            seeds=seeds,
+            catalog=str(cat.root),
+            models=chosen,
+            variant=variant,
+            return_state=True,
+        )
         if state.is_failed():
             try:
                 state.result()
@@ -393,7 +423,6 @@ def reproduce_pendulum(ctx: click.Context, preset: str, protocol: str, seeds: in
         _emit_json({"preset": preset, "variant": variant, "summaries": summaries})
     else:
         click.echo(text)
-
 
 
 @main.command("run")

@@ -77,6 +77,9 @@ PRESETS = {
     ("emlp", "quick"): ProtocolConfig("emlp", n_train=200, n_val=100, n_test=100),
     ("units", "paper"): ProtocolConfig("units", n_train=30000, n_val=100, n_test=500, n_times=60, chunk=10, seed=0),
     ("units", "quick"): ProtocolConfig("units", n_train=1000, n_val=100, n_test=200, n_times=60, chunk=10, seed=0),
+    # seconds: checks the plumbing (tests, a first look), says nothing about accuracy
+    ("emlp", "smoke"): ProtocolConfig("emlp", n_train=16, n_val=8, n_test=8, n_times=20),
+    ("units", "smoke"): ProtocolConfig("units", n_train=16, n_val=8, n_test=8, n_times=20, chunk=5, seed=0),
 }
 
 

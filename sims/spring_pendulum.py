@@ -256,25 +256,19 @@ def _check_raw(ds: xr.Dataset) -> list[str]:
     return problems
 
 
+# Units are checked where they are used: feature extraction converts any units pint reads (pipeline),
+# while ``from_dataset`` (simulation, training) takes the declared ones only.
 register_schema(
     DatasetSchema(
         kind=RAW_KIND,
         description="springy double pendulum: per-system parameters and trajectories of (q1, q2, p1, p2)",
         variables={
-            **{
-                name: VariableSpec(dims=("sample",), units=DECLARATION.quantity(name).units, dtype="float")
-                for name in SCALAR_PARAMETERS
-            },
-            "g": VariableSpec(dims=("sample", "space"), units="m s^-2", dtype="float"),
-            **{
-                name: VariableSpec(
-                    dims=("sample", "time", "space"), units=DECLARATION.quantity(name).units, dtype="float"
-                )
-                for name in STATE_VECTORS
-            },
-            "H": VariableSpec(dims=("sample", "time"), units="kg m^2 s^-2", dtype="float", required=False),
+            **{name: VariableSpec(dims=("sample",), dtype="float") for name in SCALAR_PARAMETERS},
+            "g": VariableSpec(dims=("sample", "space"), dtype="float"),
+            **{name: VariableSpec(dims=("sample", "time", "space"), dtype="float") for name in STATE_VECTORS},
+            "H": VariableSpec(dims=("sample", "time"), dtype="float", required=False),
         },
-        coords={"time": VariableSpec(dims=("time",), units="s", dtype="float")},
+        coords={"time": VariableSpec(dims=("time",), dtype="float")},
         check=_check_raw,
     )
 )

@@ -38,6 +38,8 @@ TRAINING_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("units", "quick"): dict(
         epochs=60, batch_size=100, lr=3e-3, lr_decay=0.5, lr_decay_every=20, grad_clip=0.5, val_every=5
     ),
+    ("emlp", "smoke"): dict(epochs=3, lr=1e-3, val_every=1, checkpoint_every=1),
+    ("units", "smoke"): dict(epochs=3, batch_size=8, lr=1e-3, grad_clip=0.5, val_every=1, checkpoint_every=1),
 }
 POSITION_MOMENTUM_BLOCKS = ((0, 6), (6, 12))
 STATE_COMPONENTS = (("q1", 0, 3, "m"), ("q2", 3, 6, "m"), ("p1", 6, 9, "kg m s^-1"), ("p2", 9, 12, "kg m s^-1"))

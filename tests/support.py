@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from data_catalog import DatasetSchema, VariableSpec, register_schema, registered_kinds
+from data_catalog import DatasetSchema, VariableSpec, register_schema
+from sims import spring_pendulum
 from sims.declaration import Kind, Role, find_system
 
 DEMO_KIND = "test.demo"
@@ -44,10 +45,7 @@ def demo_dataset(seed: int = 0, n: int = 6) -> xr.Dataset:
     )
 
 
-# Until the pendulum simulator registers its raw kind, the tests stand in for it.
-PENDULUM_RAW_KIND = "spring_pendulum.raw"
-if PENDULUM_RAW_KIND not in registered_kinds():
-    register_schema(DatasetSchema(kind=PENDULUM_RAW_KIND, description="pendulum states for the feature tests"))
+PENDULUM_RAW_KIND = spring_pendulum.RAW_KIND
 
 
 def pendulum_dataset(n: int = 40, steps: int = 3, seed: int = 0) -> xr.Dataset:

@@ -1,0 +1,55 @@
+"""The pendulum flow end to end on the smoke preset, and its command line."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from data_catalog import Catalog
+from flows.cli import main
+from flows.pendulum import pendulum_flow
+
+
+def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path):
+    root = str(tmp_path / "catalog")
+    result = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
+    cat = Catalog(root)
+    assert set(result["data"]) == {"train", "val", "exp1", "exp2", "exp3"}
+    assert set(result["models"]) == {"dimensional-hnn", "dimensionless-hnn"}
+    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    assert len(rows) == 6 and all(r["seeds"] == 1 for r in rows.values())
+    assert rows["dimensionless-hnn", "exp2"]["published_mean"] == 0.0089
+    model_ref = result["models"]["dimensionless-hnn"][0]
+    lineage = cat.lineage(model_ref)
+    assert result["features"]["train"] in lineage and result["data"]["train"] in lineage
+    assert cat.info(model_ref).seed == 0
+    again = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
+    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+
+
+def test_reproduce_pendulum_command_writes_the_table(tmp_path):
+    out = tmp_path / "table.md"
+    args = [
+        "--catalog",
+        str(tmp_path / "c"),
+        "reproduce",
+        "pendulum",
+        "--preset",
+        "smoke",
+        "--protocol",
+        "emlp",
+        "--seeds",
+        "1",
+        "--model",
+        "mlp-node",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "| mlp-node | test |" in out.read_text() and "0.0480 +- 0.0000" in out.read_text()
+    bad = CliRunner().invoke(main, [*args[:-4], "--model", "nonsense"])
+    assert bad.exit_code == 2 and "nonsense" in bad.output
+    as_json = CliRunner().invoke(main, [*args[:-2], "--json"])
+    assert json.loads(as_json.output)["summaries"][0]["rows"][0]["model"] == "mlp-node"
