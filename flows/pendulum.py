@@ -62,6 +62,7 @@ def train_surrogate(
     checkpoints = cat.root / ".cache" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoints / f"pendulum-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    progress = epoch_progress(config.epochs, f"training {model} (seed {seed}) on {train_ref}")
     return pr.train_model(
         cat,
         model,
@@ -71,8 +72,23 @@ def train_surrogate(
         substeps=substeps,
         parents=(features_ref,),
         checkpoint=str(checkpoint),
+        on_epoch=progress,
         output_name=f"pendulum-{protocol}-{preset}-{model}",
     )
+
+
+def epoch_progress(epochs: int, description: str):
+    """An ``on_epoch`` callback that keeps a Prefect progress artifact (the UI's progress bar) current."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    artifact = create_progress_artifact(progress=0.0, description=description)
+    every = max(1, epochs // 50)
+
+    def update(epoch: int, logs: dict[str, Any]) -> None:
+        if epoch % every == 0 or epoch == epochs:
+            update_progress_artifact(artifact, progress=100.0 * epoch / epochs)
+
+    return update
 
 
 @catalog_task

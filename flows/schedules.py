@@ -38,8 +38,9 @@ def flows_by_name() -> dict[str, Any]:
     from .catalog_check import catalog_check
     from .features import features_flow
     from .main import main_job
+    from .pendulum import pendulum_flow
 
-    return {f.name: f for f in (main_job, catalog_check, features_flow)}
+    return {f.name: f for f in (main_job, catalog_check, features_flow, pendulum_flow)}
 
 
 @dataclass(frozen=True)

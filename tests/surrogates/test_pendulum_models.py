@@ -186,3 +186,17 @@ def test_a_stored_model_predicts_exactly_as_before_and_evaluates(catalog, smoke_
     again = pr.predict(load_model(catalog, ref, device="cpu").model, params, truth[:, 0], times)
     np.testing.assert_array_equal(evaluation["predicted_p2"].values, again[..., 9:12].numpy())
     assert 0 < float(evaluation["score"]) < 1 and evaluation.attrs["split"] == "exp1"
+
+
+def test_predicting_from_bad_states_names_the_problem():
+    model = _model("scalar-hnn")
+    z, theta = _batch(4)
+    params = sp.Parameters.from_mapping(_params_of(theta))
+    bad = z.clone()
+    bad[2, 0] = float("nan")
+    with pytest.raises(sp.PendulumInputError, match="initial states: 1 state.*system 2"):
+        pr.predict(model, params, bad, np.arange(3) * 0.2)
+    with pytest.raises(sp.PendulumInputError, match=r"shaped \(4, 12\)"):
+        pr.predict(model, params, z[:3], np.arange(3) * 0.2)
+    with pytest.raises(ValueError, match="unknown pendulum model 'hnn'; choose one of"):
+        pm.build_model("hnn")
