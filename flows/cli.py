@@ -386,12 +386,16 @@ def reproduce_pendulum(
     from .pendulum import pendulum_flow
     from .pendulum_summary import markdown_table
 
+    from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
+
     cat = _catalog(ctx)
     protocols = ["emlp", "units"] if protocol == "both" else [protocol]
+    known = {m for p in protocols for m in MODELS_BY_PROTOCOL[p]}
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise UsageFailure(f"unknown model(s) {unknown} for protocol(s) {protocols}; choose from {sorted(known)}")
     summaries = []
     for name in protocols:
-        from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
-
         chosen = [m for m in models if m in MODELS_BY_PROTOCOL[name]] if models else None
         if models and not chosen:
             continue
@@ -404,11 +408,12 @@ def reproduce_pendulum(
             variant=variant,
             return_state=True,
         )
-        if state.is_failed():
+        if not state.is_completed():
             try:
                 state.result()
             except Exception as exc:  # the flow's own error names the step and the data
                 raise CheckFailure(f"pendulum {name} failed: {exc}") from None
+            raise CheckFailure(f"pendulum {name} ended in state {state.type.value}: {state.message}")
         summaries.append(state.result()["summary"])
     if not summaries:
         raise UsageFailure(f"none of the models {list(models)} belongs to protocol(s) {protocols}")

@@ -18,22 +18,23 @@ from data_catalog.hashing import canonical_json
 from sims import pendulum_protocols as pp
 from sims.spring_pendulum import DECLARATION, RAW_KIND
 
-from .conventions import catalog_task, in_catalog
+from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
 from .pendulum_summary import summarize
 
 
 @catalog_task
 def generate_protocol(catalog: str, protocol: str, preset: str, data_seed: int | None, variant: str) -> dict[str, str]:
-    """Simulate every split of a protocol and store them; returns {split: ref}."""
-    from surrogates.devices import pick_device
+    """Simulate every split of a protocol and store them; returns {split: ref}.
 
+    On the CPU always: cheap next to training, and the same bits (and catalog versions) everywhere.
+    """
     overrides: dict[str, Any] = {"variant": variant}
     if data_seed is not None:
         overrides["seed"] = data_seed
     cfg = pp.preset(protocol, preset, **overrides)
     cat = Catalog(catalog)
-    datasets = pp.generate(cfg, device=pick_device())
+    datasets = pp.generate(cfg)
     return {
         split: cat.write(
             ds, f"pendulum-{protocol}-{preset}-{split}", kind=RAW_KIND, params=cfg.to_dict(), seed=cfg.seed
@@ -56,14 +57,18 @@ def train_surrogate(
     from surrogates import pendulum_runs as pr
 
     cat = Catalog(catalog)
-    protocol = cat.info(train_ref).params.get("protocol", "emlp")
+    info = cat.info(train_ref).params
+    protocol = info.get("protocol", "emlp")
+    suffix = "" if info.get("variant", "reference") == "reference" else f"-{info['variant']}"
     config = pr.training_config(protocol, preset, seed)
-    key = canonical_json([model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps])
+    # the code is in the key: a checkpoint must never resume a model that the current code would build differently
+    identity = [model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps]
+    key = canonical_json([*identity, code_fingerprint()])
     checkpoints = cat.root / ".cache" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoints / f"pendulum-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
     progress = epoch_progress(config.epochs, f"training {model} (seed {seed}) on {train_ref}")
-    return pr.train_model(
+    ref = pr.train_model(
         cat,
         model,
         train_ref,
@@ -73,8 +78,10 @@ def train_surrogate(
         parents=(features_ref,),
         checkpoint=str(checkpoint),
         on_epoch=progress,
-        output_name=f"pendulum-{protocol}-{preset}-{model}",
+        output_name=f"pendulum-{protocol}-{preset}-{model}{suffix}",
     )
+    checkpoint.unlink(missing_ok=True)  # the model is in the catalog now; the task cache points to it
+    return ref
 
 
 def epoch_progress(epochs: int, description: str):
@@ -140,6 +147,6 @@ def pendulum_flow(
                 ref = in_catalog(evaluate_surrogate, root)(root, model_ref, data[split])
                 evaluations.setdefault(model, {}).setdefault(split, []).append(ref)
             log.info("%s seed %d: %s", model, seed, model_ref)
-    summary = summarize(Catalog(root), protocol, evaluations)
+    summary = summarize(Catalog(root), protocol, evaluations, variant)
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}

@@ -36,13 +36,17 @@ register_schema(
 
 
 def relative_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """|a - b| / (|a| + |b|) over the last axis (0 where both are 0)."""
+    """|a - b| / (|a| + |b|) over the last axis: 0 where both are 0, 1 (the maximum) where either is
+    not finite, so that a diverged rollout scores as the worst, never as perfect."""
     predicted, true = np.asarray(predicted, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if predicted.shape != true.shape:
         raise ValueError(f"relative_error: predicted {predicted.shape} and true {true.shape} differ in shape")
-    num = np.linalg.norm(predicted - true, axis=-1)
-    den = np.linalg.norm(predicted, axis=-1) + np.linalg.norm(true, axis=-1)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        num = np.linalg.norm(predicted - true, axis=-1)
+        den = np.linalg.norm(predicted, axis=-1) + np.linalg.norm(true, axis=-1)
+    finite = np.isfinite(num) & np.isfinite(den)
+    rel = np.divide(num, den, out=np.zeros_like(num), where=finite & (den > 0))
+    return np.where(finite, rel, 1.0)
 
 
 def blockwise_relative_error(predicted: np.ndarray, true: np.ndarray, blocks: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -153,6 +153,9 @@ def integrate_adaptive(
         t = ts[0]
         k0 = f(t, z)
         stats.evaluations += 1
+        _check_finite(z, k0, t)
+        if first_step is not None and not (0 < first_step < float("inf")):
+            raise ValueError(f"first_step must be positive and finite, got {first_step}")
         h = first_step or _initial_step(z, k0, ts, rtol, atol)
         for t_end in ts[1:]:
             while t < t_end:
@@ -167,7 +170,7 @@ def integrate_adaptive(
                 scale = atol + rtol * torch.maximum(z.abs(), z_new.abs())
                 ratio = err / scale
                 error = float(torch.sqrt((ratio * ratio).mean(dim=-1)).max()) if ratio.numel() else 0.0
-                if error != error or not torch.isfinite(z_new).all():
+                if not (error <= float("inf")) or not torch.isfinite(z_new).all():  # NaN compares false
                     error = float("inf")
                 if error <= 1.0:
                     stats.accepted += 1
@@ -175,19 +178,31 @@ def integrate_adaptive(
                     z, k0 = z_new, ks[-1]  # first-same-as-last: the 7th stage is f at the new point
                     factor = max_factor if error == 0 else min(max_factor, safety * error**exponent)
                     # a step cut short to land on an output time says nothing against the current h
-                    h = max(h, step * factor) if last else step * factor
+                    h = max(h, step * factor) if last and step < h else step * factor
                 else:
                     stats.rejected += 1
                     factor = min_factor if error == float("inf") else max(min_factor, safety * error**exponent)
                     h = step * factor
-                if h < 1e-14 * max(1.0, abs(t)):
+                if not (h >= 1e-14 * max(1.0, abs(t))):
+                    _check_finite(z, f(t, z), t)
                     raise IntegrationError(f"step size underflow at t = {t:.6g} (stiff or diverging trajectory)")
             out.append(z.clone())
     return torch.stack(out, dim=1)
 
 
+def _check_finite(z: torch.Tensor, dz: torch.Tensor, t: float) -> None:
+    """Name the systems (rows) whose state or derivative is NaN or infinite."""
+    bad = ~(torch.isfinite(z) & torch.isfinite(dz)).reshape(z.shape[0], -1).all(dim=-1)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise IntegrationError(
+            f"non-finite state or vector field at t = {t:.6g} for {len(rows)} system(s), first rows {rows[:10]} "
+            "(a singular configuration such as coinciding points, or a diverging trajectory)"
+        )
+
+
 def _initial_step(z: torch.Tensor, dz: torch.Tensor, ts: list[float], rtol: float, atol: float) -> float:
-    """A first step of about rtol^(1/5) times the time scale |z| / |dz| (capped by the first interval)."""
+    """A first step of 1 % of the time scale |z| / |dz| (capped by the first interval)."""
     scale = atol + rtol * z.abs()
     d0 = float(torch.sqrt(((z / scale) ** 2).mean()))
     d1 = float(torch.sqrt(((dz / scale) ** 2).mean()))

@@ -192,6 +192,8 @@ def simulate(
     parameters.
     """
     check_state(z0, source="initial state", batch=params.batch)
+    if rtol < 100 * torch.finfo(z0.dtype).eps:
+        raise PendulumInputError(f"rtol {rtol:g} is below what {z0.dtype} can resolve; pass float64 states")
     params = params.to(device=z0.device, dtype=z0.dtype)
     times = torch.as_tensor(times, dtype=torch.float64)
     return integrate_adaptive(

@@ -375,7 +375,7 @@ def model_from_dataset(
             )
         state[key] = torch.from_numpy(values.copy()).to(tensor.dtype)
     model.load_state_dict(state)
-    model.to(device=pick_device(device))
+    model.to(device=pick_device(device, dtype=next(iter(state.values()), torch.zeros(0)).dtype))
     model.eval()
 
     training = None

@@ -51,13 +51,23 @@ def _explicit(preference: str, source: str) -> torch.device:
     return device
 
 
-def pick_device(preference: str | None = None) -> torch.device:
+def pick_device(preference: str | None = None, *, dtype: torch.dtype | None = None) -> torch.device:
     """The torch device to use.
 
     ``None`` or ``"auto"``: ``$EQS_DEVICE`` when set, else CUDA when available, then MPS, then the
     CPU. An explicit name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) must be available here;
-    otherwise a ValueError lists the devices that are.
+    otherwise a ValueError lists the devices that are. With ``dtype=torch.float64`` the automatic
+    choice skips MPS (which has no float64) and an explicit MPS request is an error.
     """
+    device = _pick(preference)
+    if dtype == torch.float64 and device.type == "mps":
+        if preference is None or preference.strip().lower() == "auto":
+            return torch.device("cpu")
+        raise ValueError("device 'mps' has no float64 support; use float32 or another device")
+    return device
+
+
+def _pick(preference: str | None) -> torch.device:
     if preference is not None and not isinstance(preference, str):
         raise ValueError(f"device preference must be a string or None, got {type(preference).__name__}")
     if preference is None or preference.strip().lower() == "auto":

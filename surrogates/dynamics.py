@@ -28,7 +28,8 @@ class HamiltonianModel(DynamicsModel):
         raise NotImplementedError
 
     def forward(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        # a graph through dH/dz is needed only when a loss will be differentiated (training)
+        # a graph through dH/dz is needed only when a loss will be differentiated (training); in eval
+        # mode the field is detached from z and the weights (rollouts are then not differentiable)
         create_graph = self.training and torch.is_grad_enabled()
         with torch.enable_grad():
             z_in = z if z.requires_grad else z.detach().requires_grad_(True)

@@ -391,8 +391,8 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    device = pick_device(config.device)
     dtype = _DTYPES[config.dtype]
+    device = pick_device(config.device, dtype=dtype)
     model.to(device=device, dtype=dtype)
     train_tensors, n_train = _prepare(train_data, "train_data", device, dtype)
     val_tensors, n_val = _prepare(val_data, "val_data", device, dtype)

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 from data_catalog import Catalog
 from flows.cli import main
 from flows.pendulum import pendulum_flow
+from surrogates import pendulum_runs
 
 
-def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path):
+def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monkeypatch):
     root = str(tmp_path / "catalog")
     result = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
     cat = Catalog(root)
@@ -24,6 +25,12 @@ def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path):
     lineage = cat.lineage(model_ref)
     assert result["features"]["train"] in lineage and result["data"]["train"] in lineage
     assert cat.info(model_ref).seed == 0
+    assert not any((tmp_path / "catalog" / ".cache" / "checkpoints").iterdir())  # removed once stored
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(pendulum_runs, "train_model", must_not_train)
     again = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
     assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
 

@@ -21,6 +21,8 @@ def test_relative_error_is_the_published_formula():
     a, b = np.array([1.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0])
     assert relative_error(a, b) == pytest.approx(1.0 / (3.0 + np.sqrt(14.0)))
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    diverged = np.array([[np.nan, 0.0, 0.0], [np.inf, 1.0, 0.0], [1e308, 1e308, 0.0]])
+    np.testing.assert_array_equal(relative_error(diverged, np.ones((3, 3))), [1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="differ in shape"):
         relative_error(np.zeros((2, 3)), np.zeros((3, 3)))
 

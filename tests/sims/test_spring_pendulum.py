@@ -159,3 +159,15 @@ def test_raw_datasets_are_stored_with_their_schema_and_read_back(catalog):
     with pytest.raises(Exception, match="k1"):
         catalog.write(broken, "pend-bad", kind=sp.RAW_KIND)
     assert "pend-bad" not in catalog.names()
+
+
+def test_singular_or_diverging_systems_are_named_not_looped_on():
+    from sims.integrate import IntegrationError
+
+    params, z0 = _systems(3, seed=5)
+    singular = z0.clone()
+    singular[1, 3:6] = singular[1, 0:3]  # both bobs at one point: the spring direction is undefined
+    with pytest.raises(IntegrationError, match=r"1 system\(s\), first rows \[1\]"):
+        sp.simulate(params, singular, [0.0, 0.2])
+    with pytest.raises(sp.PendulumInputError, match="float32"):
+        sp.simulate(params, z0.float(), [0.0, 0.2])
