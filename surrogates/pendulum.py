@@ -180,8 +180,16 @@ class _PendulumModel:
     mlp: MLP
     multiplicative = False
 
-    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _build_mlp(self, inputs: str, hidden: tuple[int, ...], activation: str, n_out: int) -> None:
+        """One MLP on the ``inputs`` features ("scalars" or "raw"); sets the config that rebuilds it."""
+        _check_inputs(inputs)
+        self.config = {"inputs": inputs, "hidden": list(hidden), "activation": activation}
+        self.inputs = inputs
+        self._features, n_in = FEATURES[inputs]
+        self.mlp = MLP(n_in, n_out, tuple(hidden), activation)
+
+    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self._features(z, theta)
 
     def fit_inputs(self, z: torch.Tensor, theta: torch.Tensor) -> None:
         """Normalise the MLP's inputs with statistics of training states z (N, 12) and contexts (N, 9)."""
@@ -195,13 +203,7 @@ class ScalarHNN(_PendulumModel, HamiltonianModel):
 
     def __init__(self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = "silu"):
         super().__init__()
-        _check_inputs(inputs)
-        self.config = {"inputs": inputs, "hidden": list(hidden), "activation": activation}
-        self._features, n_in = FEATURES[inputs]
-        self.mlp = MLP(n_in, 1, tuple(hidden), activation)
-
-    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self._features(z, theta)
+        self._build_mlp(inputs, hidden, activation, n_out=1)
 
     def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.features(z, theta))[..., 0]
@@ -213,15 +215,8 @@ class ScalarNODE(_PendulumModel, DynamicsModel):
 
     def __init__(self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = "silu"):
         super().__init__()
-        _check_inputs(inputs)
-        self.config = {"inputs": inputs, "hidden": list(hidden), "activation": activation}
-        self._features, n_in = FEATURES[inputs]
         # scalars: 4 output vectors, each a combination of the 5 vectors (q1, q2, p1, p2, g)
-        self.mlp = MLP(n_in, 20 if inputs == "scalars" else sp.STATE_DIM, tuple(hidden), activation)
-        self.inputs = inputs
-
-    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self._features(z, theta)
+        self._build_mlp(inputs, hidden, activation, n_out=20 if inputs == "scalars" else sp.STATE_DIM)
 
     def forward(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         out = self.mlp(self.features(z, theta))

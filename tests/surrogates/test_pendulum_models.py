@@ -149,26 +149,10 @@ def test_resumed_training_gives_the_same_model_as_an_uninterrupted_run(catalog, 
             raise Interrupt
 
     checkpoint = str(tmp_path / "run.pt")
+    resume_args = (catalog, "dimensionless-hnn", smoke_data["train"], smoke_data["val"], config)
     with pytest.raises(Interrupt):
-        pr.train_model(
-            catalog,
-            "dimensionless-hnn",
-            smoke_data["train"],
-            smoke_data["val"],
-            config,
-            checkpoint=checkpoint,
-            on_epoch=stop_after_two,
-            output_name="resumed",
-        )
-    resumed = pr.train_model(
-        catalog,
-        "dimensionless-hnn",
-        smoke_data["train"],
-        smoke_data["val"],
-        config,
-        checkpoint=checkpoint,
-        output_name="resumed",
-    )
+        pr.train_model(*resume_args, checkpoint=checkpoint, on_epoch=stop_after_two, output_name="resumed")
+    resumed = pr.train_model(*resume_args, checkpoint=checkpoint, output_name="resumed")
     a, b = load_model(catalog, straight, device="cpu"), load_model(catalog, resumed, device="cpu")
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
