@@ -368,6 +368,8 @@ def reproduce() -> None:
     show_default=True,
     help="reference: the published code's Hamiltonian (no 1/2 on k2); physical: H as written.",
 )
+@click.option("--activation", type=click.Choice(["silu", "relu", "tanh", "softplus"]), default=None,
+              help="Hidden-layer activation of every model (default: silu; the published MLPs used relu).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
 @click.pass_context
@@ -378,6 +380,7 @@ def reproduce_pendulum(
     seeds: int,
     models: tuple[str, ...],
     variant: str,
+    activation: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
@@ -406,6 +409,7 @@ def reproduce_pendulum(
             catalog=str(cat.root),
             models=chosen,
             variant=variant,
+            activation=activation,
             return_state=True,
         )
         if not state.is_completed():
@@ -417,7 +421,10 @@ def reproduce_pendulum(
         summaries.append(state.result()["summary"])
     if not summaries:
         raise UsageFailure(f"none of the models {list(models)} belongs to protocol(s) {protocols}")
-    text = "\n\n".join(f"### {s['protocol']} protocol, preset {preset}\n\n{markdown_table(s)}" for s in summaries)
+    label = f", activation {activation}" if activation else ""
+    text = "\n\n".join(
+        f"### {s['protocol']} protocol, preset {preset}{label}\n\n{markdown_table(s)}" for s in summaries
+    )
     if out:
         with open(out, "w", encoding="utf-8") as f:
             if out.endswith(".json"):

@@ -51,7 +51,15 @@ def pendulum_features(catalog: str, ref: str) -> str:
 
 @catalog_task
 def train_surrogate(
-    catalog: str, model: str, train_ref: str, val_ref: str, features_ref: str, preset: str, seed: int, substeps: int
+    catalog: str,
+    model: str,
+    train_ref: str,
+    val_ref: str,
+    features_ref: str,
+    preset: str,
+    seed: int,
+    substeps: int,
+    activation: str | None = None,
 ) -> str:
     """Train one model with the preset's recipe; checkpoints let an interrupted run continue."""
     from surrogates import pendulum_runs as pr
@@ -60,9 +68,10 @@ def train_surrogate(
     info = cat.info(train_ref).params
     protocol = info.get("protocol", "emlp")
     suffix = "" if info.get("variant", "reference") == "reference" else f"-{info['variant']}"
+    suffix += f"-{activation}" if activation else ""
     config = pr.training_config(protocol, preset, seed)
     # the code is in the key: a checkpoint must never resume a model that the current code would build differently
-    identity = [model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps]
+    identity = [model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps, activation]
     key = canonical_json([*identity, code_fingerprint()])
     checkpoints = cat.root / ".cache" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -78,6 +87,7 @@ def train_surrogate(
         parents=(features_ref,),
         checkpoint=str(checkpoint),
         on_epoch=progress,
+        model_options={"activation": activation} if activation else None,
         output_name=f"pendulum-{protocol}-{preset}-{model}{suffix}",
     )
     checkpoint.unlink(missing_ok=True)  # the model is in the catalog now; the task cache points to it
@@ -115,11 +125,13 @@ def pendulum_flow(
     variant: str = "reference",
     data_seed: int | None = None,
     substeps: int = 1,
+    activation: str | None = None,
 ) -> dict[str, Any]:
     """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
 
     Returns the refs of every step and the summary table (mean and std over seeds per model and
-    test split, beside the published numbers).
+    test split, beside the published numbers). ``activation`` replaces the models' default (SiLU),
+    e.g. "relu" as in the published MLPs.
     """
     from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
 
@@ -140,7 +152,7 @@ def pendulum_flow(
     for model in models:
         for seed in range(seeds):
             model_ref = in_catalog(train_surrogate, root)(
-                root, model, data["train"], data["val"], features["train"], preset, seed, substeps
+                root, model, data["train"], data["val"], features["train"], preset, seed, substeps, activation
             )
             trained.setdefault(model, []).append(model_ref)
             for split in pp.TEST_SPLITS[protocol]:

@@ -69,8 +69,11 @@ def train_model(
     checkpoint: str | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     output_name: str | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> str:
-    """Train ``model_name`` (see ``surrogates.pendulum.MODELS``) and store it; returns the model ref."""
+    """Train ``model_name`` (see ``surrogates.pendulum.MODELS``) and store it; returns the model ref.
+
+    ``model_options`` go to the model's constructor (e.g. ``{"activation": "relu"}``)."""
     if model_name not in MODELS:
         raise ValueError(f"unknown pendulum model {model_name!r}; choose one of {sorted(MODELS)}")
     train_data, times, attrs = _data(catalog, train_ref)
@@ -78,7 +81,7 @@ def train_model(
     if not np.allclose(times, val_times):
         raise ValueError(f"{train_ref} and {val_ref} have different chunk times")
     seed_everything(config.seed)
-    model = build_model(model_name).to(torch.float64)
+    model = build_model(model_name, **(model_options or {})).to(torch.float64)
     n, chunk = train_data["z"].shape[:2]
     model.fit_inputs(train_data["z"].reshape(-1, sp.STATE_DIM), train_data["theta"].repeat_interleave(chunk, 0))
     loss = chunk_loss(torch.as_tensor(times), substeps=substeps)
