@@ -10,6 +10,9 @@
    loop of ``solve_ivp`` over ``--scipy-systems`` systems (scipy), both on the EMLP protocol's
    150-point trajectories.
 3. Training: optimizer steps per second of every surrogate on the two protocols' batch shapes.
+4. Integrator floor: the protocols' score of the models' integrator (RK4, ``substeps`` per
+   interval) applied to the true vector field, on the quick presets' test sets: the error a
+   perfect learned vector field would still have.
 """
 
 from __future__ import annotations
@@ -88,6 +91,29 @@ def simulator(systems: int, scipy_systems: int, check_systems: int, rtol: float,
     }
 
 
+def integrator_floor(variant: str) -> dict:
+    from pipeline.metrics import geometric_mean, relative_error
+    from sims import pendulum_protocols as pp
+    from sims.integrate import integrate_fixed
+
+    out = {}
+    for protocol in pp.PROTOCOLS:
+        data = pp.generate(pp.preset(protocol, "quick", variant=variant))
+        for split in pp.TEST_SPLITS[protocol]:
+            params, truth, times = sp.from_dataset(data[split])
+            for substeps in (1, 2):
+                predicted = integrate_fixed(
+                    lambda t, z, params=params: sp.vector_field(z, params, variant),
+                    truth[:, 0],
+                    torch.as_tensor(times),
+                    substeps=substeps,
+                )
+                out[f"{protocol}/{split}/rk4x{substeps}"] = geometric_mean(
+                    relative_error(predicted.numpy(), truth.numpy())
+                )
+    return out
+
+
 def training(steps: int, dtype: torch.dtype, device: torch.device) -> dict:
     out = {}
     for protocol, batch, chunk in (("emlp", 500, 5), ("units", 512, 10)):
@@ -125,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--device", default=None, help="for the training benchmark (default: the best available)")
     parser.add_argument("--skip-simulator", action="store_true")
+    parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -140,10 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if not args.skip_simulator:
         result["simulator"] = simulator(args.systems, args.scipy_systems, args.check_systems, args.rtol, args.variant)
-    result["training_steps_per_second"] = {
-        str(dtype).removeprefix("torch."): training(args.train_steps, dtype, device)
-        for dtype in (torch.float64, torch.float32)
-    }
+    result["integrator_floor"] = integrator_floor(args.variant)
+    if not args.skip_training:
+        result["training_steps_per_second"] = {
+            str(dtype).removeprefix("torch."): training(args.train_steps, dtype, device)
+            for dtype in (torch.float64, torch.float32)
+        }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
