@@ -369,7 +369,8 @@ def reproduce() -> None:
     help="reference: the published code's Hamiltonian (no 1/2 on k2); physical: H as written.",
 )
 @click.option("--activation", type=click.Choice(["silu", "relu", "tanh", "softplus"]), default=None,
-              help="Hidden-layer activation of every model (default: silu; the published MLPs used relu).")
+              help="Hidden-layer activation of every model (default: silu, the swish of the published MLP "
+              "baselines; relu to compare).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
 @click.pass_context

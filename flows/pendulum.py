@@ -22,6 +22,8 @@ from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
 from .pendulum_summary import summarize
 
+DEFAULT_ACTIVATION = "silu"  # the models' own default (surrogates.pendulum)
+
 
 @catalog_task
 def generate_protocol(catalog: str, protocol: str, preset: str, data_seed: int | None, variant: str) -> dict[str, str]:
@@ -130,8 +132,8 @@ def pendulum_flow(
     """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
 
     Returns the refs of every step and the summary table (mean and std over seeds per model and
-    test split, beside the published numbers). ``activation`` replaces the models' default (SiLU),
-    e.g. "relu" as in the published MLPs.
+    test split, beside the published numbers). ``activation`` replaces the models' default (SiLU,
+    the swish of the published MLP baselines), e.g. "relu" to compare.
     """
     from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
 
@@ -143,6 +145,11 @@ def pendulum_flow(
     unknown = [m for m in models if m not in MODELS_BY_PROTOCOL[protocol]]
     if unknown:
         raise ValueError(f"models {unknown} are not part of protocol {protocol!r}: {MODELS_BY_PROTOCOL[protocol]}")
+    from surrogates.mlp import ACTIVATIONS
+
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    activation = None if activation == DEFAULT_ACTIVATION else activation  # one cache key per model
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     data = in_catalog(generate_protocol, root)(root, protocol, preset, data_seed, variant)
@@ -160,5 +167,6 @@ def pendulum_flow(
                 evaluations.setdefault(model, {}).setdefault(split, []).append(ref)
             log.info("%s seed %d: %s", model, seed, model_ref)
     summary = summarize(Catalog(root), protocol, evaluations, variant)
+    summary.update(activation=activation or DEFAULT_ACTIVATION, substeps=substeps, preset=preset)
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}

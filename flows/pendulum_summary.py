@@ -49,7 +49,8 @@ def summarize(
 def markdown_table(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table (scores to 4 decimals; std over seeds with ddof = 1)."""
     lines = [
-        f"Hamiltonian variant: {summary.get('variant', 'reference')} (the published numbers use 'reference').",
+        f"Hamiltonian variant: {summary.get('variant', 'reference')} (the published numbers use 'reference'); "
+        f"activation {summary.get('activation', 'silu')}.",
         "",
         "| model | split | ours (mean +- std) | units-invariant variant | published | seeds |",
         "|---|---|---|---|---|---|",

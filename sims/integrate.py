@@ -178,7 +178,7 @@ def integrate_adaptive(
                     z, k0 = z_new, ks[-1]  # first-same-as-last: the 7th stage is f at the new point
                     factor = max_factor if error == 0 else min(max_factor, safety * error**exponent)
                     # a step cut short to land on an output time says nothing against the current h
-                    h = max(h, step * factor) if last and step < h else step * factor
+                    h = max(h, step * factor) if last and step < h and factor >= 1 else step * factor
                 else:
                     stats.rejected += 1
                     factor = min_factor if error == float("inf") else max(min_factor, safety * error**exponent)

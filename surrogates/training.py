@@ -248,6 +248,12 @@ def _scalar_loss(loss: Any, where: str) -> torch.Tensor:
     return loss.reshape(())
 
 
+def _loss_total(device: torch.device) -> torch.Tensor:
+    """A zero on ``device`` to sum batch losses into without a host sync per step: float64, except on
+    MPS, which has none."""
+    return torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+
+
 def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: dict[str, torch.Tensor], n: int, batch_size: int) -> float:
     """Validation loss: the batch losses averaged with the batch sizes as weights.
 
@@ -256,11 +262,11 @@ def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: dict[str, torch.Ten
     """
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=next(iter(data.values())).device)
+    total = _loss_total(next(iter(data.values())).device)
     with torch.enable_grad():
         for batch, size in _batches(data, n, batch_size, None):
             loss = _scalar_loss(loss_fn(model, batch), "validation")
-            total += loss.detach().to(torch.float64) * size
+            total += loss.detach().to(total.dtype) * size
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return float(total) / n
@@ -498,7 +504,7 @@ def _run_epoch(
     lr = float(optimizer.param_groups[0]["lr"])
     # a full batch needs no shuffling: the mean loss is the same up to round-off
     order = torch.randperm(n, generator=generator).to(next(iter(data.values())).device) if batch_size < n else None
-    total = torch.zeros((), dtype=torch.float64, device=next(iter(data.values())).device)
+    total = _loss_total(next(iter(data.values())).device)
     batches = _batches(data, n, batch_size, order)
     for batch, size in batches:
         optimizer.zero_grad(set_to_none=True)
@@ -507,7 +513,7 @@ def _run_epoch(
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        total += loss.detach().to(torch.float64) * size
+        total += loss.detach().to(total.dtype) * size
     # checked once per epoch: a per-step check would synchronise with the GPU at every step
     train_loss = float(total) / n
     if not math.isfinite(train_loss):

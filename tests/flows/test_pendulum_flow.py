@@ -10,6 +10,7 @@ from data_catalog import Catalog
 from flows.cli import main
 from flows.pendulum import pendulum_flow
 from surrogates import pendulum_runs
+from surrogates.artifacts import load_model
 
 
 def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monkeypatch):
@@ -37,26 +38,16 @@ def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monk
 
 def test_reproduce_pendulum_command_writes_the_table(tmp_path):
     out = tmp_path / "table.md"
-    args = [
-        "--catalog",
-        str(tmp_path / "c"),
-        "reproduce",
-        "pendulum",
-        "--preset",
-        "smoke",
-        "--protocol",
-        "emlp",
-        "--seeds",
-        "1",
-        "--model",
-        "mlp-node",
-        "--out",
-        str(out),
-    ]
-    result = CliRunner().invoke(main, args)
+    root = tmp_path / "c"
+    common = ["--catalog", str(root), "reproduce", "pendulum", "--preset", "smoke", "--protocol", "emlp"]
+    args = [*common, "--seeds", "1", "--model", "mlp-node", "--activation", "tanh"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "| mlp-node | test |" in out.read_text() and "0.0480 +- 0.0000" in out.read_text()
-    bad = CliRunner().invoke(main, [*args[:-4], "--model", "nonsense"])
+    text = out.read_text()
+    assert "| mlp-node | test |" in text and "0.0480 +- 0.0000" in text and "activation tanh" in text
+    model = load_model(Catalog(root), "pendulum-emlp-smoke-mlp-node-tanh", device="cpu")
+    assert model.config["activation"] == "tanh"
+    bad = CliRunner().invoke(main, [*common, "--model", "nonsense"])
     assert bad.exit_code == 2 and "nonsense" in bad.output
-    as_json = CliRunner().invoke(main, [*args[:-2], "--json"])
-    assert json.loads(as_json.output)["summaries"][0]["rows"][0]["model"] == "mlp-node"
+    summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["summaries"][0]
+    assert summary["rows"][0]["model"] == "mlp-node" and summary["activation"] == "tanh"
