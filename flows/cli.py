@@ -371,6 +371,8 @@ def reproduce() -> None:
 @click.option("--activation", type=click.Choice(["silu", "relu", "tanh", "softplus"]), default=None,
               help="Hidden-layer activation of every model (default: silu, the swish of the published MLP "
               "baselines; relu to compare).")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+              help="Training precision; float32 is about 1.6x faster on a CPU (models are evaluated in float64).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
 @click.pass_context
@@ -382,6 +384,7 @@ def reproduce_pendulum(
     models: tuple[str, ...],
     variant: str,
     activation: str | None,
+    dtype: str,
     out: str | None,
     as_json: bool,
 ) -> None:
@@ -411,6 +414,7 @@ def reproduce_pendulum(
             models=chosen,
             variant=variant,
             activation=activation,
+            dtype=dtype,
             return_state=True,
         )
         if not state.is_completed():
@@ -422,7 +426,7 @@ def reproduce_pendulum(
         summaries.append(state.result()["summary"])
     if not summaries:
         raise UsageFailure(f"none of the models {list(models)} belongs to protocol(s) {protocols}")
-    label = f", activation {activation}" if activation else ""
+    label = (f", activation {activation}" if activation else "") + ("" if dtype == "float64" else f", {dtype}")
     text = "\n\n".join(
         f"### {s['protocol']} protocol, preset {preset}{label}\n\n{markdown_table(s)}" for s in summaries
     )

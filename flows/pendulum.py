@@ -62,6 +62,7 @@ def train_surrogate(
     seed: int,
     substeps: int,
     activation: str | None = None,
+    dtype: str = "float64",
 ) -> str:
     """Train one model with the preset's recipe; checkpoints let an interrupted run continue."""
     from surrogates import pendulum_runs as pr
@@ -71,7 +72,8 @@ def train_surrogate(
     protocol = info.get("protocol", "emlp")
     suffix = "" if info.get("variant", "reference") == "reference" else f"-{info['variant']}"
     suffix += f"-{activation}" if activation else ""
-    config = pr.training_config(protocol, preset, seed)
+    suffix += "" if dtype == "float64" else f"-{dtype}"
+    config = pr.training_config(protocol, preset, seed, dtype=dtype)
     # the code is in the key: a checkpoint must never resume a model that the current code would build differently
     identity = [model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps, activation]
     key = canonical_json([*identity, code_fingerprint()])
@@ -128,12 +130,14 @@ def pendulum_flow(
     data_seed: int | None = None,
     substeps: int = 1,
     activation: str | None = None,
+    dtype: str = "float64",
 ) -> dict[str, Any]:
     """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
 
     Returns the refs of every step and the summary table (mean and std over seeds per model and
     test split, beside the published numbers). ``activation`` replaces the models' default (SiLU,
-    the swish of the published MLP baselines), e.g. "relu" to compare.
+    the swish of the published MLP baselines), e.g. "relu" to compare. ``dtype="float32"`` trains
+    in single precision (about 1.6x faster on a CPU; models are stored and evaluated in float64).
     """
     from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
 
@@ -147,6 +151,8 @@ def pendulum_flow(
         raise ValueError(f"models {unknown} are not part of protocol {protocol!r}: {MODELS_BY_PROTOCOL[protocol]}")
     from surrogates.mlp import ACTIVATIONS
 
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     if activation is not None and activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     activation = None if activation == DEFAULT_ACTIVATION else activation  # one cache key per model
@@ -159,7 +165,7 @@ def pendulum_flow(
     for model in models:
         for seed in range(seeds):
             model_ref = in_catalog(train_surrogate, root)(
-                root, model, data["train"], data["val"], features["train"], preset, seed, substeps, activation
+                root, model, data["train"], data["val"], features["train"], preset, seed, substeps, activation, dtype
             )
             trained.setdefault(model, []).append(model_ref)
             for split in pp.TEST_SPLITS[protocol]:
@@ -167,6 +173,6 @@ def pendulum_flow(
                 evaluations.setdefault(model, {}).setdefault(split, []).append(ref)
             log.info("%s seed %d: %s", model, seed, model_ref)
     summary = summarize(Catalog(root), protocol, evaluations, variant)
-    summary.update(activation=activation or DEFAULT_ACTIVATION, substeps=substeps, preset=preset)
+    summary.update(activation=activation or DEFAULT_ACTIVATION, substeps=substeps, preset=preset, dtype=dtype)
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}

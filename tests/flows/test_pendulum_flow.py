@@ -40,13 +40,14 @@ def test_reproduce_pendulum_command_writes_the_table(tmp_path):
     out = tmp_path / "table.md"
     root = tmp_path / "c"
     common = ["--catalog", str(root), "reproduce", "pendulum", "--preset", "smoke", "--protocol", "emlp"]
-    args = [*common, "--seeds", "1", "--model", "mlp-node", "--activation", "tanh"]
+    args = [*common, "--seeds", "1", "--model", "mlp-node", "--activation", "tanh", "--dtype", "float32"]
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "| mlp-node | test |" in text and "0.0480 +- 0.0000" in text and "activation tanh" in text
-    model = load_model(Catalog(root), "pendulum-emlp-smoke-mlp-node-tanh", device="cpu")
+    model = load_model(Catalog(root), "pendulum-emlp-smoke-mlp-node-tanh-float32", device="cpu")
     assert model.config["activation"] == "tanh"
+    assert Catalog(root).info(model.ref).params["training"]["dtype"] == "float32"
     bad = CliRunner().invoke(main, [*common, "--model", "nonsense"])
     assert bad.exit_code == 2 and "nonsense" in bad.output
     summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["summaries"][0]
