@@ -22,8 +22,6 @@ from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
 from .pendulum_summary import summarize
 
-DEFAULT_ACTIVATION = "silu"  # the models' own default (surrogates.pendulum)
-
 
 @catalog_task
 def generate_protocol(catalog: str, protocol: str, preset: str, data_seed: int | None, variant: str) -> dict[str, str]:
@@ -150,6 +148,7 @@ def pendulum_flow(
     if unknown:
         raise ValueError(f"models {unknown} are not part of protocol {protocol!r}: {MODELS_BY_PROTOCOL[protocol]}")
     from surrogates.mlp import ACTIVATIONS
+    from surrogates.pendulum import DEFAULT_ACTIVATION
 
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")

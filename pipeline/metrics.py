@@ -54,11 +54,13 @@ def blockwise_relative_error(predicted: np.ndarray, true: np.ndarray, blocks: Se
     return np.mean([relative_error(predicted[..., a:b], true[..., a:b]) for a, b in blocks], axis=0)
 
 
-def geometric_mean(errors: np.ndarray, floor: float = FLOOR) -> float:
-    """exp(mean(log(max(e, floor)))); NaN or infinite errors (a diverged rollout) count as 1, the maximum."""
+def geometric_mean(errors: np.ndarray, floor: float = FLOOR, axis: int | None = None) -> Any:
+    """exp(mean(log(max(e, floor)))) over ``axis`` (all: a float); NaN or infinite errors (a diverged
+    rollout) count as 1, the maximum."""
     e = np.asarray(errors, dtype=np.float64)
     e = np.where(np.isfinite(e), e, 1.0)
-    return float(np.exp(np.log(np.maximum(e, floor)).mean()))
+    mean = np.exp(np.log(np.maximum(e, floor)).mean(axis=axis))
+    return float(mean) if axis is None else mean
 
 
 def evaluation_dataset(
@@ -91,7 +93,7 @@ def evaluation_dataset(
             "score_blockwise": ((), geometric_mean(rel_blocks), {"units": "1"}),
             "score_per_time": (
                 ("time",),
-                np.exp(np.log(np.maximum(np.where(np.isfinite(rel), rel, 1.0), FLOOR)).mean(0)),
+                geometric_mean(rel, axis=0),
                 {"units": "1"},
             ),
         },

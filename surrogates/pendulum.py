@@ -32,6 +32,7 @@ from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
 from surrogates.mlp import MLP
 
 THETA_DIM = 9
+DEFAULT_ACTIVATION = "silu"  # smooth: a ReLU network makes dH/dz piecewise constant
 INPUTS = ("scalars", "raw")
 
 
@@ -201,7 +202,9 @@ class _PendulumModel:
 class ScalarHNN(_PendulumModel, HamiltonianModel):
     """H = MLP(features): O(3) scalars (``inputs="scalars"``) or raw coordinates (``inputs="raw"``)."""
 
-    def __init__(self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = "silu"):
+    def __init__(
+        self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION
+    ):
         super().__init__()
         self._build_mlp(inputs, hidden, activation, n_out=1)
 
@@ -213,7 +216,9 @@ class ScalarHNN(_PendulumModel, HamiltonianModel):
 class ScalarNODE(_PendulumModel, DynamicsModel):
     """A neural ODE: O(3)-equivariant sum_j c_ij(scalars) v_j (``scalars``), or dz/dt = MLP(z, theta) (``raw``)."""
 
-    def __init__(self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = "silu"):
+    def __init__(
+        self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION
+    ):
         super().__init__()
         # scalars: 4 output vectors, each a combination of the 5 vectors (q1, q2, p1, p2, g)
         self._build_mlp(inputs, hidden, activation, n_out=20 if inputs == "scalars" else sp.STATE_DIM)
@@ -233,7 +238,7 @@ class DimensionlessHNN(_PendulumModel, HamiltonianModel):
 
     multiplicative = True
 
-    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = "silu"):
+    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
         super().__init__()
         self.config = {"hidden": list(hidden), "activation": activation}
         self.mlp = MLP(N_DIMENSIONLESS, N_ENERGIES, tuple(hidden), activation)
