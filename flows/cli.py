@@ -390,10 +390,10 @@ def reproduce_pendulum(
 ) -> None:
     """Springy double pendulum: simulate, extract features, train, evaluate, tabulate."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
+
     from .pendulum import pendulum_flow
     from .pendulum_summary import markdown_table
-
-    from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
 
     cat = _catalog(ctx)
     protocols = ["emlp", "units"] if protocol == "both" else [protocol]
@@ -438,6 +438,82 @@ def reproduce_pendulum(
                 f.write(text + "\n")
     if as_json:
         _emit_json({"preset": preset, "variant": variant, "summaries": summaries})
+    else:
+        click.echo(text)
+
+
+@reproduce.command("rietkerk")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="smoke: seconds, plumbing only; quick: ~1,000 runs on a 50x50 grid, minutes on 2 CPU cores; "
+    "paper: ~5,000 runs on the 100x100 grid of ANCHORS section 3.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per emulator.")
+@click.option("--emulator", "emulators", multiple=True, type=click.Choice(["pi", "dimensional"]),
+              help="Only these emulators (repeatable) [default: both].")
+@click.option("--regime-maps/--no-regime-maps", default=True, show_default=True,
+              help="Also simulate the regime maps over rainfall (ANCHORS section 3).")
+@click.option("--figure", type=click.Path(dir_okay=False), help="Write the regime-map figure here (.png).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@json_option
+@click.pass_context
+def reproduce_rietkerk(
+    ctx: click.Context,
+    preset: str,
+    seeds: int,
+    emulators: tuple[str, ...],
+    regime_maps: bool,
+    figure: str | None,
+    out: str | None,
+    as_json: bool,
+) -> None:
+    """Rietkerk vegetation model: sweep, pattern statistics, emulators with OOD tests, regime maps."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .rietkerk import markdown_table, rietkerk_flow
+
+    cat = _catalog(ctx)
+    state = rietkerk_flow(
+        preset=preset,
+        seeds=seeds,
+        catalog=str(cat.root),
+        emulators=list(emulators) or None,
+        regime_maps=regime_maps or figure is not None,
+        return_state=True,
+    )
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:  # the flow's own error names the step and the data
+            raise CheckFailure(f"rietkerk failed: {exc}") from None
+        raise CheckFailure(f"rietkerk ended in state {state.type.value}: {state.message}")
+    result = state.result()
+    summary = result["summary"]
+    lines = [f"### Rietkerk emulators, preset {preset}", "", markdown_table(summary)]
+    if result["regime_maps"]:
+        from pipeline.rietkerk_regimes import regime_labels, regime_map_figure
+
+        maps = [cat.open(ref).load() for ref in result["regime_maps"].values()]
+        summary["regime_maps"] = {
+            ds.attrs["map"]: dict(zip([f"{r:.4g}" for r in ds["R"].values], regime_labels(ds))) for ds in maps
+        }
+        for ds in maps:
+            pairs = ", ".join(f"{r:.4g}: {lab}" for r, lab in zip(ds["R"].values, regime_labels(ds)))
+            lines += ["", f"Regimes at T = {ds.attrs['T']:g} d, {ds.attrs['map']} ({ds.attrs['initial_condition']} start): {pairs}"]
+        if figure:
+            with open(figure, "wb") as f:
+                f.write(regime_map_figure(maps))
+    text = "\n".join(lines)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            if out.endswith(".json"):
+                json.dump(summary, f, indent=2)
+            else:
+                f.write(text + "\n")
+    if as_json:
+        _emit_json(summary)
     else:
         click.echo(text)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Mapping
 
 import pint
 
@@ -77,7 +77,7 @@ def _root_unit(name: str) -> str:
     return unit
 
 
-def _exact(exponent: float | int | Fraction, where: str) -> Fraction:
+def _exact(exponent: float | Fraction, where: str) -> Fraction:
     value = Fraction(exponent).limit_denominator(_MAX_DENOMINATOR)
     if abs(float(value) - float(exponent)) > 1e-12:
         raise UnitsError(f"{where}: unit exponent {exponent} is not a simple fraction")
@@ -169,3 +169,36 @@ def check_declaration(declaration: SystemDeclaration) -> CheckedDeclaration:
     if problems:
         raise UnitsError(f"system {declaration.name!r}: " + "; ".join(problems))
     return CheckedDeclaration(declaration, dimensions)
+
+
+def substitute_units(units: str, replacements: Mapping[str, str]) -> str:
+    """``units`` with each unit symbol replaced (exponents kept): 'l d^-1 m^-2' with {'d': 'hour',
+    'm': 'cm', 'l': 'ml'} gives 'ml hour^-1 cm^-2'. Works on space-separated products, the form
+    declarations use."""
+    out = []
+    for token in units.split():
+        base, caret, power = token.partition("^")
+        out.append(replacements.get(base, base) + caret + power)
+    return " ".join(out)
+
+
+def change_units(dataset, replacements: Mapping[str, str], independent: Iterable[str] = ()):
+    """A copy of an xarray dataset with every variable and coordinate that has a ``units`` attribute
+    converted by :func:`substitute_units` (values multiplied by the conversion factor)."""
+    independent = tuple(independent)
+    out = dataset.copy()
+    for name, var in dataset.variables.items():
+        units = var.attrs.get("units")
+        if not isinstance(units, str) or units.strip() in ("", "1"):
+            continue
+        target = substitute_units(units, replacements)
+        if target == units:
+            continue
+        factor = scale_factor(units, target, independent, where=f"variable {name!r}")
+        converted = var.copy(data=var.values * factor)
+        converted.attrs = {**var.attrs, "units": target}
+        if name in dataset.coords:
+            out = out.assign_coords({name: converted})
+        else:
+            out[name] = converted
+    return out

@@ -281,7 +281,7 @@ def initial_state(
     kind: str = "seeded",
     seeds: np.ndarray | int = 0,
     seeded_fraction: float = 0.1,
-    seed_biomass: float = 10.0,
+    seed_biomass: float | np.ndarray = 10.0,
     noise: float = 0.01,
 ) -> torch.Tensor:
     """(batch, 3, n, n) fields (u, w, v), one numpy generator per system seeded from ``seeds``.
@@ -296,8 +296,9 @@ def initial_state(
         raise RietkerkInputError(f"initial condition must be one of {INITIAL_CONDITIONS}, got {kind!r}")
     if not 0 < seeded_fraction <= 1:
         raise RietkerkInputError(f"seeded_fraction must lie in (0, 1], got {seeded_fraction}")
-    if not (math.isfinite(seed_biomass) and seed_biomass > 0 and math.isfinite(noise) and noise >= 0):
-        raise RietkerkInputError("seed_biomass must be > 0 g m^-2 and noise >= 0")
+    biomass = np.broadcast_to(np.asarray(seed_biomass, dtype=np.float64), (params.batch,))
+    if not (np.isfinite(biomass).all() and (biomass > 0).all() and math.isfinite(noise) and noise >= 0):
+        raise RietkerkInputError("seed_biomass must be > 0 g m^-2 (one value, or one per system) and noise >= 0")
     seeds = np.broadcast_to(np.atleast_1d(seeds), (params.batch,))
     values = params.numpy()
     n = grid.n
@@ -310,7 +311,7 @@ def initial_state(
                 raise RietkerkInputError(f"system {i}: the seeded (bare-soil) start needs W0 > 0, got {p['W0']}")
             out[i, 0] = p["R"] / (p["alpha"] * p["W0"])
             out[i, 1] = p["R"] / p["dw"]
-            out[i, 2] = np.where(rng.random((n, n)) < seeded_fraction, seed_biomass, 0.0)
+            out[i, 2] = np.where(rng.random((n, n)) < seeded_fraction, biomass[i], 0.0)
         else:
             state = uniform_states(p)["vegetated"]
             if state is not None:

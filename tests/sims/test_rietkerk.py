@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from data_catalog import check_dataset
-from pipeline.units import scale_factor
+from pipeline.units import change_units, scale_factor, substitute_units
 from sims import rietkerk as rk
 from sims import rietkerk_data as rd
 from sims.rietkerk_solver import explicit_reference, simulate
@@ -128,9 +128,7 @@ def test_solution_is_units_covariant():
     new = {"l": "ml", "g": "kg", "d": "hour", "m": "cm"}  # plain "h" would be little h
 
     def factor(units: str) -> float:
-        base, _, power = zip(*(tok.partition("^") for tok in units.split()))
-        target = " ".join(new.get(b, b) + ("^" + e if e else "") for b, e in zip(base, power))
-        return scale_factor(units, target, independent=("l",))
+        return scale_factor(units, substitute_units(units, new), independent=("l",))
 
     converted = {k: v * factor(rk.UNITS[k]) for k, v in values.items()}
     f_len, f_time = factor("m"), factor("d")
@@ -238,3 +236,20 @@ def test_initial_conditions():
     assert 0 < float(trace[0, 2].max()) < 0.1 * rk.RIETKERK_2002["k2"]  # bare soil with a trace of biomass
     with pytest.raises(rk.RietkerkInputError, match="no uniform state to perturb"):
         rk.initial_state(rk.Parameters.from_mapping({**rk.RIETKERK_2002, "R": 0.5, "W0": 0.0}), grid, kind="perturbed")
+
+
+def test_change_units_converts_a_dataset_and_back():
+    values = rk.sample_parameters(2, np.random.default_rng(3), {"R": (0.9, 1.1)})
+    params = rk.Parameters.from_mapping(values)
+    grid = rk.Grid(32.0, 2.0)
+    solution = simulate(params, grid, rk.initial_state(params, grid, seeds=np.array([1, 2])), T=2.0, dt=0.5)
+    ds = rd.to_dataset(params, grid, solution, dt=0.5, seeds=np.array([1, 2]))
+    other = change_units(ds, {"l": "ml", "g": "kg", "d": "hour", "m": "cm"}, independent=("l",))
+    assert other["R"].attrs["units"] == "ml hour^-1 cm^-2" and other["time"].attrs["units"] == "hour"
+    np.testing.assert_allclose(other["R"].values, ds["R"].values * 1000 / 24 / 1e4, rtol=1e-14)
+    np.testing.assert_allclose(other["v"].values, ds["v"].values * 1e-3 / 1e4, rtol=1e-14)
+    np.testing.assert_allclose(other["x"].values, ds["x"].values * 100, rtol=1e-14)
+    back = change_units(other, {"ml": "l", "kg": "g", "hour": "d", "cm": "m"}, independent=("l",))
+    xr_testing = __import__("xarray").testing
+    xr_testing.assert_allclose(back, ds, rtol=1e-13)
+    assert back["W0"].attrs["units"] == "1"

@@ -1,0 +1,209 @@
+"""The Rietkerk pipeline as a Prefect flow: simulate -> statistics -> features -> train -> evaluate,
+plus the regime map over rainfall and (optionally) equation discovery, then a summary.
+
+Every step is a cached catalog task, so a re-run only computes what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger
+
+from data_catalog import Catalog
+from data_catalog.hashing import canonical_json
+from sims import rietkerk_protocols as rp
+from sims.rietkerk import DECLARATION
+from sims.rietkerk_data import RAW_KIND
+
+from .conventions import catalog_task, code_fingerprint, in_catalog
+from .pendulum import epoch_progress
+
+EMULATORS = ("pi", "dimensional")
+TRAINING = {
+    "smoke": dict(epochs=40, batch_size=None, lr=3e-3, val_every=5),
+    "quick": dict(epochs=2000, batch_size=None, lr=3e-3, lr_decay=0.5, lr_decay_every=500, val_every=20),
+    "paper": dict(epochs=3000, batch_size=512, lr=2e-3, lr_decay=0.5, lr_decay_every=750, val_every=20),
+}
+
+
+@catalog_task
+def simulate_split(catalog: str, preset: str, split: str) -> str:
+    """One split of the sweep (CPU always: the same bits, hence the same catalog version, everywhere)."""
+    cfg = rp.preset(preset)
+    ds = rp.generate_split(cfg, split, device="cpu")
+    return Catalog(catalog).write(ds, f"rietkerk-{preset}-{split}", kind=RAW_KIND, params=cfg.to_dict(), seed=cfg.seed)
+
+
+@catalog_task
+def units_copy(catalog: str, ref: str, preset: str) -> str:
+    """The test systems in other units (days -> hours, m -> cm, l -> ml, g -> kg): no new simulation."""
+    from pipeline.units import change_units
+
+    cat = Catalog(catalog)
+    ds = change_units(cat.open(ref).load(), rp.UNITS_SPLIT, independent=DECLARATION.independent_units)
+    ds.attrs["split"] = "units"
+    params = {"units": rp.UNITS_SPLIT}
+    return cat.write(ds, f"rietkerk-{preset}-units", kind=RAW_KIND, parents=(ref,), params=params)
+
+
+@catalog_task
+def pattern_statistics(catalog: str, ref: str) -> str:
+    from pipeline.rietkerk_features import STATISTICS_KIND, statistics_dataset
+
+    cat = Catalog(catalog)
+    ds = statistics_dataset(cat.open(ref).load(), source=ref)
+    return cat.write(ds, f"{cat.resolve(ref).split('@')[0]}-statistics", kind=STATISTICS_KIND, parents=(ref,))
+
+
+@catalog_task
+def emulator_features(catalog: str, ref: str) -> str:
+    from pipeline.rietkerk_features import FEATURES_KIND
+    from pipeline.rietkerk_features import emulator_features as features_of
+
+    cat = Catalog(catalog)
+    name = cat.resolve(ref).split("@")[0].removesuffix("-statistics")
+    return cat.write(
+        features_of(cat.open(ref).load(), source=ref), f"{name}-features", kind=FEATURES_KIND, parents=(ref,)
+    )
+
+
+def training_config(preset: str, seed: int):
+    from surrogates.training import TrainConfig
+
+    return TrainConfig(seed=seed, progress=True, **TRAINING[preset])
+
+
+@catalog_task
+def train_emulator(catalog: str, kind: str, train_ref: str, val_ref: str, preset: str, seed: int) -> str:
+    """Train one emulator; checkpoints (keyed by data, config and code) let an interrupted run continue."""
+    from surrogates import rietkerk as sr
+
+    cat = Catalog(catalog)
+    config = training_config(preset, seed)
+    key = canonical_json(
+        [kind, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), code_fingerprint()]
+    )
+    checkpoints = cat.root / ".cache" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoints / f"rietkerk-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    train_data, val_data = cat.open(train_ref).load(), cat.open(val_ref).load()
+    progress = epoch_progress(config.epochs, f"training the {kind} emulator (seed {seed})")
+    model, result = sr.train_emulator(kind, train_data, val_data, config, checkpoint=str(checkpoint), on_epoch=progress)
+    ref = sr.store_emulator(
+        cat, f"rietkerk-{preset}-{kind}-emulator", kind, model, result, config, (train_ref, val_ref), {"preset": preset}
+    )
+    checkpoint.unlink(missing_ok=True)
+    return ref
+
+
+@catalog_task
+def evaluate_emulator(catalog: str, model_ref: str, features_ref: str, split: str) -> str:
+    from surrogates import rietkerk as sr
+
+    return sr.evaluate_emulator(Catalog(catalog), model_ref, features_ref, split=split)
+
+
+@catalog_task
+def regime_map(catalog: str, name: str, preset: str) -> str:
+    from pipeline.rietkerk_regimes import REGIMES_KIND
+    from pipeline.rietkerk_regimes import regime_map as compute
+
+    size = {"smoke": dict(L=64.0, dl=4.0, T=20.0, rainfall=[0.3, 0.4, 0.5] if name == "talk" else [0.75, 1.0, 1.25])}
+    ds = compute(name, **size.get(preset, {}))
+    return Catalog(catalog).write(
+        ds, f"rietkerk-regimes-{name}-{preset}", kind=REGIMES_KIND, params={"map": name, "preset": preset}
+    )
+
+
+def summarize(catalog: Catalog, evaluations: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    """Rows (emulator, split, seeds, score mean/std, RMSE per dimensionless target mean)."""
+    rows = []
+    for kind, splits in evaluations.items():
+        for split, refs in splits.items():
+            scores, rmse = [], []
+            for r in refs:
+                with catalog.open(r) as ds:
+                    scores.append(float(ds["score"]))
+                    rmse.append(ds["rmse"].values.astype(float))
+                    targets = [str(t) for t in ds["target"].values]
+            rows.append(
+                {
+                    "emulator": kind,
+                    "split": split,
+                    "seeds": len(refs),
+                    "mean": float(np.mean(scores)),
+                    "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+                    "rmse": dict(zip(targets, np.mean(rmse, axis=0).tolist())),
+                    "evaluations": refs,
+                }
+            )
+    return {"system": "rietkerk", "rows": rows}
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    targets = list(summary["rows"][0]["rmse"]) if summary["rows"] else []
+    lines = [
+        "| emulator | split | score (mean +- std) | " + " | ".join(f"RMSE {t}" for t in targets) + " | seeds |",
+        "|---|---|---|" + "---|" * len(targets) + "---|",
+    ]
+    for r in summary["rows"]:
+        rmse = " | ".join(f"{r['rmse'][t]:.4g}" for t in targets)
+        lines.append(f"| {r['emulator']} | {r['split']} | {r['mean']:.4g} +- {r['std']:.2g} | {rmse} | {r['seeds']} |")
+    return "\n".join(lines)
+
+
+@flow(name="rietkerk")
+def rietkerk_flow(
+    preset: str = "quick",
+    seeds: int = 3,
+    catalog: str | None = None,
+    emulators: list[str] | None = None,
+    regime_maps: bool = True,
+) -> dict[str, Any]:
+    """Simulate the sweep's splits, summarise them, train the emulators with ``seeds`` seeds each and
+    evaluate them in distribution and on every OOD split; compute the regime maps. Returns the refs of
+    every step and the summary table."""
+    rp.preset(preset)  # a clear error for an unknown preset before anything runs
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    emulators = list(emulators or EMULATORS)
+    unknown = [e for e in emulators if e not in EMULATORS]
+    if unknown:
+        raise ValueError(f"unknown emulator(s) {unknown}; choose from {EMULATORS}")
+    root = str(Catalog(catalog).root)
+    log = get_run_logger()
+    raw = {split: in_catalog(simulate_split, root)(root, preset, split) for split in rp.SIMULATED_SPLITS}
+    raw["units"] = in_catalog(units_copy, root)(root, raw["test"], preset)
+    stats = {split: in_catalog(pattern_statistics, root)(root, ref) for split, ref in raw.items()}
+    features = {split: in_catalog(emulator_features, root)(root, ref) for split, ref in stats.items()}
+    models: dict[str, list[str]] = {}
+    evaluations: dict[str, dict[str, list[str]]] = {}
+    for kind in emulators:
+        for seed in range(seeds):
+            model_ref = in_catalog(train_emulator, root)(root, kind, features["train"], features["val"], preset, seed)
+            models.setdefault(kind, []).append(model_ref)
+            for split in ("test", *rp.OOD_SPLITS):
+                ref = in_catalog(evaluate_emulator, root)(root, model_ref, features[split], split)
+                evaluations.setdefault(kind, {}).setdefault(split, []).append(ref)
+            log.info("%s emulator seed %d: %s", kind, seed, model_ref)
+    maps = {}
+    if regime_maps:
+        from pipeline.rietkerk_regimes import MAPS
+
+        maps = {name: in_catalog(regime_map, root)(root, name, preset) for name in MAPS}
+    summary = summarize(Catalog(root), evaluations)
+    summary["preset"] = preset
+    log.info("summary: %s", json.dumps(summary["rows"]))
+    return {
+        "raw": raw,
+        "statistics": stats,
+        "features": features,
+        "models": models,
+        "evaluations": evaluations,
+        "regime_maps": maps,
+        "summary": summary,
+    }
