@@ -24,9 +24,9 @@ from .pendulum import epoch_progress
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {
-    "smoke": dict(epochs=40, batch_size=None, lr=3e-3, val_every=5),
-    "quick": dict(epochs=2000, batch_size=None, lr=3e-3, lr_decay=0.5, lr_decay_every=500, val_every=20),
-    "paper": dict(epochs=3000, batch_size=512, lr=2e-3, lr_decay=0.5, lr_decay_every=750, val_every=20),
+    "smoke": {"epochs": 40, "batch_size": None, "lr": 3e-3, "val_every": 5},
+    "quick": {"epochs": 2000, "batch_size": None, "lr": 3e-3, "lr_decay": 0.5, "lr_decay_every": 500, "val_every": 20},
+    "paper": {"epochs": 3000, "batch_size": 512, "lr": 2e-3, "lr_decay": 0.5, "lr_decay_every": 750, "val_every": 20},
 }
 
 
@@ -112,7 +112,9 @@ def regime_map(catalog: str, name: str, preset: str) -> str:
     from pipeline.rietkerk_regimes import REGIMES_KIND
     from pipeline.rietkerk_regimes import regime_map as compute
 
-    size = {"smoke": dict(L=64.0, dl=4.0, T=20.0, rainfall=[0.3, 0.4, 0.5] if name == "talk" else [0.75, 1.0, 1.25])}
+    size = {
+        "smoke": {"L": 64.0, "dl": 4.0, "T": 20.0, "rainfall": [0.3, 0.4, 0.5] if name == "talk" else [0.75, 1.0, 1.25]}
+    }
     ds = compute(name, **size.get(preset, {}))
     return Catalog(catalog).write(
         ds, f"rietkerk-regimes-{name}-{preset}", kind=REGIMES_KIND, params={"map": name, "preset": preset}
