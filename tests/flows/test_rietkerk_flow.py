@@ -1,0 +1,48 @@
+"""The Rietkerk flow end to end on the smoke preset, its cache and its command line."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from data_catalog import Catalog
+from flows.cli import main
+from flows.rietkerk import rietkerk_flow
+from surrogates import rietkerk as sr
+
+
+def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
+    root = str(tmp_path / "catalog")
+    result = rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
+    cat = Catalog(root)
+    assert set(result["raw"]) == {"train", "val", "test", "rainfall", "shifted", "rescaled", "units"}
+    rows = {(r["emulator"], r["split"]): r for r in result["summary"]["rows"]}
+    assert len(rows) == 10
+    # the same systems in other units: identical scores for the Pi-group emulator, not for the baseline
+    assert abs(rows["pi", "units"]["mean"] - rows["pi", "test"]["mean"]) < 1e-12
+    assert rows["dimensional", "units"]["mean"] > 2 * rows["dimensional", "test"]["mean"]
+    lineage = cat.lineage(result["models"]["pi"][0])
+    assert result["raw"]["train"] in lineage and result["statistics"]["train"] in lineage
+    assert list(cat.info(result["raw"]["units"]).parents) == [result["raw"]["test"]]
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a cached emulator was trained again")
+
+    monkeypatch.setattr(sr, "train_emulator", must_not_train)
+    again = rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
+    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+
+
+def test_reproduce_rietkerk_command(tmp_path):
+    root, out, figure = tmp_path / "c", tmp_path / "summary.md", tmp_path / "map.png"
+    args = ["--catalog", str(root), "reproduce", "rietkerk", "--preset", "smoke", "--seeds", "1", "--emulator", "pi"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--figure", str(figure)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "| pi | units |" in text and "dimensional" not in text and "Regimes at T = 20 d" in text
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert summary["regime_maps"]["rietkerk2002"] and summary["rows"][0]["emulator"] == "pi"
+    bad = CliRunner().invoke(main, ["--catalog", str(root), "reproduce", "rietkerk", "--preset", "huge"])
+    assert bad.exit_code == 2 and "huge" in bad.output
