@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grid, T = Grid(args.n * DL, DL), args.T
     report: dict[str, Any] = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        "command": " ".join([sys.executable, "-m", "sims.rietkerk_benchmark", *sys.argv[1:]]),
+        "arguments": vars(args),
         "machine": machine(device),
         "setup": {"n": grid.n, "L_m": grid.L, "dl_m": grid.dl, "T_d": T, "parameters": RIETKERK_2002, "seed": 0},
     }

@@ -45,7 +45,9 @@ class SparseFit:
         """Plain JSON-able values: per target, the active terms and their coefficients."""
         return {
             name: {
-                "terms": {t: float(c) for t, c, a in zip(self.term_names, self.coefficients[:, k], self.active[:, k]) if a},
+                "terms": {
+                    t: float(c) for t, c, a in zip(self.term_names, self.coefficients[:, k], self.active[:, k]) if a
+                },
                 "residual_rms": float(self.residual_rms[k]),
                 "threshold": self.threshold[k],
                 "equation": self.equation(k),
