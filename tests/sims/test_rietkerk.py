@@ -195,6 +195,8 @@ def test_bad_runs_and_states():
         simulate(params, grid, bad, T=1.0, dt=0.5)
     with pytest.raises(rk.RietkerkInputError, match="non-negative"):
         simulate(params, grid, -z0, T=1.0, dt=0.5)
+    with pytest.raises(rk.RietkerkInputError, match="the step dt = 8 d is unstable for system"):
+        simulate(params, grid, z0, T=200.0, dt=8.0)  # the reactions are too fast for 8 d
     with pytest.raises(rk.RietkerkInputError, match="unstable at dt"):
         explicit_reference(rk.TALK, z0[0].numpy(), 2.0, 1.0, dt=0.05)
 
