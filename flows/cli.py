@@ -456,6 +456,8 @@ def reproduce_pendulum(
               help="Only these emulators (repeatable) [default: both].")
 @click.option("--regime-maps/--no-regime-maps", default=True, show_default=True,
               help="Also simulate the regime maps over rainfall (ANCHORS section 3).")
+@click.option("--discovery/--no-discovery", default=True, show_default=True,
+              help="Also run equation discovery (sparse regression and the reaction MLP).")
 @click.option("--figure", type=click.Path(dir_okay=False), help="Write the regime-map figure here (.png).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
@@ -466,13 +468,14 @@ def reproduce_rietkerk(
     seeds: int,
     emulators: tuple[str, ...],
     regime_maps: bool,
+    discovery: bool,
     figure: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
     """Rietkerk vegetation model: sweep, pattern statistics, emulators with OOD tests, regime maps."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .rietkerk import markdown_table, rietkerk_flow
+    from .rietkerk import discovery_lines, markdown_table, rietkerk_flow
 
     cat = _catalog(ctx)
     state = rietkerk_flow(
@@ -481,6 +484,7 @@ def reproduce_rietkerk(
         catalog=str(cat.root),
         emulators=list(emulators) or None,
         regime_maps=regime_maps or figure is not None,
+        discovery=discovery,
         return_state=True,
     )
     if not state.is_completed():
@@ -505,6 +509,10 @@ def reproduce_rietkerk(
         if figure:
             with open(figure, "wb") as f:
                 f.write(regime_map_figure(maps))
+    if result["discovery"]:
+        found = cat.open(result["discovery"]).load()
+        summary["discovery"] = json.loads(found.attrs["study"])
+        lines += ["", f"Equation discovery ({result['discovery']}):", "", *discovery_lines(found)]
     text = "\n".join(lines)
     if out:
         with open(out, "w", encoding="utf-8") as f:

@@ -121,6 +121,39 @@ def regime_map(catalog: str, name: str, preset: str) -> str:
     )
 
 
+DISCOVERY_SIZES = {
+    "smoke": {"n": 16, "train_n": 16, "T": 20.0, "epochs": 20, "points": 500, "noise": (0.0, 1e-3)},
+    "quick": {},
+    "paper": {"n": 100, "train_n": 64, "epochs": 3000, "points": 8000},
+}
+
+
+@catalog_task
+def equation_discovery(catalog: str, preset: str, seed: int = 0) -> str:
+    """Sparse regression and the reaction MLP on simulated fields, their rollouts and the noise study."""
+    from surrogates import rietkerk_discovery as rd
+
+    study = rd.run_study(rd.StudySettings(seed=seed, **DISCOVERY_SIZES[preset]))
+    ds = rd.discovery_dataset(study)
+    return Catalog(catalog).write(
+        ds, f"rietkerk-discovery-{preset}", kind=rd.DISCOVERY_KIND, params={"preset": preset}, seed=seed
+    )
+
+
+def discovery_lines(ds) -> list[str]:
+    """The coefficient table and the rollout comparison in Markdown."""
+    lines = ["| term | true | fitted | relative error |", "|---|---|---|---|"]
+    for term, true, fitted in zip(ds["term"].values, ds["true"].values, ds["fitted"].values):
+        lines.append(f"| {term} | {true:.6g} | {fitted:.6g} | {abs(fitted - true) / abs(true):.2g} |")
+    lines += ["", "| R | truth | sparse regression | reaction MLP |", "|---|---|---|---|"]
+    for i, R in enumerate(ds["R"].values):
+        cells = [
+            f"{ds['rollout_regime'].values[i, j]} ({ds['rollout_mean_v'].values[i, j]:.3g} g m^-2)" for j in range(3)
+        ]
+        lines.append(f"| {R:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summarize(catalog: Catalog, evaluations: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     """Rows (emulator, split, seeds, score mean/std, RMSE per dimensionless target mean)."""
     rows = []
@@ -165,6 +198,7 @@ def rietkerk_flow(
     catalog: str | None = None,
     emulators: list[str] | None = None,
     regime_maps: bool = True,
+    discovery: bool = True,
 ) -> dict[str, Any]:
     """Simulate the sweep's splits, summarise them, train the emulators with ``seeds`` seeds each and
     evaluate them in distribution and on every OOD split; compute the regime maps. Returns the refs of
@@ -197,6 +231,7 @@ def rietkerk_flow(
         from pipeline.rietkerk_regimes import MAPS
 
         maps = {name: in_catalog(regime_map, root)(root, name, preset) for name in MAPS}
+    discovered = in_catalog(equation_discovery, root)(root, preset) if discovery else None
     summary = summarize(Catalog(root), evaluations)
     summary["preset"] = preset
     log.info("summary: %s", json.dumps(summary["rows"]))
@@ -207,5 +242,6 @@ def rietkerk_flow(
         "models": models,
         "evaluations": evaluations,
         "regime_maps": maps,
+        "discovery": discovered,
         "summary": summary,
     }

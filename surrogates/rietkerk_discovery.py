@@ -57,7 +57,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 
+from data_catalog import DatasetSchema, VariableSpec, register_schema
 from pipeline.patterns import pattern_statistics
 from sims import rietkerk as rk
 from sims.rietkerk_solver import Reaction, simulate
@@ -805,6 +807,53 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = lambda _: No
             "rollouts": rollouts,
             "seconds": timings,
         }
+    )
+
+
+DISCOVERY_KIND = "rietkerk.discovery"
+register_schema(
+    DatasetSchema(
+        kind=DISCOVERY_KIND,
+        description="Rietkerk equation discovery: true and fitted coefficients, noise study, learned rollouts",
+        variables={
+            "true": VariableSpec(dims=("term",), units="1", dtype="float"),
+            "fitted": VariableSpec(dims=("term",), units="1", dtype="float"),
+            "max_relative_error": VariableSpec(dims=("noise", "stencil"), units="1", dtype="float"),
+        },
+    )
+)
+
+
+def discovery_dataset(study: Mapping[str, Any]) -> xr.Dataset:
+    """The numbers of :func:`run_study` as a ``rietkerk.discovery`` dataset (the whole study in ``attrs['study']``)."""
+    table = study["discovery"]["table"]
+    noise = sorted({row["noise"] for row in study["noise_study"]})
+    stencils = sorted({row["stencil"] for row in study["noise_study"]})
+    errors = np.full((len(noise), len(stencils)), np.nan)
+    spurious = np.zeros((len(noise), len(stencils)), dtype=np.int64)
+    for row in study["noise_study"]:
+        where = noise.index(row["noise"]), stencils.index(row["stencil"])
+        errors[where] = np.nan if row["max_relative_error"] is None else row["max_relative_error"]
+        spurious[where] = len(row["spurious"])
+    rollouts = study["rollouts"]
+    models = ("truth", "sparse", "mlp")
+    return xr.Dataset(
+        {
+            "true": ("term", [r["true"] for r in table], {"units": "1"}),
+            "fitted": ("term", [np.nan if r["fitted"] is None else r["fitted"] for r in table], {"units": "1"}),
+            "max_relative_error": (("noise", "stencil"), errors, {"units": "1"}),
+            "spurious_terms": (("noise", "stencil"), spurious, {"units": "1"}),
+            "rollout_mean_v": (("R", "model"), [[r[m]["mean"] for m in models] for r in rollouts], {"units": "g m^-2"}),
+            "rollout_regime": (("R", "model"), [[r[m]["regime"] for m in models] for r in rollouts], {"units": "1"}),
+        },
+        coords={
+            "term": [f"d{r['equation']}/dtau: {r['term']}" for r in table],
+            "noise": ("noise", noise, {"units": "1"}),
+            "stencil": stencils,
+            "R": ("R", [r["R"] for r in rollouts], {"units": "l d^-1 m^-2"}),
+            "model": list(models),
+        },
+        attrs={"study": json.dumps(study, allow_nan=False)},
     )
 
 

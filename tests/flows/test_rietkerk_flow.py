@@ -25,6 +25,8 @@ def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
     lineage = cat.lineage(result["models"]["pi"][0])
     assert result["raw"]["train"] in lineage and result["statistics"]["train"] in lineage
     assert list(cat.info(result["raw"]["units"]).parents) == [result["raw"]["test"]]
+    found = cat.open(result["discovery"]).load()
+    assert float(abs(found["fitted"] / found["true"] - 1).max()) < 0.02  # every term within 2 %
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a cached emulator was trained again")
