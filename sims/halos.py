@@ -1,0 +1,183 @@
+"""Dark-matter halos (ANCHORS section 4): the canonical halo catalog every reader and generator writes.
+
+A catalog (kind ``halos.catalog``) holds, per halo, its catalog properties and, as flat arrays with
+per-halo offsets and counts (the layout of simulation catalogs), its dark-matter particles:
+
+- per halo (dim ``halo``): ``halo_id`` (int64), ``M200m`` (Msun), ``R200m`` (kpc), ``position``
+  (halo, space) the centre (potential minimum) in kpc, ``velocity`` (halo, space) the bulk velocity
+  in km s^-1, ``particle_offset`` and ``particle_count`` (int64); optional ``concentration``,
+  ``spin`` (both "1") and ``sigma_v`` (km s^-1); optional targets, e.g. ``log_mstar``
+  (log10 of the stellar mass in Msun, units "1"), named in :data:`TARGETS`.
+- per particle (dim ``particle``): ``particle_position`` (particle, space) in kpc, physical and
+  unwrapped around its halo's centre (no periodic jumps inside a halo), ``particle_velocity``
+  (particle, space) in km s^-1 (peculiar, physical), ``particle_mass`` in Msun.
+- attributes: ``source_format`` (tng, rockstar, hdf5, synthetic), ``redshift``, ``hubble`` (h);
+  optional ``box_size_kpc``.
+
+Units are physical, without little h; readers convert (comoving kpc/h, 1e10 Msun/h, sqrt(a) km/s)
+and say so in ``units`` attributes. The particles of halo i are rows
+``particle_offset[i] : particle_offset[i] + particle_count[i]``, offsets contiguous and increasing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_catalog import DatasetSchema, VariableSpec, register_schema
+
+HALOS_KIND = "halos.catalog"
+SPACE = ("x", "y", "z")
+HALO_UNITS = {
+    "halo_id": "1",
+    "M200m": "Msun",
+    "R200m": "kpc",
+    "position": "kpc",
+    "velocity": "km s^-1",
+    "particle_offset": "1",
+    "particle_count": "1",
+    "concentration": "1",
+    "spin": "1",
+    "sigma_v": "km s^-1",
+}
+PARTICLE_UNITS = {"particle_position": "kpc", "particle_velocity": "km s^-1", "particle_mass": "Msun"}
+REQUIRED = ("halo_id", "M200m", "R200m", "position", "velocity", "particle_offset", "particle_count")
+OPTIONAL = ("concentration", "spin", "sigma_v")
+TARGETS = {
+    "log_mstar": "log10 stellar mass / Msun",
+    "log_ssfr": "log10 specific star formation rate / yr^-1",
+    "log_rhalf": "log10 stellar half-mass radius / kpc",
+    "color_gr": "g - r colour (mag)",
+    "log_mbh": "log10 black-hole mass / Msun",
+}
+VECTORS = ("position", "velocity", "particle_position", "particle_velocity")
+
+
+class HaloCatalogError(ValueError):
+    """A halo catalog that cannot be used; the message names the file, the field and the expectation."""
+
+
+def _dims(name: str) -> tuple[str, ...]:
+    base = (
+        ("particle",)
+        if name.startswith("particle_") and name not in ("particle_offset", "particle_count")
+        else ("halo",)
+    )
+    return (*base, "space") if name in VECTORS else base
+
+
+def check_catalog(ds: xr.Dataset) -> list[str]:
+    """Problems of a halo catalog, each a sentence naming the variable (empty list: fine)."""
+    problems = []
+    for name in (*REQUIRED, *PARTICLE_UNITS):
+        if name not in ds:
+            problems.append(f"{name}: missing (required)")
+    if problems:
+        return problems
+    for name in (*REQUIRED, *OPTIONAL, *PARTICLE_UNITS, *TARGETS):
+        if name in ds and ds[name].dtype.kind == "f" and not np.isfinite(ds[name].values).all():
+            bad = int((~np.isfinite(ds[name].values)).sum())
+            problems.append(f"{name}: {bad} NaN or infinite value(s)")
+    for name in ("M200m", "R200m", "particle_mass"):
+        values = ds[name].values
+        if np.isfinite(values).all() and (values <= 0).any():
+            problems.append(f"{name}: values must be positive, found {values.min():.6g}")
+    counts = ds["particle_count"].values.astype(np.int64)
+    offsets = ds["particle_offset"].values.astype(np.int64)
+    if (counts <= 0).any():
+        empty = ds["halo_id"].values[counts <= 0][:5].tolist()
+        problems.append(
+            f"particle_count: {int((counts <= 0).sum())} empty halo(s) (halo_id {empty}); every halo needs particles"
+        )
+    expected = np.concatenate([[0], np.cumsum(counts)[:-1]]) if counts.size else counts
+    if not np.array_equal(offsets, expected):
+        problems.append("particle_offset: offsets must be contiguous (offset[i + 1] = offset[i] + count[i], from 0)")
+    if int(counts.sum()) != ds.sizes.get("particle", 0):
+        problems.append(
+            f"particle_count: counts sum to {int(counts.sum())} but there are {ds.sizes.get('particle', 0)} particles"
+        )
+    ids = ds["halo_id"].values
+    if np.unique(ids).size != ids.size:
+        problems.append("halo_id: ids must be unique")
+    return problems
+
+
+register_schema(
+    DatasetSchema(
+        kind=HALOS_KIND,
+        description="halo catalog: per-halo properties and DM particles as flat arrays with offsets and counts",
+        variables={
+            **{n: VariableSpec(dims=_dims(n), units=HALO_UNITS[n]) for n in REQUIRED},
+            **{n: VariableSpec(dims=_dims(n), units=HALO_UNITS[n], required=False) for n in OPTIONAL},
+            **{n: VariableSpec(dims=_dims(n), units=u) for n, u in PARTICLE_UNITS.items()},
+            **{n: VariableSpec(dims=("halo",), units="1", required=False) for n in TARGETS},
+        },
+        attrs=("source_format",),
+        check=check_catalog,
+    )
+)
+
+
+def catalog_dataset(
+    halos: Mapping[str, Any],
+    particles: Mapping[str, Any],
+    *,
+    source_format: str,
+    redshift: float = 0.0,
+    hubble: float = 0.6774,
+    box_size_kpc: float | None = None,
+    attrs: Mapping[str, Any] = (),
+    source: str = "catalog",
+) -> xr.Dataset:
+    """A checked ``halos.catalog`` dataset from arrays in the canonical units.
+
+    ``halos`` maps REQUIRED (and any OPTIONAL or TARGETS) names to arrays; ``particle_offset`` may be
+    left out (computed from the counts). ``particles`` maps the PARTICLE_UNITS names to arrays.
+    Raises :class:`HaloCatalogError` naming ``source`` and every problem.
+    """
+    halos = dict(halos)
+    if "particle_offset" not in halos and "particle_count" in halos:
+        counts = np.asarray(halos["particle_count"], dtype=np.int64)
+        halos["particle_offset"] = (
+            np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts.size else counts
+        )
+    unknown = sorted(set(halos) - set(HALO_UNITS) - set(TARGETS)) + sorted(set(particles) - set(PARTICLE_UNITS))
+    if unknown:
+        raise HaloCatalogError(f"{source}: unknown field(s) {unknown}")
+    missing = [n for n in REQUIRED if n not in halos] + [n for n in PARTICLE_UNITS if n not in particles]
+    if missing:
+        raise HaloCatalogError(f"{source}: missing field(s) {missing}")
+    data = {}
+    for name, values in (*halos.items(), *particles.items()):
+        array = np.asarray(values)
+        dims = _dims(name)
+        if array.ndim != len(dims) or (len(dims) == 2 and array.shape[1] != 3):
+            raise HaloCatalogError(f"{source}: {name} must be shaped ({', '.join(dims)}), got {array.shape}")
+        integer = name in ("halo_id", "particle_offset", "particle_count")
+        array = array.astype(np.int64 if integer else np.float64)
+        units = TARGETS.get(name) and "1" or HALO_UNITS.get(name) or PARTICLE_UNITS[name]
+        extra = {"long_name": TARGETS[name]} if name in TARGETS else {}
+        data[name] = (dims, array, {"units": units, **extra})
+    info = {"source_format": source_format, "redshift": float(redshift), "hubble": float(hubble), **dict(attrs)}
+    if box_size_kpc is not None:
+        info["box_size_kpc"] = float(box_size_kpc)
+    ds = xr.Dataset(data, coords={"space": list(SPACE)}, attrs=info)
+    problems = check_catalog(ds)
+    if problems:
+        raise HaloCatalogError(f"{source}: " + "; ".join(problems))
+    return ds
+
+
+def halo_particles(ds: xr.Dataset, i: int) -> dict[str, np.ndarray]:
+    """Positions relative to the centre (kpc), velocities (km s^-1) and masses (Msun) of halo ``i``."""
+    start = int(ds["particle_offset"].values[i])
+    stop = start + int(ds["particle_count"].values[i])
+    rows = slice(start, stop)
+    return {
+        "x": ds["particle_position"].values[rows] - ds["position"].values[i],
+        "v": ds["particle_velocity"].values[rows],
+        "m": ds["particle_mass"].values[rows],
+    }
