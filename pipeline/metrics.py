@@ -114,3 +114,26 @@ def evaluation_dataset(
             {"units": units},
         )
     return ds
+
+
+# -- galaxy properties (ANCHORS section 4) ---------------------------------------------------------
+
+
+def sigma68(residuals: np.ndarray) -> float:
+    """Half the 16-84 percentile range of the residuals (in their units, dex for log masses)."""
+    r = np.asarray(residuals, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        raise ValueError("sigma68: no finite residuals")
+    low, high = np.percentile(r, [16, 84])
+    return float(0.5 * (high - low))
+
+
+def sigma68_by_bin(log_mass: np.ndarray, residuals: np.ndarray, edges: Sequence[float]) -> list[dict[str, float]]:
+    """sigma68 per bin of log halo mass: rows with the bin's edges, its count and sigma68 (NaN if < 10 halos)."""
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (log_mass >= low) & (log_mass < high)
+        n = int(inside.sum())
+        rows.append({"low": float(low), "high": float(high), "n": n, "sigma68": sigma68(residuals[inside]) if n >= 10 else float("nan")})
+    return rows

@@ -70,3 +70,17 @@ def test_evaluation_dataset_holds_scores_and_states(catalog):
     assert ds["score_per_time"].shape == (3,)
     ref = catalog.write(ds, "evaluation-demo", kind="evaluation")
     assert catalog.info(ref).kind == "evaluation"
+
+
+def test_sigma68_is_half_the_16_84_range():
+    from pipeline.metrics import sigma68, sigma68_by_bin
+
+    rng = np.random.default_rng(0)
+    r = rng.normal(0.0, 0.2, 200_000)
+    assert abs(sigma68(r) - 0.2) < 0.003  # a Gaussian's sigma68 is its sigma
+    assert sigma68(np.array([0.0, 1.0, np.nan, 2.0])) == pytest.approx(0.5 * (np.percentile([0, 1, 2], 84) - np.percentile([0, 1, 2], 16)))
+    with pytest.raises(ValueError, match="no finite residuals"):
+        sigma68(np.array([np.nan]))
+    logm = rng.uniform(10, 14, r.size)
+    rows = sigma68_by_bin(logm, r, [10, 12, 14, 15])
+    assert [row["n"] > 0 for row in rows] == [True, True, False] and np.isnan(rows[2]["sigma68"])
