@@ -10,6 +10,7 @@ change of units can move.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -132,8 +133,15 @@ def sigma68(residuals: np.ndarray) -> float:
 def sigma68_by_bin(log_mass: np.ndarray, residuals: np.ndarray, edges: Sequence[float]) -> list[dict[str, float]]:
     """sigma68 per bin of log halo mass: rows with the bin's edges, its count and sigma68 (NaN if < 10 halos)."""
     rows = []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         inside = (log_mass >= low) & (log_mass < high)
         n = int(inside.sum())
-        rows.append({"low": float(low), "high": float(high), "n": n, "sigma68": sigma68(residuals[inside]) if n >= 10 else float("nan")})
+        rows.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "n": n,
+                "sigma68": sigma68(residuals[inside]) if n >= 10 else float("nan"),
+            }
+        )
     return rows
