@@ -552,5 +552,11 @@ def run(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"catalog: {cat.root}")
 
 
+
+from . import cli_halos  # noqa: F401  (registers the halo commands on main and reproduce)
+
 if __name__ == "__main__":
-    main()
+    # run as `python -m flows.cli`, this module is __main__; the commands live on flows.cli.main
+    from flows.cli import main as registered
+
+    registered()

@@ -572,7 +572,7 @@ def iter_tng(
     particle_mass = float(snap_header["MassTable"][1]) * 1e10 / h
     attrs: dict[str, Any] = {
         "snapshot": int(snapshot),
-        "scale_factor": a,
+        "expansion_factor": a,  # not "scale_factor": netCDF reserves that name
         "box_size_ckpc_h": box,
         "base_path": str(base),
         "within": within,

@@ -26,6 +26,7 @@ types (str, int, float, bool, None, lists and dicts with string keys), such that
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -202,7 +203,9 @@ register_schema(
 
 
 def _float_dtype_name(model: torch.nn.Module) -> str:
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+    # a module of buffers only (a fitted relation) has its dtype in its buffers
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    dtype = next((p.dtype for p in tensors if p.is_floating_point()), torch.get_default_dtype())
     return str(dtype).removeprefix("torch.")
 
 

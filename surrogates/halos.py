@@ -15,6 +15,7 @@ metric is sigma68: half the 16-84 percentile range of the residuals (dex).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,15 +109,20 @@ def train_gaussian_mlp(
     hidden: Sequence[int] = (64, 64),
     checkpoint: str | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    model_factory: Callable[[], GaussianMLP] | None = None,
 ) -> tuple[GaussianMLP, TrainResult]:
-    """A :class:`GaussianMLP` fitted by the Gaussian likelihood with the shared trainer (best validation weights)."""
+    """A :class:`GaussianMLP` fitted by the Gaussian likelihood with the shared trainer (best validation weights).
+
+    ``model_factory`` builds the untrained model (default ``GaussianMLP(n_features, hidden)``); it is
+    called after seeding, so the initial weights follow ``config.seed``.
+    """
     if x_train.ndim != 2 or x_train.shape[0] != y_train.shape[0]:
         raise ValueError(f"features {x_train.shape} and targets {y_train.shape} do not match")
     for name, a in (("training features", x_train), ("training targets", y_train), ("validation features", x_val)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} contain NaN or infinity")
     seed_everything(config.seed)
-    model = GaussianMLP(x_train.shape[1], hidden).to(torch.float64)
+    model = (model_factory() if model_factory else GaussianMLP(x_train.shape[1], hidden)).to(torch.float64)
     x, y = torch.as_tensor(x_train, dtype=torch.float64), torch.as_tensor(y_train, dtype=torch.float64)
     model.fit_scales(x, y)
     data = {"x": x, "y": y}
@@ -125,9 +131,11 @@ def train_gaussian_mlp(
     return model.to(torch.float64), result
 
 
-def predict_gaussian(model: GaussianMLP, x: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sigma (dex) per row of ``x``, on the model's device, returned as float64 numpy."""
-    param = next(model.parameters())
+def predict_gaussian(model: torch.nn.Module, x: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sigma (dex) per row of ``x``, on the model's device, returned as float64 numpy.
+
+    ``model`` is any module mapping (rows, features) to (mean, log sigma), with parameters or buffers."""
+    param = next(itertools.chain(model.parameters(), model.buffers()))
     means, sigmas = [], []
     model.eval()
     with torch.no_grad():
