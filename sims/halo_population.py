@@ -549,7 +549,8 @@ def _subhalos(
     profile; each keeps the mass of its own NFW profile inside its Jacobi radius
     r_t = r (m(<r_t) / 3 M_host(<r))^(1/3), so clumps near the centre are stripped (the stripped mass
     stays in the smooth host). Clumps left below m_lo are dropped; the last one is trimmed to the
-    remainder. Drawn in doubling batches until the target is reached.
+    remainder. Drawn in doubling batches (at most 65536 draws each, 24 batches) until the target is
+    reached; none when no clump survives in the first 8176 draws.
     """
     mass, radius, conc = host
     m_hi = config.sub_max_fraction * mass
@@ -576,7 +577,9 @@ def _subhalos(
         ok = bound >= m_lo
         kept.append((bound[ok], x_sub[ok], rs[ok], r_t[ok] / rs[ok]))
         total += bound[ok].sum()
-        batch *= 2
+        if total == 0 and batch >= 4096:
+            break  # clumps this close to the resolution limit never survive stripping (few-particle halos)
+        batch = min(2 * batch, 2**16)  # bounded memory when survivors are rare
         if total >= target:
             break
     bound, x_sub, rs, x_t = (np.concatenate(parts) for parts in zip(*kept))

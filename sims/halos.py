@@ -192,43 +192,45 @@ def subsample_catalog(
 
     Particles are drawn without replacement, independently per halo (``SeedSequence([seed, halo_id])``,
     so the draw of a halo does not depend on the others), each kept particle's mass multiplied by
-    ``count / kept`` so a halo's particle mass is unchanged, as in a simulation run with heavier
-    particles. Halos left with fewer than ``min_particles`` kept particles within R200m of their
+    ``count / kept`` so a halo's particle mass is unchanged (exactly for equal-mass particles, on
+    average otherwise), as in a simulation run with heavier particles. Halos left with fewer than ``min_particles`` kept particles within R200m of their
     centre are dropped (the scalars need that many); the attribute ``subsample_dropped`` counts them.
-    Kept particles stay in their original order. Returns a checked ``halos.catalog`` in memory.
+    Kept particles stay in their original order. ``ds`` may be opened lazily: only the taken halos'
+    particles are read. Returns a checked ``halos.catalog`` in memory.
     """
     if not factor >= 1:
         raise ValueError(f"subsample_catalog: factor must be >= 1, got {factor!r}")
-    ds = ds.load()
+    # per-halo rows are read one halo at a time, so a lazily opened catalog stays on disk
     counts = ds["particle_count"].values.astype(np.int64)
     offsets = ds["particle_offset"].values.astype(np.int64)
     ids = ds["halo_id"].values.astype(np.int64)
-    positions, centres, radii = ds["particle_position"].values, ds["position"].values, ds["R200m"].values
+    centres, radii = ds["position"].values, ds["R200m"].values
     taken = np.arange(counts.size) if halos is None else np.asarray(halos, dtype=np.int64)
-    keep_rows: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in PARTICLE_UNITS}
     kept_halos: list[int] = []
+    kept_counts: list[int] = []
     for i in taken:
         start, count = int(offsets[i]), int(counts[i])
         n_keep = max(1, round(count / factor))
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(ids[i]) % 2**63]))
-        rows = start + np.sort(rng.choice(count, size=n_keep, replace=False))
-        d = positions[rows] - centres[i]
+        rows = np.sort(rng.choice(count, size=n_keep, replace=False))
+        halo = {n: np.asarray(ds[n][start : start + count].values)[rows] for n in PARTICLE_UNITS}
+        d = halo["particle_position"] - centres[i]
         if int((np.einsum("ij,ij->i", d, d) < radii[i] ** 2).sum()) < min_particles:
             continue
-        kept_halos.append(i)
-        keep_rows.append(rows)
-        weights.append(np.full(n_keep, count / n_keep))
+        halo["particle_mass"] = halo["particle_mass"] * (count / n_keep)
+        for n in PARTICLE_UNITS:
+            parts[n].append(halo[n])
+        kept_halos.append(int(i))
+        kept_counts.append(n_keep)
     if not kept_halos:
         raise HaloCatalogError(
             f"subsample_catalog: no halo keeps {min_particles} particles within R200m at factor {factor}"
         )
-    rows = np.concatenate(keep_rows)
     index = np.asarray(kept_halos)
     per_halo = {n: ds[n].values[index] for n in ds.data_vars if ds[n].dims[0] == "halo" and n != "particle_offset"}
-    per_halo["particle_count"] = np.array([r.size for r in keep_rows], dtype=np.int64)
-    particles = {n: ds[n].values[rows] for n in PARTICLE_UNITS}
-    particles["particle_mass"] = particles["particle_mass"] * np.concatenate(weights)
+    per_halo["particle_count"] = np.asarray(kept_counts, dtype=np.int64)
+    particles = {n: np.concatenate(v) for n, v in parts.items()}
     info = {k: v for k, v in ds.attrs.items() if k not in ("source_format", "redshift", "hubble", "box_size_kpc")}
     info.update(
         subsample_factor=float(factor),

@@ -1,0 +1,291 @@
+"""The halo commands of ``eqs``: ``sim halos``, ``ingest halos``, ``predict-galaxies``, ``reproduce halos``.
+
+Registered on the groups of :mod:`flows.cli` when it is imported. Invalid halo files exit with
+status 1 and the reader's message (file, field, expectation); bad options with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from data_catalog import CatalogError
+
+from .cli import CheckFailure, UsageFailure, _catalog, _console, _emit_json, json_option, main, reproduce
+
+FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
+
+
+@main.group("sim")
+def sim() -> None:
+    """Simulate systems into the catalog."""
+
+
+@main.group("ingest")
+def ingest() -> None:
+    """Bring simulation outputs into the catalog as versioned datasets."""
+
+
+@sim.command("halos")
+@click.option(
+    "--halos", "n_halos", type=click.IntRange(min=1), default=20_000, show_default=True, help="Number of halos."
+)
+@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True, help="Population seed.")
+@click.option(
+    "--max-particles",
+    type=click.IntRange(min=10),
+    default=20_000,
+    show_default=True,
+    help="Most particles per halo (heavier halos get heavier particles).",
+)
+@click.option("--name", default=None, help="Catalog name [default: halos-synthetic-N-sSEED].")
+@json_option
+@click.pass_context
+def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, name: str | None, as_json: bool) -> None:
+    """Write a synthetic halo population with galaxies (ANCHORS section 4) to the catalog."""
+    from sims.halo_ingest import store_catalog
+    from sims.halo_population import PopulationConfig, iter_population
+
+    config = PopulationConfig(n_halos=n_halos, seed=seed, max_particles=max_particles)
+    cat = _catalog(ctx)
+    name = name or f"halos-synthetic-{n_halos}-s{seed}"
+    try:
+        with _console().status(f"simulating {n_halos} halos"):
+            ref = store_catalog(
+                cat,
+                iter_population(config, chunk_halos=500),
+                name,
+                params={"population": json.loads(config.to_json())},
+                seed=seed,
+            )
+    except CatalogError as exc:
+        raise UsageFailure(str(exc)) from None
+    _emit_json({"ref": ref, "halos": n_halos}) if as_json else click.echo(ref)
+
+
+@ingest.command("halos")
+@click.argument("path", type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=FORMAT_CHOICE,
+    required=True,
+    help="tng: a run's output folder (with --snapshot); rockstar: a halo list (.list/.ascii); "
+    "hdf5: the canonical halo file.",
+)
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option(
+    "--particles",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rockstar .particles file(s) [default: found beside the halo list].",
+)
+@click.option(
+    "--matching",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TNG dark-to-hydro matching file (with --hydro): attaches the galaxy targets.",
+)
+@click.option(
+    "--hydro",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The hydro twin's output folder (with --matching).",
+)
+@click.option("--name", default=None, help="Catalog name [default: halos-<file or folder name>[-<snapshot>]].")
+@json_option
+@click.pass_context
+def ingest_halos_command(
+    ctx: click.Context,
+    path: str,
+    fmt: str,
+    snapshot: int | None,
+    particles: tuple[str, ...],
+    matching: str | None,
+    hydro: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Convert a halo catalog to the canonical form and store it; all or nothing."""
+    from sims.halo_ingest import ingest_halos
+    from sims.halos import HaloCatalogError
+
+    if (matching is None) != (hydro is None):
+        raise UsageFailure("--matching and --hydro go together: give both (to attach targets) or neither")
+    cat = _catalog(ctx)
+    stem = Path(path).absolute().name.split(".")[0]
+    name = name or (f"halos-{stem}" if snapshot is None else f"halos-{stem}-{snapshot:03d}")
+    try:
+        with _console().status(f"ingesting {path} ({fmt})"):
+            ref = ingest_halos(
+                cat, path, fmt, name, snapshot=snapshot, particles=particles or None, matching=matching, hydro=hydro
+            )
+    except HaloCatalogError as exc:
+        raise CheckFailure(f"{exc}\nnothing was written to the catalog") from None
+    except (CatalogError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        with cat.open(ref) as ds:
+            _emit_json({"ref": ref, "halos": int(ds.sizes["halo"])})
+    else:
+        click.echo(ref)
+
+
+@main.command("predict-galaxies")
+@click.argument("source")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tng", "rockstar", "hdf5", "catalog"]),
+    default="hdf5",
+    show_default=True,
+    help="SOURCE is a file (tng, rockstar, hdf5) or a catalog ref NAME[@vN] (catalog).",
+)
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model ref NAME@vN (repeatable, one per target) [default: the newest halos-*-scalars model of each target].",
+)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .h5 or .csv.")
+@click.option(
+    "--dask-address",
+    default="threads",
+    show_default=True,
+    help="Dask scheduler for the scalars: 'threads', 'synchronous', 'local' or an address.",
+)
+@json_option
+@click.pass_context
+def predict_galaxies_command(
+    ctx: click.Context,
+    source: str,
+    fmt: str,
+    snapshot: int | None,
+    models: tuple[str, ...],
+    out: str,
+    dask_address: str,
+    as_json: bool,
+) -> None:
+    """Predict galaxy properties (mean and uncertainty) for every halo of SOURCE."""
+    from pipeline.halo_scalars import HaloScalarsError
+    from sims.halo_ingest import canonical_dataset, iter_source
+    from sims.halos import HaloCatalogError
+    from surrogates.halo_predict import (
+        FORMATS,
+        NoHaloModelError,
+        default_models,
+        load_halo_models,
+        predict_galaxies,
+        write_predictions,
+    )
+
+    cat = _catalog(ctx)
+    if Path(out).suffix.lower() not in FORMATS:
+        raise UsageFailure(f"--out {out}: unknown output format; use one of {', '.join(FORMATS)}")
+    try:
+        refs = [cat.resolve(m) for m in models] if models else default_models(cat)
+        loaded = load_halo_models(cat, refs)
+        with _console().status(f"predicting {', '.join(str(m.attrs['target']) for m in loaded)} for {source}"):
+            if fmt == "catalog":
+                concrete = cat.resolve(source)
+                with cat.open(concrete) as ds:
+                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=concrete)
+            else:
+                if not os.path.exists(source):
+                    raise UsageFailure(f"{source}: no such file or folder")
+                with canonical_dataset(iter_source(source, fmt, snapshot=snapshot)) as ds:
+                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=source)
+        write_predictions(predictions, out)
+    except (HaloCatalogError, HaloScalarsError) as exc:
+        raise CheckFailure(str(exc)) from None
+    except (NoHaloModelError, CatalogError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from None
+    summary = {
+        "out": out,
+        "halos": int(predictions.sizes["halo"]),
+        "models": refs,
+        "targets": [str(m.attrs["target"]) for m in loaded],
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"{summary['halos']} halos, {', '.join(refs)} -> {out}")
+
+
+@reproduce.command("halos")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="smoke: 300 halos, seconds; quick: 4,000 halos, minutes on 2 CPU cores; paper: 20,000 halos.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per MLP.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(["mass-only", "global", "scalars"]),
+    help="Only these models (repeatable) [default: all three].",
+)
+@click.option("--target", "targets", multiple=True, help="Targets (repeatable) [default: log_mstar].")
+@click.option(
+    "--source",
+    type=click.Path(exists=True),
+    default=None,
+    help="Train on this halo file instead of the synthetic population (with --format).",
+)
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default=None, help="Format of --source.")
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@json_option
+@click.pass_context
+def reproduce_halos(
+    ctx: click.Context,
+    preset: str,
+    seeds: int,
+    models: tuple[str, ...],
+    targets: tuple[str, ...],
+    source: str | None,
+    fmt: str | None,
+    snapshot: int | None,
+    out: str | None,
+    as_json: bool,
+) -> None:
+    """Galaxy properties from halos: catalog, scalars, models with OOD tests, sigma68 table, feature ranking."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from .halos import halos_flow, markdown_table
+
+    if (source is None) != (fmt is None):
+        raise UsageFailure("--source and --format go together")
+    cat = _catalog(ctx)
+    state = halos_flow(
+        preset=preset,
+        seeds=seeds,
+        catalog=str(cat.root),
+        source=source,
+        format=fmt,
+        snapshot=snapshot,
+        targets=list(targets) or None,
+        models=list(models) or None,
+        return_state=True,
+    )
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:  # noqa: BLE001  (the flow's own error names the step and the data)
+            raise CheckFailure(f"halos failed: {exc}") from None
+        raise CheckFailure(f"halos ended in state {state.type.value}: {state.message}")
+    summary = state.result()["summary"]
+    text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            if out.endswith(".json"):
+                json.dump(summary, f, indent=2)
+            else:
+                f.write(text + "\n")
+    _emit_json(summary) if as_json else click.echo(text)

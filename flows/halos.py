@@ -1,0 +1,343 @@
+"""Galaxy properties from dark-matter halos (ANCHORS section 4) as a Prefect flow.
+
+catalog (synthetic population or an ingested file) -> invariant scalars and features (dask) ->
+models (mass-only, global, scalars) x seeds on the random 70/15/15 split and on the mass-threshold
+split -> evaluations on the random test halos, above the mass threshold, and on the test halos
+subsampled to a quarter of their particles -> forward selection of the scalars -> summary.
+
+Every step is a cached catalog task; MLP training checkpoints under the catalog's cache, so an
+interrupted flow resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger
+
+from data_catalog import Catalog, parse_ref
+from data_catalog.hashing import canonical_json
+
+from .conventions import catalog_task, code_fingerprint, in_catalog
+from .pendulum import epoch_progress
+
+MODELS = ("mass-only", "global", "scalars")
+SPLITS = ("random", "mass_threshold")
+SUBSAMPLE_SEED = 7
+# Training per preset; the scalars MLP (568 inputs, a few thousand halos) overfits within a few
+# epochs without a strong weight decay, which in turn costs the 4-input global MLP accuracy.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "population": {"n_halos": 300, "max_particles": 400},
+        "subsample": 4,
+        "training": {"epochs": 30, "batch_size": 64, "lr": 3e-3, "val_every": 5},
+        "model_training": {},
+    },
+    "quick": {
+        "population": {"n_halos": 4000, "max_particles": 2000},
+        "subsample": 4,
+        "training": {
+            "epochs": 300,
+            "batch_size": 256,
+            "lr": 2e-3,
+            "weight_decay": 1e-4,
+            "lr_decay": 0.5,
+            "lr_decay_every": 100,
+            "val_every": 2,
+            "patience": 12,
+        },
+        "model_training": {"scalars": {"lr": 1e-3, "weight_decay": 0.1}},
+    },
+    "paper": {
+        "population": {"n_halos": 20000},
+        "subsample": 4,
+        "training": {
+            "epochs": 400,
+            "batch_size": 256,
+            "lr": 2e-3,
+            "weight_decay": 1e-4,
+            "lr_decay": 0.5,
+            "lr_decay_every": 120,
+            "val_every": 2,
+            "patience": 15,
+        },
+        "model_training": {"scalars": {"lr": 1e-3, "weight_decay": 0.1}},
+    },
+}
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """The settings of a preset (population size, subsampling factor, training); unknown names raise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown halos preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def population_config(name: str, seed: int = 42):
+    from sims.halo_population import PopulationConfig
+
+    return PopulationConfig(seed=seed, **preset_settings(name)["population"])
+
+
+@catalog_task
+def simulate_population(catalog: str, preset_name: str, seed: int = 42) -> str:
+    """The synthetic population of a preset, streamed into the catalog (kind ``halos.catalog``)."""
+    from sims.halo_ingest import store_catalog
+    from sims.halo_population import iter_population
+
+    config = population_config(preset_name, seed)
+    chunks = iter_population(config, chunk_halos=500)
+    params = {"population": json.loads(config.to_json()), "preset": preset_name}
+    return store_catalog(Catalog(catalog), chunks, f"halos-{preset_name}-synthetic", params=params, seed=config.seed)
+
+
+@catalog_task(cache=False)  # the file may change under the same path; identical content gives the same ref
+def ingest_source(catalog: str, path: str, format: str, snapshot: int | None, name: str) -> str:
+    from sims.halo_ingest import ingest_halos
+
+    return ingest_halos(Catalog(catalog), path, format, name, snapshot=snapshot)
+
+
+@catalog_task
+def halo_features_task(catalog: str, ref: str, dask_address: str | None = "threads") -> str:
+    """The invariant scalars (dask over chunks of halos) and the features of a catalog."""
+    from pipeline.halo_features import FEATURES_KIND, halo_features
+    from pipeline.halo_scalars import halo_scalars
+
+    cat = Catalog(catalog)
+    with cat.open(ref) as ds:
+        scalars = halo_scalars(ds, dask_address=dask_address, too_few="mark")
+        features = halo_features(ds, scalars, source=cat.resolve(ref))  # reads the per-halo rows only
+    return cat.write(features, f"{parse_ref(ref).name}-features", kind=FEATURES_KIND, parents=(ref,))
+
+
+@catalog_task
+def subsample_test_halos(catalog: str, ref: str, features_ref: str, factor: float, seed: int) -> str:
+    """The random split's test halos with 1 / ``factor`` of their particles (heavier, lower resolution)."""
+    from pipeline.halo_features import random_split
+    from sims.halos import HALOS_KIND, subsample_catalog
+
+    cat = Catalog(catalog)
+    features = cat.open(features_ref).load()
+    test_ids = features["halo_id"].values[random_split(features.sizes["halo"])["test"]]
+    with cat.open(ref) as ds:
+        position = {int(h): i for i, h in enumerate(ds["halo_id"].values)}
+        low = subsample_catalog(ds, factor, seed, halos=np.array([position[int(h)] for h in test_ids]))
+    name = f"{parse_ref(ref).name}-test-subsampled{factor:g}"
+    return cat.write(low, name, kind=HALOS_KIND, parents=(ref, features_ref), params={"factor": factor}, seed=seed)
+
+
+def training_config(preset_name: str, seed: int, model: str):
+    """The TrainConfig of one model of a preset (common settings, then the model's own)."""
+    from surrogates.training import TrainConfig
+
+    settings = preset_settings(preset_name)
+    return TrainConfig(
+        seed=seed, progress=False, **{**settings["training"], **settings["model_training"].get(model, {})}
+    )
+
+
+@catalog_task
+def train_halo_model(
+    catalog: str, model: str, features_ref: str, split: str, target: str, preset_name: str, seed: int, prefix: str
+) -> str:
+    """Train one model on one split (checkpointed: keyed by data, config and code) and store it."""
+    from surrogates import halo_runs as hr
+
+    cat = Catalog(catalog)
+    config = training_config(preset_name, seed, model)
+    features = cat.open(features_ref).load()
+    key = canonical_json([model, split, target, cat.stored_hash(features_ref), config.to_dict(), code_fingerprint()])
+    checkpoints = cat.root / ".cache" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoints / f"halos-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    progress = None if model == "mass-only" else epoch_progress(config.epochs, f"{model} on {split} (seed {seed})")
+    module, result, variables = hr.train_halo_model(
+        model, features, split, target, config, checkpoint=str(checkpoint), on_epoch=progress
+    )
+    suffix = "" if split == "random" else "-masscut"
+    ref = hr.store_halo_model(
+        cat,
+        f"{prefix}-{target}-s{seed}-{model}{suffix}",
+        model,
+        module,
+        result,
+        None if model == "mass-only" else config,
+        features_ref=features_ref,
+        split=split,
+        target=target,
+        variables=variables,
+        params={"preset": preset_name},
+    )
+    checkpoint.unlink(missing_ok=True)
+    return ref
+
+
+@catalog_task
+def evaluate_halo_model(catalog: str, model_ref: str, features_ref: str, split: str) -> str:
+    from surrogates import halo_runs as hr
+
+    return hr.evaluate_halo_model(Catalog(catalog), model_ref, features_ref, split)
+
+
+@catalog_task
+def feature_importance(catalog: str, features_ref: str, target: str) -> str:
+    from surrogates import halo_runs as hr
+
+    return hr.feature_importance(Catalog(catalog), features_ref, target)
+
+
+def summarize(
+    catalog: Catalog, evaluations: dict[str, dict[str, list[str]]], importance: dict[str, str]
+) -> dict[str, Any]:
+    """Rows (model, split, target: sigma68 mean and std over seeds, 1-sigma coverage, per-bin sigma68)
+    and the forward-selection ranking of each target."""
+    rows = []
+    for key, splits in evaluations.items():
+        for split, eval_refs in splits.items():
+            datasets = [catalog.open(r).load() for r in eval_refs]
+            scores = [float(ds["sigma68"]) for ds in datasets]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # bins without halos stay NaN
+                bins = np.nanmean([ds["bin_sigma68"].values for ds in datasets], axis=0)
+            first = datasets[0]
+            rows.append(
+                {
+                    "model": key.split("/")[1],
+                    "target": key.split("/")[0],
+                    "split": split,
+                    "seeds": len(scores),
+                    "halos": int(first.sizes["halo"]),
+                    "sigma68": float(np.mean(scores)),
+                    "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+                    "within_1sigma": float(np.mean([float(ds["within_1sigma"]) for ds in datasets])),
+                    "bins": [
+                        {"low": float(lo), "high": float(hi), "n": int(n), "sigma68": None if np.isnan(s) else float(s)}
+                        for lo, hi, n, s in zip(
+                            first["bin_low"].values, first["bin_high"].values, first["bin_count"].values, bins
+                        )
+                    ],
+                    "evaluations": eval_refs,
+                }
+            )
+    ranking = {}
+    for target, ref in importance.items():
+        ds = catalog.open(ref).load()
+        ranking[target] = {
+            "ref": ref,
+            "sigma68_all": float(ds["sigma68_all"]),
+            "steps": [
+                {"feature": str(f), "sigma68": float(s), "information": float(i)}
+                for f, s, i in zip(ds["feature"].values, ds["sigma68"].values, ds["information"].values)
+            ],
+        }
+    return {"system": "halos", "rows": rows, "importance": ranking}
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The sigma68 table (dex) and the forward-selection ranking in Markdown."""
+    lines = [
+        "| target | model | split | halos | sigma68 (dex, mean +- std) | within 1 sigma | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        lines.append(
+            f"| {r['target']} | {r['model']} | {r['split']} | {r['halos']} | {r['sigma68']:.4f} +- {r['std']:.4f} "
+            f"| {r['within_1sigma']:.2f} | {r['seeds']} |"
+        )
+    for target, ranking in summary.get("importance", {}).items():
+        lines += [
+            "",
+            (
+                f"Forward selection on the mass-only residuals of {target} (validation sigma68, dex; "
+                f"all 567 scalars: {ranking['sigma68_all']:.4f}):"
+            ),
+            "",
+            "| step | scalar | sigma68 | information |",
+            "|---|---|---|---|",
+        ]
+        for i, step in enumerate(ranking["steps"]):
+            lines.append(f"| {i} | {step['feature']} | {step['sigma68']:.4f} | {step['information']:.2f} |")
+    return "\n".join(lines)
+
+
+@flow(name="halos")
+def halos_flow(
+    preset: str = "quick",
+    seeds: int = 3,
+    catalog: str | None = None,
+    source: str | None = None,
+    format: str | None = None,
+    snapshot: int | None = None,
+    name: str | None = None,
+    targets: list[str] | None = None,
+    models: list[str] | None = None,
+    dask_address: str | None = "threads",
+) -> dict[str, Any]:
+    """Catalog -> features -> models x seeds -> evaluations (random test, above the mass threshold,
+    subsampled test halos) -> feature importance -> summary. ``source`` and ``format`` ingest a halo
+    file (tng, rockstar, hdf5) instead of simulating the preset's population; the preset then sets
+    only the training. Returns the refs of every step and the summary."""
+    from pipeline.halo_features import feature_targets
+
+    settings = preset_settings(preset)  # a clear error for an unknown preset before anything runs
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    chosen = list(models or MODELS)
+    unknown = [m for m in chosen if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
+    if (source is None) != (format is None):
+        raise ValueError("source and format go together: give both to ingest a file, or neither to simulate")
+    root = str(Catalog(catalog).root)
+    log = get_run_logger()
+    if source is None:
+        raw = in_catalog(simulate_population, root)(root, preset)
+        prefix = f"halos-{preset}"
+    else:
+        dataset = name or f"halos-{Path(source).stem}"
+        raw = in_catalog(ingest_source, root)(root, str(Path(source).absolute()), format, snapshot, dataset)
+        prefix = dataset if dataset.startswith("halos-") else f"halos-{dataset}"
+    features = in_catalog(halo_features_task, root)(root, raw, dask_address)
+    cat = Catalog(root)
+    with cat.open(features) as ds:
+        present = feature_targets(ds)
+    wanted = list(targets or (["log_mstar"] if "log_mstar" in present else present[:1]))
+    missing = [t for t in wanted if t not in present]
+    if not wanted or missing:
+        raise ValueError(f"{raw}: no target {missing or 'at all'} to train on; the catalog has {present or 'none'}")
+    low = in_catalog(subsample_test_halos, root)(root, raw, features, float(settings["subsample"]), SUBSAMPLE_SEED)
+    low_features = in_catalog(halo_features_task, root)(root, low, dask_address)
+    trained: dict[str, dict[str, list[str]]] = {}
+    evaluations: dict[str, dict[str, list[str]]] = {}
+    for target in wanted:
+        for model in chosen:
+            key = f"{target}/{model}"
+            for seed in range(1 if model == "mass-only" else seeds):
+                for split in SPLITS:
+                    ref = in_catalog(train_halo_model, root)(root, model, features, split, target, preset, seed, prefix)
+                    trained.setdefault(key, {}).setdefault(split, []).append(ref)
+                    tests = [(features, split)] + ([(low_features, "subsampled")] if split == "random" else [])
+                    for data, name_of_split in tests:
+                        done = in_catalog(evaluate_halo_model, root)(root, ref, data, name_of_split)
+                        evaluations.setdefault(key, {}).setdefault(name_of_split, []).append(done)
+                log.info("%s %s seed %d trained", target, model, seed)
+    importance = {t: in_catalog(feature_importance, root)(root, features, t) for t in wanted}
+    summary = summarize(cat, evaluations, importance)
+    summary.update(preset=preset, catalog=raw, seeds=seeds, settings=settings)
+    log.info("summary: %s", json.dumps(summary["rows"]))
+    return {
+        "raw": raw,
+        "features": features,
+        "subsampled": low,
+        "subsampled_features": low_features,
+        "models": trained,
+        "evaluations": evaluations,
+        "importance": importance,
+        "summary": summary,
+    }

@@ -1,0 +1,103 @@
+"""Halo catalogs brought into the catalog, all or nothing (``eqs ingest halos``, ``eqs sim halos``).
+
+Any source (an IllustrisTNG snapshot, Rockstar ASCII, the canonical HDF5, the synthetic population)
+is read as a stream of ``halos.catalog`` chunks, streamed into one canonical HDF5 file in a
+temporary folder (:func:`sims.halo_readers.write_canonical`, atomic), opened lazily with dask and
+written to the catalog as one versioned dataset. A failure at any point (missing field, NaN,
+unknown units, empty halo, truncated file) raises :class:`~sims.halos.HaloCatalogError` naming the
+file and the field, and leaves neither a temporary file nor a dataset behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from data_catalog import Catalog
+from sims.halo_readers import iter_hdf5, iter_rockstar, open_canonical, write_canonical
+from sims.halo_tng import iter_tng
+from sims.halos import HALOS_KIND, HaloCatalogError
+
+FORMATS = ("tng", "rockstar", "hdf5")
+LAZY_CHUNKS = {"halo": 16384, "particle": 2**21}
+
+
+def iter_source(
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    snapshot: int | None = None,
+    particles: Sequence[str] | None = None,
+    matching: str | None = None,
+    hydro: str | None = None,
+    chunk_halos: int = 4096,
+) -> Iterator[xr.Dataset]:
+    """The ``halos.catalog`` chunks of a source in one of :data:`FORMATS`.
+
+    ``tng``: ``path`` is the run's ``output`` folder and ``snapshot`` is required; ``matching`` (the
+    dark-to-hydro matching file) and ``hydro`` (the hydro twin's ``output`` folder) attach targets.
+    ``rockstar``: ``path`` is the halo list, ``particles`` its ``.particles`` files (default: found
+    beside it). ``hdf5``: the canonical file.
+    """
+    if format == "tng":
+        if snapshot is None:
+            raise HaloCatalogError(f"{path}: the tng format needs a snapshot number (--snapshot N)")
+        return iter_tng(path, snapshot, chunk_halos=chunk_halos, matching=matching, hydro_base_path=hydro)
+    if snapshot is not None:
+        raise HaloCatalogError(f"{path}: a snapshot number is only meaningful for the tng format")
+    if format == "rockstar":
+        return iter_rockstar(path, list(particles) if particles else None, chunk_halos=chunk_halos)
+    if format == "hdf5":
+        return iter_hdf5(path, chunk_halos=chunk_halos)
+    raise HaloCatalogError(f"{path}: unknown format {format!r}; choose from {FORMATS}")
+
+
+@contextmanager
+def canonical_dataset(chunks: Iterable[xr.Dataset], work_dir: str | None = None) -> Iterator[xr.Dataset]:
+    """The chunks as one lazily opened, checked ``halos.catalog`` (a temporary canonical HDF5 file,
+    removed on exit; ``work_dir`` is where it goes, default the system's temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="eqs-halos-", dir=work_dir) as folder:
+        path = write_canonical(chunks, Path(folder) / "catalog.h5")
+        ds = open_canonical(path, chunks=LAZY_CHUNKS)
+        try:
+            yield ds
+        finally:
+            ds.close()
+
+
+def store_catalog(
+    catalog: Catalog,
+    chunks: Iterable[xr.Dataset],
+    name: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    parents: Sequence[str] = (),
+) -> str:
+    """Write the chunks to ``catalog`` as one ``halos.catalog`` dataset ``name``; its ref. All or nothing."""
+    with canonical_dataset(chunks) as ds:
+        return catalog.write(ds, name, kind=HALOS_KIND, params=params, seed=seed, parents=parents)
+
+
+def ingest_halos(
+    catalog: Catalog,
+    path: str | os.PathLike[str],
+    format: str,
+    name: str,
+    *,
+    snapshot: int | None = None,
+    particles: Sequence[str] | None = None,
+    matching: str | None = None,
+    hydro: str | None = None,
+) -> str:
+    """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref."""
+    options = {"snapshot": snapshot, "particles": list(particles or []), "matching": matching, "hydro": hydro}
+    chunks = iter_source(path, format, snapshot=snapshot, particles=particles, matching=matching, hydro=hydro)
+    params = {"source": str(Path(path).absolute()), "format": format, **{k: v for k, v in options.items() if v}}
+    return store_catalog(catalog, chunks, name, params=params)

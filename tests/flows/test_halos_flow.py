@@ -1,0 +1,130 @@
+"""The halo flow on the smoke preset (run once for the module), its cache, `eqs reproduce halos` and
+`eqs predict-galaxies`, including exact invariance of the predictions."""
+
+from __future__ import annotations
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from data_catalog import Catalog
+from flows.cli import main
+from flows.halos import halos_flow
+from pipeline.symmetry import random_orthogonal, random_permutation
+from sims.halo_population import PopulationConfig, generate_population
+from sims.halo_readers import write_canonical
+from surrogates import halo_runs as hr
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("halos") / "catalog")
+    return root, halos_flow(preset="smoke", seeds=1, catalog=root)
+
+
+def _eqs(root, *args):
+    return CliRunner().invoke(main, ["--catalog", str(root), *map(str, args)])
+
+
+def _read_csv(path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    return {name: np.array([float(r[j]) for r in rows[1:]]) for j, name in enumerate(rows[0])}
+
+
+def test_the_flow_runs_every_step_and_reuses_its_cache(smoke, monkeypatch):
+    root, result = smoke
+    cat = Catalog(root)
+    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    assert set(rows) == {(m, s) for m in hr.MODELS for s in ("random", "subsampled", "mass_threshold")}
+    for row in rows.values():
+        assert 0 < row["sigma68"] < 1 and 0 <= row["within_1sigma"] <= 1
+    raw, low = cat.open(result["raw"]), cat.open(result["subsampled"])
+    assert raw.sizes["halo"] == 300 and low.attrs["subsample_factor"] == 4
+    assert rows["scalars", "subsampled"]["halos"] == low.sizes["halo"] <= rows["scalars", "random"]["halos"]
+    model = result["models"]["log_mstar/scalars"]["random"][0]
+    assert model == "halos-smoke-log_mstar-s0-scalars@v1"
+    assert result["features"] in cat.lineage(model) and result["raw"] in cat.lineage(model)
+    steps = result["summary"]["importance"]["log_mstar"]["steps"]
+    assert len(steps) == 13 and steps[-1]["sigma68"] <= steps[0]["sigma68"]
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(hr, "train_halo_model", must_not_train)
+    again = halos_flow(preset="smoke", seeds=1, catalog=root)
+    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+
+
+def test_reproduce_and_predict_galaxies_commands(smoke, tmp_path):
+    root, result = smoke
+    out = tmp_path / "summary.md"
+    done = _eqs(root, "reproduce", "halos", "--preset", "smoke", "--seeds", 1, "--out", out)
+    assert done.exit_code == 0, done.output
+    assert "| log_mstar | scalars | subsampled |" in out.read_text() and "Forward selection" in out.read_text()
+    ids = Catalog(root).open(result["raw"])["halo_id"].values
+    for suffix in (".csv", ".h5"):
+        path = tmp_path / f"galaxies{suffix}"
+        done = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", path)
+        assert done.exit_code == 0, done.output
+        assert "halos-smoke-log_mstar-s0-scalars@v1" in done.output
+        table = _read_csv(path) if suffix == ".csv" else xr.load_dataset(path, engine="h5netcdf")
+        np.testing.assert_array_equal(np.asarray(table["halo_id"]).astype(np.int64), ids)
+        assert np.isfinite(np.asarray(table["log_mstar"])).all() and (np.asarray(table["log_mstar_sigma"]) > 0).all()
+    bad = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", tmp_path / "x.txt")
+    assert bad.exit_code == 2 and ".csv" in bad.output
+
+
+def test_predict_galaxies_without_a_model_says_what_to_run(tmp_path):
+    done = _eqs(tmp_path / "empty", "predict-galaxies", "x@v1", "--format", "catalog", "--out", tmp_path / "p.csv")
+    assert done.exit_code == 2 and "eqs reproduce halos" in done.output
+
+
+def _variants(path, tmp_path) -> dict[str, object]:
+    """The catalog rotated, reflected, in Mpc and m/s, and with particles permuted within halos."""
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    rng = np.random.default_rng(3)
+    out = {}
+    for label, reflection in (("rotated", False), ("reflected", True)):
+        q = random_orthogonal(3, rng, reflection=reflection)
+        moved = ds.copy()
+        for name in ("position", "velocity", "particle_position", "particle_velocity"):
+            moved[name] = (ds[name].dims, ds[name].values @ q.T, ds[name].attrs)
+        out[label] = write_canonical([moved], tmp_path / f"{label}.h5")
+    counts, offsets = ds["particle_count"].values, ds["particle_offset"].values
+    order = np.concatenate([o + random_permutation(c, rng) for o, c in zip(offsets, counts, strict=True)])
+    shuffled = ds.copy()
+    for name in ("particle_position", "particle_velocity", "particle_mass"):
+        shuffled[name] = (ds[name].dims, ds[name].values[order], ds[name].attrs)
+    out["permuted"] = write_canonical([shuffled], tmp_path / "permuted.h5")
+    units = write_canonical([ds], tmp_path / "units.h5")
+    with h5py.File(units, "r+") as f:
+        for name, factor, unit in (("position", 1e-3, "Mpc"), ("R200m", 1e-3, "Mpc"), ("particle_position", 1e-3, "Mpc"),
+                                   ("velocity", 1e3, "m/s"), ("particle_velocity", 1e3, "m/s"), ("sigma_v", 1e3, "m/s")):  # fmt: skip
+            f[name][...] = f[name][...] * factor
+            f[name].attrs["units"] = unit
+    out["units"] = units
+    return out
+
+
+def test_predictions_are_invariant_to_rotations_reflections_units_and_permutations(smoke, tmp_path):
+    root, result = smoke
+    base = write_canonical([generate_population(PopulationConfig(n_halos=25, max_particles=300, seed=5))],
+                           tmp_path / "base.h5")  # fmt: skip
+    variants = _variants(base, tmp_path)
+    for key in ("log_mstar/mass-only", "log_mstar/global", "log_mstar/scalars"):
+        model = result["models"][key]["random"][0]
+        predicted = {}
+        for label, path in {"base": base, **variants}.items():
+            out = tmp_path / f"{label}.csv"
+            done = _eqs(root, "predict-galaxies", path, "--format", "hdf5", "--model", model, "--out", out)
+            assert done.exit_code == 0, done.output
+            predicted[label] = _read_csv(out)
+        for label in variants:
+            for column in ("halo_id", "log_mstar", "log_mstar_sigma"):
+                np.testing.assert_allclose(predicted[label][column], predicted["base"][column], rtol=0, atol=1e-9,
+                                           err_msg=f"{key}, {label}, {column}")  # fmt: skip

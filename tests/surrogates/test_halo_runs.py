@@ -1,0 +1,118 @@
+"""Halo features, splits, subsampling and the stored models, on a small synthetic population."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from data_catalog import Catalog
+from pipeline.halo_features import (
+    FEATURES_KIND,
+    concentration_from_inner_fraction,
+    halo_features,
+    mass_threshold_split,
+    random_split,
+)
+from pipeline.halo_scalars import G_KPC_KMS2_MSUN, halo_scalars
+from sims.halo_population import PopulationConfig, generate_population
+from sims.halos import halo_particles, subsample_catalog
+from surrogates import halo_runs as hr
+from surrogates.artifacts import load_model
+from surrogates.halos import StellarToHaloRelation
+from surrogates.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def catalog_and_features():
+    ds = generate_population(PopulationConfig(n_halos=80, max_particles=300, seed=11))
+    return ds, halo_features(ds, halo_scalars(ds, dask_address="synchronous"))
+
+
+def test_particle_globals_are_the_particle_spin_and_dispersion(catalog_and_features):
+    ds, features = catalog_and_features
+    for i in (0, 7, 40):
+        p = halo_particles(ds, i)
+        inside = np.linalg.norm(p["x"], axis=1) < ds["R200m"].values[i]
+        x, v, m = p["x"][inside], p["v"][inside], p["m"][inside]
+        v = v - np.average(v, axis=0, weights=m)
+        mass, radius = ds["M200m"].values[i], ds["R200m"].values[i]
+        v200 = np.sqrt(G_KPC_KMS2_MSUN * mass / radius)
+        spin = np.linalg.norm((m[:, None] * np.cross(x, v)).sum(0)) / (np.sqrt(2) * mass * v200 * radius)
+        sigma = np.sqrt((m * (v**2).sum(1)).sum() / (3 * m.sum()))
+        _, log_spin, log_sigma = features["global_particles"].values[i]
+        assert log_spin == pytest.approx(np.log10(spin), abs=1e-12)
+        assert log_sigma == pytest.approx(np.log10(sigma / v200), abs=1e-12)
+    assert features.attrs["global_source"] == "catalog"
+    # measured and catalog values agree roughly (the catalog's spin uses every particle, c is the true one)
+    corr = [
+        np.corrcoef(features["global"].values[:, k], features["global_particles"].values[:, k])[0, 1] for k in range(3)
+    ]
+    assert min(corr) > 0.5
+
+
+def test_concentration_inversion_round_trips():
+    c = np.array([2.0, 5.0, 10.0, 30.0])
+    mu = lambda y: np.log1p(y) - y / (1 + y)
+    np.testing.assert_allclose(concentration_from_inner_fraction(mu(0.1 * c) / mu(c)), c, rtol=1e-12)
+
+
+def test_splits():
+    parts = random_split(1000)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [700, 150, 150]
+    assert np.unique(np.concatenate(list(parts.values()))).size == 1000
+    np.testing.assert_array_equal(random_split(1000)["test"], parts["test"])  # seed 42, reproducible
+    log_m = np.random.default_rng(0).uniform(10, 14, 500)
+    split, threshold = mass_threshold_split(log_m)
+    assert log_m[split["test"]].min() >= threshold > log_m[np.concatenate([split["train"], split["val"]])].max()
+    assert len(split["test"]) == 100
+
+
+def test_subsample_keeps_mass_and_is_reproducible(catalog_and_features):
+    ds, _ = catalog_and_features
+    low = subsample_catalog(ds, 4, seed=1, halos=np.arange(0, 80, 2))
+    again = subsample_catalog(ds, 4, seed=1, halos=np.arange(0, 80, 2))
+    np.testing.assert_array_equal(low["particle_position"].values, again["particle_position"].values)
+    kept = np.searchsorted(ds["halo_id"].values, low["halo_id"].values)
+    expected = np.rint(ds["particle_count"].values[kept] / 4)
+    np.testing.assert_array_equal(low["particle_count"].values, expected)
+    mass = np.add.reduceat(low["particle_mass"].values, low["particle_offset"].values)
+    full = np.add.reduceat(ds["particle_mass"].values, ds["particle_offset"].values)[kept]
+    np.testing.assert_allclose(mass, full, rtol=1e-12)
+    assert low.sizes["halo"] + low.attrs["subsample_dropped"] == 40
+    with pytest.raises(ValueError, match="factor must be >= 1"):
+        subsample_catalog(ds, 0.5, seed=1)
+
+
+def test_models_round_trip_through_the_catalog(catalog_and_features, tmp_path):
+    _, features = catalog_and_features
+    cat = Catalog(tmp_path / "c")
+    ref = cat.write(features, "f", kind=FEATURES_KIND)
+    config = TrainConfig(seed=0, epochs=5, batch_size=32, progress=False)
+    for model in hr.MODELS:
+        module, result, variables = hr.train_halo_model(model, features, "random", "log_mstar", config)
+        stored = hr.store_halo_model(cat, f"m-{model}", model, module, result, config, features_ref=ref,
+                                     split="random", target="log_mstar", variables=variables)  # fmt: skip
+        loaded = load_model(cat, stored, device="cpu")
+        mean, sigma = hr.predict_loaded(loaded, features)
+        x = torch.as_tensor(hr.design_matrix(features, variables))
+        with torch.no_grad():
+            expected = module(x)
+        np.testing.assert_array_equal(mean, expected[0].numpy())
+        assert (sigma > 0).all() and np.isfinite(mean).all()
+        evaluation = cat.open(hr.evaluate_halo_model(cat, stored, ref, "random")).load()
+        assert evaluation.sizes["halo"] == 12 and 0 < float(evaluation["sigma68"]) < 1
+    # the stored mass-only model is the least-squares relation
+    split = random_split(80)["train"]
+    fit = StellarToHaloRelation.fit(features["log_m200m"].values[split], features["log_mstar"].values[split])
+    mean, sigma = hr.predict_loaded(load_model(cat, "m-mass-only", device="cpu"), features)
+    np.testing.assert_allclose(mean, fit.predict(features["log_m200m"].values)[0], atol=1e-12)
+    np.testing.assert_allclose(sigma, fit.scatter)
+
+
+def test_a_catalog_global_model_refuses_particle_globals(catalog_and_features):
+    _, features = catalog_and_features
+    particles_only = features.assign_attrs(global_source="particles")
+    with pytest.raises(ValueError, match="lacks \\(global_source = particles\\)|which this catalog lacks"):
+        hr.design_matrix(particles_only, ["log_m200m", "global"])
+    assert hr.input_variables("global", particles_only) == ["log_m200m", "global_particles"]
