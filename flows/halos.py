@@ -25,6 +25,7 @@ from data_catalog.hashing import canonical_json
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .pendulum import epoch_progress
+from .pendulum_summary import sample_std
 
 MODELS = ("mass-only", "global", "scalars")
 SPLITS = ("random", "mass_threshold")
@@ -214,7 +215,7 @@ def summarize(
                     "seeds": len(scores),
                     "halos": int(first.sizes["halo"]),
                     "sigma68": float(np.mean(scores)),
-                    "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+                    "std": sample_std(scores),
                     "within_1sigma": float(np.mean([float(ds["within_1sigma"]) for ds in datasets])),
                     "bins": [
                         {"low": float(lo), "high": float(hi), "n": int(n), "sigma68": None if np.isnan(s) else float(s)}

@@ -10,7 +10,7 @@ from data_catalog import Catalog
 from pipeline.published import PENDULUM
 
 
-def _sample_std(values: list[float]) -> float:
+def sample_std(values: list[float]) -> float:
     """Standard deviation over seeds with Bessel's correction (ddof = 1); 0 for a single seed."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -35,9 +35,9 @@ def summarize(
                     "split": split,
                     "seeds": len(scores),
                     "mean": float(np.mean(scores)),
-                    "std": _sample_std(scores),
+                    "std": sample_std(scores),
                     "blockwise_mean": float(np.mean(blockwise)),
-                    "blockwise_std": _sample_std(blockwise),
+                    "blockwise_std": sample_std(blockwise),
                     "published_mean": published[0] if published else None,
                     "published_std": published[1] if published else None,
                     "evaluations": refs,

@@ -21,6 +21,7 @@ from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .pendulum import epoch_progress
+from .pendulum_summary import sample_std
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {
@@ -171,7 +172,7 @@ def summarize(catalog: Catalog, evaluations: dict[str, dict[str, list[str]]]) ->
                     "split": split,
                     "seeds": len(refs),
                     "mean": float(np.mean(scores)),
-                    "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+                    "std": sample_std(scores),
                     "rmse": dict(zip(targets, np.mean(rmse, axis=0).tolist())),
                     "evaluations": refs,
                 }
