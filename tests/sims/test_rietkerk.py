@@ -255,3 +255,13 @@ def test_change_units_converts_a_dataset_and_back():
     xr_testing = __import__("xarray").testing
     xr_testing.assert_allclose(back, ds, rtol=1e-13)
     assert back["W0"].attrs["units"] == "1"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_solver_on_cuda_agrees_with_cpu():
+    _, params, grid, z0 = _system(R=1.0, n=32)
+    cpu = simulate(params, grid, z0, T=50.0, dt=0.5).fields
+    gpu = simulate(params.to(device="cuda"), grid, z0.cuda(), T=50.0, dt=0.5).fields
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
