@@ -368,11 +368,20 @@ def reproduce() -> None:
     show_default=True,
     help="reference: the published code's Hamiltonian (no 1/2 on k2); physical: H as written.",
 )
-@click.option("--activation", type=click.Choice(["silu", "relu", "tanh", "softplus"]), default=None,
-              help="Hidden-layer activation of every model (default: silu, the swish of the published MLP "
-              "baselines; relu to compare).")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
-              help="Training precision; float32 is about 1.6x faster on a CPU (models are evaluated in float64).")
+@click.option(
+    "--activation",
+    type=click.Choice(["silu", "relu", "tanh", "softplus"]),
+    default=None,
+    help="Hidden-layer activation of every model (default: silu, the swish of the published MLP "
+    "baselines; relu to compare).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default="float64",
+    show_default=True,
+    help="Training precision; float32 is about 1.6x faster on a CPU (models are evaluated in float64).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
 @click.pass_context
@@ -452,12 +461,25 @@ def reproduce_pendulum(
     "paper: ~5,000 runs on the 100x100 grid of ANCHORS section 3.",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per emulator.")
-@click.option("--emulator", "emulators", multiple=True, type=click.Choice(["pi", "dimensional"]),
-              help="Only these emulators (repeatable) [default: both].")
-@click.option("--regime-maps/--no-regime-maps", default=True, show_default=True,
-              help="Also simulate the regime maps over rainfall (ANCHORS section 3).")
-@click.option("--discovery/--no-discovery", default=True, show_default=True,
-              help="Also run equation discovery (sparse regression and the reaction MLP).")
+@click.option(
+    "--emulator",
+    "emulators",
+    multiple=True,
+    type=click.Choice(["pi", "dimensional"]),
+    help="Only these emulators (repeatable) [default: both].",
+)
+@click.option(
+    "--regime-maps/--no-regime-maps",
+    default=True,
+    show_default=True,
+    help="Also simulate the regime maps over rainfall (ANCHORS section 3).",
+)
+@click.option(
+    "--discovery/--no-discovery",
+    default=True,
+    show_default=True,
+    help="Also run equation discovery (sparse regression and the reaction MLP).",
+)
 @click.option("--figure", type=click.Path(dir_okay=False), help="Write the regime-map figure here (.png).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
 @json_option
@@ -505,7 +527,10 @@ def reproduce_rietkerk(
         }
         for ds in maps:
             pairs = ", ".join(f"{r:.4g}: {lab}" for r, lab in zip(ds["R"].values, regime_labels(ds)))
-            lines += ["", f"Regimes at T = {ds.attrs['T']:g} d, {ds.attrs['map']} ({ds.attrs['initial_condition']} start): {pairs}"]
+            lines += [
+                "",
+                f"Regimes at T = {ds.attrs['T']:g} d, {ds.attrs['map']} ({ds.attrs['initial_condition']} start): {pairs}",
+            ]
         if figure:
             with open(figure, "wb") as f:
                 f.write(regime_map_figure(maps))
@@ -550,7 +575,6 @@ def run(ctx: click.Context, as_json: bool) -> None:
         for step, ref in refs.items():
             click.echo(f"{step}: {ref}")
         click.echo(f"catalog: {cat.root}")
-
 
 
 from . import cli_halos  # noqa: F401  (registers the halo commands on main and reproduce)
