@@ -184,6 +184,8 @@ def predict_galaxies_command(
     )
 
     cat = _catalog(ctx)
+    if snapshot is not None and fmt != "tng":
+        raise UsageFailure(f"--snapshot is only read with --format tng, not {fmt}")
     if Path(out).suffix.lower() not in FORMATS:
         raise UsageFailure(f"--out {out}: unknown output format; use one of {', '.join(FORMATS)}")
     try:

@@ -295,6 +295,10 @@ def halos_flow(
         raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
     if (source is None) != (format is None):
         raise ValueError("source and format go together: give both to ingest a file, or neither to simulate")
+    if snapshot is not None and format != "tng":
+        raise ValueError(
+            f"a snapshot number is only read with a tng source, not with {format or 'the synthetic population'}"
+        )
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     if source is None:

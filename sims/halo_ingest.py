@@ -45,6 +45,10 @@ def iter_source(
     ``rockstar``: ``path`` is the halo list, ``particles`` its ``.particles`` files (default: found
     beside it). ``hdf5``: the canonical file.
     """
+    if particles and format != "rockstar":
+        raise HaloCatalogError(f"{path}: particle files (--particles) are only read with the rockstar format")
+    if (matching or hydro) and format != "tng":
+        raise HaloCatalogError(f"{path}: --matching and --hydro are only read with the tng format")
     if format == "tng":
         if snapshot is None:
             raise HaloCatalogError(f"{path}: the tng format needs a snapshot number (--snapshot N)")
@@ -99,5 +103,9 @@ def ingest_halos(
     """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref."""
     options = {"snapshot": snapshot, "particles": list(particles or []), "matching": matching, "hydro": hydro}
     chunks = iter_source(path, format, snapshot=snapshot, particles=particles, matching=matching, hydro=hydro)
-    params = {"source": str(Path(path).absolute()), "format": format, **{k: v for k, v in options.items() if v}}
+    params = {
+        "source": str(Path(path).absolute()),
+        "format": format,
+        **{k: v for k, v in options.items() if v is not None and v != []},
+    }
     return store_catalog(catalog, chunks, name, params=params)

@@ -833,7 +833,9 @@ def _rockstar_setup(
         "centre": "Rockstar halo position (averaged over its innermost particles), not the potential minimum",
     }
     if concentration:
-        attrs["concentration_definition"] = f"{header.columns[cols[concentration[0]]]} / {header.columns[cols['rs']]}"
+        attrs["concentration_definition"] = f"R200m / {header.columns[cols['rs']]} (the NFW scale radius)"
+    attrs["sigma_v_definition"] = "Vrms / sqrt(3) (1-D dispersion)"
+    attrs["spin_definition"] = "spin_bullock (Bullock lambda'); Peebles' Spin column is not used"
     if header.omega_m is not None:
         attrs["omega_m"] = float(header.omega_m)
     factors = {c: _rockstar_factor(header, c, a, h) for c in ("mass", "position", "velocity", "radius")}
@@ -997,11 +999,13 @@ def _rockstar_chunk(
             raise HaloCatalogError(
                 f"{path}: column 'Rs' must be positive for the concentration (halo ID {ids[rs <= 0][:5].tolist()})"
             )
-        halos["concentration"] = radius / rs
-    if "spin" in cols:
-        halos["spin"] = column("spin")
-    if "vrms" in cols:
-        halos["sigma_v"] = column("vrms") * f["velocity"]
+        # Rs is the NFW scale radius whatever the mass definition: R200m / Rs is c200m (c_vir when the
+        # Mvir / Rvir fallback is in use), the definition the rest of the project uses
+        halos["concentration"] = halos["R200m"] / (rs * f["radius"])
+    if "spin_bullock" in cols:  # Bullock's lambda', as everywhere else ("Spin" is Peebles' lambda)
+        halos["spin"] = column("spin_bullock")
+    if "vrms" in cols:  # Vrms is the 3-D rms speed; sigma_v is the 1-D dispersion everywhere else
+        halos["sigma_v"] = column("vrms") * f["velocity"] / np.sqrt(3.0)
 
     counts, particles = _halo_particles(index, pfiles, ids, halos["position"], setup.box_kpc)
     attrs = dict(setup.attrs)

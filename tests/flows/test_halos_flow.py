@@ -128,3 +128,9 @@ def test_predictions_are_invariant_to_rotations_reflections_units_and_permutatio
             for column in ("halo_id", "log_mstar", "log_mstar_sigma"):
                 np.testing.assert_allclose(predicted[label][column], predicted["base"][column], rtol=0, atol=1e-9,
                                            err_msg=f"{key}, {label}, {column}")  # fmt: skip
+
+
+def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="a snapshot number is only read with a tng source"):
+        halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), snapshot=99)
+    assert Catalog(tmp_path / "c").names() == []

@@ -127,6 +127,16 @@ def test_bad_files_are_named_and_leave_nothing_in_the_catalog(canonical, tmp_pat
 def test_ingest_usage_errors(canonical, tmp_path):
     assert _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "tng").exit_code == 1  # no snapshot
     assert _eqs(tmp_path / "c", "ingest", "halos", tmp_path / "nope.h5", "--format", "hdf5").exit_code == 2
+    # options that the format would ignore are refused, not silently recorded
+    ignored = _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "hdf5", "--particles", canonical)
+    assert ignored.exit_code == 1 and "only read with the rockstar format" in ignored.output
+    hydro = tmp_path / "hydro"
+    hydro.mkdir()
+    args = ("--matching", canonical, "--hydro", hydro)
+    ignored = _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "hdf5", *args)
+    assert ignored.exit_code == 1 and "only read with the tng format" in ignored.output
+    snapshot = _eqs(tmp_path / "c", "predict-galaxies", canonical, "--snapshot", 3, "--out", tmp_path / "p.csv")
+    assert snapshot.exit_code == 2 and "only read with --format tng" in snapshot.output
     assert Catalog(tmp_path / "c").names() == []
 
 

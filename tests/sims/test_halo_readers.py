@@ -74,7 +74,7 @@ def _halo_row(hid: int, columns: list[str], **override: object) -> str:
     (x, y, z), (vx, vy, vz), m200b, rvir, rs, vrms, spin = HALOS[hid]
     values = {
         "ID": hid, "DescID": -1, "Mvir": 1.1 * m200b, "Vmax": 1.5 * vrms, "Vrms": vrms, "Rvir": rvir, "Rs": rs,
-        "Np": 100, "X": x, "Y": y, "Z": z, "VX": vx, "VY": vy, "VZ": vz, "Spin": spin, "rs_klypin": rs,
+        "Np": 100, "X": x, "Y": y, "Z": z, "VX": vx, "VY": vy, "VZ": vz, "Spin": 2 * spin, "spin_bullock": spin, "rs_klypin": rs,
         "Mvir_all": 1.2 * m200b, "M200b": m200b, "M200c": 0.8 * m200b, "M500c": 0.6 * m200b, "M2500c": 0.3 * m200b,
     }  # fmt: skip
     values.update(override)
@@ -165,8 +165,10 @@ def test_rockstar_values_are_converted_to_physical_units(rockstar):
     assert float(h10["M200m"]) == pytest.approx(1.0e13, rel=1e-12)  # 7e12 Msun/h / 0.7
     # rho_m = 0.3 * 277.536627 * 0.7^2 / 0.5^3 = 326.38307 Msun/kpc^3; R = (3e13 / (4 pi 200 rho_m))^(1/3)
     assert float(h10["R200m"]) == pytest.approx(331.933630, rel=1e-7)
-    assert float(h10["concentration"]) == pytest.approx(10.0)  # Rvir / Rs = 350 / 35
-    assert float(h10["sigma_v"]) == 210.0 and float(h10["spin"]) == 0.031
+    # R200m / Rs, Rs = 35 kpc/h comoving = 25 kpc: the 200m concentration (Rvir / Rs would be 10)
+    assert float(h10["concentration"]) == pytest.approx(331.933630 / 25.0, rel=1e-7)
+    assert float(h10["sigma_v"]) == pytest.approx(210.0 / np.sqrt(3.0))  # Vrms is 3-D
+    assert float(h10["spin"]) == 0.031  # spin_bullock, not Peebles' Spin
     np.testing.assert_allclose(ds["particle_mass"].values, 2.0e8)  # 1.4e8 Msun/h / 0.7
     first = ds["particle_position"].values[0]  # lowest particle id of halo 10: offset (+0.01, 0, 0) Mpc/h
     np.testing.assert_allclose(first, np.array([100.01, 100.0, 100.0]) * KPC, rtol=1e-7)
