@@ -994,7 +994,7 @@ def _rockstar_chunk(
     halos["position"] = np.stack([column(c) for c in ("x", "y", "z")], axis=1) * f["position"]
     halos["velocity"] = np.stack([column(c) for c in ("vx", "vy", "vz")], axis=1) * f["velocity"]
     if setup.concentration_columns:
-        radius, rs = (column(c) for c in setup.concentration_columns)
+        rs = column(setup.concentration_columns[1])
         if (rs <= 0).any():
             raise HaloCatalogError(
                 f"{path}: column 'Rs' must be positive for the concentration (halo ID {ids[rs <= 0][:5].tolist()})"
