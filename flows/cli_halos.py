@@ -95,6 +95,12 @@ def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, n
     default=None,
     help="The hydro twin's output folder (with --matching).",
 )
+@click.option(
+    "--min-log-mass",
+    type=float,
+    default=None,
+    help="tng only: keep halos with log10 M200m >= this, in Msun/h (ANCHORS uses 10.25) [default: all].",
+)
 @click.option("--name", default=None, help="Catalog name [default: halos-<file or folder name>[-<snapshot>]].")
 @json_option
 @click.pass_context
@@ -106,6 +112,7 @@ def ingest_halos_command(
     particles: tuple[str, ...],
     matching: str | None,
     hydro: str | None,
+    min_log_mass: float | None,
     name: str | None,
     as_json: bool,
 ) -> None:
@@ -121,7 +128,15 @@ def ingest_halos_command(
     try:
         with _console().status(f"ingesting {path} ({fmt})"):
             ref = ingest_halos(
-                cat, path, fmt, name, snapshot=snapshot, particles=particles or None, matching=matching, hydro=hydro
+                cat,
+                path,
+                fmt,
+                name,
+                snapshot=snapshot,
+                particles=particles or None,
+                matching=matching,
+                hydro=hydro,
+                min_log_mass=min_log_mass,
             )
     except HaloCatalogError as exc:
         raise CheckFailure(f"{exc}\nnothing was written to the catalog") from None

@@ -36,6 +36,7 @@ def iter_source(
     particles: Sequence[str] | None = None,
     matching: str | None = None,
     hydro: str | None = None,
+    min_log_mass: float | None = None,
     chunk_halos: int = 4096,
 ) -> Iterator[xr.Dataset]:
     """The ``halos.catalog`` chunks of a source in one of :data:`FORMATS`.
@@ -47,12 +48,14 @@ def iter_source(
     """
     if particles and format != "rockstar":
         raise HaloCatalogError(f"{path}: particle files (--particles) are only read with the rockstar format")
-    if (matching or hydro) and format != "tng":
-        raise HaloCatalogError(f"{path}: --matching and --hydro are only read with the tng format")
+    if (matching or hydro or min_log_mass is not None) and format != "tng":
+        raise HaloCatalogError(f"{path}: --matching, --hydro and --min-log-mass are only read with the tng format")
     if format == "tng":
         if snapshot is None:
             raise HaloCatalogError(f"{path}: the tng format needs a snapshot number (--snapshot N)")
-        return iter_tng(path, snapshot, chunk_halos=chunk_halos, matching=matching, hydro_base_path=hydro)
+        return iter_tng(
+            path, snapshot, chunk_halos=chunk_halos, min_log_mass=min_log_mass, matching=matching, hydro_base_path=hydro
+        )
     if snapshot is not None:
         raise HaloCatalogError(f"{path}: a snapshot number is only meaningful for the tng format")
     if format == "rockstar":
@@ -99,10 +102,20 @@ def ingest_halos(
     particles: Sequence[str] | None = None,
     matching: str | None = None,
     hydro: str | None = None,
+    min_log_mass: float | None = None,
 ) -> str:
-    """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref."""
-    options = {"snapshot": snapshot, "particles": list(particles or []), "matching": matching, "hydro": hydro}
-    chunks = iter_source(path, format, snapshot=snapshot, particles=particles, matching=matching, hydro=hydro)
+    """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref. ``min_log_mass``
+    (tng): keep halos with log10 M200m >= it, in Msun/h (ANCHORS section 4 uses 10.25)."""
+    options = {
+        "snapshot": snapshot,
+        "particles": list(particles or []),
+        "matching": matching,
+        "hydro": hydro,
+        "min_log_mass": min_log_mass,
+    }
+    chunks = iter_source(
+        path, format, snapshot=snapshot, particles=particles, matching=matching, hydro=hydro, min_log_mass=min_log_mass
+    )
     params = {
         "source": str(Path(path).absolute()),
         "format": format,
