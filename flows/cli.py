@@ -338,6 +338,17 @@ def serve(config_path: str, check: bool) -> None:
     serve_deployments(specs)
 
 
+def _flow_result(state: Any, label: str) -> Any:
+    """The result of a flow run (``return_state=True``), or a CheckFailure naming ``label`` and the flow's error."""
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:  # noqa: BLE001  (the flow's own error names the step and the data)
+            raise CheckFailure(f"{label} failed: {exc}") from None
+        raise CheckFailure(f"{label} ended in state {state.type.value}: {state.message}")
+    return state.result()
+
+
 @main.group()
 def reproduce() -> None:
     """Reproduce the published tables (ANCHORS.md) with the project's pipelines."""
@@ -426,13 +437,7 @@ def reproduce_pendulum(
             dtype=dtype,
             return_state=True,
         )
-        if not state.is_completed():
-            try:
-                state.result()
-            except Exception as exc:  # the flow's own error names the step and the data
-                raise CheckFailure(f"pendulum {name} failed: {exc}") from None
-            raise CheckFailure(f"pendulum {name} ended in state {state.type.value}: {state.message}")
-        summaries.append(state.result()["summary"])
+        summaries.append(_flow_result(state, f"pendulum {name}")["summary"])
     if not summaries:
         raise UsageFailure(f"none of the models {list(models)} belongs to protocol(s) {protocols}")
     label = (f", activation {activation}" if activation else "") + ("" if dtype == "float64" else f", {dtype}")
@@ -509,13 +514,7 @@ def reproduce_rietkerk(
         discovery=discovery,
         return_state=True,
     )
-    if not state.is_completed():
-        try:
-            state.result()
-        except Exception as exc:  # the flow's own error names the step and the data
-            raise CheckFailure(f"rietkerk failed: {exc}") from None
-        raise CheckFailure(f"rietkerk ended in state {state.type.value}: {state.message}")
-    result = state.result()
+    result = _flow_result(state, "rietkerk")
     summary = result["summary"]
     lines = [f"### Rietkerk emulators, preset {preset}", "", markdown_table(summary)]
     if result["regime_maps"]:

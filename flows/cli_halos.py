@@ -14,7 +14,17 @@ import click
 
 from data_catalog import CatalogError
 
-from .cli import CheckFailure, UsageFailure, _catalog, _console, _emit_json, json_option, main, reproduce
+from .cli import (
+    CheckFailure,
+    UsageFailure,
+    _catalog,
+    _console,
+    _emit_json,
+    _flow_result,
+    json_option,
+    main,
+    reproduce,
+)
 
 FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
 
@@ -291,13 +301,7 @@ def reproduce_halos(
         models=list(models) or None,
         return_state=True,
     )
-    if not state.is_completed():
-        try:
-            state.result()
-        except Exception as exc:  # noqa: BLE001  (the flow's own error names the step and the data)
-            raise CheckFailure(f"halos failed: {exc}") from None
-        raise CheckFailure(f"halos ended in state {state.type.value}: {state.message}")
-    summary = state.result()["summary"]
+    summary = _flow_result(state, "halos")["summary"]
     text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
     if out:
         with open(out, "w", encoding="utf-8") as f:
