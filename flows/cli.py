@@ -410,10 +410,10 @@ def reproduce_pendulum(
 ) -> None:
     """Springy double pendulum: simulate, extract features, train, evaluate, tabulate."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from pipeline.summaries import pendulum_table as markdown_table
     from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
 
     from .pendulum import pendulum_flow
-    from .pendulum_summary import markdown_table
 
     cat = _catalog(ctx)
     protocols = ["emlp", "units"] if protocol == "both" else [protocol]
@@ -502,7 +502,10 @@ def reproduce_rietkerk(
 ) -> None:
     """Rietkerk vegetation model: sweep, pattern statistics, emulators with OOD tests, regime maps."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .rietkerk import discovery_lines, markdown_table, rietkerk_flow
+    from pipeline.summaries import discovery_lines
+    from pipeline.summaries import rietkerk_table as markdown_table
+
+    from .rietkerk import rietkerk_flow
 
     cat = _catalog(ctx)
     state = rietkerk_flow(

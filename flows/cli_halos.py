@@ -285,7 +285,9 @@ def reproduce_halos(
 ) -> None:
     """Galaxy properties from halos: catalog, scalars, models with OOD tests, sigma68 table, feature ranking."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .halos import halos_flow, markdown_table
+    from pipeline.summaries import halos_table as markdown_table
+
+    from .halos import halos_flow
 
     if (source is None) != (fmt is None):
         raise UsageFailure("--source and --format go together")

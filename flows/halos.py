@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,10 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog, parse_ref
 from data_catalog.hashing import canonical_json
+from pipeline.summaries import halos_summary
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .pendulum import epoch_progress
-from .pendulum_summary import sample_std
 
 MODELS = ("mass-only", "global", "scalars")
 SPLITS = ("random", "mass_threshold")
@@ -193,80 +192,6 @@ def feature_importance(catalog: str, features_ref: str, target: str) -> str:
     return hr.feature_importance(Catalog(catalog), features_ref, target)
 
 
-def summarize(
-    catalog: Catalog, evaluations: dict[str, dict[str, list[str]]], importance: dict[str, str]
-) -> dict[str, Any]:
-    """Rows (model, split, target: sigma68 mean and std over seeds, 1-sigma coverage, per-bin sigma68)
-    and the forward-selection ranking of each target."""
-    rows = []
-    for key, splits in evaluations.items():
-        for split, eval_refs in splits.items():
-            datasets = [catalog.open(r).load() for r in eval_refs]
-            scores = [float(ds["sigma68"]) for ds in datasets]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # bins without halos stay NaN
-                bins = np.nanmean([ds["bin_sigma68"].values for ds in datasets], axis=0)
-            first = datasets[0]
-            rows.append(
-                {
-                    "model": key.split("/")[1],
-                    "target": key.split("/")[0],
-                    "split": split,
-                    "seeds": len(scores),
-                    "halos": int(first.sizes["halo"]),
-                    "sigma68": float(np.mean(scores)),
-                    "std": sample_std(scores),
-                    "within_1sigma": float(np.mean([float(ds["within_1sigma"]) for ds in datasets])),
-                    "bins": [
-                        {"low": float(lo), "high": float(hi), "n": int(n), "sigma68": None if np.isnan(s) else float(s)}
-                        for lo, hi, n, s in zip(
-                            first["bin_low"].values, first["bin_high"].values, first["bin_count"].values, bins
-                        )
-                    ],
-                    "evaluations": eval_refs,
-                }
-            )
-    ranking = {}
-    for target, ref in importance.items():
-        ds = catalog.open(ref).load()
-        ranking[target] = {
-            "ref": ref,
-            "sigma68_all": float(ds["sigma68_all"]),
-            "steps": [
-                {"feature": str(f), "sigma68": float(s), "information": float(i)}
-                for f, s, i in zip(ds["feature"].values, ds["sigma68"].values, ds["information"].values)
-            ],
-        }
-    return {"system": "halos", "rows": rows, "importance": ranking}
-
-
-def markdown_table(summary: dict[str, Any]) -> str:
-    """The sigma68 table (dex) and the forward-selection ranking in Markdown."""
-    lines = [
-        "| target | model | split | halos | sigma68 (dex, mean +- std) | within 1 sigma | seeds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in summary["rows"]:
-        lines.append(
-            f"| {r['target']} | {r['model']} | {r['split']} | {r['halos']} | {r['sigma68']:.4f} +- {r['std']:.4f} "
-            f"| {r['within_1sigma']:.2f} | {r['seeds']} |"
-        )
-    for target, ranking in summary.get("importance", {}).items():
-        lines += [
-            "",
-            (
-                f"Forward selection on the mass-only residuals of {target} (validation sigma68, dex; "
-                f"all 567 scalars: {ranking['sigma68_all']:.4f}):"
-            ),
-            "",
-            "| step | scalar | sigma68 | information |",
-            "|---|---|---|---|",
-        ]
-        for i, step in enumerate(ranking["steps"]):
-            lines.append(f"| {i} | {step['feature']} | {step['sigma68']:.4f} | {step['information']:.2f} |")
-    return "\n".join(lines)
-
-
 @flow(name="halos")
 def halos_flow(
     preset: str = "quick",
@@ -333,7 +258,7 @@ def halos_flow(
                         evaluations.setdefault(key, {}).setdefault(name_of_split, []).append(done)
                 log.info("%s %s seed %d trained", target, model, seed)
     importance = {t: in_catalog(feature_importance, root)(root, features, t) for t in wanted}
-    summary = summarize(cat, evaluations, importance)
+    summary = halos_summary(cat, evaluations, importance)
     summary.update(preset=preset, catalog=raw, seeds=seeds, settings=settings)
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {

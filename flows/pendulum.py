@@ -15,12 +15,12 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 from data_catalog.hashing import canonical_json
+from pipeline.summaries import pendulum_summary
 from sims import pendulum_protocols as pp
 from sims.spring_pendulum import DECLARATION, RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
-from .pendulum_summary import summarize
 
 
 @catalog_task
@@ -171,7 +171,7 @@ def pendulum_flow(
                 ref = in_catalog(evaluate_surrogate, root)(root, model_ref, data[split])
                 evaluations.setdefault(model, {}).setdefault(split, []).append(ref)
             log.info("%s seed %d: %s", model, seed, model_ref)
-    summary = summarize(Catalog(root), protocol, evaluations, variant)
+    summary = pendulum_summary(Catalog(root), protocol, evaluations, variant)
     summary.update(activation=activation or DEFAULT_ACTIVATION, substeps=substeps, preset=preset, dtype=dtype)
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}

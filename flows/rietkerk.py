@@ -10,18 +10,17 @@ import hashlib
 import json
 from typing import Any
 
-import numpy as np
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 from data_catalog.hashing import canonical_json
+from pipeline.summaries import rietkerk_summary
 from sims import rietkerk_protocols as rp
 from sims.rietkerk import DECLARATION
 from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .pendulum import epoch_progress
-from .pendulum_summary import sample_std
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {
@@ -141,57 +140,6 @@ def equation_discovery(catalog: str, preset: str, seed: int = 0) -> str:
     )
 
 
-def discovery_lines(ds) -> list[str]:
-    """The coefficient table and the rollout comparison in Markdown."""
-    lines = ["| term | true | fitted | relative error |", "|---|---|---|---|"]
-    for term, true, fitted in zip(ds["term"].values, ds["true"].values, ds["fitted"].values):
-        lines.append(f"| {term} | {true:.6g} | {fitted:.6g} | {abs(fitted - true) / abs(true):.2g} |")
-    lines += ["", "| R | truth | sparse regression | reaction MLP |", "|---|---|---|---|"]
-    for i, R in enumerate(ds["R"].values):
-        cells = [
-            f"{ds['rollout_regime'].values[i, j]} ({ds['rollout_mean_v'].values[i, j]:.3g} g m^-2)" for j in range(3)
-        ]
-        lines.append(f"| {R:g} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def summarize(catalog: Catalog, evaluations: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
-    """Rows (emulator, split, seeds, score mean/std, RMSE per dimensionless target mean)."""
-    rows = []
-    for kind, splits in evaluations.items():
-        for split, refs in splits.items():
-            scores, rmse = [], []
-            for r in refs:
-                with catalog.open(r) as ds:
-                    scores.append(float(ds["score"]))
-                    rmse.append(ds["rmse"].values.astype(float))
-                    targets = [str(t) for t in ds["target"].values]
-            rows.append(
-                {
-                    "emulator": kind,
-                    "split": split,
-                    "seeds": len(refs),
-                    "mean": float(np.mean(scores)),
-                    "std": sample_std(scores),
-                    "rmse": dict(zip(targets, np.mean(rmse, axis=0).tolist())),
-                    "evaluations": refs,
-                }
-            )
-    return {"system": "rietkerk", "rows": rows}
-
-
-def markdown_table(summary: dict[str, Any]) -> str:
-    targets = list(summary["rows"][0]["rmse"]) if summary["rows"] else []
-    lines = [
-        "| emulator | split | score (mean +- std) | " + " | ".join(f"RMSE {t}" for t in targets) + " | seeds |",
-        "|---|---|---|" + "---|" * len(targets) + "---|",
-    ]
-    for r in summary["rows"]:
-        rmse = " | ".join(f"{r['rmse'][t]:.4g}" for t in targets)
-        lines.append(f"| {r['emulator']} | {r['split']} | {r['mean']:.4g} +- {r['std']:.2g} | {rmse} | {r['seeds']} |")
-    return "\n".join(lines)
-
-
 @flow(name="rietkerk")
 def rietkerk_flow(
     preset: str = "quick",
@@ -233,7 +181,7 @@ def rietkerk_flow(
 
         maps = {name: in_catalog(regime_map, root)(root, name, preset) for name in MAPS}
     discovered = in_catalog(equation_discovery, root)(root, preset) if discovery else None
-    summary = summarize(Catalog(root), evaluations)
+    summary = rietkerk_summary(Catalog(root), evaluations)
     summary["preset"] = preset
     log.info("summary: %s", json.dumps(summary["rows"]))
     return {
