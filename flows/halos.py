@@ -22,9 +22,10 @@ from prefect import flow, get_run_logger
 from data_catalog import Catalog, parse_ref
 from data_catalog.hashing import canonical_json
 from pipeline.summaries import halos_summary
+from sims.halos import HALOS_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
-from .pendulum import epoch_progress
+from .progress import epoch_progress, tracked
 
 MODELS = ("mass-only", "global", "scalars")
 SPLITS = ("random", "mass_threshold")
@@ -91,7 +92,12 @@ def simulate_population(catalog: str, preset_name: str, seed: int = 42) -> str:
     from sims.halo_population import iter_population
 
     config = population_config(preset_name, seed)
-    chunks = iter_population(config, chunk_halos=500)
+    chunk = 500
+    chunks = tracked(
+        iter_population(config, chunk_halos=chunk),
+        -(-config.n_halos // chunk),
+        f"synthetic population: {config.n_halos} halos in chunks of {chunk}",
+    )
     params = {"population": json.loads(config.to_json()), "preset": preset_name}
     return store_catalog(Catalog(catalog), chunks, f"halos-{preset_name}-synthetic", params=params, seed=config.seed)
 
@@ -204,11 +210,13 @@ def halos_flow(
     targets: list[str] | None = None,
     models: list[str] | None = None,
     dask_address: str | None = "threads",
+    raw_ref: str | None = None,
 ) -> dict[str, Any]:
     """Catalog -> features -> models x seeds -> evaluations (random test, above the mass threshold,
     subsampled test halos) -> feature importance -> summary. ``source`` and ``format`` ingest a halo
-    file (tng, rockstar, hdf5) instead of simulating the preset's population; the preset then sets
-    only the training. Returns the refs of every step and the summary."""
+    file (tng, rockstar, hdf5) instead of simulating the preset's population, and ``raw_ref`` names a
+    ``halos.catalog`` already in the catalog; the preset then sets only the training. Returns the refs
+    of every step and the summary."""
     from pipeline.halo_features import feature_targets
 
     settings = preset_settings(preset)  # a clear error for an unknown preset before anything runs
@@ -218,6 +226,8 @@ def halos_flow(
     unknown = [m for m in chosen if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
+    if raw_ref is not None and source is not None:
+        raise ValueError("give either source (a file to ingest) or raw_ref (a catalog already ingested), not both")
     if (source is None) != (format is None):
         raise ValueError("source and format go together: give both to ingest a file, or neither to simulate")
     if snapshot is not None and format != "tng":
@@ -226,7 +236,14 @@ def halos_flow(
         )
     root = str(Catalog(catalog).root)
     log = get_run_logger()
-    if source is None:
+    if raw_ref is not None:
+        raw = Catalog(root).resolve(raw_ref)
+        kind = Catalog(root).info(raw).kind
+        if kind != HALOS_KIND:
+            raise ValueError(f"raw_ref {raw} is a {kind!r} dataset, expected a 'halos.catalog'")
+        stem = parse_ref(raw).name
+        prefix = stem if stem.startswith("halos-") else f"halos-{stem}"
+    elif source is None:
         raw = in_catalog(simulate_population, root)(root, preset)
         prefix = f"halos-{preset}"
     else:

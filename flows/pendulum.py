@@ -21,6 +21,7 @@ from sims.spring_pendulum import DECLARATION, RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
+from .progress import epoch_progress
 
 
 @catalog_task
@@ -94,20 +95,6 @@ def train_surrogate(
     )
     checkpoint.unlink(missing_ok=True)  # the model is in the catalog now; the task cache points to it
     return ref
-
-
-def epoch_progress(epochs: int, description: str):
-    """An ``on_epoch`` callback that keeps a Prefect progress artifact (the UI's progress bar) current."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    artifact = create_progress_artifact(progress=0.0, description=description)
-    every = max(1, epochs // 50)
-
-    def update(epoch: int, logs: dict[str, Any]) -> None:
-        if epoch % every == 0 or epoch == epochs:
-            update_progress_artifact(artifact, progress=100.0 * epoch / epochs)
-
-    return update
 
 
 @catalog_task

@@ -20,7 +20,7 @@ from sims.rietkerk import DECLARATION
 from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
-from .pendulum import epoch_progress
+from .progress import epoch_progress
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {

@@ -37,10 +37,14 @@ def flows_by_name() -> dict[str, Any]:
     """The flows a schedule may name (imported here: Prefect takes seconds to import)."""
     from .catalog_check import catalog_check
     from .features import features_flow
+    from .halo_watch import halo_watch
+    from .halos import halos_flow
     from .main import main_job
     from .pendulum import pendulum_flow
+    from .rietkerk import rietkerk_flow
 
-    return {f.name: f for f in (main_job, catalog_check, features_flow, pendulum_flow)}
+    flows = (main_job, catalog_check, features_flow, pendulum_flow, rietkerk_flow, halos_flow, halo_watch)
+    return {f.name: f for f in flows}
 
 
 @dataclass(frozen=True)

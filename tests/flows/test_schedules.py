@@ -30,7 +30,9 @@ def test_the_example_config_is_valid():
     specs = load_schedule_config(ROOT / "docs" / "schedules.example.toml")
     assert [(s.flow, s.name, s.schedule) for s in specs] == [
         ("catalog-check", "nightly", "cron 0 3 * * * (UTC)"),
+        ("eqs-main", "nightly-report", "cron 30 3 * * * (UTC)"),
         ("eqs-main", "weekly", "cron 0 4 * * 1 (UTC)"),
+        ("halo-watch", "incoming", "every 3600 s"),
     ]
 
 
