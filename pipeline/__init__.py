@@ -8,7 +8,9 @@ May import ``data_catalog`` and ``sims`` (plus dask, xarray, pint, torch).
 - ``pipeline.symmetry``: random group elements and the shared invariance/equivariance checks;
 - ``pipeline.features``: ``extract(dataset, declaration)`` and writing features to the catalog;
 - ``pipeline.cluster``: the dask scheduler to run on (local cluster or an address);
-- ``pipeline.normalize``: multiplicative-only feature scaling.
+- ``pipeline.normalize``: multiplicative-only feature scaling;
+- ``pipeline.summaries``: per model and split, mean and std over seeds of the evaluations;
+- ``pipeline.report``: the OOD evaluation report (HTML and Markdown, figures in ``pipeline.report_figures``).
 """
 
 from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration

@@ -1,6 +1,7 @@
 """Published numbers our results are compared with (ANCHORS.md), as (mean, std) per model and split.
 
-Pendulum errors are geometric-mean relative state errors (lower is better).
+Pendulum errors are geometric-mean relative state errors (lower is better); halo numbers are sigma68
+of the log stellar mass in dex (lower is better), keyed (target, model, split), with no std reported.
 """
 
 from __future__ import annotations
@@ -18,4 +19,12 @@ PENDULUM = {
     ("units", "dimensionless-hnn", "exp1"): (0.0061, 0.0024),
     ("units", "dimensionless-hnn", "exp2"): (0.0089, 0.0034),
     ("units", "dimensionless-hnn", "exp3"): (0.0435, 0.0047),
+}
+
+HALOS = {
+    # Storey-Fisher, Hogg, Genel, Villar et al.: scatter (sigma68, dex) of log stellar mass on the random
+    # 70/15/15 test split of IllustrisTNG TNG100-1-Dark halos (log10 M200m >= 10.25), ANCHORS section 4; no std given
+    ("log_mstar", "mass-only", "random"): (0.252, None),
+    ("log_mstar", "global", "random"): (0.189, None),
+    ("log_mstar", "scalars", "random"): (0.162, None),
 }

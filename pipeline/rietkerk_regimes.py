@@ -143,6 +143,8 @@ def regime_map_figure(maps: list[xr.Dataset], snapshots: int = 5) -> bytes:
             ax.set_title(f"R = {R[i]:.3g}: {labels[i]}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
+        for ax in axes[2 * row + 1][len(picks) :]:  # fewer rainfalls than snapshot places
+            ax.axis("off")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)

@@ -116,7 +116,8 @@ def discovery_lines(ds) -> list[str]:
     """The coefficient table and the rollout comparison in Markdown."""
     lines = ["| term | true | fitted | relative error |", "|---|---|---|---|"]
     for term, true, fitted in zip(ds["term"].values, ds["true"].values, ds["fitted"].values):
-        lines.append(f"| {term} | {true:.6g} | {fitted:.6g} | {abs(fitted - true) / abs(true):.2g} |")
+        error = "spurious (true 0)" if true == 0 else f"{abs(fitted - true) / abs(true):.2g}"
+        lines.append(f"| {term} | {true:.6g} | {fitted:.6g} | {error} |")
     lines += ["", "| R | truth | sparse regression | reaction MLP |", "|---|---|---|---|"]
     for i, R in enumerate(ds["R"].values):
         cells = [
