@@ -554,23 +554,55 @@ def reproduce_rietkerk(
 
 
 @main.command("run")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "demo", "paper"]),
+    default="demo",
+    show_default=True,
+    help="demo: quick sizes, few seeds (15 min on 2 CPU cores); paper: the published sizes, 3 seeds; "
+    "smoke: tiny sizes, a check that every step runs.",
+)
+@click.option(
+    "--systems",
+    default="pendulum,rietkerk,halos",
+    show_default=True,
+    help="Comma-separated subset of pendulum, rietkerk, halos.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where report.html and report.md go (default: reports/<preset> in the working directory).",
+)
+@click.option(
+    "--dask-address",
+    default=None,
+    help="dask scheduler for the halo features: an address (tcp://host:8786), 'local' or 'threads' "
+    "(default: $EQS_DASK_ADDRESS, else threads).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the produced refs as JSON.")
 @click.pass_context
-def run(ctx: click.Context, as_json: bool) -> None:
-    """Run the main job end to end (every pipeline that exists) against the catalog."""
+def run(
+    ctx: click.Context, preset: str, systems: str, report_dir: str | None, dask_address: str | None, as_json: bool
+) -> None:
+    """Run the main job end to end: every system, every OOD split, and the report."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .main import main_job  # imported here: Prefect takes seconds to import
+    from .main import choose_systems, main_job  # imported here: Prefect takes seconds to import
 
     cat = _catalog(ctx)
-    state = main_job(catalog=str(cat.root), return_state=True)
-    if state.is_failed():
-        click.echo(f"eqs run failed: {state.message}", err=True)
-        try:
-            state.result()
-        except Exception as exc:  # the flow's own error says what went wrong and where
-            click.echo(str(exc), err=True)
-        sys.exit(1)
-    refs = state.result()
+    try:
+        chosen = choose_systems(systems)
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    state = main_job(
+        catalog=str(cat.root),
+        preset=preset,
+        systems=chosen,
+        report_dir=report_dir,
+        dask_address=dask_address,
+        return_state=True,
+    )
+    refs = _flow_result(state, "eqs run")
     if as_json:
         _emit_json({"catalog": str(cat.root), "refs": refs})
     else:

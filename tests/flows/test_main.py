@@ -1,0 +1,113 @@
+"""The main job (``eqs run``) at the smoke preset: every system and the report, a second run entirely
+from cache, and an interrupted run that completes without recomputing what had finished."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import pipeline.halo_scalars
+import pipeline.report
+import sims.halo_population
+import sims.pendulum_protocols
+import sims.rietkerk_protocols
+import surrogates.halo_runs
+import surrogates.pendulum_runs
+import surrogates.rietkerk
+from data_catalog import Catalog
+from flows.cli import main as cli
+from flows.main import PRESETS, SYSTEMS, choose_systems, main_job
+
+EXPENSIVE = [  # every simulation, training and evaluation entry point, and the report
+    (sims.pendulum_protocols, "generate"),
+    (sims.rietkerk_protocols, "generate_split"),
+    (sims.halo_population, "iter_population"),
+    (surrogates.pendulum_runs, "train_model"),
+    (surrogates.pendulum_runs, "evaluate_model"),
+    (surrogates.rietkerk, "train_emulator"),
+    (surrogates.rietkerk, "evaluate_emulator"),
+    (surrogates.halo_runs, "train_halo_model"),
+    (surrogates.halo_runs, "evaluate_halo_model"),
+    (pipeline.report, "build_report"),
+]
+
+
+def forbid(monkeypatch, targets=EXPENSIVE):
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a finished step was computed again")
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, recomputed)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("main-job")
+    catalog, reports = root / "catalog", root / "reports"
+    args = ["--catalog", str(catalog), "run", "--preset", "smoke", "--report-dir", str(reports), "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    return Catalog(catalog), reports, out["refs"]
+
+
+def test_the_smoke_run_covers_every_system_and_writes_the_report(first_run):
+    catalog, reports, refs = first_run
+    assert set(refs) >= {"catalog-check", "report", "report-html", "report-markdown"}
+    info = catalog.info(refs["report"])
+    assert info.kind == "report"
+    parent_kinds = {catalog.info(p).kind for p in info.parents}
+    assert "evaluation" in parent_kinds  # the report cites the evaluations it was built from
+    html = (reports / "report.html").read_text()
+    assert str(reports / "report.html") == refs["report-html"]
+    for system in ("pendulum", "Rietkerk", "halo"):
+        assert system.lower() in html.lower()
+    assert (reports / "report.md").read_text().strip()
+
+
+def test_a_second_run_reuses_every_step(first_run, monkeypatch):
+    catalog, reports, refs = first_run
+    before = catalog.refs()
+    forbid(monkeypatch)
+    again = main_job(catalog=str(catalog.root), preset="smoke", report_dir=str(reports))
+    # the catalog check verifies the first run's datasets too, so its record gets a new version once
+    assert {k: v for k, v in again.items() if k != "catalog-check"} == {
+        k: v for k, v in refs.items() if k != "catalog-check"
+    }
+    new = set(catalog.refs()) - set(before)
+    assert {r.split("@")[0] for r in new} <= {"catalog-verification"}
+
+
+def test_an_interrupted_run_completes_only_the_missing_steps(tmp_path, monkeypatch):
+    catalog = tmp_path / "catalog"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went down")
+
+    with monkeypatch.context() as m:
+        m.setattr(surrogates.halo_runs, "evaluate_halo_model", crash)
+        state = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], return_state=True)
+        assert not state.is_completed()
+    done = Catalog(catalog).refs()
+    assert any(r.startswith("halos-smoke-synthetic-features@") for r in done)
+    # the population and the features (of all and of the subsampled test halos) had finished before the
+    # crash, in the first evaluation: they are not computed again
+    forbid(monkeypatch, [(sims.halo_population, "iter_population"), (pipeline.halo_scalars, "halo_scalars")])
+    refs = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], report_dir=str(tmp_path / "r"))
+    assert (tmp_path / "r" / "report.html").exists()
+    assert set(done) <= set(Catalog(catalog).refs())
+    assert refs["report"] in Catalog(catalog).refs()
+
+
+def test_systems_and_presets_are_checked():
+    assert choose_systems(None) == list(SYSTEMS)
+    assert choose_systems("halos, pendulum") == ["pendulum", "halos"]
+    with pytest.raises(ValueError, match="subset of"):
+        choose_systems("pendulum,galaxies")
+    with pytest.raises(ValueError, match="subset of"):
+        choose_systems([])
+    assert {"smoke", "demo", "paper"} <= set(PRESETS)
+    result = CliRunner().invoke(cli, ["run", "--systems", "weather"])
+    assert result.exit_code == 2 and "subset of" in result.output
