@@ -103,8 +103,9 @@ def main_job(
 ) -> dict[str, str]:
     """Run every pipeline against ``catalog`` and write the OOD report; returns step -> ref (or path).
 
-    ``report_dir`` defaults to ``reports/<preset>`` in the working directory. ``dask_address`` names an existing dask.distributed scheduler for the feature
-    extraction of particle data (see :func:`dask_address_for`).
+    ``report_dir`` defaults to ``reports/<preset>`` in the working directory. ``dask_address`` names
+    an existing dask.distributed scheduler for the feature extraction of particle data (see
+    :func:`dask_address_for`).
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
