@@ -1069,6 +1069,7 @@ def build_report(
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for others to read
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -1077,6 +1078,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str, Path]:

@@ -420,6 +420,12 @@ def test_write_report_round_trips_and_leaves_no_temporary_files(built, tmp_path)
     assert files == sorted(p.relative_to(out).as_posix() for p in paths.values())
     assert sorted(paths) == sorted(["html", "markdown", *(f"figures/{n}.png" for n in report.figures)])
     assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    mask = os.umask(0o022)
+    try:
+        write_report(report, out)
+    finally:
+        os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in paths.values()} == {0o644}  # readable by others, as files are
 
 
 def test_an_interrupted_write_keeps_the_previous_page(built, tmp_path, monkeypatch):
