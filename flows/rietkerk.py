@@ -20,7 +20,7 @@ from sims.rietkerk import DECLARATION
 from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
-from .progress import epoch_progress
+from .progress import counted, epoch_progress
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {
@@ -34,7 +34,8 @@ TRAINING = {
 def simulate_split(catalog: str, preset: str, split: str) -> str:
     """One split of the sweep (CPU always: the same bits, hence the same catalog version, everywhere)."""
     cfg = rp.preset(preset)
-    ds = rp.generate_split(cfg, split, device="cpu")
+    with counted(cfg.size(split), f"simulating the {split} split of the {preset} sweep") as update:
+        ds = rp.generate_split(cfg, split, device="cpu", progress=lambda done, total: update(done))
     return Catalog(catalog).write(ds, f"rietkerk-{preset}-{split}", kind=RAW_KIND, params=cfg.to_dict(), seed=cfg.seed)
 
 
