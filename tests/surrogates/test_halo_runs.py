@@ -116,3 +116,15 @@ def test_a_catalog_global_model_refuses_particle_globals(catalog_and_features):
     with pytest.raises(ValueError, match="lacks \\(global_source = particles\\)|which this catalog lacks"):
         hr.design_matrix(particles_only, ["log_m200m", "global"])
     assert hr.input_variables("global", particles_only) == ["log_m200m", "global_particles"]
+
+
+def test_the_scalars_model_reads_the_elementary_scalars_only(catalog_and_features):
+    _, features = catalog_and_features
+    variables = hr.input_variables("scalars", features)
+    x = hr.design_matrix(features, variables)
+    products = [str(s) for s in features["scalar"].values if "*" in str(s)]  # products of two single-shell scalars
+    assert x.shape == (features.sizes["halo"], 1 + features.sizes["scalar"] - len(products)) == (x.shape[0], 103)
+    elementary = features["scalars"].sel(scalar=[s for s in features["scalar"].values if "*" not in str(s)])
+    np.testing.assert_array_equal(x[:, 1:], elementary.values)
+    with pytest.raises(ValueError, match="unknown variable subset"):
+        hr.design_matrix(features, ["log_m200m", "scalars:products"])
