@@ -559,7 +559,7 @@ def reproduce_rietkerk(
     type=click.Choice(["smoke", "demo", "paper"]),
     default="demo",
     show_default=True,
-    help="demo: quick sizes, few seeds (15 min on 2 CPU cores); paper: the published sizes, 3 seeds; "
+    help="demo: quick sizes, few seeds (8 min on 2 CPU cores); paper: the published sizes, 3 seeds; "
     "smoke: tiny sizes, a check that every step runs.",
 )
 @click.option(
