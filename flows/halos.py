@@ -237,8 +237,8 @@ def halos_flow(
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     if raw_ref is not None:
-        raw = Catalog(root).resolve(raw_ref)
-        kind = Catalog(root).info(raw).kind
+        info = Catalog(root).info(raw_ref)
+        raw, kind = info.ref, info.kind
         if kind != HALOS_KIND:
             raise ValueError(f"raw_ref {raw} is a {kind!r} dataset, expected a 'halos.catalog'")
         stem = parse_ref(raw).name

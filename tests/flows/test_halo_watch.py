@@ -63,3 +63,18 @@ def test_dataset_names_are_valid_catalog_names():
     for stem in ("run 42 (z=0)", "..hidden", "snap_099.final", "é"):
         name = dataset_name(Path(f"{stem}.hdf5"))
         parse_ref(f"{name}@v1")
+
+
+def test_the_halo_flow_takes_only_a_halo_catalog_as_raw_ref(watched, tmp_path):
+    from support import demo_dataset
+
+    from flows.halos import halos_flow
+
+    catalog = Catalog(tmp_path / "catalog")
+    other = catalog.write(demo_dataset(0), "not-halos")
+    with pytest.raises(ValueError, match="expected a 'halos.catalog'"):
+        halos_flow(preset="smoke", catalog=str(catalog.root), raw_ref=other)
+    with pytest.raises(ValueError, match="not both"):
+        halos_flow(
+            preset="smoke", catalog=str(catalog.root), raw_ref=other, source=str(watched / "a.hdf5"), format="hdf5"
+        )
