@@ -20,7 +20,6 @@ from .catalog_check import catalog_check
 from .conventions import catalog_task, in_catalog
 
 SYSTEMS = ("pendulum", "rietkerk", "halos")
-REPORT_KIND = "report"
 
 # What each main-job preset runs. `smoke` is tiny (a check that every step runs, for the tests);
 # `demo` uses the systems' quick presets with few seeds so that the
@@ -67,8 +66,8 @@ def dask_address_for(dask_address: str | None) -> str:
 @catalog_task
 def build_report(catalog: str, results: dict[str, Any], preset: str) -> str:
     """The OOD report of ``results`` (the systems' flow results), stored as kind ``report``; its ref."""
+    from pipeline.report import REPORT_KIND, report_dataset
     from pipeline.report import build_report as build
-    from pipeline.report import report_dataset
 
     cat = Catalog(catalog)
     report = build(cat, results, title=f"eqs OOD evaluation report ({preset})", preset=preset)
