@@ -20,17 +20,21 @@ Particles
     subhalos with dN/dln m ~ m^-0.9 hold 8-20 % of the mass (more for late formers; fewer in halos of
     under ~1000 particles, where few clumps are resolved), each an NFW clump at a radius drawn from
     the host profile, stripped to its Jacobi radius (so few survive near the centre), with a bulk
-    velocity drawn from the host dispersion. In the inner halo the angular distribution is lopsided,
-    density proportional to 1 + A(r) cos(theta) with A(r) = A0 exp(-(r / 0.15 R200m)^2) and
-    A0 = 0.8 Phi(``offset``): the centre of mass of the inner shell [0, 0.1) R200m moves off the centre
-    (the potential minimum, kept at the catalog ``position``) while the radial profile stays exactly
-    NFW. Triaxial stretching moves a few per cent of the particles beyond R200m, as in real halos;
-    M200m stays the drawn mass, which the particle masses sum to.
+    velocity drawn from the host dispersion. The angular distribution is lopsided, density
+    proportional to 1 + A(r) cos(theta) with A(r) = A0 exp(-(r / 0.7 R200m)^2) and
+    A0 = 0.8 Phi(``offset``), uniform on [0, 0.8]: the centres of mass of the shells move off the
+    centre (the potential minimum, kept at the catalog ``position``), most in the inner halo, while
+    the radial profile stays exactly NFW. The whole-halo offset |x_cm| / R200m then spans 0 to 0.06
+    (median 0.03), the range measured in simulated halos (Neto et al. 2007, who call halos with
+    x_off < 0.07 relaxed); substructure adds its own offsets on top. Triaxial stretching moves a few
+    per cent of the particles beyond R200m, as in real halos; M200m stays the drawn mass, which the
+    particle masses sum to.
 Galaxies
     log10 M* = Behroozi et al. (2013) mean relation at log10 M200m
-    + s_f ``formation`` - s_o ``offset`` + s_s ``shape`` + s_n ``noise``, all latents standard normal and
-    independent; the pure-noise part s_n is irreducible. Defaults (0.12, 0.10, 0.05, 0.10) dex give
-    0.19 dex total at fixed mass.
+    + s_f ``formation`` - s_o u + s_s ``shape`` + s_n ``noise``, with u = sqrt(12) (A0 / 0.8 - 1/2) the
+    standardised dipole amplitude (:func:`offset_score`); the latents are standard normal and
+    independent, u has mean 0 and variance 1, and the pure-noise part s_n is irreducible. Defaults
+    (0.12, 0.10, 0.05, 0.10) dex give 0.19 dex total at fixed mass.
 
 Random streams: halo properties come from ``SeedSequence([seed, 0])``, the particles of halo i from
 ``SeedSequence([seed, 1, i])``, so a population can be generated in chunks of any size with an
@@ -80,7 +84,7 @@ class PopulationConfig:
     10.25 <= log10(M200m h / Msun) of ANCHORS section 4 (up to 13.5) converted with h = 0.6774.
     Halos heavier than ``max_particles * particle_mass`` get heavier particles (``max_particles``
     each). The ``scatter_*`` values (dex) split the scatter of log10 M* at fixed halo mass into the
-    parts driven by formation time (hence concentration), by the inner centre-of-mass offset, by
+    parts driven by formation time (hence concentration), by the centre-of-mass offset, by
     shape, and pure noise; they add in quadrature.
 
     Other fields: ``particle_mass`` (Msun); ``concentration_scatter``, ``spin_scatter`` (dex);
@@ -109,7 +113,7 @@ class PopulationConfig:
     shape_scatter: float = 0.1
     shape_min: float = 0.2
     offset_amplitude: float = 0.8
-    offset_radius: float = 0.15
+    offset_radius: float = 0.7
     sub_fraction_mean: float = 0.14
     sub_fraction_formation: float = 0.02
     sub_fraction_scatter: float = 0.02
@@ -169,7 +173,7 @@ class HaloProperties:
     Arrays are indexed by halo: ``M200m`` (Msun), ``R200m`` (kpc), ``concentration``, ``c_over_a``,
     ``b_over_a``, ``rotation`` (halo, 3, 3; columns are the major, intermediate and minor axes),
     ``position`` (kpc), ``velocity`` (km s^-1), ``particle_count``, ``particle_mass`` (Msun),
-    ``sub_fraction`` (target subhalo mass fraction), ``offset_amplitude`` (A0 of the inner dipole),
+    ``sub_fraction`` (target subhalo mass fraction), ``offset_amplitude`` (A0 of the dipole),
     ``offset_direction`` (unit vectors), ``spin_target`` (Bullock lambda'), ``spin_axis`` (unit
     vectors), ``log_mstar`` and ``log_mstar_mean`` (log10 Msun). ``latents`` holds the standard
     normal latents ``formation``, ``offset``, ``shape``, ``noise`` (those that set M*) and the
@@ -459,6 +463,17 @@ def _rotations(q: np.ndarray) -> np.ndarray:
     )
 
 
+def offset_score(latent: np.ndarray) -> np.ndarray:
+    """The standardised dipole amplitude: A0 / A_max = Phi(latent) is uniform on [0, 1], so
+    sqrt(12) (Phi(latent) - 1/2) has mean 0 and variance 1.
+
+    The galaxy responds to this measurable amplitude rather than to the Gaussian latent behind it:
+    Phi saturates in the tails, so no finite-particle estimate of A0 could recover the latent there,
+    and a galaxy tied to the latent would carry scatter that no halo property explains.
+    """
+    return np.sqrt(12.0) * (ndtr(latent) - 0.5)
+
+
 def sample_halo_properties(config: PopulationConfig) -> HaloProperties:
     """Every per-halo property and galaxy of the population, without particles (fast, vectorised)."""
     t = _config_tables(config)
@@ -502,7 +517,7 @@ def sample_halo_properties(config: PopulationConfig) -> HaloProperties:
     log_mstar = (
         log_mstar_mean
         + config.scatter_formation * lat["formation"]
-        - config.scatter_offset * lat["offset"]
+        - config.scatter_offset * offset_score(lat["offset"])
         + config.scatter_shape * lat["shape"]
         + config.scatter_noise * lat["noise"]
     )

@@ -190,13 +190,23 @@ def test_recorded_irreducible_scatter_is_what_the_latents_leave():
     assert 0.17 < config.scatter_total < 0.23
     resid = props.log_mstar - props.log_mstar_mean
     assert resid.std() == pytest.approx(config.scatter_total, rel=0.05)
-    design = np.column_stack([np.ones(resid.size)] + [props.latents[n] for n in ("formation", "offset", "shape")])
+    lat = props.latents
+    design = np.column_stack([np.ones(resid.size), lat["formation"], hp.offset_score(lat["offset"]), lat["shape"]])
     coef, *_ = np.linalg.lstsq(design, resid, rcond=None)
     np.testing.assert_allclose(coef[1:], [0.12, -0.10, 0.05], atol=0.01)
     assert np.std(resid - design @ coef) == pytest.approx(ds.attrs["scatter_irreducible_dex"], rel=0.05)
     # the pure-noise latent is independent of every latent the particles see
     for name in ("formation", "offset", "shape", "substructure", "spin"):
         assert abs(np.corrcoef(props.latents["noise"], props.latents[name])[0, 1]) < 0.06
+
+
+def test_offset_score_is_the_standardised_dipole_amplitude():
+    config, props = _props(4000)
+    score = hp.offset_score(props.latents["offset"])
+    amplitude = props.offset_amplitude / config.offset_amplitude  # uniform on [0, 1]
+    np.testing.assert_allclose(score, np.sqrt(12.0) * (amplitude - 0.5), atol=1e-12)
+    assert abs(score.mean()) < 0.05 and score.std() == pytest.approx(1.0, rel=0.03)
+    assert stats.kstest(amplitude, "uniform").pvalue > 1e-3
 
 
 def test_particles_carry_information_about_the_latents():
