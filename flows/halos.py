@@ -70,7 +70,16 @@ PRESETS: dict[str, dict[str, Any]] = {
             "patience": 15,
         },
         # at 20,000 halos a wider scalars MLP with a light weight decay is best (RESULTS, issue 6 runs)
-        "model_training": {"scalars": {"weight_decay": 1e-3, "batch_size": 512}},
+        "model_training": {
+            "scalars": {
+                "weight_decay": 1e-3,
+                "batch_size": 512,
+                "epochs": 300,
+                "lr_decay_every": 100,
+                "val_every": 5,
+                "patience": None,  # the validation NLL stalls early while the mean keeps improving
+            }
+        },
         "hidden": {"scalars": (128, 128)},
     },
 }
