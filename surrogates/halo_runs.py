@@ -274,26 +274,45 @@ def predict_loaded(loaded: LoadedModel, features: xr.Dataset) -> tuple[np.ndarra
 def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, split: str) -> str:
     """Store a ``halos.evaluation`` of a model: on the test halos of ``split`` (``random`` or
     ``mass_threshold``), or on every halo of ``features_ref`` (any other split name, e.g. ``subsampled``)."""
-    loaded = load_model(catalog, model_ref, device="cpu", dtype=torch.float64)
+    return _evaluate(catalog, [model_ref], features_ref, split, f"{parse_ref(model_ref).name}-on-{split}")
+
+
+def evaluate_halo_ensemble(
+    catalog: Catalog, model_refs: Sequence[str], features_ref: str, split: str, name: str
+) -> str:
+    """Store a ``halos.evaluation`` of the deep ensemble of ``model_refs`` (one kind of model and one
+    target, trained with different seeds) under ``name``: the mean of the members' means, and the
+    sigma of their equal-weight Gaussian mixture, sqrt(mean of sigma^2 + variance of the means)."""
+    if len(model_refs) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {list(model_refs)}")
+    return _evaluate(catalog, model_refs, features_ref, split, name)
+
+
+def _evaluate(catalog: Catalog, model_refs: Sequence[str], features_ref: str, split: str, name: str) -> str:
+    loaded = [load_model(catalog, ref, device="cpu", dtype=torch.float64) for ref in model_refs]
+    kinds = {(str(m.attrs["halo_model"]), str(m.attrs["target"])) for m in loaded}
+    if len(kinds) != 1:
+        raise ValueError(f"an ensemble must share one model kind and target; {list(model_refs)} have {sorted(kinds)}")
+    ((halo_model, target),) = kinds
     features = catalog.open(features_ref).load()
-    target = str(loaded.attrs["target"])
     rows = split_indices(features, split)["test"] if split in ("random", "mass_threshold") else slice(None)
     part = features.isel(halo=rows)
-    mean, sigma = predict_loaded(loaded, part)
+    means, sigmas = zip(*(predict_loaded(m, part) for m in loaded), strict=True)
+    mean = np.mean(means, axis=0)
+    sigma = np.sqrt(np.mean(np.square(sigmas), axis=0) + np.var(means, axis=0))
     ds = evaluation_dataset(
         part["halo_id"].values,
         part["log_m200m"].values,
-        _target(part, target, model_ref),
+        _target(part, target, model_refs[0]),
         mean,
         sigma,
-        model=catalog.resolve(model_ref),
+        model=",".join(catalog.resolve(ref) for ref in model_refs),
         data=catalog.resolve(features_ref),
         split=split,
         target=target,
-        extra_attrs={"system": "halos", "halo_model": str(loaded.attrs["halo_model"])},
+        extra_attrs={"system": "halos", "halo_model": halo_model, "members": len(loaded)},
     )
-    name = f"{parse_ref(model_ref).name}-on-{split}"
-    return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(model_ref, features_ref))
+    return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(*model_refs, features_ref))
 
 
 def asinh_scaled(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

@@ -134,3 +134,22 @@ def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
     with pytest.raises(ValueError, match="a snapshot number is only read with a tng source"):
         halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), snapshot=99)
     assert Catalog(tmp_path / "c").names() == []
+
+
+def test_several_seeds_add_their_ensemble(smoke):
+    # last in the file: its second seed becomes the newest scalars model, predict-galaxies' default
+    root, first = smoke
+    result = halos_flow(preset="smoke", seeds=2, catalog=root, models=["scalars"])
+    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    assert set(rows) == {
+        (m, s) for m in ("scalars", "scalars-ensemble") for s in ("random", "subsampled", "mass_threshold")
+    }
+    members = result["models"]["log_mstar/scalars"]["random"]
+    assert members[0] == first["models"]["log_mstar/scalars"]["random"][0] and len(members) == 2
+    cat = Catalog(root)
+    for (model, split), row in rows.items():
+        if model == "scalars-ensemble":
+            assert row["seeds"] == 1 and row["halos"] == rows["scalars", split]["halos"]
+            (ref,) = row["evaluations"]
+            assert cat.open(ref).attrs["members"] == 2
+    assert set(members) <= set(cat.info(rows["scalars-ensemble", "random"]["evaluations"][0]).parents)

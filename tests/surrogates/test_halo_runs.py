@@ -128,3 +128,32 @@ def test_the_scalars_model_reads_the_elementary_scalars_only(catalog_and_feature
     np.testing.assert_array_equal(x[:, 1:], elementary.values)
     with pytest.raises(ValueError, match="unknown variable subset"):
         hr.design_matrix(features, ["log_m200m", "scalars:products"])
+
+
+def test_the_ensemble_evaluation_is_the_members_gaussian_mixture(catalog_and_features, tmp_path):
+    _, features = catalog_and_features
+    cat = Catalog(tmp_path / "c")
+    ref = cat.write(features, "f", kind=FEATURES_KIND)
+    stored = {}
+    for model, seed in (("scalars", 0), ("scalars", 1), ("scalars", 2), ("global", 0)):
+        config = TrainConfig(seed=seed, epochs=4, batch_size=32, progress=False)
+        module, result, variables = hr.train_halo_model(model, features, "random", "log_mstar", config)
+        stored[model, seed] = hr.store_halo_model(cat, f"m-{model}-{seed}", model, module, result, config,
+                                                  features_ref=ref, split="random", target="log_mstar",
+                                                  variables=variables)  # fmt: skip
+    members = [stored["scalars", s] for s in range(3)]
+    single = [cat.open(hr.evaluate_halo_model(cat, m, ref, "random")).load() for m in members]
+    ensemble = cat.open(hr.evaluate_halo_ensemble(cat, members, ref, "random", "ens-on-random")).load()
+    means = np.array([ds["predicted_mean"].values for ds in single])
+    sigmas = np.array([ds["predicted_sigma"].values for ds in single])
+    assert np.ptp(means, axis=0).max() > 0  # the seeds differ, so the mixture is wider than its members
+    np.testing.assert_allclose(ensemble["predicted_mean"].values, means.mean(axis=0), rtol=0, atol=1e-12)
+    expected_sigma = np.sqrt((sigmas**2).mean(axis=0) + means.var(axis=0))
+    np.testing.assert_allclose(ensemble["predicted_sigma"].values, expected_sigma, rtol=1e-12)
+    np.testing.assert_array_equal(ensemble["true"].values, single[0]["true"].values)
+    assert ensemble.attrs["members"] == 3 and set(cat.info("ens-on-random").parents) == {*members, ref}
+    with pytest.raises(ValueError, match="at least two"):
+        hr.evaluate_halo_ensemble(cat, members[:1], ref, "random", "one")
+    with pytest.raises(ValueError, match="one model kind"):
+        hr.evaluate_halo_ensemble(cat, [members[0], stored["global", 0]], ref, "random", "mixed")
+    assert "one" not in cat.names() and "mixed" not in cat.names()
