@@ -48,6 +48,8 @@ from sims.halos import (
 PathLike = str | os.PathLike[str]
 
 DEFAULT_CHUNK_HALOS = 4096
+#: At most this many particles per chunk read or checked (about 235 MB of positions, velocities and masses).
+CHUNK_PARTICLES = 2**22
 #: Attribute counting the halos a reader left out for having no particles; the writer sums it over chunks.
 DROPPED_ATTR = "dropped_empty_halos"
 SUMMED_ATTRS = (DROPPED_ATTR,)
@@ -84,13 +86,19 @@ def _check_chunk_halos(chunk_halos: int) -> None:
         raise ValueError(f"chunk_halos must be a positive integer, got {chunk_halos!r}")
 
 
-def _chunk_bounds(counts: np.ndarray, chunk_halos: int) -> Iterator[tuple[int, int, int, int]]:
-    """(first halo, end halo, first particle, end particle) of each chunk of contiguous halos."""
+def _chunk_bounds(
+    counts: np.ndarray, chunk_halos: int, chunk_particles: int = CHUNK_PARTICLES
+) -> Iterator[tuple[int, int, int, int]]:
+    """(first halo, end halo, first particle, end particle) of each chunk of contiguous halos: at most
+    ``chunk_halos`` halos and ``chunk_particles`` particles (a heavier halo makes a chunk of its own)."""
     ends = np.cumsum(counts, dtype=np.int64)
     starts = ends - counts
-    for i0 in range(0, counts.size, chunk_halos):
-        i1 = min(i0 + chunk_halos, counts.size)
+    i0 = 0
+    while i0 < counts.size:
+        fits = int(np.searchsorted(ends, starts[i0] + chunk_particles, side="right"))
+        i1 = min(i0 + chunk_halos, max(fits, i0 + 1), counts.size)
         yield i0, i1, int(starts[i0]), int(ends[i1 - 1])
+        i0 = i1
 
 
 def _layout_problems(ids: np.ndarray, counts: np.ndarray, offsets: np.ndarray, n_particles: int) -> list[str]:

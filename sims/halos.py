@@ -77,14 +77,17 @@ def check_catalog(ds: xr.Dataset) -> list[str]:
             problems.append(f"{name}: missing (required)")
     if problems:
         return problems
+    # reductions, not .values: on a lazily opened catalog they run chunk by chunk in bounded memory
+    nonfinite = {}
     for name in (*REQUIRED, *OPTIONAL, *PARTICLE_UNITS, *TARGETS):
-        if name in ds and ds[name].dtype.kind == "f" and not np.isfinite(ds[name].values).all():
-            bad = int((~np.isfinite(ds[name].values)).sum())
-            problems.append(f"{name}: {bad} NaN or infinite value(s)")
+        if name in ds and ds[name].dtype.kind == "f":
+            nonfinite[name] = int((~np.isfinite(ds[name])).sum())
+            if nonfinite[name]:
+                problems.append(f"{name}: {nonfinite[name]} NaN or infinite value(s)")
     for name in ("M200m", "R200m", "particle_mass"):
-        values = ds[name].values
-        if np.isfinite(values).all() and (values <= 0).any():
-            problems.append(f"{name}: values must be positive, found {values.min():.6g}")
+        smallest = float(ds[name].min()) if ds.sizes.get(ds[name].dims[0], 0) else np.inf
+        if not nonfinite.get(name) and smallest <= 0:
+            problems.append(f"{name}: values must be positive, found {smallest:.6g}")
     counts = ds["particle_count"].values.astype(np.int64)
     offsets = ds["particle_offset"].values.astype(np.int64)
     if (counts <= 0).any():

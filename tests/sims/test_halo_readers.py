@@ -16,6 +16,7 @@ import xarray as xr
 from data_catalog import check_dataset
 from sims.halo_readers import (
     DROPPED_ATTR,
+    _chunk_bounds,
     iter_hdf5,
     iter_rockstar,
     open_canonical,
@@ -365,6 +366,35 @@ def test_hdf5_nan_in_a_field(canonical):
         next(chunks)
     with pytest.raises(HaloCatalogError, match=r"halos\.h5: .*M200m: 1 NaN"):
         open_canonical(canonical, chunks={"halo": 2})
+
+
+def test_chunks_bound_both_halos_and_particles():
+    counts = np.random.default_rng(0).integers(1, 50, 500)
+    counts[17] = 1000  # heavier than a chunk's particle budget: a chunk of its own
+    bounds = list(_chunk_bounds(counts, 64, 200))
+    ends = np.cumsum(counts)
+    assert bounds[0][0] == 0 and bounds[-1][1] == counts.size and bounds[-1][3] == ends[-1]
+    for (i0, i1, p0, p1), following in zip(bounds, bounds[1:] + [None]):
+        assert 0 < i1 - i0 <= 64 and p1 - p0 == counts[i0:i1].sum() and p0 == ends[i0] - counts[i0]
+        assert p1 - p0 <= 200 or i1 - i0 == 1
+        if following is not None:
+            assert following[0] == i1 and following[2] == p1
+
+
+@pytest.mark.filterwarnings("ignore:The specified chunks separate the stored chunks")
+def test_lazy_checks_find_bad_particles(canonical):
+    """A lazily opened catalog is checked by chunked reductions; they must still see every value."""
+    with h5py.File(canonical, "r+") as f:
+        f["particle_position"][-1, 2] = np.inf
+        f["particle_mass"][0] = -1.0
+    with pytest.raises(HaloCatalogError) as error:
+        open_canonical(canonical, chunks={"halo": 2, "particle": 3})
+    assert "particle_position: 1 NaN or infinite" in str(error.value)
+    assert "particle_mass: values must be positive, found -1" in str(error.value)
+    ds = xr.open_dataset(canonical, engine="h5netcdf", chunks={"halo": 2, "particle": 3})
+    problems = check_dataset(ds, HALOS_KIND)
+    assert any("particle_position: 1 NaN" in p for p in problems), problems
+    assert any("particle_mass: values must be positive" in p for p in problems), problems
 
 
 def test_hdf5_unknown_units(canonical):
