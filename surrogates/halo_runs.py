@@ -298,8 +298,11 @@ def _evaluate(catalog: Catalog, model_refs: Sequence[str], features_ref: str, sp
     rows = split_indices(features, split)["test"] if split in ("random", "mass_threshold") else slice(None)
     part = features.isel(halo=rows)
     means, sigmas = zip(*(predict_loaded(m, part) for m in loaded), strict=True)
-    mean = np.mean(means, axis=0)
-    sigma = np.sqrt(np.mean(np.square(sigmas), axis=0) + np.var(means, axis=0))
+    if len(loaded) == 1:
+        mean, sigma = means[0], sigmas[0]
+    else:
+        mean = np.mean(means, axis=0)
+        sigma = np.sqrt(np.mean(np.square(sigmas), axis=0) + np.var(means, axis=0))
     ds = evaluation_dataset(
         part["halo_id"].values,
         part["log_m200m"].values,
@@ -310,7 +313,11 @@ def _evaluate(catalog: Catalog, model_refs: Sequence[str], features_ref: str, sp
         data=catalog.resolve(features_ref),
         split=split,
         target=target,
-        extra_attrs={"system": "halos", "halo_model": halo_model, "members": len(loaded)},
+        extra_attrs={
+            "system": "halos",
+            "halo_model": halo_model,
+            **({"members": len(loaded)} if len(loaded) > 1 else {}),
+        },
     )
     return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(*model_refs, features_ref))
 
