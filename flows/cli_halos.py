@@ -174,7 +174,8 @@ def ingest_halos_command(
     "--model",
     "models",
     multiple=True,
-    help="Model ref NAME@vN (repeatable, one per target) [default: the newest halos-*-scalars model of each target].",
+    help="Model ref NAME@vN (repeatable, one per target) [default: per target, the newest seeds' ensemble "
+    "halos-*-scalars-ensemble, else the newest halos-*-scalars model].",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .h5 or .csv.")
 @click.option(

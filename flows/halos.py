@@ -3,8 +3,8 @@
 catalog (synthetic population or an ingested file) -> invariant scalars and features (dask) ->
 models (mass-only, global, scalars) x seeds on the random 70/15/15 split and on the mass-threshold
 split -> evaluations on the random test halos, above the mass threshold, and on the test halos
-subsampled to a quarter of their particles; with several seeds, also of the seeds' deep ensemble ->
-forward selection of the scalars -> summary.
+subsampled to a quarter of their particles; with several seeds, also of the seeds' deep ensemble,
+stored as one model -> forward selection of the scalars -> summary.
 
 Every step is a cached catalog task; MLP training checkpoints under the catalog's cache, so an
 interrupted flow resumes where it stopped.
@@ -208,10 +208,11 @@ def evaluate_halo_model(catalog: str, model_ref: str, features_ref: str, split: 
 
 
 @catalog_task
-def evaluate_halo_ensemble(catalog: str, model_refs: list[str], features_ref: str, split: str, name: str) -> str:
+def store_halo_ensemble(catalog: str, model_refs: list[str], name: str) -> str:
+    """The seeds' deep ensemble as one stored model (what ``predict-galaxies`` uses by default)."""
     from surrogates import halo_runs as hr
 
-    return hr.evaluate_halo_ensemble(Catalog(catalog), model_refs, features_ref, split, name)
+    return hr.store_halo_ensemble(Catalog(catalog), model_refs, name)
 
 
 @catalog_task
@@ -304,10 +305,11 @@ def halos_flow(
             if model != "mass-only" and seeds > 1:  # the seeds' deep ensemble, evaluated on the same halos
                 for split in SPLITS:
                     suffix = "" if split == "random" else "-masscut"
+                    name = f"{prefix}-{target}-{model}-ensemble{suffix}"
+                    ref = in_catalog(store_halo_ensemble, root)(root, trained[key][split], name)
+                    trained.setdefault(f"{key}-ensemble", {}).setdefault(split, []).append(ref)
                     for data, name_of_split in _test_sets(features, low_features, split):
-                        name = f"{prefix}-{target}-{model}-ensemble{suffix}-on-{name_of_split}"
-                        members = trained[key][split]
-                        done = in_catalog(evaluate_halo_ensemble, root)(root, members, data, name_of_split, name)
+                        done = in_catalog(evaluate_halo_model, root)(root, ref, data, name_of_split)
                         evaluations.setdefault(f"{key}-ensemble", {}).setdefault(name_of_split, []).append(done)
     importance = {t: in_catalog(feature_importance, root)(root, features, t) for t in wanted}
     summary = halos_summary(cat, evaluations, importance)

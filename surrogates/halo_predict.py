@@ -3,7 +3,8 @@
 :func:`predict_galaxies` computes the invariant scalars and features of a ``halos.catalog`` and runs
 one trained model per target on them; :func:`write_predictions` writes the result as HDF5 (.h5,
 through xarray and h5netcdf) or CSV (.csv). :func:`default_models` finds the models trained by
-``eqs reproduce halos``: per target, the newest ``halos-*-scalars`` model of the catalog.
+``eqs reproduce halos``: per target, the newest ``halos-*-scalars-ensemble`` model of the catalog (the
+seeds' deep ensemble), else the newest ``halos-*-scalars`` one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pipeline.halo_scalars import halo_scalars
 from surrogates.artifacts import MODEL_KIND, LoadedModel, load_model
 from surrogates.halo_runs import predict_loaded
 
-DEFAULT_PATTERN = "halos-*-scalars"
+DEFAULT_PATTERNS = ("halos-*-scalars-ensemble", "halos-*-scalars")  # in order of preference
 FORMATS = (".h5", ".hdf5", ".csv")
 
 
@@ -33,25 +34,27 @@ class NoHaloModelError(LookupError):
     """The catalog holds no model to predict with; the message says how to train one."""
 
 
-def default_models(catalog: Catalog, pattern: str = DEFAULT_PATTERN) -> list[str]:
-    """Per target, the newest model whose name matches ``pattern`` (creation time, then version)."""
-    newest: dict[str, tuple[str, int, str]] = {}
+def default_models(catalog: Catalog, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[str]:
+    """Per target, the newest model (creation time, then version) whose name matches the first of
+    ``patterns`` that any model of that target matches."""
+    newest: dict[str, tuple[int, str, int, str]] = {}
     for name in catalog.names():
-        if not fnmatch.fnmatchcase(name, pattern):
+        rank = next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(name, p)), None)
+        if rank is None:
             continue
         info = catalog.info(name)
         if info.kind != MODEL_KIND or "target" not in info.attrs:
             continue
-        key = (info.created_utc, info.version, info.ref)
+        key = (-rank, info.created_utc, info.version, info.ref)
         target = str(info.attrs["target"])
         if target not in newest or key > newest[target]:
             newest[target] = key
     if not newest:
         raise NoHaloModelError(
-            f"no trained halo model ({pattern!r}) in the catalog {catalog.root}; run `eqs reproduce halos "
-            "--preset quick` first, or name one with --model NAME@vN"
+            f"no trained halo model ({' or '.join(map(repr, patterns))}) in the catalog {catalog.root}; run "
+            "`eqs reproduce halos --preset quick` first, or name one with --model NAME@vN"
         )
-    return [newest[t][2] for t in sorted(newest)]
+    return [newest[t][3] for t in sorted(newest)]
 
 
 def load_halo_models(catalog: Catalog, refs: Sequence[str]) -> list[LoadedModel]:

@@ -36,7 +36,7 @@ from data_catalog import Catalog, parse_ref
 from pipeline.halo_evaluation import EVALUATION_KIND, IMPORTANCE_KIND, evaluation_dataset, importance_dataset
 from pipeline.halo_features import feature_targets, split_indices
 from pipeline.halo_scalars import SCALAR_KINDS, SCALAR_NAMES
-from surrogates.artifacts import LoadedModel, load_model, register_model, save_model
+from surrogates.artifacts import LoadedModel, load_model, model_class, register_model, save_model
 from surrogates.halos import GaussianMLP, StellarToHaloRelation, forward_selection, predict_gaussian, train_gaussian_mlp
 from surrogates.training import TrainConfig, TrainResult
 
@@ -139,6 +139,41 @@ class AsinhGaussianMLP(GaussianMLP):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_sigma = super().forward(self.encode(x))
         return mean + self.baseline(x), log_sigma
+
+
+@register_model("halo-gaussian-ensemble")
+class GaussianEnsemble(torch.nn.Module):
+    """A deep ensemble of Gaussian halo models (same inputs and target, different seeds), as one model.
+
+    Its mean is the mean of the members' means; its sigma is that of their equal-weight Gaussian
+    mixture, sqrt(mean of sigma^2 + variance of the means), so the seeds' disagreement widens it.
+    ``members`` lists each member's registered class and config (weights come with the state dict).
+    """
+
+    def __init__(self, members: Sequence[dict[str, Any]]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        self.specs = [{"class": str(m["class"]), "config": dict(m["config"])} for m in members]
+        self.members = torch.nn.ModuleList(model_class(m["class"])(**m["config"]) for m in self.specs)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"members": self.specs}
+
+    @classmethod
+    def of(cls, loaded: Sequence[LoadedModel]) -> GaussianEnsemble:
+        """The ensemble of models loaded from the catalog (their weights copied)."""
+        ensemble = cls([{"class": m.model_class, "config": m.config} for m in loaded]).to(torch.float64)
+        for member, source in zip(ensemble.members, loaded, strict=True):
+            member.load_state_dict(source.model.state_dict())  # copies into float64: nothing is rounded
+        return ensemble
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        means, log_sigmas = zip(*(member(x) for member in self.members), strict=True)
+        mean = torch.stack(means).mean(0)
+        variance = torch.exp(2 * torch.stack(log_sigmas)).mean(0) + torch.stack(means).var(0, correction=0)
+        return mean, 0.5 * torch.log(variance)
 
 
 def input_variables(model: str, features: xr.Dataset) -> list[str]:
@@ -274,52 +309,48 @@ def predict_loaded(loaded: LoadedModel, features: xr.Dataset) -> tuple[np.ndarra
 def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, split: str) -> str:
     """Store a ``halos.evaluation`` of a model: on the test halos of ``split`` (``random`` or
     ``mass_threshold``), or on every halo of ``features_ref`` (any other split name, e.g. ``subsampled``)."""
-    return _evaluate(catalog, [model_ref], features_ref, split, f"{parse_ref(model_ref).name}-on-{split}")
-
-
-def evaluate_halo_ensemble(
-    catalog: Catalog, model_refs: Sequence[str], features_ref: str, split: str, name: str
-) -> str:
-    """Store a ``halos.evaluation`` of the deep ensemble of ``model_refs`` (one kind of model and one
-    target, trained with different seeds) under ``name``: the mean of the members' means, and the
-    sigma of their equal-weight Gaussian mixture, sqrt(mean of sigma^2 + variance of the means)."""
-    if len(model_refs) < 2:
-        raise ValueError(f"an ensemble needs at least two models, got {list(model_refs)}")
-    return _evaluate(catalog, model_refs, features_ref, split, name)
-
-
-def _evaluate(catalog: Catalog, model_refs: Sequence[str], features_ref: str, split: str, name: str) -> str:
-    loaded = [load_model(catalog, ref, device="cpu", dtype=torch.float64) for ref in model_refs]
-    kinds = {(str(m.attrs["halo_model"]), str(m.attrs["target"])) for m in loaded}
-    if len(kinds) != 1:
-        raise ValueError(f"an ensemble must share one model kind and target; {list(model_refs)} have {sorted(kinds)}")
-    ((halo_model, target),) = kinds
+    loaded = load_model(catalog, model_ref, device="cpu", dtype=torch.float64)
     features = catalog.open(features_ref).load()
+    target = str(loaded.attrs["target"])
     rows = split_indices(features, split)["test"] if split in ("random", "mass_threshold") else slice(None)
     part = features.isel(halo=rows)
-    means, sigmas = zip(*(predict_loaded(m, part) for m in loaded), strict=True)
-    if len(loaded) == 1:
-        mean, sigma = means[0], sigmas[0]
-    else:
-        mean = np.mean(means, axis=0)
-        sigma = np.sqrt(np.mean(np.square(sigmas), axis=0) + np.var(means, axis=0))
+    mean, sigma = predict_loaded(loaded, part)
     ds = evaluation_dataset(
         part["halo_id"].values,
         part["log_m200m"].values,
-        _target(part, target, model_refs[0]),
+        _target(part, target, model_ref),
         mean,
         sigma,
-        model=",".join(catalog.resolve(ref) for ref in model_refs),
+        model=catalog.resolve(model_ref),
         data=catalog.resolve(features_ref),
         split=split,
         target=target,
-        extra_attrs={
-            "system": "halos",
-            "halo_model": halo_model,
-            **({"members": len(loaded)} if len(loaded) > 1 else {}),
-        },
+        extra_attrs={"system": "halos", "halo_model": str(loaded.attrs["halo_model"])},
     )
-    return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(*model_refs, features_ref))
+    name = f"{parse_ref(model_ref).name}-on-{split}"
+    return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(model_ref, features_ref))
+
+
+def store_halo_ensemble(catalog: Catalog, model_refs: Sequence[str], name: str) -> str:
+    """Store the :class:`GaussianEnsemble` of ``model_refs`` (one kind of model, one target, one split,
+    the same inputs) as ``name``, with the members as parents; its ref."""
+    loaded = [load_model(catalog, ref, device="cpu", dtype=torch.float64) for ref in model_refs]
+    shared = {key: {str(m.attrs.get(key)) for m in loaded} for key in ("halo_model", "target", "split", "inputs")}
+    differing = sorted(key for key, values in shared.items() if len(values) != 1)
+    if differing:
+        raise ValueError(f"an ensemble's members must share {differing}; {list(model_refs)} do not")
+    if len(loaded) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {list(model_refs)}")
+    first = loaded[0].attrs
+    model = f"{first['halo_model']}-ensemble"
+    return save_model(
+        catalog,
+        name,
+        GaussianEnsemble.of(loaded),
+        parents=tuple(catalog.resolve(ref) for ref in model_refs),
+        params={"system": "halos", "model": model, "split": first["split"], "target": first["target"]},
+        attrs={"halo_model": model, "target": first["target"], "inputs": first["inputs"], "split": first["split"]},
+    )
 
 
 def asinh_scaled(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

@@ -136,8 +136,8 @@ def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
     assert Catalog(tmp_path / "c").names() == []
 
 
-def test_several_seeds_add_their_ensemble(smoke):
-    # last in the file: its second seed becomes the newest scalars model, predict-galaxies' default
+def test_several_seeds_add_their_ensemble(smoke, tmp_path):
+    # last in the file: its ensemble becomes predict-galaxies' default model
     root, first = smoke
     result = halos_flow(preset="smoke", seeds=2, catalog=root, models=["scalars"])
     rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
@@ -150,6 +150,9 @@ def test_several_seeds_add_their_ensemble(smoke):
     for (model, split), row in rows.items():
         if model == "scalars-ensemble":
             assert row["seeds"] == 1 and row["halos"] == rows["scalars", split]["halos"]
-            (ref,) = row["evaluations"]
-            assert cat.open(ref).attrs["members"] == 2
-    assert set(members) <= set(cat.info(rows["scalars-ensemble", "random"]["evaluations"][0]).parents)
+    (ensemble,) = result["models"]["log_mstar/scalars-ensemble"]["random"]
+    assert ensemble == "halos-smoke-log_mstar-scalars-ensemble@v1" and set(cat.info(ensemble).parents) == set(members)
+    assert cat.info(rows["scalars-ensemble", "random"]["evaluations"][0]).parents[0] == ensemble
+    out = tmp_path / "galaxies.csv"
+    done = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", out)
+    assert done.exit_code == 0 and ensemble in done.output, done.output

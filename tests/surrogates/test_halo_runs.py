@@ -130,7 +130,7 @@ def test_the_scalars_model_reads_the_elementary_scalars_only(catalog_and_feature
         hr.design_matrix(features, ["log_m200m", "scalars:products"])
 
 
-def test_the_ensemble_evaluation_is_the_members_gaussian_mixture(catalog_and_features, tmp_path):
+def test_the_ensemble_is_the_members_gaussian_mixture(catalog_and_features, tmp_path):
     _, features = catalog_and_features
     cat = Catalog(tmp_path / "c")
     ref = cat.write(features, "f", kind=FEATURES_KIND)
@@ -142,18 +142,21 @@ def test_the_ensemble_evaluation_is_the_members_gaussian_mixture(catalog_and_fea
                                                   features_ref=ref, split="random", target="log_mstar",
                                                   variables=variables)  # fmt: skip
     members = [stored["scalars", s] for s in range(3)]
+    ensemble = hr.store_halo_ensemble(cat, members, "ens")
+    assert set(cat.info(ensemble).parents) == set(members)
+    loaded = load_model(cat, ensemble, device="cpu")
+    assert isinstance(loaded.model, hr.GaussianEnsemble) and loaded.attrs["halo_model"] == "scalars-ensemble"
     single = [cat.open(hr.evaluate_halo_model(cat, m, ref, "random")).load() for m in members]
-    ensemble = cat.open(hr.evaluate_halo_ensemble(cat, members, ref, "random", "ens-on-random")).load()
+    evaluation = cat.open(hr.evaluate_halo_model(cat, ensemble, ref, "random")).load()
     means = np.array([ds["predicted_mean"].values for ds in single])
     sigmas = np.array([ds["predicted_sigma"].values for ds in single])
     assert np.ptp(means, axis=0).max() > 0  # the seeds differ, so the mixture is wider than its members
-    np.testing.assert_allclose(ensemble["predicted_mean"].values, means.mean(axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(evaluation["predicted_mean"].values, means.mean(axis=0), rtol=0, atol=1e-12)
     expected_sigma = np.sqrt((sigmas**2).mean(axis=0) + means.var(axis=0))
-    np.testing.assert_allclose(ensemble["predicted_sigma"].values, expected_sigma, rtol=1e-12)
-    np.testing.assert_array_equal(ensemble["true"].values, single[0]["true"].values)
-    assert ensemble.attrs["members"] == 3 and set(cat.info("ens-on-random").parents) == {*members, ref}
+    np.testing.assert_allclose(evaluation["predicted_sigma"].values, expected_sigma, rtol=1e-12)
+    np.testing.assert_array_equal(evaluation["true"].values, single[0]["true"].values)
     with pytest.raises(ValueError, match="at least two"):
-        hr.evaluate_halo_ensemble(cat, members[:1], ref, "random", "one")
-    with pytest.raises(ValueError, match="one model kind"):
-        hr.evaluate_halo_ensemble(cat, [members[0], stored["global", 0]], ref, "random", "mixed")
+        hr.store_halo_ensemble(cat, members[:1], "one")
+    with pytest.raises(ValueError, match=r"must share \['halo_model', 'inputs'\]"):
+        hr.store_halo_ensemble(cat, [members[0], stored["global", 0]], "mixed")
     assert "one" not in cat.names() and "mixed" not in cat.names()
