@@ -182,10 +182,9 @@ def train_halo_model(
     module, result, variables = hr.train_halo_model(
         model, features, split, target, config, hidden=hidden, checkpoint=str(checkpoint), on_epoch=progress
     )
-    suffix = "" if split == "random" else "-masscut"
     ref = hr.store_halo_model(
         cat,
-        f"{prefix}-{target}-s{seed}-{model}{suffix}",
+        f"{prefix}-{target}-s{seed}-{model}{_split_suffix(split)}",
         model,
         module,
         result,
@@ -220,6 +219,11 @@ def feature_importance(catalog: str, features_ref: str, target: str) -> str:
     from surrogates import halo_runs as hr
 
     return hr.feature_importance(Catalog(catalog), features_ref, target)
+
+
+def _split_suffix(split: str) -> str:
+    """What a model's name carries for its training split (the random split carries nothing)."""
+    return "" if split == "random" else "-masscut"
 
 
 def _test_sets(features: str, low_features: str, split: str) -> list[tuple[str, str]]:
@@ -304,8 +308,7 @@ def halos_flow(
                 log.info("%s %s seed %d trained", target, model, seed)
             if model != "mass-only" and seeds > 1:  # the seeds' deep ensemble, evaluated on the same halos
                 for split in SPLITS:
-                    suffix = "" if split == "random" else "-masscut"
-                    name = f"{prefix}-{target}-{model}-ensemble{suffix}"
+                    name = f"{prefix}-{target}-{model}-ensemble{_split_suffix(split)}"
                     ref = in_catalog(store_halo_ensemble, root)(root, trained[key][split], name)
                     trained.setdefault(f"{key}-ensemble", {}).setdefault(split, []).append(ref)
                     for data, name_of_split in _test_sets(features, low_features, split):

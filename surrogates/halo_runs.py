@@ -339,15 +339,13 @@ def store_halo_ensemble(catalog: Catalog, model_refs: Sequence[str], name: str) 
     differing = sorted(key for key, values in shared.items() if len(values) != 1)
     if differing:
         raise ValueError(f"an ensemble's members must share {differing}; {list(model_refs)} do not")
-    if len(loaded) < 2:
-        raise ValueError(f"an ensemble needs at least two models, got {list(model_refs)}")
     first = loaded[0].attrs
     model = f"{first['halo_model']}-ensemble"
     return save_model(
         catalog,
         name,
         GaussianEnsemble.of(loaded),
-        parents=tuple(catalog.resolve(ref) for ref in model_refs),
+        parents=tuple(model_refs),  # the catalog resolves them to concrete versions
         params={"system": "halos", "model": model, "split": first["split"], "target": first["target"]},
         attrs={"halo_model": model, "target": first["target"], "inputs": first["inputs"], "split": first["split"]},
     )
