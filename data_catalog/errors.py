@@ -34,3 +34,17 @@ class UnreadableDatasetError(CatalogError, OSError):
 
 class CorruptionError(CatalogError):
     """Verification found stored datasets whose bytes or content no longer match their checksums."""
+
+
+class CatalogLayoutError(CatalogError):
+    """The catalog's own files (its lock, its temporary folder, a dataset folder) are not what they
+    must be: a directory where a file belongs, a symbolic link, a special file."""
+
+
+class StorageFullError(CatalogError, OSError):
+    """A write cannot be completed: no space left on the file system, or a file-size limit (ulimit -f).
+
+    ``errno`` is ENOSPC, EDQUOT or EFBIG and ``filename`` the file or folder being written."""
+
+    def __str__(self) -> str:  # the message already names the path and the errno
+        return str(self.strerror)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .filesystem import open_regular_file
 from .schema import RESERVED_ATTRS
 
 HASH_FORMAT = b"eqs-content-sha256/1"
@@ -162,9 +163,10 @@ def metadata_differences(expected: xr.Dataset, stored: xr.Dataset, ident: Mappin
 
 
 def file_sha256(path: str, chunk: int = 4 * 2**20) -> str:
-    """Hex sha256 of a file's bytes (the integrity checksum kept beside each stored version)."""
+    """Hex sha256 of a file's bytes (the integrity checksum kept beside each stored version); only a
+    regular file is read (see :mod:`data_catalog.filesystem`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(open_regular_file(path), "rb") as f:
         while data := f.read(chunk):
             h.update(data)
     return h.hexdigest()

@@ -19,6 +19,8 @@ import fcntl
 import json
 import os
 import re
+import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,16 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from .errors import CatalogError, NotFoundError, SchemaError, UnreadableDatasetError
+from .errors import CatalogError, CatalogLayoutError, NotFoundError, SchemaError, UnreadableDatasetError
+from .filesystem import (
+    ensure_room,
+    hdf5_write_errors,
+    open_regular_file,
+    require_directory,
+    require_layout_file,
+    require_regular_file,
+    storage_failure,
+)
 from .hashing import (
     canonical_json,
     content_sha256,
@@ -141,6 +152,19 @@ def _attr_text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _decoded_attrs(attrs: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """Global attributes as plain Python; an attribute that is not text or numbers is named."""
+    decoded = {}
+    for key, value in attrs.items():
+        try:
+            decoded[key] = normalize_value(_attr_text(value))
+        except UnicodeDecodeError:
+            raise UnreadableDatasetError(
+                f"{path}: global attribute {key!r} holds binary data; catalog attributes are UTF-8 text or numbers"
+            ) from None
+    return decoded
+
+
 def _reraise_os_error(exc: OSError) -> None:
     """Errors of the operating system (permissions, I/O, stale handles) pass through unchanged:
     they say nothing about the file's content and may be transient. Errors of the HDF5 format
@@ -156,9 +180,10 @@ def read_file_attrs(path: str | Path) -> dict[str, Any]:
     gives them as Python values.
     """
     path = Path(path)
+    require_regular_file(path)
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: normalize_value(_attr_text(v)) for k, v in f.attrs.items()}
+            raw = dict(f.attrs.items())
     except Exception as exc:  # h5py also raises KeyError, RuntimeError ... on damaged structures
         if isinstance(exc, OSError):
             _reraise_os_error(exc)
@@ -166,6 +191,7 @@ def read_file_attrs(path: str | Path) -> dict[str, Any]:
             f"{path}: cannot be read as HDF5 ({exc}); the file is truncated, corrupted or not HDF5. "
             "Run 'eqs catalog verify' to check the catalog."
         ) from exc
+    attrs = _decoded_attrs(raw, path)
     if "schema_version" not in attrs:
         raise UnreadableDatasetError(
             f"{path}: not an eqs catalog dataset (global attribute 'schema_version' is missing)"
@@ -201,6 +227,10 @@ def decode_header(attrs: Mapping[str, Any], path: str | Path = "") -> dict[str, 
             raise ValueError("name or version has the wrong type")
     except (TypeError, ValueError) as exc:
         raise UnreadableDatasetError(f"{path}: damaged catalog attributes ({exc})") from None
+    except RecursionError:
+        raise UnreadableDatasetError(
+            f"{path}: attribute 'params' or 'parents' is JSON nested too deeply to be read"
+        ) from None
     return {"params": params, "parents": parents, "seed": seed}
 
 
@@ -230,7 +260,7 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
 def _open_stored(path: str | Path) -> Iterator[tuple[xr.Dataset, dict[str, Any]]]:
     """A stored file's values as stored (lazily indexed, no dask) and its identifying metadata."""
     with read_dataset_file(path, lazy=False) as ds:
-        attrs = {k: normalize_value(_attr_text(v)) for k, v in ds.attrs.items()}
+        attrs = _decoded_attrs(ds.attrs, path)
         yield ds, identity(kind=attrs["kind"], attrs=attrs, **decode_header(attrs, path))
 
 
@@ -297,9 +327,18 @@ class Catalog:
         return self.root / validate_name(name)
 
     def path_of(self, ref: str | Ref) -> Path:
-        """The file of a reference (resolved to a concrete version)."""
+        """The file of a reference (resolved to a concrete version).
+
+        Raises :class:`UnreadableDatasetError` when the dataset's folder is a symbolic link: every
+        file the catalog opens lies inside it."""
         parsed = parse_ref(self.resolve(ref))
-        return self._name_dir(parsed.name) / f"v{parsed.version}.h5"
+        folder = self._name_dir(parsed.name)
+        if folder.is_symlink():
+            raise UnreadableDatasetError(
+                f"{folder}: is a symbolic link to {os.readlink(folder)}; a dataset folder must be a "
+                "directory inside the catalog"
+            )
+        return folder / f"v{parsed.version}.h5"
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -437,15 +476,21 @@ class Catalog:
         return VerifyReport(results=results, warnings=warnings)
 
     def _verify_one(self, ref: str) -> VerifyResult:
-        path = self.path_of(ref)
+        path = self._name_dir(parse_ref(ref).name) / f"v{parse_ref(ref).version}.h5"
         problems: list[str] = []
         warnings: list[str] = []
         try:
+            path = self.path_of(ref)
+            require_regular_file(path)
             recorded = _read_checksum(path)
             if recorded is None:
-                warnings.append(
-                    f"{ref}: checksum file {path.name}.sha256 is missing (a write interrupted after its "
-                    "version became visible); only the content hash was checked"
+                # The checksum file is in place before its version becomes visible, so only damage
+                # removes it; without it the bytes outside the content hash (created_utc,
+                # code_version, the HDF5 layout) cannot be checked.
+                problems.append(
+                    f"checksum file {path.name}.sha256 is missing: the file's bytes, and with them the "
+                    "attributes created_utc and code_version, cannot be checked (the content hash, over "
+                    "data, kind, params, seed, parents and user attributes, was checked below)"
                 )
             elif (actual := file_sha256(path)) != recorded:
                 # damaged bytes are the finding; parsing them could only add noise (or hang in HDF5)
@@ -543,7 +588,9 @@ class Catalog:
             kind=kind, params=json.loads(params_json), seed=seed, parents=resolved_parents, attrs=prepared.attrs
         )
         with self._temporary() as tmp:
-            prepared.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(prepared))
+            ensure_room(tmp, prepared.nbytes)
+            with hdf5_write_errors(tmp):
+                prepared.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(prepared))
             with _open_stored(tmp) as (stored, stored_identity):
                 # netCDF conventions reinterpret some structures (CF bounds lose their units ...)
                 changed = metadata_differences(prepared, stored, expected, stored_identity)
@@ -555,8 +602,8 @@ class Catalog:
     def _publish(self, tmp: Path, name: str, digest: str) -> str:
         """Give the temporary file the next version number and move it into place atomically.
 
-        The version file is linked into place first (a hard link never replaces an existing
-        file, so even a broken lock cannot overwrite a version), then its checksum file.
+        The checksum file is put in place first, then the version file is linked beside it (a
+        hard link never replaces an existing file, so even a broken lock cannot overwrite a version).
         """
         directory = self._name_dir(name)
         while True:
@@ -564,7 +611,7 @@ class Catalog:
             if existing:
                 return existing
             version = self._next_version(name)
-            with h5py.File(tmp, "r+") as f:
+            with hdf5_write_errors(tmp), h5py.File(tmp, "r+") as f:
                 f.attrs["version"] = np.int64(version)
                 f.attrs["content_sha256"] = digest
             _fsync_path(tmp)
@@ -577,12 +624,17 @@ class Catalog:
                     continue  # another writer took this number; renumber outside the lock
                 directory.mkdir(parents=True, exist_ok=True)
                 final = directory / f"v{version}.h5"
-                if not _link_no_clobber(tmp, final):
+                if final.exists() or final.is_symlink():
                     continue
+                # The checksum file goes in first, so that a version is never visible without it
+                # (verify counts a missing one as damage). A checksum file without its version is
+                # left only by a crash here; it names no version and the next writer replaces it.
                 sidecar_tmp = tmp.with_suffix(".sha256")
                 sidecar_tmp.write_text(f"{checksum}  {final.name}\n")
                 _fsync_path(sidecar_tmp)
                 os.replace(sidecar_tmp, final.with_name(final.name + ".sha256"))
+                if not _link_no_clobber(tmp, final):
+                    continue
                 _fsync_path(directory, directory=True)
                 return format_ref(name, version)
 
@@ -605,12 +657,29 @@ class Catalog:
     def _lock(self) -> Iterator[None]:
         """Exclusive lock of the catalog's writers; released by the kernel if the process dies."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+b") as handle:
+        lock = self.root / ".lock"
+        require_layout_file(lock, "lock file .lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        with open(fd, "a+b") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the check and the open
+                require_layout_file(lock, "lock file .lock")
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """An empty folder of this process's own under the catalog's ``.tmp``, removed on exit.
+
+        For a command's intermediate files (a halo catalog converted before it is stored): they
+        live on the catalog's file system, and a killed process's folder is removed by the next
+        write, as its unfinished versions are."""
+        with self._temporary() as tmp:
+            folder = tmp.with_suffix("")
+            folder.mkdir()
+            yield folder
 
     @contextlib.contextmanager
     def _temporary(self) -> Iterator[Path]:
@@ -620,6 +689,7 @@ class Catalog:
         a free lock marks an abandoned write; those are removed here before starting.
         """
         tmp_dir = self.root / ".tmp"
+        require_directory(tmp_dir, "temporary folder .tmp")
         tmp_dir.mkdir(parents=True, exist_ok=True)
         _abandoned_writes(tmp_dir, remove=True)
         while True:
@@ -642,9 +712,11 @@ class Catalog:
 def _read_checksum(path: Path) -> str | None:
     """The sha256 recorded beside a version file, or None when the checksum file is missing."""
     try:
-        text = path.with_name(path.name + ".sha256").read_text().split()
+        fd = open_regular_file(path.with_name(path.name + ".sha256"))
     except FileNotFoundError:
         return None
+    with open(fd, "rb") as handle:
+        text = handle.read(4096).decode("ascii", errors="replace").split()
     return text[0] if text else ""
 
 
@@ -696,7 +768,9 @@ def _abandoned_writes(tmp_dir: Path, *, remove: bool = False) -> list[Path]:
 
 
 def _remove_write(stem: Path) -> None:
-    """Remove the files of one write, its lock file last."""
+    """Remove the files of one write (or scratch folder), its lock file last."""
+    if stem.is_dir() and not stem.is_symlink():
+        shutil.rmtree(stem, ignore_errors=True)
     for suffix in (".h5", ".sha256", ".lock"):
         with contextlib.suppress(FileNotFoundError):
             stem.with_suffix(suffix).unlink()

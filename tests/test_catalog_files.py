@@ -89,12 +89,13 @@ def test_changed_data_is_found_even_when_the_file_checksum_is_rewritten(stored):
     assert any("content hash mismatch" in p for p in report.corrupt[0].problems)
 
 
-def test_a_missing_checksum_file_is_a_warning_and_the_content_is_still_checked(stored):
+def test_a_missing_checksum_file_is_damage_and_the_content_is_still_checked(stored):
     catalog, ref, path = stored
     path.with_name(path.name + ".sha256").unlink()
     report = catalog.verify()
-    assert report.ok
-    assert any("checksum file v1.h5.sha256 is missing" in w for w in report.warnings)
+    assert not report.ok, "without its checksum file, created_utc and code_version cannot be checked"
+    (problem,) = report.corrupt[0].problems
+    assert "checksum file v1.h5.sha256 is missing" in problem and "created_utc" in problem
     with h5py.File(path, "r") as f:
         offset = f["count"].id.get_offset()
     _flip_byte(path, offset)
