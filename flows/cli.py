@@ -1,16 +1,31 @@
 """The ``eqs`` command line.
 
 Prefect is imported only by the commands that run flows, so catalog commands start quickly.
-Exit status: 0 on success, 1 when a check finds a problem (corruption, a failed flow), 2 on a
-usage error (bad name, missing dataset, bad option).
+
+Exit status: 0 on success; 1 when a check finds a problem (corruption, a failed flow) or an I/O
+operation fails (disk full, permission denied: the message names the file and the errno, e.g.
+``ENOSPC: No space left on device``); 2 on a usage or input error (bad option value, bad name,
+missing dataset, an unusable output path, a bad input file or declaration); 130 when interrupted
+(Ctrl-C). Every exception that escapes a command ends in :class:`EqsGroup`, which prints one clean
+message instead of a traceback: ``eqs: internal error: <Type>: <message>`` for a bug (exit status
+1). ``eqs --debug`` or ``EQS_DEBUG=1`` lets such exceptions through, traceback and all.
+
+With ``--json``, errors are JSON too: ``{"error": "...", "exit_status": N}`` on stdout, with the
+same exit status; otherwise messages go to stderr.
+
+Output files (``--out``, ``--figure``) are checked before any work (not inside the catalog, not a
+folder, in a writable folder, not an existing file unless ``--force``) and written atomically.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +36,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from data_catalog import Catalog, CatalogError, DatasetInfo, UnreadableDatasetError, package_version
+from data_catalog.errors import CatalogLayoutError, CorruptionError
+from pipeline.outputs import write_atomic
+from sims.declaration import DeclarationError
 
 
 class UsageFailure(click.ClickException):
@@ -29,6 +47,136 @@ class UsageFailure(click.ClickException):
 
 class CheckFailure(click.ClickException):
     exit_code = 1
+
+
+DEBUG_ENV = "EQS_DEBUG"
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+_RERUN = f"rerun with --debug, or {DEBUG_ENV}=1, for the traceback"
+
+# Modules that parse what the user hands in (JSON declarations, TOML schedules, halo files): a
+# RecursionError or MemoryError raised while one of them runs comes from the input (a deeply
+# nested file, a header that declares absurd sizes), a usage error rather than a bug of eqs.
+_INPUT_READERS = (
+    "json",
+    "tomllib",
+    "csv",
+    "ast",
+    "xml",
+    "sims.declaration",
+    "sims.halo_readers",
+    "sims.halo_tng",
+    "flows.schedules",
+)
+
+
+def _raised_by_input_reader(exc: BaseException) -> bool:
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if any(module == m or module.startswith(m + ".") for m in _INPUT_READERS):
+            return True
+    return False
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line: the file (``exc.filename``, and ``filename2`` of a rename), the errno name and the
+    system's words, e.g. ``/data/out.csv: ENOSPC: No space left on device``."""
+    if exc.errno is None or not exc.strerror:
+        return str(exc)  # a message of its own (an unreachable dask scheduler, an HDF5 library error)
+    if exc.strerror != os.strerror(exc.errno):
+        return exc.strerror  # the project's own words, which name the file (a full catalog disk)
+    name = errno.errorcode.get(exc.errno, f"errno {exc.errno}")
+    names = (os.fsdecode(f) if isinstance(f, bytes) else str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    files = " -> ".join(names)
+    return f"{files}: {name}: {exc.strerror}" if files else f"{name}: {exc.strerror}"
+
+
+# the catalog's files are damaged: a failed check (status 1), not a mistake of the user's
+_DAMAGE = (UnreadableDatasetError, CorruptionError, CatalogLayoutError)
+
+
+def project_failure(exc: BaseException) -> click.ClickException | None:
+    """The clean exit for an error the project raises on purpose: a :class:`CheckFailure` for
+    damaged catalog files, a :class:`UsageFailure` for other catalog and declaration errors; None
+    for I/O failures (left to :class:`EqsGroup`) and for errors of other kinds."""
+    if isinstance(exc, _DAMAGE):
+        return CheckFailure(str(exc))
+    if isinstance(exc, OSError):  # a full disk (StorageFullError) is an I/O failure, not a usage error
+        return None
+    if isinstance(exc, (CatalogError, DeclarationError)):
+        return UsageFailure(str(exc))
+    return None
+
+
+def _debug_requested(options: list[str]) -> bool:
+    return "--debug" in options or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _report(message: str, status: int, as_json: bool) -> int:
+    if as_json:
+        _emit_json({"error": message, "exit_status": status})
+    else:
+        click.echo(f"eqs: {message}", err=True)
+    return status
+
+
+class EqsGroup(click.Group):
+    """The ``eqs`` group: every exception that escapes a command ends here, as one message and an
+    exit status (see the module docstring), on stdout as JSON when the command line has ``--json``."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        if not standalone_mode:  # a caller that handles exceptions itself gets them as raised
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        args = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        # read from the raw words: a usage error happens before any option is parsed, and must
+        # still come out as JSON when the user asked for JSON
+        options = args[: args.index("--")] if "--" in args else args
+        as_json, debug = "--json" in options, _debug_requested(options)
+        try:
+            try:
+                # not standalone: click then raises its exceptions and returns ctx.exit()'s status
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                status = result if isinstance(result, int) and not isinstance(result, bool) else 0
+            except (CatalogError, DeclarationError) as exc:  # from a command without _guard
+                failure = project_failure(exc)
+                if failure is None:
+                    raise
+                raise failure from exc
+        except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            status = _report("interrupted" if interrupted else "aborted", INTERRUPTED if interrupted else 1, as_json)
+        except KeyboardInterrupt:
+            status = _report("interrupted", INTERRUPTED, as_json)
+        except click.ClickException as exc:
+            cause = exc.__cause__ or exc.__context__
+            if debug and cause is not None and not isinstance(cause, click.ClickException):
+                traceback.print_exception(cause)  # the exception a project error was made from
+            if as_json:
+                status = _report(exc.format_message(), exc.exit_code, as_json)
+            else:
+                exc.show()
+                status = exc.exit_code
+        except OSError as exc:
+            if debug:
+                raise
+            status = _report(os_error_message(exc), 1, as_json)
+        except (MemoryError, RecursionError) as exc:
+            if debug:
+                raise
+            status = _report(*_resource_message(exc), as_json)
+        except Exception as exc:  # noqa: BLE001  (the last resort: a bug, said in one line)
+            if debug:
+                raise
+            status = _report(f"internal error: {type(exc).__name__}: {exc} ({_RERUN})", 1, as_json)
+        sys.exit(status)
+
+
+def _resource_message(exc: MemoryError | RecursionError) -> tuple[str, int]:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    recursion = isinstance(exc, RecursionError)
+    if _raised_by_input_reader(exc):
+        return f"{'input nested too deeply to read' if recursion else 'out of memory reading the input'} ({what})", 2
+    return f"{'recursion too deep' if recursion else 'out of memory'} ({what}; {_RERUN})", 1
 
 
 def _console() -> Console:
@@ -55,8 +203,70 @@ def _catalog(ctx: click.Context) -> Catalog:
     return ctx.obj["catalog"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# -- output files ---------------------------------------------------------------------------------
+
+force_option = click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+
+
+def _refuse_inside_catalog(ctx: click.Context, option: str, given: str, real: str) -> None:
+    # real paths on both sides: neither a symbolic link nor '..' leads a file into the catalog
+    root = os.path.realpath(_catalog(ctx).root)
+    if os.path.commonpath([real, root]) == root:
+        raise UsageFailure(f"{option} {given}: inside the catalog {root}; write it outside the catalog")
+
+
+def checked_output(ctx: click.Context, option: str, given: str | None, force: bool) -> Path | None:
+    """Where to write the file given with ``option`` (None when not given), checked before any work
+    so that a long run does not end on an unusable path.
+
+    Refused (exit status 2, naming the option and the path): a path inside the catalog, a folder,
+    something other than a regular file, a folder that does not exist or is not writable, an
+    existing file without ``--force``. The real path is returned: a symbolic link is written
+    through, its target replaced.
+    """
+    if given is None:
+        return None
+    real = os.path.realpath(given)
+    _refuse_inside_catalog(ctx, option, given, real)
+    if os.path.isdir(real):
+        raise UsageFailure(f"{option} {given}: is a directory; give a file name")
+    if os.path.exists(real) and not os.path.isfile(real):
+        raise UsageFailure(f"{option} {given}: not a regular file (a device, a pipe); give a file name")
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise UsageFailure(f"{option} {given}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):  # the file is replaced by a rename in its folder
+        raise UsageFailure(f"{option} {given}: folder {folder} is not writable")
+    if os.path.exists(real) and not force:
+        raise UsageFailure(f"{option} {given}: file exists; add --force to replace it")
+    return Path(real)
+
+
+def _distinct_outputs(*outputs: tuple[str, Path | None]) -> None:
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is not None and path in seen:
+            raise UsageFailure(f"{seen[path]} and {option} name the same file {path}; give two names")
+        if path is not None:
+            seen[path] = option
+
+
+def write_summary(path: Path | None, given: str | None, data: Any, text: str) -> None:
+    """``--out`` of the reproduce commands, written atomically: JSON for a .json name, else the text."""
+    if path is None or given is None:
+        return
+    body = json.dumps(data, indent=2) if given.endswith(".json") else text + "\n"
+    write_atomic(path, body.encode("utf-8"))
+
+
+@click.group(cls=EqsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version(), "--version", prog_name="eqs")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,  # read by EqsGroup.main from the command line, where a usage error still finds it
+    help=f"Let an unexpected error through with its Python traceback [also: ${DEBUG_ENV}=1].",
+)
 @click.option(
     "--catalog",
     "catalog_root",
@@ -66,7 +276,16 @@ def _catalog(ctx: click.Context) -> Catalog:
 )
 @click.pass_context
 def main(ctx: click.Context, catalog_root: str | None) -> None:
-    """Equivariant scientific surrogates: versioned datasets, invariant features, flows."""
+    """Equivariant scientific surrogates: versioned datasets, invariant features, flows.
+
+    \b
+    Exit status: 0 success; 1 a failed check (corruption, a failed flow) or an
+    I/O failure (disk full: the file and errno are named); 2 a usage or input
+    error (bad option, name or input file, an unusable --out); 130 Ctrl-C.
+    An unexpected error prints one line, "eqs: internal error: ..."; rerun
+    with --debug, or EQS_DEBUG=1, for its traceback. With --json, errors are
+    JSON on stdout too: {"error": "...", "exit_status": N}.
+    """
     ctx.ensure_object(dict)
     ctx.obj["catalog"] = Catalog(catalog_root)
 
@@ -77,17 +296,18 @@ def catalog() -> None:
 
 
 def _guard(fn: Any) -> Any:
-    """Turn catalog errors into clean exits: 1 for unreadable files and I/O errors, 2 for usage
-    errors (bad names, missing datasets)."""
+    """Turn catalog errors into clean exits: 1 for unreadable or damaged files, 2 for usage errors
+    (bad names, missing datasets); I/O failures go on to :class:`EqsGroup` (file, errno, status 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (UnreadableDatasetError, OSError) as exc:
-            raise CheckFailure(str(exc)) from None
         except CatalogError as exc:
-            raise UsageFailure(str(exc)) from None
+            failure = project_failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
 
     return wrapper
 
@@ -105,7 +325,7 @@ def catalog_list(ctx: click.Context, all_versions: bool, as_json: bool) -> None:
     for ref in refs:
         try:
             infos.append(cat.info(ref))
-        except CatalogError as exc:  # one damaged file must not hide the rest of the catalog
+        except (CatalogError, OSError) as exc:  # one damaged or unreadable file must not hide the rest
             unreadable.append({"ref": ref, "error": str(exc)})
     if as_json:
         rows = [
@@ -284,19 +504,17 @@ def features(
         if system_name and declaration_file:
             raise UsageFailure("give --system or --declaration, not both")
         if declaration_file:
-            try:
-                with open(declaration_file, encoding="utf-8") as handle:
-                    data = json.load(handle)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise UsageFailure(f"{declaration_file}: not a UTF-8 JSON file ({exc})") from None
-            declaration = SystemDeclaration.from_dict(data, source=declaration_file)
+            try:  # size, encoding, nesting and structure are checked once, here
+                declaration = SystemDeclaration.from_file(declaration_file)
+            except DeclarationError as exc:
+                raise UsageFailure(f"--declaration {exc}") from None
         elif system_name:
             declaration = find_system(system_name)
         else:
             declaration = declaration_for(cat, ref)
         concrete = cat.resolve(ref)
         with _console().status(f"extracting features of {concrete} as system {declaration.name!r}"):
-            out = run_features(str(cat.root), concrete, declaration.to_json(), chunk_size, dask_address, out_name)
+            out = run_features(str(cat.root), concrete, declaration, chunk_size, dask_address, out_name)
     except (DeclarationError, SchedulerAddressError) as exc:
         raise UsageFailure(str(exc)) from None
     if as_json:
@@ -326,7 +544,8 @@ def serve(config_path: str, check: bool) -> None:
         for column in ("deployment", "schedule", "parameters"):
             table.add_column(column)
         for spec in specs:
-            cells = (f"{spec.flow}/{spec.name}", spec.schedule, json.dumps(spec.parameters, sort_keys=True))
+            parameters = json.dumps(spec.parameters, sort_keys=True, default=str)  # TOML dates are not JSON
+            cells = (f"{spec.flow}/{spec.name}", spec.schedule, parameters)
             table.add_row(*map(escape, cells))
         _console().print(table)
         if check:
@@ -394,6 +613,7 @@ def reproduce() -> None:
     help="Training precision; float32 is about 1.6x faster on a CPU (models are evaluated in float64).",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@force_option
 @json_option
 @click.pass_context
 def reproduce_pendulum(
@@ -406,9 +626,11 @@ def reproduce_pendulum(
     activation: str | None,
     dtype: str,
     out: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Springy double pendulum: simulate, extract features, train, evaluate, tabulate."""
+    out_path = checked_output(ctx, "--out", out, force)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from pipeline.summaries import pendulum_table as markdown_table
     from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
@@ -444,12 +666,7 @@ def reproduce_pendulum(
     text = "\n\n".join(
         f"### {s['protocol']} protocol, preset {preset}{label}\n\n{markdown_table(s)}" for s in summaries
     )
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            if out.endswith(".json"):
-                json.dump({"preset": preset, "variant": variant, "summaries": summaries}, f, indent=2)
-            else:
-                f.write(text + "\n")
+    write_summary(out_path, out, {"preset": preset, "variant": variant, "summaries": summaries}, text)
     if as_json:
         _emit_json({"preset": preset, "variant": variant, "summaries": summaries})
     else:
@@ -487,6 +704,7 @@ def reproduce_pendulum(
 )
 @click.option("--figure", type=click.Path(dir_okay=False), help="Write the regime-map figure here (.png).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@force_option
 @json_option
 @click.pass_context
 def reproduce_rietkerk(
@@ -498,9 +716,13 @@ def reproduce_rietkerk(
     discovery: bool,
     figure: str | None,
     out: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Rietkerk vegetation model: sweep, pattern statistics, emulators with OOD tests, regime maps."""
+    figure_path = checked_output(ctx, "--figure", figure, force)
+    out_path = checked_output(ctx, "--out", out, force)
+    _distinct_outputs(("--figure", figure_path), ("--out", out_path))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from pipeline.summaries import discovery_lines
     from pipeline.summaries import rietkerk_table as markdown_table
@@ -533,20 +755,14 @@ def reproduce_rietkerk(
                 "",
                 f"Regimes at T = {ds.attrs['T']:g} d, {ds.attrs['map']} ({ds.attrs['initial_condition']} start): {pairs}",
             ]
-        if figure:
-            with open(figure, "wb") as f:
-                f.write(regime_map_figure(maps))
+        if figure_path:
+            write_atomic(figure_path, regime_map_figure(maps))
     if result["discovery"]:
         found = cat.open(result["discovery"]).load()
         summary["discovery"] = json.loads(found.attrs["study"])
         lines += ["", f"Equation discovery ({result['discovery']}):", "", *discovery_lines(found)]
     text = "\n".join(lines)
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            if out.endswith(".json"):
-                json.dump(summary, f, indent=2)
-            else:
-                f.write(text + "\n")
+    write_summary(out_path, out, summary, text)
     if as_json:
         _emit_json(summary)
     else:
@@ -586,6 +802,8 @@ def run(
     ctx: click.Context, preset: str, systems: str, report_dir: str | None, dask_address: str | None, as_json: bool
 ) -> None:
     """Run the main job end to end: every system, every OOD split, and the report."""
+    where = report_dir or os.path.join("reports", preset)  # main_job's default
+    _refuse_inside_catalog(ctx, "--report-dir", report_dir or f"{where} (the default)", os.path.realpath(where))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .main import choose_systems, main_job  # imported here: Prefect takes seconds to import
 

@@ -1,29 +1,33 @@
 """The halo commands of ``eqs``: ``sim halos``, ``ingest halos``, ``predict-galaxies``, ``reproduce halos``.
 
-Registered on the groups of :mod:`flows.cli` when it is imported. Invalid halo files exit with
-status 1 and the reader's message (file, field, expectation); bad options with status 2.
+Registered on the groups of :mod:`flows.cli` when it is imported. Invalid halo files and bad
+options are input errors: status 2 and the reader's message (file or option, field, expectation).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from data_catalog import CatalogError
 
 from .cli import (
-    CheckFailure,
     UsageFailure,
     _catalog,
     _console,
     _emit_json,
     _flow_result,
+    checked_output,
+    force_option,
     json_option,
     main,
     reproduce,
+    write_summary,
 )
 
 FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
@@ -57,23 +61,45 @@ def ingest() -> None:
 def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, name: str | None, as_json: bool) -> None:
     """Write a synthetic halo population with galaxies (ANCHORS section 4) to the catalog."""
     from sims.halo_ingest import store_catalog
-    from sims.halo_population import PopulationConfig, iter_population
+    from sims.halo_population import MAX_HALOS, MAX_SEED, PopulationConfig, iter_population
 
+    # refused at once: not by a MemoryError, nor by the catalog once the population is simulated
+    if n_halos > MAX_HALOS:
+        raise UsageFailure(f"--halos {n_halos}: at most {MAX_HALOS:,} halos (their properties are held in memory)")
+    if seed > MAX_SEED:
+        raise UsageFailure(f"--seed {seed}: at most 2**63 - 1 = {MAX_SEED} (the catalog stores seeds as int64)")
     config = PopulationConfig(n_halos=n_halos, seed=seed, max_particles=max_particles)
     cat = _catalog(ctx)
     name = name or f"halos-synthetic-{n_halos}-s{seed}"
-    try:
-        with _console().status(f"simulating {n_halos} halos"):
-            ref = store_catalog(
-                cat,
-                iter_population(config, chunk_halos=500),
-                name,
-                params={"population": json.loads(config.to_json())},
-                seed=seed,
-            )
-    except CatalogError as exc:
-        raise UsageFailure(str(exc)) from None
+    # catalog errors go to the command line's handler: a full disk is a failure (1), a bad name usage (2)
+    with _console().status(f"simulating {n_halos} halos"):
+        ref = store_catalog(
+            cat,
+            iter_population(config, chunk_halos=500),
+            name,
+            params={"population": json.loads(config.to_json())},
+            seed=seed,
+        )
     _emit_json({"ref": ref, "halos": n_halos}) if as_json else click.echo(ref)
+
+
+@contextmanager
+def _input_warnings() -> Iterator[None]:
+    """Warnings about the input (a negative redshift) as 'warning: ...' lines on stderr, shown also
+    when the command then fails; other warnings go on as usual."""
+    from sims.halos import NegativeRedshiftWarning
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NegativeRedshiftWarning)
+            yield
+    finally:
+        for w in caught:
+            if issubclass(w.category, NegativeRedshiftWarning):
+                click.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @ingest.command("halos")
@@ -128,7 +154,7 @@ def ingest_halos_command(
 ) -> None:
     """Convert a halo catalog to the canonical form and store it; all or nothing."""
     from sims.halo_ingest import ingest_halos
-    from sims.halos import HaloCatalogError
+    from sims.halos import HaloCatalogError, HaloOptionError
 
     if (matching is None) != (hydro is None):
         raise UsageFailure("--matching and --hydro go together: give both (to attach targets) or neither")
@@ -136,7 +162,7 @@ def ingest_halos_command(
     stem = Path(path).absolute().name.split(".")[0]
     name = name or (f"halos-{stem}" if snapshot is None else f"halos-{stem}-{snapshot:03d}")
     try:
-        with _console().status(f"ingesting {path} ({fmt})"):
+        with _input_warnings(), _console().status(f"ingesting {path} ({fmt})"):
             ref = ingest_halos(
                 cat,
                 path,
@@ -148,9 +174,11 @@ def ingest_halos_command(
                 hydro=hydro,
                 min_log_mass=min_log_mass,
             )
-    except HaloCatalogError as exc:
-        raise CheckFailure(f"{exc}\nnothing was written to the catalog") from None
-    except (CatalogError, ValueError) as exc:
+    except HaloOptionError as exc:
+        raise UsageFailure(str(exc)) from None
+    except HaloCatalogError as exc:  # a bad input file is an input error, like a bad option: status 2
+        raise UsageFailure(f"{exc}\nnothing was written to the catalog") from None
+    except ValueError as exc:  # (catalog errors go to the command line's handler, as in sim halos)
         raise UsageFailure(str(exc)) from None
     if as_json:
         with cat.open(ref) as ds:
@@ -178,6 +206,7 @@ def ingest_halos_command(
     "halos-*-scalars-ensemble, else the newest halos-*-scalars model].",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .h5 or .csv.")
+@force_option
 @click.option(
     "--dask-address",
     default="threads",
@@ -193,11 +222,13 @@ def predict_galaxies_command(
     snapshot: int | None,
     models: tuple[str, ...],
     out: str,
+    force: bool,
     dask_address: str,
     as_json: bool,
 ) -> None:
     """Predict galaxy properties (mean and uncertainty) for every halo of SOURCE."""
     from pipeline.halo_scalars import HaloScalarsError
+    from pipeline.outputs import atomic_path
     from sims.halo_ingest import canonical_dataset, iter_source
     from sims.halos import HaloCatalogError
     from surrogates.halo_predict import (
@@ -214,6 +245,9 @@ def predict_galaxies_command(
         raise UsageFailure(f"--snapshot is only read with --format tng, not {fmt}")
     if Path(out).suffix.lower() not in FORMATS:
         raise UsageFailure(f"--out {out}: unknown output format; use one of {', '.join(FORMATS)}")
+    out_path = checked_output(ctx, "--out", out, force)
+    if fmt != "catalog" and out_path == Path(os.path.realpath(source)):  # even --force must not eat the input
+        raise UsageFailure(f"--out {out}: is SOURCE {source}; give another name")
     try:
         refs = [cat.resolve(m) for m in models] if models else default_models(cat)
         loaded = load_halo_models(cat, refs)
@@ -225,12 +259,15 @@ def predict_galaxies_command(
             else:
                 if not os.path.exists(source):
                     raise UsageFailure(f"{source}: no such file or folder")
-                with canonical_dataset(iter_source(source, fmt, snapshot=snapshot)) as ds:
+                with canonical_dataset(iter_source(source, fmt, snapshot=snapshot), cat) as ds:
                     predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=source)
-        write_predictions(predictions, out)
-    except (HaloCatalogError, HaloScalarsError) as exc:
-        raise CheckFailure(str(exc)) from None
-    except (NoHaloModelError, CatalogError, ValueError) as exc:
+        with atomic_path(out_path) as tmp:  # synced, 0644, and renamed over --out only when complete
+            write_predictions(predictions, tmp)
+    except HaloCatalogError as exc:  # a bad halo file or option (HaloOptionError): an input error, status 2
+        raise UsageFailure(str(exc)) from None
+    except HaloScalarsError as exc:  # halos of SOURCE the scalars cannot use: an input error too
+        raise UsageFailure(f"{source}: {exc}") from None
+    except (NoHaloModelError, ValueError) as exc:  # (catalog errors: the handler, as in sim halos)
         raise UsageFailure(str(exc)) from None
     summary = {
         "out": out,
@@ -270,6 +307,7 @@ def predict_galaxies_command(
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default=None, help="Format of --source.")
 @click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@force_option
 @json_option
 @click.pass_context
 def reproduce_halos(
@@ -282,9 +320,11 @@ def reproduce_halos(
     fmt: str | None,
     snapshot: int | None,
     out: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Galaxy properties from halos: catalog, scalars, models with OOD tests, sigma68 table, feature ranking."""
+    out_path = checked_output(ctx, "--out", out, force)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from pipeline.summaries import halos_table as markdown_table
 
@@ -306,10 +346,5 @@ def reproduce_halos(
     )
     summary = _flow_result(state, "halos")["summary"]
     text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            if out.endswith(".json"):
-                json.dump(summary, f, indent=2)
-            else:
-                f.write(text + "\n")
+    write_summary(out_path, out, summary, text)
     _emit_json(summary) if as_json else click.echo(text)

@@ -11,6 +11,7 @@ May import ``data_catalog`` and ``sims`` (plus dask, xarray, pint, torch).
 - ``pipeline.normalize``: multiplicative-only feature scaling;
 - ``pipeline.summaries``: per model and split, mean and std over seeds of the evaluations;
 - ``pipeline.report``: the OOD evaluation report (HTML and Markdown, figures in ``pipeline.report_figures``).
+- ``pipeline.outputs``: files written for people (reports, summaries, predictions), atomically.
 """
 
 from sims.declaration import DeclarationError, Kind, Quantity, Role, SystemDeclaration

@@ -24,6 +24,11 @@ class SchedulerAddressError(ValueError):
     """A scheduler spelling that is neither a known name nor an address."""
 
 
+class SchedulerUnreachableError(SchedulerAddressError, OSError):
+    """No dask scheduler answers at the address: a bad option value (a ``SchedulerAddressError``) that
+    is also an ``OSError``, as a failed connection is."""
+
+
 def _not_a_scheduler(chosen: str, reason: str) -> str:
     return (
         f"dask scheduler {chosen!r} (from --dask-address or ${ENV_ADDRESS}) is not 'local', "
@@ -83,7 +88,7 @@ def dask_scheduler(
             dask.config.set(scheduler=previous)
         if isinstance(exc, ValueError):
             raise SchedulerAddressError(_not_a_scheduler(chosen, str(exc))) from None
-        raise OSError(
+        raise SchedulerUnreachableError(
             f"cannot reach the dask scheduler at {chosen!r} (from --dask-address or ${ENV_ADDRESS}): {exc}"
         ) from exc
     with client:

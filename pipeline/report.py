@@ -21,7 +21,6 @@ import html
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ import xarray as xr
 
 from data_catalog import Catalog, DatasetSchema, VariableSpec, read_dataset_file, read_file_attrs, register_schema
 from pipeline import report_figures as rf
+from pipeline.outputs import write_atomic
 from pipeline.published import HALOS, PENDULUM
 from pipeline.summaries import discovery_lines, halos_summary, pendulum_summary, rietkerk_summary
 from sims.halos import TARGETS as HALO_TARGETS
@@ -1066,26 +1066,6 @@ def build_report(
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for others to read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and ``figures/<name>.png`` under ``directory`` (created).
 
@@ -1099,10 +1079,10 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> dict[str,
     written: dict[str, Path] = {}
     for name, png in report.figures.items():
         path = root / "figures" / f"{name}.png"
-        _write_atomic(path, png)
+        write_atomic(path, png)
         written[f"figures/{name}.png"] = path
     for key, name, text in (("markdown", "report.md", report.markdown), ("html", "report.html", report.html)):
-        _write_atomic(root / name, text.encode("utf-8"))
+        write_atomic(root / name, text.encode("utf-8"))
         written[key] = root / name
     return written
 

@@ -121,7 +121,8 @@ def test_predictions_are_invariant_to_rotations_reflections_units_and_permutatio
         predicted = {}
         for label, path in {"base": base, **variants}.items():
             out = tmp_path / f"{label}.csv"
-            done = _eqs(root, "predict-galaxies", path, "--format", "hdf5", "--model", model, "--out", out)
+            # the same files for each model: --force replaces the previous model's predictions
+            done = _eqs(root, "predict-galaxies", path, "--format", "hdf5", "--model", model, "--out", out, "--force")
             assert done.exit_code == 0, done.output
             predicted[label] = _read_csv(out)
         for label in variants:
