@@ -11,7 +11,6 @@ file and the field, and leaves neither a temporary file nor a dataset behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ import xarray as xr
 from data_catalog import Catalog
 from sims.halo_readers import iter_hdf5, iter_rockstar, open_canonical, write_canonical
 from sims.halo_tng import iter_tng
-from sims.halos import HALOS_KIND, HaloCatalogError
+from sims.halos import HALOS_KIND, HaloCatalogError, HaloOptionError, checked_number
 
 FORMATS = ("tng", "rockstar", "hdf5")
 LAZY_CHUNKS = {"halo": 16384, "particle": 2**21}
@@ -45,32 +44,62 @@ def iter_source(
     dark-to-hydro matching file) and ``hydro`` (the hydro twin's ``output`` folder) attach targets.
     ``rockstar``: ``path`` is the halo list, ``particles`` its ``.particles`` files (default: found
     beside it). ``hdf5``: the canonical file.
+
+    Options that the format does not read, a missing ``--snapshot`` and out-of-range values raise
+    :class:`~sims.halos.HaloOptionError` (a usage error) naming the option; problems of the file
+    raise :class:`~sims.halos.HaloCatalogError` naming the file.
     """
-    if particles and format != "rockstar":
-        raise HaloCatalogError(f"{path}: particle files (--particles) are only read with the rockstar format")
-    if (matching or hydro or min_log_mass is not None) and format != "tng":
-        raise HaloCatalogError(f"{path}: --matching, --hydro and --min-log-mass are only read with the tng format")
+    if format not in FORMATS:
+        raise HaloOptionError(f"--format {format}: unknown format; choose from {', '.join(FORMATS)}")
+    given = {
+        "--snapshot": snapshot is not None,
+        "--particles": bool(particles),
+        "--matching": matching is not None,
+        "--hydro": hydro is not None,
+        "--min-log-mass": min_log_mass is not None,
+    }
+    reads = {"tng": ("--snapshot", "--matching", "--hydro", "--min-log-mass"), "rockstar": ("--particles",)}
+    ignored = [option for option, present in given.items() if present and option not in reads.get(format, ())]
+    if ignored:
+        readers = {option: next(f for f, options in reads.items() if option in options) for option in ignored}
+        raise HaloOptionError(
+            "; ".join(f"{option} is only read with --format {readers[option]}, not {format}" for option in ignored)
+        )
     if format == "tng":
         if snapshot is None:
-            raise HaloCatalogError(f"{path}: the tng format needs a snapshot number (--snapshot N)")
-        return iter_tng(
+            raise HaloOptionError(f"{path}: --format tng needs a snapshot number (--snapshot N)")
+        checked_number(snapshot, "--snapshot", integer=True, low=0, error=HaloOptionError)
+        if min_log_mass is not None:  # NaN would compare False and cut nothing
+            where = "--min-log-mass (log10 M200m in Msun/h)"
+            checked_number(min_log_mass, where, low=0.0, high=20.0, error=HaloOptionError)
+        chunks = iter_tng(
             path, snapshot, chunk_halos=chunk_halos, min_log_mass=min_log_mass, matching=matching, hydro_base_path=hydro
         )
-    if snapshot is not None:
-        raise HaloCatalogError(f"{path}: a snapshot number is only meaningful for the tng format")
-    if format == "rockstar":
-        return iter_rockstar(path, list(particles) if particles else None, chunk_halos=chunk_halos)
-    if format == "hdf5":
-        return iter_hdf5(path, chunk_halos=chunk_halos)
-    raise HaloCatalogError(f"{path}: unknown format {format!r}; choose from {FORMATS}")
+    elif format == "rockstar":
+        chunks = iter_rockstar(path, list(particles) if particles else None, chunk_halos=chunk_halos)
+    else:
+        chunks = iter_hdf5(path, chunk_halos=chunk_halos)
+    return _not_empty(chunks, path)
+
+
+def _not_empty(chunks: Iterator[xr.Dataset], path: str | os.PathLike[str]) -> Iterator[xr.Dataset]:
+    """The chunks, or an error naming the user's file when there are none (rather than one naming
+    the temporary file they were to be written to)."""
+    empty = True
+    for chunk in chunks:
+        empty = False
+        yield chunk
+    if empty:
+        raise HaloCatalogError(f"{path}: no halos")
 
 
 @contextmanager
-def canonical_dataset(chunks: Iterable[xr.Dataset], work_dir: str | None = None) -> Iterator[xr.Dataset]:
+def canonical_dataset(chunks: Iterable[xr.Dataset], catalog: Catalog) -> Iterator[xr.Dataset]:
     """The chunks as one lazily opened, checked ``halos.catalog`` (a temporary canonical HDF5 file,
-    removed on exit; ``work_dir`` is where it goes, default the system's temporary folder)."""
-    with tempfile.TemporaryDirectory(prefix="eqs-halos-", dir=work_dir) as folder:
-        path = write_canonical(chunks, Path(folder) / "catalog.h5")
+    removed on exit). It is written in a scratch folder of ``catalog``, so that a killed process's
+    file is removed by the catalog's next write instead of staying in the system's temporary folder."""
+    with catalog.scratch() as folder:
+        path = write_canonical(chunks, folder / "catalog.h5")
         ds = open_canonical(path, chunks=LAZY_CHUNKS)
         try:
             yield ds
@@ -88,7 +117,7 @@ def store_catalog(
     parents: Sequence[str] = (),
 ) -> str:
     """Write the chunks to ``catalog`` as one ``halos.catalog`` dataset ``name``; its ref. All or nothing."""
-    with canonical_dataset(chunks) as ds:
+    with canonical_dataset(chunks, catalog) as ds:
         return catalog.write(ds, name, kind=HALOS_KIND, params=params, seed=seed, parents=parents)
 
 

@@ -74,6 +74,11 @@ B13_PARAMETERS = {
     "gamma": (0.316, 1.319, 0.279),
 }
 LATENTS = ("formation", "offset", "shape", "noise")
+#: Most halos a population may have: every per-halo property is held in memory, about 400 bytes a
+#: halo (4 GB here), and the particles written some 100 kB a halo at the defaults (1 TB here).
+MAX_HALOS = 10_000_000
+#: Largest seed: the catalog stores seeds as int64 (numpy's SeedSequence would take more).
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -133,10 +138,10 @@ class PopulationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.n_halos < 1:
-            problems.append(f"n_halos must be >= 1, got {self.n_halos}")
-        if self.seed < 0:
-            problems.append(f"seed must be a non-negative integer, got {self.seed}")
+        if not 1 <= self.n_halos <= MAX_HALOS:
+            problems.append(f"n_halos must be between 1 and {MAX_HALOS:,}, got {self.n_halos}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be an integer from 0 to 2**63 - 1 (stored as int64), got {self.seed}")
         lo, hi = self.log_mass_range
         if not lo < hi:
             problems.append(f"log_mass_range must be increasing (log10 Msun), got {self.log_mass_range}")

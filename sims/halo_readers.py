@@ -31,9 +31,11 @@ import numpy as np
 import xarray as xr
 
 from data_catalog import RESERVED_ATTRS, check_dataset
+from data_catalog.filesystem import ensure_room, hdf5_write_errors
 from sims.halos import (
     HALO_UNITS,
     HALOS_KIND,
+    MAX_HUBBLE,
     OPTIONAL,
     PARTICLE_UNITS,
     REQUIRED,
@@ -41,8 +43,13 @@ from sims.halos import (
     TARGETS,
     VECTORS,
     HaloCatalogError,
+    HaloOptionError,
     catalog_dataset,
     check_catalog,
+    checked_number,
+    checked_redshift,
+    checked_values,
+    scalar_value,
 )
 
 PathLike = str | os.PathLike[str]
@@ -171,6 +178,7 @@ class _CanonicalWriter:
         self.summed: dict[str, Any] = {}
         self.n_halos = 0
         self.n_particles = 0
+        self.n_bytes = 0
 
     def append(self, chunk: xr.Dataset, index: int) -> None:
         where = f"{self.target}: chunk {index}"
@@ -191,6 +199,9 @@ class _CanonicalWriter:
         for key in SUMMED_ATTRS:
             if key in chunk.attrs:
                 self.summed[key] = self.summed.get(key, 0) + chunk.attrs[key]
+        # refused before HDF5 sees a failed write, which it cannot recover from
+        ensure_room(self.f.filename, chunk.nbytes, written=self.n_bytes)
+        self.n_bytes += chunk.nbytes
         for name in names:
             values = np.asarray(chunk[name].values)
             if name == "particle_offset":
@@ -279,7 +290,7 @@ def write_canonical(
         raise FileExistsError(f"{target}: already exists; pass overwrite=True to replace it")
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        with hdf5_write_errors(tmp), h5py.File(tmp, "w") as f:
             writer = _CanonicalWriter(f, target, compression)
             for index, chunk in enumerate(chunks):
                 writer.append(chunk, index)
@@ -320,6 +331,11 @@ def open_canonical(path: PathLike, chunks: Any = None, *, check_values: bool = T
     except Exception as exc:  # h5netcdf raises ValueError, KeyError, OSError ... on unusual layouts
         raise HaloCatalogError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
     try:
+        # a file written by xarray: numbers as 1-element arrays, and _FillValue (encoding, not metadata)
+        ds.attrs = {str(k): _attr_value(path, str(k), v) for k, v in ds.attrs.items()}
+        for var in ds.variables.values():
+            if "_FillValue" in var.attrs:
+                var.encoding["_FillValue"] = var.attrs.pop("_FillValue")
         if chunks is None:
             ds.load()
             problems = check_dataset(ds, HALOS_KIND)
@@ -405,26 +421,63 @@ def _hdf5_layout(path: Path) -> _Hdf5Layout:
                 shape = (rows, 3) if name in VECTORS else (rows,)
                 if f[name].shape != shape:
                     raise HaloCatalogError(f"{path}: field {name!r} has shape {f[name].shape}, expected {shape}")
-            ids = f["halo_id"][:].astype(np.int64)
-            counts = f["particle_count"][:].astype(np.int64)
-            offsets = f["particle_offset"][:].astype(np.int64)
-            attrs = {str(k): _text(v) for k, v in f.attrs.items()}
+            if n_halos == 0:
+                raise HaloCatalogError(f"{path}: no halos (field 'halo_id' has 0 rows)")
+            # integer-valued, not cast: a count of 30.4 must not become 30
+            ids, counts, offsets = (
+                checked_values(f[name][:], f"{path}: field {name!r}", integer=True)
+                for name in ("halo_id", "particle_count", "particle_offset")
+            )
+            # reserved and netCDF-internal attributes are not passed on, so not read either
+            attrs = {
+                str(k): _attr_value(path, str(k), f.attrs[k])
+                for k in f.attrs
+                if str(k) not in RESERVED_ATTRS and not str(k).startswith("_")
+            }
         except OSError as exc:
             raise HaloCatalogError(f"{path}: cannot be read, the file is truncated or corrupted ({exc})") from exc
     problems = _layout_problems(ids, counts, offsets, n_particles)
     if problems:
         raise HaloCatalogError(f"{path}: " + "; ".join(problems))
     info = {k: attrs.pop(k, None) for k in ("source_format", "redshift", "hubble", "box_size_kpc")}
-    kept = {k: v for k, v in attrs.items() if k not in RESERVED_ATTRS and not k.startswith("_")}
+    for key in SUMMED_ATTRS:  # counts that the writer adds up over chunks
+        if key in attrs:
+            attrs[key] = checked_number(attrs[key], f"{path}: attribute {key!r}", integer=True, low=0)
+    if not isinstance(info["source_format"], (str, type(None))):
+        raise HaloCatalogError(f"{path}: attribute 'source_format' = {info['source_format']!r}; expected text")
+    where = f"{path}: attribute"
     return _Hdf5Layout(
         fields=fields,
         counts=counts,
         source_format=str(info["source_format"] or "hdf5"),
-        redshift=float(0.0 if info["redshift"] is None else info["redshift"]),
-        hubble=float(0.6774 if info["hubble"] is None else info["hubble"]),
-        box_size_kpc=None if info["box_size_kpc"] is None else float(info["box_size_kpc"]),
-        attrs=kept,
+        redshift=0.0 if info["redshift"] is None else checked_redshift(info["redshift"], f"{where} 'redshift'"),
+        hubble=(
+            0.6774
+            if info["hubble"] is None
+            else checked_number(info["hubble"], f"{where} 'hubble'", low=0.0, high=MAX_HUBBLE, low_open=True)
+        ),
+        box_size_kpc=(
+            None
+            if info["box_size_kpc"] is None
+            else checked_number(info["box_size_kpc"], f"{where} 'box_size_kpc'", low=0.0, low_open=True)
+        ),
+        attrs=attrs,
     )
+
+
+def _attr_value(path: Path, key: str, value: Any) -> Any:
+    """A global attribute as the catalog stores it: text checked to be UTF-8, numbers that netCDF
+    writers (xarray's included) store as 1-element arrays unwrapped, other arrays as lists."""
+    where = f"{path}: attribute {key!r}"
+    if isinstance(value, np.ndarray) and (value.size != 1 or value.dtype.kind in "OSUV"):
+        return [_attr_value(path, key, v) for v in value.ravel()] if value.dtype.kind in "OSUV" else value.tolist()
+    value = scalar_value(value, where)  # bytes that are not UTF-8 are refused here
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # h5py keeps undecodable bytes of UTF-8 attributes as lone surrogates
+            raise HaloCatalogError(f"{where} holds binary data, not UTF-8 text; expected text or a number") from None
+    return value
 
 
 def iter_hdf5(path: PathLike, chunk_halos: int = DEFAULT_CHUNK_HALOS) -> Iterator[xr.Dataset]:
@@ -433,9 +486,13 @@ def iter_hdf5(path: PathLike, chunk_halos: int = DEFAULT_CHUNK_HALOS) -> Iterato
     Read with h5py, slicing the halo rows of each chunk and their particle rows; memory holds one
     chunk plus the halo ids, counts and offsets (24 bytes per halo). Units must be the canonical
     ones (kpc, km s^-1, Msun, "1"); the spellings of :data:`UNIT_ALIASES` ('Mpc', 'km/s', 'kg' ...)
-    are converted. The layout (file, fields, units, shapes, offsets, empty halos) is checked when
-    called; values (NaNs, signs) chunk by chunk. Raises :class:`HaloCatalogError` naming the file
-    and the field: missing file, not HDF5, truncated, missing field, unknown units, NaN, empty halo.
+    are converted. The layout (file, fields, units, shapes, integer-valued ids, counts and offsets,
+    empty halos, no halos) is checked when called; values (NaNs, signs) chunk by chunk. Attributes
+    may be scalars or the 1-element arrays netCDF writers (xarray's too) store numbers as;
+    ``redshift``, ``hubble`` and ``box_size_kpc`` are checked as numbers (a negative redshift down to
+    -0.5 is warned about), other attributes must be text or numbers, text valid UTF-8. Raises
+    :class:`HaloCatalogError` naming the file and the field: missing file, not HDF5, truncated,
+    missing field, unknown units, NaN, empty halo.
     Catalog bookkeeping attributes (:data:`data_catalog.RESERVED_ATTRS`) are not passed on.
     """
     _check_chunk_halos(chunk_halos)
@@ -475,8 +532,9 @@ def _hdf5_chunks(path: Path, layout: _Hdf5Layout, chunk_halos: int) -> Iterator[
 
 # -- Rockstar ASCII -----------------------------------------------------------------------------
 
-_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([-+0-9.eE]+)\s*$")
-_QUANTITY = re.compile(r"^\s*(box size|particle mass)\s*:\s*([-+0-9.eE]+)\s*(.*?)\s*$", re.IGNORECASE)
+# values are any token, checked as numbers when read: 'nan' or '1.0.0' must not pass as "no such line"
+_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\S+)\s*$")
+_QUANTITY = re.compile(r"^\s*(box size|particle mass)\s*:\s*(\S+)\s*(.*?)\s*$", re.IGNORECASE)
 # Rockstar's units as written in its '#Units:' lines, compared without spaces and case.
 _ROCKSTAR_DEFAULT_UNITS = {
     "mass": "Msun / h",
@@ -564,7 +622,8 @@ def _header_line(header: RockstarHeader, text: str, particles: bool) -> None:
         return
     match = _QUANTITY.match(text)
     if match:
-        value = (float(match.group(2)), match.group(3))
+        where = f"{header.path}: header line '#{text}': {match.group(1)}"
+        value = (checked_number(match.group(2), where, low=0.0, low_open=True, text=True), match.group(3))
         if match.group(1).lower() == "box size":
             header.box_size = value
         else:
@@ -574,13 +633,16 @@ def _header_line(header: RockstarHeader, text: str, particles: bool) -> None:
         match = _PAIR.match(part)
         if not match:
             continue
-        key, value = match.group(1).lower(), float(match.group(2))
-        if key == "a":
-            header.scale_factor = value
+        key, value = match.group(1).lower(), match.group(2)
+        where = f"{header.path}: header line '#{text}': {match.group(1)}"
+        if key == "a" and particles:  # the catalog's own 'a' is the one warned about
+            header.scale_factor = checked_number(value, where, low=0.0, low_open=True, text=True)
+        elif key == "a":
+            header.scale_factor = checked_redshift(value, where, scale_factor=True, text=True)
         elif key == "om":
-            header.omega_m = value
+            header.omega_m = checked_number(value, where, low=0.0, high=2.0, low_open=True, text=True)
         elif key in ("h", "h0"):
-            header.hubble = value
+            header.hubble = checked_number(value, where, low=0.0, high=MAX_HUBBLE, low_open=True, text=True)
 
 
 def _norm(unit: str) -> str:
@@ -633,8 +695,8 @@ def _particle_paths(path: Path, particles_path: PathLike | Sequence[PathLike] | 
     found = sorted(path.parent.glob(pattern))
     if not found:
         raise HaloCatalogError(
-            f"{path}: no particle files {pattern!r} beside it; every halo needs particles: pass particles_path "
-            "(Rockstar writes them with FULL_PARTICLE_CHUNKS set)"
+            f"{path}: no particle files {pattern!r} beside it; every halo needs particles: name them with "
+            "--particles (particles_path in Python); Rockstar writes them with FULL_PARTICLE_CHUNKS set"
         )
     return found
 
@@ -664,13 +726,14 @@ def _parse(path: Path, tokens: np.ndarray, j: int, name: str, labels: Sequence[s
     """Column ``j`` of ``tokens`` as numbers; a value that is not one raises naming its line and column."""
     try:
         return tokens[:, j].astype(dtype)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond 64 bits
         for k, value in enumerate(tokens[:, j]):
             try:
-                dtype(value.decode() if isinstance(value, bytes) else value)
-            except ValueError:
+                tokens[k : k + 1, j].astype(dtype)
+            except (ValueError, OverflowError):
+                expected = "a 64-bit integer" if np.issubdtype(dtype, np.integer) else "a number"
                 raise HaloCatalogError(
-                    f"{path}: {labels[k]}: column {name!r} holds {_text(value)!r}, expected a number"
+                    f"{path}: {labels[k]}: column {name!r} holds {_text(value)!r}, expected {expected}"
                 ) from None
         raise
 
@@ -703,18 +766,21 @@ def _index_particles(paths: Sequence[Path], headers: Sequence[RockstarHeader]) -
                     continue
                 try:
                     eid = int(line.split()[col])
+                    if not -(2**63) <= eid < 2**63:
+                        raise ValueError(eid)
                 except (IndexError, ValueError):
                     raise HaloCatalogError(
-                        f"{path}: line {number}: no integer 'external_haloid' in column {col + 1}"
+                        f"{path}: line {number}: no 64-bit integer 'external_haloid' in column {col + 1}"
                     ) from None
                 if eid == run_id:
                     run_rows += 1
                     continue
-                if run_id is not None and run_id >= 0:  # -1: halos Rockstar did not print
+                # -1 marks halos Rockstar did not print; other ids must be the list's (checked later)
+                if run_id is not None and run_id != -1:
                     for column, value in zip((ids, files, offsets, rows), (run_id, k, run_start, run_rows)):
                         column.append(value)
                 run_id, run_start, run_rows = eid, start, 1
-        if run_id is not None and run_id >= 0:
+        if run_id is not None and run_id != -1:
             for column, value in zip((ids, files, offsets, rows), (run_id, k, run_start, run_rows)):
                 column.append(value)
     id_array = np.frombuffer(ids, dtype=np.int64)
@@ -755,10 +821,16 @@ def _read_run(pfile: _ParticleFile, halo_id: int, offset: int, n_rows: int) -> d
     eids = _parse(pfile.path, tokens, c["external_haloid"], "external_haloid", lines, np.int64)
     if (eids != halo_id).any():
         raise HaloCatalogError(f"{pfile.path}: rows moved since the file was indexed (halo {halo_id})")
-    xyz = np.stack([_parse(pfile.path, tokens, c[k], k, lines, np.float64) for k in ("x", "y", "z")], axis=1)
-    vxyz = np.stack([_parse(pfile.path, tokens, c[k], k, lines, np.float64) for k in ("vx", "vy", "vz")], axis=1)
+
+    def column(name: str, low: float | None = None) -> np.ndarray:
+        values = _parse(pfile.path, tokens, c[name], name, lines, np.float64)
+        where = f"{pfile.path}: particles of halo {halo_id}: column {name!r}"
+        return checked_values(values, where, low=low, low_open=low is not None)
+
+    xyz = np.stack([column(k) for k in ("x", "y", "z")], axis=1)
+    vxyz = np.stack([column(k) for k in ("vx", "vy", "vz")], axis=1)
     if pfile.mass is None:
-        mass = _parse(pfile.path, tokens, c["mass"], "mass", lines, np.float64) * pfile.mass_factor
+        mass = column("mass", low=0.0) * pfile.mass_factor
     else:
         mass = np.full(n_rows, pfile.mass)
     return {
@@ -810,6 +882,8 @@ def _rockstar_setup(
     a = header.scale_factor
     if a is None or not a > 0:
         raise HaloCatalogError(f"{path}: no valid '#a = ...' line (scale factor), needed for comoving units")
+    if hubble is not None:
+        hubble = checked_number(hubble, "hubble", low=0.0, high=MAX_HUBBLE, low_open=True, error=HaloOptionError)
     h = hubble if hubble is not None else header.hubble
     if h is None or not h > 0:
         raise HaloCatalogError(f"{path}: no valid '#Om = ...; h = ...' line; pass hubble= (H0 / 100 km/s/Mpc)")
@@ -930,12 +1004,20 @@ def iter_rockstar(
     position across the periodic box and sorted by particle id within each halo.
 
     A halo without particles raises :class:`HaloCatalogError` naming its id, unless ``drop_empty``:
-    then it is left out and each chunk's attribute ``dropped_empty_halos`` counts those it lost.
+    then it is left out and each chunk's attribute ``dropped_empty_halos`` counts those it lost. So do
+    particles of a halo that is not in the list, a list without halos, and repeated IDs.
+
+    Header numbers are checked as they are read (:func:`sims.halos.checked_number`): the box size and
+    particle mass must be finite and positive, h in (0, 2], Om in (0, 2], a in (0, 2]. A scale factor
+    above 1 (a negative redshift, as when an integrator steps past z = 0) is accepted with a
+    :class:`~sims.halos.NegativeRedshiftWarning` naming the file and the value. Masses, radii and Rs
+    must be positive, Vrms and spin_bullock not negative, and every value finite.
 
     Memory: one chunk of halos and their particles, plus an index built by one pass over the particle
     files when this is called, 32 bytes per run of consecutive rows of one halo (one run per halo and
-    file in Rockstar's own files, so O(halos) and independent of the particle count). Indexing is a
-    Python loop over every particle line (of the order of a million lines per second).
+    file in Rockstar's own files, so O(halos) and independent of the particle count), and the list's
+    halo IDs (8 bytes per halo, one more pass over the list). Indexing is a Python loop over every
+    particle line (of the order of a million lines per second).
     """
     _check_chunk_halos(chunk_halos)
     path = Path(path)
@@ -945,8 +1027,56 @@ def iter_rockstar(
     setup = _rockstar_setup(path, header, pheaders, hubble)
     with ExitStack() as stack:  # particle columns and masses checked now, not at the first chunk
         _particle_files(paths, pheaders, header, setup, stack)
+    ids = _catalog_ids(path, setup)
     index = _index_particles(paths, pheaders)
+    _check_particle_halos(path, paths, index, ids)
     return _rockstar_chunks(path, header, pheaders, setup, index, int(chunk_halos), drop_empty)
+
+
+def _catalog_ids(path: Path, setup: _RockstarSetup) -> np.ndarray:
+    """The ID of every halo of the list (one pass, 8 bytes per halo), checked: at least one halo,
+    integer and unique IDs. Found now, the problems are named with the file, not with a chunk."""
+    col, spelled = setup.columns["id"], setup.spelled["id"]
+    ids = array("q")
+    lines = _data_lines(path)
+    try:
+        for label, line in lines:
+            fields = line.split()
+            try:
+                ids.append(int(fields[col]))
+            except (IndexError, ValueError, OverflowError):
+                found = repr(fields[col]) if col < len(fields) else "nothing"
+                raise HaloCatalogError(
+                    f"{path}: {label}: column {spelled!r} holds {found}; expected an integer halo ID"
+                ) from None
+    except UnicodeDecodeError as exc:
+        raise HaloCatalogError(f"{path}: not a UTF-8 text file ({exc}); expected a Rockstar ASCII file") from None
+    finally:
+        lines.close()
+    if not ids:
+        raise HaloCatalogError(f"{path}: no halos (the header is followed by no data row)")
+    values = np.frombuffer(ids, dtype=np.int64)
+    unique, counts = np.unique(values, return_counts=True)
+    if (counts > 1).any():
+        raise HaloCatalogError(
+            f"{path}: column {spelled!r}: {int((counts > 1).sum())} halo ID(s) repeated "
+            f"({unique[counts > 1][:5].tolist()}); IDs must be unique"
+        )
+    return unique
+
+
+def _check_particle_halos(path: Path, paths: Sequence[Path], index: _ParticleIndex, ids: np.ndarray) -> None:
+    """Every indexed particle's halo must be a halo of the list: particles of other halos would be
+    dropped without a word (particle files of another snapshot or chunk, a truncated list)."""
+    orphan = ~np.isin(index.ids, ids)
+    if not orphan.any():
+        return
+    halos = np.unique(index.ids[orphan])
+    files = [str(paths[k]) for k in np.unique(index.files[orphan])]
+    raise HaloCatalogError(
+        f"{', '.join(files)}: {int(index.rows[orphan].sum())} particle(s) of {halos.size} halo(s) not in {path} "
+        f"(external_haloid {halos[:5].tolist()}); are the particle files from another snapshot or catalog?"
+    )
 
 
 def _rockstar_chunks(
@@ -977,43 +1107,35 @@ def _rockstar_chunk(
     tokens = _tokens(path, block, setup.n_columns)
     cols = setup.columns
 
-    def column(name: str) -> np.ndarray:
+    def column(name: str, low: float | None = None, low_open: bool = False) -> np.ndarray:
         spelled = setup.spelled[name]
         values = _parse(path, tokens, cols[name], spelled, lines, np.float64)
         if not np.isfinite(values).all():
             bad = ids[~np.isfinite(values)][:5].tolist()
             raise HaloCatalogError(f"{path}: column {spelled!r} has NaN or infinite values (halo ID {bad})")
+        if low is not None:  # masses, radii and dispersions have a sign
+            checked_values(values, f"{path}: column {spelled!r}", low=low, low_open=low_open, ids=ids)
         return values
 
     ids = _parse(path, tokens, cols["id"], setup.spelled["id"], lines, np.int64)
     f = setup.factors
     halos: dict[str, np.ndarray] = {"halo_id": ids}
-    mass = column(setup.mass_column)
-    if (mass <= 0).any():
-        raise HaloCatalogError(
-            f"{path}: column {setup.spelled[setup.mass_column]!r} must be positive "
-            f"(halo ID {ids[mass <= 0][:5].tolist()})"
-        )
-    halos["M200m"] = mass * f["mass"]
+    halos["M200m"] = column(setup.mass_column, low=0.0, low_open=True) * f["mass"]
     if setup.radius_column is not None:
-        halos["R200m"] = column(setup.radius_column) * f["radius"]
+        halos["R200m"] = column(setup.radius_column, low=0.0, low_open=True) * f["radius"]
     else:
         halos["R200m"] = np.cbrt(3.0 * halos["M200m"] / (4.0 * np.pi * 200.0 * setup.rho_m))
     halos["position"] = np.stack([column(c) for c in ("x", "y", "z")], axis=1) * f["position"]
     halos["velocity"] = np.stack([column(c) for c in ("vx", "vy", "vz")], axis=1) * f["velocity"]
     if setup.concentration_columns:
-        rs = column(setup.concentration_columns[1])
-        if (rs <= 0).any():
-            raise HaloCatalogError(
-                f"{path}: column 'Rs' must be positive for the concentration (halo ID {ids[rs <= 0][:5].tolist()})"
-            )
+        rs = column(setup.concentration_columns[1], low=0.0, low_open=True)
         # Rs is the NFW scale radius whatever the mass definition: R200m / Rs is c200m (c_vir when the
         # Mvir / Rvir fallback is in use), the definition the rest of the project uses
         halos["concentration"] = halos["R200m"] / (rs * f["radius"])
     if "spin_bullock" in cols:  # Bullock's lambda', as everywhere else ("Spin" is Peebles' lambda)
-        halos["spin"] = column("spin_bullock")
+        halos["spin"] = column("spin_bullock", low=0.0)
     if "vrms" in cols:  # Vrms is the 3-D rms speed; sigma_v is the 1-D dispersion everywhere else
-        halos["sigma_v"] = column("vrms") * f["velocity"] / np.sqrt(3.0)
+        halos["sigma_v"] = column("vrms", low=0.0) * f["velocity"] / np.sqrt(3.0)
 
     counts, particles = _halo_particles(index, pfiles, ids, halos["position"], setup.box_kpc)
     attrs = dict(setup.attrs)

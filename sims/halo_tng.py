@@ -38,7 +38,16 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from sims.halos import HaloCatalogError, catalog_dataset
+from sims.halos import (
+    MAX_HUBBLE,
+    MIN_REDSHIFT,
+    HaloCatalogError,
+    HaloOptionError,
+    catalog_dataset,
+    checked_number,
+    checked_redshift,
+    checked_values,
+)
 
 G_KPC = 4.300917270e-6  # gravitational constant, kpc (km/s)^2 / Msun
 LOG_SSFR_FLOOR = -13.0  # log10 yr^-1 given to galaxies with SFR = 0 (and any below it)
@@ -97,8 +106,31 @@ def _open(path: Path) -> Iterator[h5py.File]:
         handle.close()
 
 
+_COUNT = {"integer": True, "low": 0}
+#: What each Header attribute read must hold (see sims.halos.checked_number); per-type arrays
+#: (NumPart_*, MassTable) are checked element by element and need the dark-matter entry [1].
+HEADER_CHECKS: dict[str, dict[str, Any]] = {
+    "NumFiles": {"integer": True, "low": 1},
+    "NumFilesPerSnapshot": {"integer": True, "low": 1},
+    "Ngroups_Total": _COUNT,
+    "Nsubgroups_Total": _COUNT,
+    "Ngroups_ThisFile": _COUNT,
+    "Nsubgroups_ThisFile": _COUNT,
+    "NumPart_ThisFile": _COUNT,
+    "NumPart_Total": _COUNT,
+    "NumPart_Total_HighWord": _COUNT,
+    "MassTable": {"low": 0.0},
+    "BoxSize": {"low": 0.0, "low_open": True},
+    "HubbleParam": {"low": 0.0, "high": MAX_HUBBLE, "low_open": True},
+    "Time": {"low": 0.0, "low_open": True},
+    "Redshift": {"low": MIN_REDSHIFT},  # a small negative one is warned about once, by iter_tng
+}
+_PER_TYPE = ("NumPart_ThisFile", "NumPart_Total", "NumPart_Total_HighWord", "MassTable")
+
+
 def _attrs(path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Header attributes of one file; a missing required one raises naming the file and attribute."""
+    """Header attributes of one file, checked (:data:`HEADER_CHECKS`); a missing or bad one raises
+    naming the file, the attribute and the expectation."""
     with _open(path) as handle:
         header = handle.get("Header")
         if header is None:
@@ -106,7 +138,17 @@ def _attrs(path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -
         missing = [n for n in names if n not in header.attrs]
         if missing:
             raise HaloCatalogError(f"{path}: Header attribute(s) {missing} missing")
-        return {n: header.attrs[n] for n in (*names, *optional) if n in header.attrs}
+        raw = {n: header.attrs[n] for n in (*names, *optional) if n in header.attrs}
+    out = {}
+    for name, value in raw.items():
+        where = f"{path}: Header attribute {name}"
+        if name in _PER_TYPE:
+            if np.ndim(value) != 1 or np.size(value) < 2:
+                raise HaloCatalogError(f"{where} = {value!r}; expected one value per particle type (6)")
+            out[name] = checked_values(value, where, **HEADER_CHECKS[name])
+        else:
+            out[name] = checked_number(value, where, **HEADER_CHECKS[name])
+    return out
 
 
 class _SplitFiles:
@@ -223,6 +265,11 @@ def _group_catalog(base: Path, snapshot: int) -> tuple[_SplitFiles, dict[str, An
         raise HaloCatalogError(f"{first}: file not found; is {base} an IllustrisTNG 'output' folder?")
     names = ("NumFiles", "Ngroups_Total", "Nsubgroups_Total", "BoxSize", "HubbleParam", "Redshift", "Time")
     header = _attrs(first, names)
+    if not np.isclose(header["Time"], 1.0 / (1.0 + header["Redshift"]), rtol=1e-5, atol=0.0):
+        raise HaloCatalogError(
+            f"{first}: Header Time = {header['Time']} but Redshift = {header['Redshift']} gives a = "
+            f"{1.0 / (1.0 + header['Redshift']):.8g}; expected Time = 1 / (1 + Redshift)"
+        )
     n_files = int(header["NumFiles"])
     paths = _check_num_files(folder, pattern, n_files, "NumFiles", first)
     counts: dict[str, list[int]] = {"Group": [], "Subhalo": []}
@@ -288,12 +335,14 @@ def _same_snapshot(a: dict[str, Any], a_name: Path, b: dict[str, Any], b_name: P
             raise HaloCatalogError(f"{b_name}: Header {attr} = {y} but {a_name} has {x}; not the same snapshot")
 
 
-def _first_sub(values: np.ndarray) -> np.ndarray:
+def _first_sub(values: np.ndarray, folder: Path) -> np.ndarray:
     """GroupFirstSub as int64 with -1 for 'no subhalo' (some catalogs store it unsigned, -1 as the maximum)."""
-    out = values.astype(np.int64)
+    where = f"{folder}: field Group/GroupFirstSub"
     if values.dtype.kind == "u":
+        out = values.astype(np.int64)
         out[values == np.iinfo(values.dtype).max] = -1
-    return out
+        return checked_values(out, where, integer=True, low=-1)
+    return checked_values(values, where, integer=True, low=-1)  # -1: no subhalo
 
 
 def _find_offsets(base: Path, snapshot: int) -> Path | None:
@@ -325,7 +374,10 @@ class _Hydro:
         _same_snapshot(dark, dark_path, self.header, self.cat.paths[0])
         self.matching, self.field = matching, field
         n_groups, n_subs = self.cat.total("Group"), self.cat.total("Subhalo")
-        first = _first_sub(self.cat.read_range("Group", "GroupFirstSub", 0, n_groups) if n_groups else np.zeros(0))
+        first = _first_sub(
+            self.cat.read_range("Group", "GroupFirstSub", 0, n_groups) if n_groups else np.zeros(0, np.int64),
+            self.cat.paths[0].parent,
+        )
         centrals = np.asarray(first[first >= 0], dtype=np.int64)
         with _open(matching) as handle:
             if field not in handle:
@@ -364,7 +416,9 @@ class _Hydro:
         """log_mstar (Msun), log_ssfr (yr^-1, floored), log_rhalf (kpc), log_mbh (Msun, floored)."""
         mstar, rhalf = self.stellar(hydro)
         mstar_msun = mstar * 1e10 / h
-        sfr = self.cat.read_rows("Subhalo", "SubhaloSFR", hydro).astype(np.float64)
+        folder = self.cat.paths[0].parent
+        sfr = self.cat.read_rows("Subhalo", "SubhaloSFR", hydro)
+        sfr = checked_values(sfr, f"{folder}: field Subhalo/SubhaloSFR", low=0.0)
         with np.errstate(divide="ignore"):
             out = {
                 "log_mstar": np.log10(mstar_msun),
@@ -372,7 +426,8 @@ class _Hydro:
                 "log_rhalf": np.log10(rhalf * a / h),
             }
             if self.has_bh:
-                bh = self.cat.read_rows("Subhalo", "SubhaloBHMass", hydro).astype(np.float64)
+                bh = self.cat.read_rows("Subhalo", "SubhaloBHMass", hydro)
+                bh = checked_values(bh, f"{folder}: field Subhalo/SubhaloBHMass", low=0.0)
                 out["log_mbh"] = np.maximum(np.log10(bh * 1e10 / h), LOG_MBH_FLOOR)
         return out
 
@@ -406,8 +461,13 @@ def _select(
         stop = min(start + BLOCK, n_groups)
         mass = groups.read_range("Group", "Group_M_Mean200", start, stop).astype(np.float64)
         radius = groups.read_range("Group", "Group_R_Mean200", start, stop).astype(np.float64)
-        first = _first_sub(groups.read_range("Group", "GroupFirstSub", start, stop))
-        length = groups.read_range("Group", "GroupLenType", start, stop)[:, 1].astype(np.int64)
+        first = _first_sub(groups.read_range("Group", "GroupFirstSub", start, stop), groups.paths[0].parent)
+        length = checked_values(
+            groups.read_range("Group", "GroupLenType", start, stop)[:, 1],
+            f"{groups.paths[0].parent}: field Group/GroupLenType[:, 1]",
+            integer=True,
+            low=0,
+        )
         offset = running + np.concatenate([[0], np.cumsum(length)[:-1]])
         running += int(length.sum())
         if offsets is not None:
@@ -536,7 +596,9 @@ def iter_tng(
     Memory: two chunks (``chunk_halos`` halos each, at most ``max_chunk_particles`` FoF particles read unless
     a single halo has more) plus one byte per group and, with matching, one integer per dark subhalo.
     Raises :class:`HaloCatalogError` naming the file and field for missing, truncated, inconsistent
-    or non-finite data.
+    or non-finite data, and for Header numbers out of range (:data:`HEADER_CHECKS`); a Redshift
+    between -0.5 and 0 is accepted with a :class:`~sims.halos.NegativeRedshiftWarning`.
+    ``min_log_mass`` must be finite, in [0, 20] (:class:`~sims.halos.HaloOptionError` otherwise).
     """
     if within not in WITHIN:
         raise ValueError(f"within must be one of {WITHIN}, got {within!r}")
@@ -544,13 +606,18 @@ def iter_tng(
         raise ValueError("chunk_halos and max_chunk_particles must be positive")
     if (matching is None) != (hydro_base_path is None):
         raise ValueError("matching and hydro_base_path go together: give both (targets) or neither")
+    if min_log_mass is not None:  # NaN would compare False and cut nothing
+        min_log_mass = checked_number(min_log_mass, "min_log_mass", low=0.0, high=20.0, error=HaloOptionError)
     if matching_field not in MATCHING_FIELDS:
         raise ValueError(f"matching_field must be one of {MATCHING_FIELDS}, got {matching_field!r}")
     base = Path(base_path)
     groups, header = _group_catalog(base, snapshot)
+    if groups.total("Group") == 0:
+        raise HaloCatalogError(f"{groups.paths[0]}: no halos (Header Ngroups_Total = 0)")
     snap, snap_header = _snapshot(base, snapshot)
     _same_snapshot(header, groups.paths[0], snap_header, snap.paths[0])
-    z, h, box = float(header["Redshift"]), float(header["HubbleParam"]), float(header["BoxSize"])
+    z = checked_redshift(header["Redshift"], f"{groups.paths[0]}: Header attribute Redshift")  # warns if < 0
+    h, box = float(header["HubbleParam"]), float(header["BoxSize"])
     a = 1.0 / (1.0 + z)
     hydro = None
     if matching is not None:

@@ -21,13 +21,15 @@ and say so in ``units`` attributes. The particles of halo i are rows
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from data_catalog import DatasetSchema, VariableSpec, register_schema
+from data_catalog import DatasetSchema, VariableSpec, check_dataset, register_schema
 
 HALOS_KIND = "halos.catalog"
 SPACE = ("x", "y", "z")
@@ -60,6 +62,149 @@ class HaloCatalogError(ValueError):
     """A halo catalog that cannot be used; the message names the file, the field and the expectation."""
 
 
+class HaloOptionError(HaloCatalogError):
+    """An option that does not apply to the chosen format, or is out of range: a usage error (the
+    command line exits with status 2 and names the option), not a problem of the file."""
+
+
+class NegativeRedshiftWarning(UserWarning):
+    """A snapshot slightly after a = 1 (an integrator stepping past z = 0): accepted, but said."""
+
+
+#: Redshifts below this (scale factors above 2) are refused; between it and 0 they are warned about.
+MIN_REDSHIFT = -0.5
+#: Largest h = H0 / (100 km/s/Mpc) accepted: H0 given in place of h (67.74 for 0.6774) is refused.
+MAX_HUBBLE = 2.0
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _expectation(integer: bool, low: float | None, high: float | None, low_open: bool) -> str:
+    what = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        return f"{what} in {'(' if low_open else '['}{low:g}, {high:g}]"
+    if low is not None:
+        return f"{what} {'>' if low_open else '>='} {low:g}"
+    return f"{what} <= {high:g}" if high is not None else what
+
+
+def scalar_value(value: Any, where: str) -> Any:
+    """A scalar attribute as a Python value: numpy scalars and 1-element arrays (how netCDF writers,
+    xarray's included, store numbers) unwrapped; bytes decoded as UTF-8. Raises naming ``where``."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise HaloCatalogError(f"{where} holds {value.size} values {value.ravel()[:5].tolist()}; expected one")
+        value = value.ravel()[0]
+    if isinstance(value, np.void):
+        value = bytes(value)
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise HaloCatalogError(
+                f"{where} holds binary data {bytes(value)[:16]!r}, not UTF-8 text; expected text or a number"
+            ) from None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def checked_number(
+    value: Any,
+    where: str,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    text: bool = False,
+    error: type[HaloCatalogError] = HaloCatalogError,
+) -> Any:
+    """``value`` (a header field, an attribute, an option) as a float, or an int with ``integer``.
+
+    Refused with ``error`` naming ``where`` (file and field, or the option) and the expectation unless
+    it is a real number (``text``: also a string that parses as one), finite, integer-valued with
+    ``integer``, and within ``[low, high]`` (``(low, high]`` with ``low_open``). 1-element arrays and
+    numpy scalars are unwrapped (:func:`scalar_value`).
+    """
+    expected = _expectation(integer, low, high, low_open)
+    raw = scalar_value(value, where)
+    shown = raw if text and isinstance(raw, str) else repr(raw)
+    number = raw
+    if text and isinstance(raw, str):
+        try:
+            number = float(raw)
+        except ValueError:
+            raise error(f"{where} = {shown}: not a number; expected {expected}") from None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise error(f"{where} = {shown} (a {type(raw).__name__}): expected {expected}")
+    if not math.isfinite(number):
+        raise error(f"{where} = {shown}: expected {expected}")
+    if integer:
+        if number != int(number) or not _INT64[0] <= number <= _INT64[1]:
+            raise error(f"{where} = {shown}: expected {expected} (integer-valued, 64-bit)")
+        number = int(number)
+    if (low is not None and (number < low or (low_open and number == low))) or (high is not None and number > high):
+        raise error(f"{where} = {shown}: expected {expected}")
+    return number if integer else float(number)
+
+
+def checked_values(
+    values: Any,
+    where: str,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """An array field (a column, a dataset) checked as :func:`checked_number` checks one value; the
+    error names ``where``, how many values are bad and the first of them (by ``ids`` when given, e.g.
+    halo IDs, else by index). Returns int64 values with ``integer``, else float64."""
+    array = np.asarray(values)
+    expected = _expectation(integer, low, high, low_open)
+    if array.dtype.kind not in "iuf":
+        raise HaloCatalogError(f"{where} has dtype {array.dtype}; expected {expected}")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(array) if array.dtype.kind == "f" else np.zeros(array.shape, bool)
+        if integer and array.dtype.kind == "f":
+            bad |= (array != np.round(array)) | (array < _INT64[0]) | (array >= 2.0**63)
+        if array.dtype.kind == "u" and array.dtype.itemsize == 8:
+            bad |= array > _INT64[1]  # would wrap to negative as int64
+        if low is not None:
+            bad |= (array <= low) if low_open else (array < low)
+        if high is not None:
+            bad |= array > high
+    if bad.ndim > 1:
+        bad = bad.reshape(len(bad), -1).any(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        label = "ID" if ids is not None else "index"
+        found = np.asarray(array)[rows].tolist()
+        at = (np.asarray(ids)[rows] if ids is not None else rows).tolist()
+        raise HaloCatalogError(f"{where}: {int(bad.sum())} value(s) not {expected} (first {found} at {label} {at})")
+    return array.astype(np.int64 if integer else np.float64)
+
+
+def checked_redshift(value: Any, where: str, *, scale_factor: bool = False, text: bool = False) -> float:
+    """A snapshot's redshift (with ``scale_factor``: its a = 1 / (1 + z)), returned as read.
+
+    Refused when not finite, when a <= 0, and below :data:`MIN_REDSHIFT` (a > 2: no simulation gets
+    there). A small negative redshift is real data (an integrator stepping past a = 1, as gevolution
+    does) and is accepted with a :class:`NegativeRedshiftWarning` naming ``where`` and the value.
+    """
+    if scale_factor:
+        a = checked_number(value, where, low=0.0, high=1.0 / (1.0 + MIN_REDSHIFT), low_open=True, text=text)
+        z = 1.0 / a - 1.0
+    else:
+        a = z = checked_number(value, where, low=MIN_REDSHIFT, text=text)
+    if z < 0:
+        warnings.warn(
+            f"{where} = {a:g}: a negative redshift z = {z:.4g} (a snapshot after a = 1); accepted as it is",
+            NegativeRedshiftWarning,
+            stacklevel=2,
+        )
+    return a
+
+
 def _dims(name: str) -> tuple[str, ...]:
     base = (
         ("particle",)
@@ -84,10 +229,21 @@ def check_catalog(ds: xr.Dataset) -> list[str]:
             nonfinite[name] = int((~np.isfinite(ds[name])).sum())
             if nonfinite[name]:
                 problems.append(f"{name}: {nonfinite[name]} NaN or infinite value(s)")
-    for name in ("M200m", "R200m", "particle_mass"):
+    for name in ("M200m", "R200m", "particle_mass", "concentration", "spin", "sigma_v"):
+        if name not in ds:  # the last three are optional
+            continue
         smallest = float(ds[name].min()) if ds.sizes.get(ds[name].dims[0], 0) else np.inf
-        if not nonfinite.get(name) and smallest <= 0:
-            problems.append(f"{name}: values must be positive, found {smallest:.6g}")
+        # a spin or a dispersion may be 0 (Rockstar prints Vrms = 0 for some small halos)
+        non_negative = name in ("spin", "sigma_v")
+        if not nonfinite.get(name) and (smallest < 0 if non_negative else smallest <= 0):
+            problems.append(f"{name}: values must be {'>= 0' if non_negative else 'positive'}, found {smallest:.6g}")
+    for name in ("halo_id", "particle_offset", "particle_count"):
+        try:  # the casts below would truncate 30.4 to 30
+            checked_values(ds[name].values, name, integer=True)
+        except HaloCatalogError as exc:
+            problems.append(str(exc))
+    if problems:
+        return problems
     counts = ds["particle_count"].values.astype(np.int64)
     offsets = ds["particle_offset"].values.astype(np.int64)
     if (counts <= 0).any():
@@ -160,7 +316,8 @@ def catalog_dataset(
         if array.ndim != len(dims) or (len(dims) == 2 and array.shape[1] != 3):
             raise HaloCatalogError(f"{source}: {name} must be shaped ({', '.join(dims)}), got {array.shape}")
         integer = name in ("halo_id", "particle_offset", "particle_count")
-        array = array.astype(np.int64 if integer else np.float64)
+        # a cast would truncate 30.4 to 30 and wrap NaN: integer fields must hold integers
+        array = checked_values(array, f"{source}: {name}", integer=True) if integer else array.astype(np.float64)
         units = TARGETS.get(name) and "1" or HALO_UNITS.get(name) or PARTICLE_UNITS[name]
         extra = {"long_name": TARGETS[name]} if name in TARGETS else {}
         data[name] = (dims, array, {"units": units, **extra})
@@ -168,7 +325,8 @@ def catalog_dataset(
     if box_size_kpc is not None:
         info["box_size_kpc"] = float(box_size_kpc)
     ds = xr.Dataset(data, coords={"space": list(SPACE)}, attrs=info)
-    problems = check_catalog(ds)
+    # the whole schema (attributes too), so a bad chunk is named by its source, not by the file it goes to
+    problems = check_dataset(ds, HALOS_KIND)
     if problems:
         raise HaloCatalogError(f"{source}: " + "; ".join(problems))
     return ds

@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 from data_catalog import Catalog
 from pipeline.halo_features import halo_features
 from pipeline.halo_scalars import halo_scalars
-from surrogates.artifacts import MODEL_KIND, LoadedModel, load_model
-from surrogates.halo_runs import predict_loaded
+from surrogates.artifacts import MODEL_KIND, LoadedModel
+from surrogates.halo_runs import load_halo_model, predict_loaded
 
 DEFAULT_PATTERNS = ("halos-*-scalars-ensemble", "halos-*-scalars")  # in order of preference
 FORMATS = (".h5", ".hdf5", ".csv")
@@ -58,12 +57,14 @@ def default_models(catalog: Catalog, patterns: Sequence[str] = DEFAULT_PATTERNS)
 
 
 def load_halo_models(catalog: Catalog, refs: Sequence[str]) -> list[LoadedModel]:
-    """The models at ``refs`` on the CPU in float64; each must be a halo model, one per target."""
-    loaded = [load_model(catalog, ref, device="cpu", dtype=torch.float64) for ref in refs]
+    """The models at ``refs`` on the CPU in float64; each must be a halo model, one per target.
+    Their JSON attributes are checked first, so a damaged one is named with its model."""
+    for ref in refs:
+        if not {"target", "inputs"} <= set(catalog.info(ref).attrs):
+            raise ValueError(f"{catalog.resolve(ref)} is not a halo model (no 'target' and 'inputs' attributes)")
+    loaded = [load_halo_model(catalog, ref) for ref in refs]
     seen: dict[str, str] = {}
     for model in loaded:
-        if "target" not in model.attrs or "inputs" not in model.attrs:
-            raise ValueError(f"{model.ref} is not a halo model (no 'target' and 'inputs' attributes)")
         target = str(model.attrs["target"])
         if target in seen:
             raise ValueError(f"two models predict {target}: {seen[target]} and {model.ref}; give one per target")

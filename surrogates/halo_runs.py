@@ -25,7 +25,7 @@ reflections, particle permutations and changes of units of the catalog.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,14 @@ from data_catalog import Catalog, parse_ref
 from pipeline.halo_evaluation import EVALUATION_KIND, IMPORTANCE_KIND, evaluation_dataset, importance_dataset
 from pipeline.halo_features import feature_targets, split_indices
 from pipeline.halo_scalars import SCALAR_KINDS, SCALAR_NAMES
-from surrogates.artifacts import LoadedModel, load_model, model_class, register_model, save_model
+from surrogates.artifacts import (
+    LoadedModel,
+    ModelArtifactError,
+    load_model,
+    model_class,
+    register_model,
+    save_model,
+)
 from surrogates.halos import GaussianMLP, StellarToHaloRelation, forward_selection, predict_gaussian, train_gaussian_mlp
 from surrogates.training import TrainConfig, TrainResult
 
@@ -300,16 +307,64 @@ def store_halo_model(
     )
 
 
+#: The JSON attributes a halo model is rebuilt and run from, with what each must hold (``training``
+#: is absent from the least-squares mass-only model).
+MODEL_JSON_ATTRS: dict[str, tuple[type, str]] = {
+    "config": (dict, "a JSON object of the model's constructor arguments"),
+    "training": (dict, "a JSON object (the training summary)"),
+    "inputs": (list, 'a JSON list of feature variable names, e.g. ["log_m200m"]'),
+}
+
+
+def model_json_attr(ref: str, attrs: Mapping[str, Any], name: str) -> Any:
+    """Attribute ``name`` of the stored model ``ref`` parsed as JSON and checked against
+    :data:`MODEL_JSON_ATTRS`; :class:`ModelArtifactError` names the model, the attribute and what it
+    must hold (json's own "Expecting value: line 1 column 1" names neither)."""
+    kind, expected = MODEL_JSON_ATTRS[name]
+    where = f"model {ref}: attribute {name!r}"
+    if name not in attrs:
+        raise ModelArtifactError(f"{where} is missing; expected {expected}")
+    text = attrs[name]
+    if isinstance(text, (bytes, np.bytes_)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelArtifactError(f"{where} holds binary data, not UTF-8 text; expected {expected}") from None
+    if not isinstance(text, str):
+        raise ModelArtifactError(f"{where} is a {type(text).__name__} ({text!r:.60}); expected {expected}")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ModelArtifactError(f"{where} is not valid JSON ({exc}: {text!r:.60}); expected {expected}") from None
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+        raise ModelArtifactError(f"{where} holds {text!r:.60}; expected {expected}")
+    return value
+
+
+def check_model_attrs(ref: str, attrs: Mapping[str, Any]) -> None:
+    """Every JSON attribute of a stored halo model (:data:`MODEL_JSON_ATTRS`) parses to what it must hold."""
+    for name in MODEL_JSON_ATTRS:
+        if name in attrs or name != "training":
+            model_json_attr(ref, attrs, name)
+
+
+def load_halo_model(catalog: Catalog, ref: str) -> LoadedModel:
+    """The halo model at ``ref`` on the CPU in float64, its JSON attributes checked before it is rebuilt."""
+    resolved = catalog.resolve(ref)
+    check_model_attrs(resolved, catalog.info(resolved).attrs)
+    return load_model(catalog, resolved, device="cpu", dtype=torch.float64)
+
+
 def predict_loaded(loaded: LoadedModel, features: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sigma (target units) of a loaded halo model on every halo of ``features``."""
-    variables = json.loads(loaded.attrs["inputs"])
+    variables = model_json_attr(loaded.ref, loaded.attrs, "inputs")
     return predict_gaussian(loaded.model, design_matrix(features, variables, where=loaded.ref))
 
 
 def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, split: str) -> str:
     """Store a ``halos.evaluation`` of a model: on the test halos of ``split`` (``random`` or
     ``mass_threshold``), or on every halo of ``features_ref`` (any other split name, e.g. ``subsampled``)."""
-    loaded = load_model(catalog, model_ref, device="cpu", dtype=torch.float64)
+    loaded = load_halo_model(catalog, model_ref)
     features = catalog.open(features_ref).load()
     target = str(loaded.attrs["target"])
     rows = split_indices(features, split)["test"] if split in ("random", "mass_threshold") else slice(None)
@@ -334,7 +389,7 @@ def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, spl
 def store_halo_ensemble(catalog: Catalog, model_refs: Sequence[str], name: str) -> str:
     """Store the :class:`GaussianEnsemble` of ``model_refs`` (one kind of model, one target, one split,
     the same inputs) as ``name``, with the members as parents; its ref."""
-    loaded = [load_model(catalog, ref, device="cpu", dtype=torch.float64) for ref in model_refs]
+    loaded = [load_halo_model(catalog, ref) for ref in model_refs]
     shared = {key: {str(m.attrs.get(key)) for m in loaded} for key in ("halo_model", "target", "split", "inputs")}
     differing = sorted(key for key, values in shared.items() if len(values) != 1)
     if differing:

@@ -125,7 +125,7 @@ def test_bad_files_are_named_and_leave_nothing_in_the_catalog(canonical, tmp_pat
     damage(canonical)
     root = tmp_path / "c"
     result = _eqs(root, "ingest", "halos", canonical, "--format", "hdf5")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a bad input file is an input error, like a bad option
     assert "pop.h5" in result.output and "nothing was written" in result.output
     assert re.search(message, result.output), result.output
     assert Catalog(root).names() == []
@@ -133,16 +133,17 @@ def test_bad_files_are_named_and_leave_nothing_in_the_catalog(canonical, tmp_pat
 
 
 def test_ingest_usage_errors(canonical, tmp_path):
-    assert _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "tng").exit_code == 1  # no snapshot
+    no_snapshot = _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "tng")
+    assert no_snapshot.exit_code == 2 and "--snapshot" in no_snapshot.output
     assert _eqs(tmp_path / "c", "ingest", "halos", tmp_path / "nope.h5", "--format", "hdf5").exit_code == 2
     # options that the format would ignore are refused, not silently recorded
     ignored = _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "hdf5", "--particles", canonical)
-    assert ignored.exit_code == 1 and "only read with the rockstar format" in ignored.output
+    assert ignored.exit_code == 2 and "--particles is only read with --format rockstar" in ignored.output
     hydro = tmp_path / "hydro"
     hydro.mkdir()
     args = ("--matching", canonical, "--hydro", hydro)
     ignored = _eqs(tmp_path / "c", "ingest", "halos", canonical, "--format", "hdf5", *args)
-    assert ignored.exit_code == 1 and "only read with the tng format" in ignored.output
+    assert ignored.exit_code == 2 and "--matching is only read with --format tng" in ignored.output
     snapshot = _eqs(tmp_path / "c", "predict-galaxies", canonical, "--snapshot", 3, "--out", tmp_path / "p.csv")
     assert snapshot.exit_code == 2 and "only read with --format tng" in snapshot.output
     assert Catalog(tmp_path / "c").names() == []
