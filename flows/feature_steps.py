@@ -5,8 +5,6 @@ Shared by ``eqs features`` (which must start fast) and the ``features`` flow.
 
 from __future__ import annotations
 
-import json
-
 from data_catalog import Catalog
 from pipeline.cluster import dask_scheduler
 from pipeline.features import declaration_of, write_features
@@ -32,12 +30,16 @@ def declaration_for(catalog: Catalog, ref: str) -> SystemDeclaration:
 def run_features(
     catalog: str,
     ref: str,
-    declaration_json: str,
+    declaration: SystemDeclaration | str,
     chunk_size: int | None = None,
     dask_address: str | None = None,
     name: str | None = None,
 ) -> str:
-    """Extract and store the features of ``ref``; returns the features' ref."""
-    declaration = SystemDeclaration.from_dict(json.loads(declaration_json), source="declaration")
+    """Extract and store the features of ``ref``; returns the features' ref.
+
+    ``declaration`` is a parsed declaration (``eqs features`` has one already: it is not parsed
+    again) or its JSON text (the flow's task, whose cache key needs the text)."""
+    if isinstance(declaration, str):
+        declaration = SystemDeclaration.from_json(declaration, source="flow parameter declaration_json")
     with dask_scheduler(dask_address):
         return write_features(Catalog(catalog), ref, declaration, chunk_size=chunk_size, name=name)

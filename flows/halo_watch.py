@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 
 from .conventions import catalog_task, in_catalog
+from .schedules import Choices
 
 
 def dataset_name(path: Path) -> str:
@@ -42,11 +44,11 @@ def ingest_file(catalog: str, path: str, format: str, name: str, stamp: str) -> 
 @flow(name="halo-watch")
 def halo_watch(
     directory: str,
-    format: str = "hdf5",
+    format: Annotated[str, Choices(ref="sims.halo_ingest:FORMATS")] = "hdf5",
     catalog: str | None = None,
     pattern: str = "*.hdf5",
-    preset: str | None = None,
-    seeds: int = 1,
+    preset: Annotated[str, Choices(ref="flows.halos:PRESETS")] | None = None,
+    seeds: Annotated[int, Ge(1)] = 1,
 ) -> dict[str, Any]:
     """Ingest every new or changed file of ``directory``; with ``preset``, also run the halo pipeline
     on each. Returns {file: catalog ref} and, with a preset, {file: summary rows}."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog, parse_ref
@@ -27,6 +28,7 @@ from sims.halos import HALOS_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .progress import epoch_progress, tracked
+from .schedules import Choices
 
 MODELS = ("mass-only", "global", "scalars")
 SPLITS = ("random", "mass_threshold")
@@ -233,15 +235,15 @@ def _test_sets(features: str, low_features: str, split: str) -> list[tuple[str, 
 
 @flow(name="halos")
 def halos_flow(
-    preset: str = "quick",
-    seeds: int = 3,
+    preset: Annotated[str, Choices(PRESETS)] = "quick",
+    seeds: Annotated[int, Ge(1)] = 3,
     catalog: str | None = None,
     source: str | None = None,
-    format: str | None = None,
-    snapshot: int | None = None,
+    format: Annotated[str, Choices(ref="sims.halo_ingest:FORMATS")] | None = None,
+    snapshot: Annotated[int, Ge(0)] | None = None,
     name: str | None = None,
     targets: list[str] | None = None,
-    models: list[str] | None = None,
+    models: list[Annotated[str, Choices(MODELS)]] | None = None,
     dask_address: str | None = "threads",
     raw_ref: str | None = None,
 ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 
@@ -18,6 +18,7 @@ from data_catalog import Catalog
 
 from .catalog_check import catalog_check
 from .conventions import catalog_task, in_catalog
+from .schedules import Choices
 
 SYSTEMS = ("pendulum", "rietkerk", "halos")
 
@@ -95,8 +96,8 @@ def publish_report(catalog: Catalog, ref: str, report_dir: str | Path) -> dict[s
 @flow(name="eqs-main")
 def main_job(
     catalog: str | None = None,
-    preset: str = "demo",
-    systems: list[str] | None = None,
+    preset: Annotated[str, Choices(PRESETS)] = "demo",
+    systems: list[Annotated[str, Choices(SYSTEMS)]] | None = None,
     report_dir: str | None = None,
     dask_address: str | None = None,
 ) -> dict[str, str]:

@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 from data_catalog.hashing import canonical_json
 from pipeline.summaries import pendulum_summary
 from sims import pendulum_protocols as pp
-from sims.spring_pendulum import DECLARATION, RAW_KIND
+from sims.spring_pendulum import DECLARATION, RAW_KIND, VARIANTS
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
 from .progress import epoch_progress
+from .schedules import Choices
+
+PRESET_NAMES = tuple(sorted({name for _, name in pp.PRESETS}))  # which a protocol has is checked at run time
+DTYPES = ("float64", "float32")
+
+
+def model_names() -> tuple[str, ...]:
+    """Every protocol's models (imported when asked: the surrogates take a moment)."""
+    from surrogates.pendulum_runs import MODELS_BY_PROTOCOL
+
+    return tuple(dict.fromkeys(m for models in MODELS_BY_PROTOCOL.values() for m in models))
 
 
 @catalog_task
@@ -47,7 +59,7 @@ def generate_protocol(catalog: str, protocol: str, preset: str, data_seed: int |
 @catalog_task
 def pendulum_features(catalog: str, ref: str) -> str:
     """The invariant scalars and Pi groups of one split (threads: the datasets are small)."""
-    return run_features(catalog, ref, DECLARATION.to_json(), dask_address="threads")
+    return run_features(catalog, ref, DECLARATION, dask_address="threads")  # already parsed: no JSON round trip
 
 
 @catalog_task
@@ -106,16 +118,16 @@ def evaluate_surrogate(catalog: str, model_ref: str, test_ref: str) -> str:
 
 @flow(name="pendulum")
 def pendulum_flow(
-    protocol: str = "emlp",
-    preset: str = "quick",
-    seeds: int = 3,
+    protocol: Annotated[str, Choices(pp.PROTOCOLS)] = "emlp",
+    preset: Annotated[str, Choices(PRESET_NAMES)] = "quick",
+    seeds: Annotated[int, Ge(1)] = 3,
     catalog: str | None = None,
-    models: list[str] | None = None,
-    variant: str = "reference",
-    data_seed: int | None = None,
-    substeps: int = 1,
-    activation: str | None = None,
-    dtype: str = "float64",
+    models: list[Annotated[str, Choices(ref="flows.pendulum:model_names")]] | None = None,
+    variant: Annotated[str, Choices(VARIANTS)] = "reference",
+    data_seed: Annotated[int, Ge(0)] | None = None,
+    substeps: Annotated[int, Ge(1)] = 1,
+    activation: Annotated[str, Choices(ref="surrogates.mlp:ACTIVATIONS")] | None = None,
+    dtype: Annotated[str, Choices(DTYPES)] = "float64",
 ) -> dict[str, Any]:
     """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
 
@@ -137,7 +149,7 @@ def pendulum_flow(
     from surrogates.mlp import ACTIVATIONS
     from surrogates.pendulum import DEFAULT_ACTIVATION
 
-    if dtype not in ("float64", "float32"):
+    if dtype not in DTYPES:
         raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
     if activation is not None and activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

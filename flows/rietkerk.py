@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
@@ -21,6 +22,7 @@ from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .progress import counted, epoch_progress
+from .schedules import Choices
 
 EMULATORS = ("pi", "dimensional")
 TRAINING = {
@@ -143,10 +145,10 @@ def equation_discovery(catalog: str, preset: str, seed: int = 0) -> str:
 
 @flow(name="rietkerk")
 def rietkerk_flow(
-    preset: str = "quick",
-    seeds: int = 3,
+    preset: Annotated[str, Choices(rp.PRESETS)] = "quick",
+    seeds: Annotated[int, Ge(1)] = 3,
     catalog: str | None = None,
-    emulators: list[str] | None = None,
+    emulators: list[Annotated[str, Choices(EMULATORS)]] | None = None,
     regime_maps: bool = True,
     discovery: bool = True,
 ) -> dict[str, Any]:

@@ -28,8 +28,10 @@ are never taken as components or grid axes.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -46,6 +48,9 @@ from sims.declaration import DeclarationError, Kind, Role, SystemDeclaration
 
 FEATURES_KIND = "features"
 PI_DIM = "pi_group"
+# The dimensional analysis of the invariant scalars grows with the cube of their number (about a
+# second at 256); the built-in systems have about 20. Counted before anything is built.
+MAX_INVARIANT_SCALARS = 256
 
 register_schema(
     DatasetSchema(
@@ -139,12 +144,32 @@ def _names(*groups: Sequence[Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(q.name for group in groups for q in group))
 
 
+def invariant_count(declaration: SystemDeclaration) -> int:
+    """How many scalars :func:`invariant_scalars` builds, counted without building them (pairs of
+    vectors grow quadratically, d-tuples for SO(d) combinatorially)."""
+    inputs = declaration.select(roles=(Role.PARAMETER, Role.STATE))
+    kinds = collections.Counter(q.kind for q in inputs)
+    v = kinds[Kind.VECTOR] + kinds[Kind.POSITION]
+    t, d = kinds[Kind.TENSOR], declaration.space_dim
+    pairs = math.comb(v + 1, 2)
+    count = kinds[Kind.SCALAR] + 2 * kinds[Kind.FIELD] + pairs + t * d + t * pairs + math.comb(t, 2)
+    if declaration.group in ("SO", "SE"):
+        count += math.comb(v, d)
+    return count
+
+
 def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, ...]:
     """The invariant scalars the declaration's symmetry group allows (see the module docstring).
 
     Declared scalar quantities are taken to be positive (masses, rates, lengths) and may serve as
-    repeating quantities of the dimensional analysis.
+    repeating quantities of the dimensional analysis. At most ``MAX_INVARIANT_SCALARS``.
     """
+    count = invariant_count(declaration)
+    if count > MAX_INVARIANT_SCALARS:
+        raise FeatureError(
+            f"system {declaration.name!r}: its parameters and states give {count} invariant scalars under "
+            f"{declaration.symmetry}; at most {MAX_INVARIANT_SCALARS} are allowed (declare fewer vectors or tensors)"
+        )
     group, d = declaration.group, declaration.space_dim
     inputs = declaration.select(roles=(Role.PARAMETER, Role.STATE))
     scalars: list[InvariantScalar] = []
@@ -308,7 +333,7 @@ class FeaturePlan:
         self._warn_about_signed_powers()
         outputs = [s.name for s in self.scalars] + ["pi", PI_DIM]
         outputs += [name for t in self.targets for name in (f"scale({t.name})", f"{t.name}_pi")]
-        clashes = sorted({n for n in outputs if outputs.count(n) > 1})
+        clashes = sorted(n for n, c in collections.Counter(outputs).items() if c > 1)
         if clashes:
             raise FeatureError(
                 f"system {declaration.name!r}: quantity names collide with feature names {clashes}; rename them"
@@ -394,18 +419,31 @@ class _Layout:
     targets: tuple[str, ...]
 
 
-def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
+def _variables_of(ds: xr.Dataset, limit: int = 20) -> str:
+    names = sorted(map(str, ds.data_vars))
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str, *, allow_missing_targets: bool = False) -> _Layout:
+    """Match every declared quantity to the dataset's variable of that name (a missing target is
+    skipped only with ``allow_missing_targets``: nothing else would notice that it was never used)."""
     decl = plan.declaration
     problems: list[str] = []
     core: dict[str, tuple[str, ...]] = {}
     factors: dict[str, float] = {}
     batch: list[str] = []
     dims_of: dict[str, tuple[str, ...]] = {}
-    wanted = list(decl.select(roles=(Role.PARAMETER, Role.STATE))) + [t for t in plan.targets if t.name in ds.data_vars]
-    for q in wanted:
+    present = set(ds.data_vars)
+    missing = False
+    targets = tuple(t for t in plan.targets if t.name in present or not allow_missing_targets)
+    declared_in = f" in {decl.source}" if decl.source else ""
+    for q in [*decl.select(roles=(Role.PARAMETER, Role.STATE)), *targets]:
         where = f"{source}: variable {q.name!r}"
-        if q.name not in ds.data_vars:
-            problems.append(f"{where} is missing (declared {q.kind.value} {q.role.value} in {q.units})")
+        if q.name not in present:
+            declared = f"declared{declared_in} as a {q.kind.value} {q.role.value} in {q.units}"
+            problems.append(f"{where} is missing ({declared})")
+            missing = True
             continue
         var = ds[q.name]
         units = var.attrs.get("units")
@@ -456,9 +494,12 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str) -> _Layout:
             )
     if problems:
         raise FeatureError(
-            f"{len(problems)} problem(s) with {source} as system {decl.name!r}:\n  - " + "\n  - ".join(problems)
+            f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}"
+            + (f" ({source} has variables {_variables_of(ds)})" if missing else "")
+            + ":\n  - "
+            + "\n  - ".join(problems)
         )
-    return _Layout(tuple(batch), dims_of, core, factors, tuple(t.name for t in plan.targets if t.name in ds.data_vars))
+    return _Layout(tuple(batch), dims_of, core, factors, tuple(t.name for t in targets))
 
 
 def _block_values(block: xr.Dataset, layout: _Layout) -> dict[str, np.ndarray]:
@@ -539,6 +580,7 @@ def extract(
     *,
     chunk_size: int | None = None,
     source: str = "dataset",
+    allow_missing_targets: bool = False,
 ) -> xr.Dataset:
     """Lazily compute the features of ``dataset`` (see the module docstring) as an xarray Dataset.
 
@@ -546,11 +588,14 @@ def extract(
     the chunk length along ``sample`` (else along the first batch dimension). Component and grid
     dimensions are never split. Nothing is computed
     until the result is loaded or written. ``source`` names the dataset in error messages.
+
+    Every declared quantity must be a variable of ``dataset``; with ``allow_missing_targets`` a
+    target may be absent (inputs to predict from): its ``scale(T)`` is computed, ``T_pi`` is not.
     """
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     plan = declaration if isinstance(declaration, FeaturePlan) else FeaturePlan(declaration)
-    layout = _layout(dataset, plan, source)
+    layout = _layout(dataset, plan, source, allow_missing_targets=allow_missing_targets)
     if not layout.batch_dims:
         raise FeatureError(f"{source}: no batch dimension (sample, time, ...); features are computed per sample")
     names = list(layout.core_dims) + list(layout.targets)
@@ -632,15 +677,12 @@ def write_features(
 
 
 def declaration_of(dataset: xr.Dataset, *, source: str = "dataset") -> SystemDeclaration:
-    """The declaration recorded in a dataset's ``declaration`` attribute (JSON)."""
+    """The declaration recorded in a dataset's ``declaration`` attribute (JSON, within the limits of
+    ``sims.declaration.parse_json``)."""
     text = dataset.attrs.get("declaration")
     if not isinstance(text, str):
         raise FeatureError(f"{source} records no declaration (no 'declaration' attribute)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FeatureError(f"{source}: attribute 'declaration' is not JSON ({exc})") from None
-    return SystemDeclaration.from_dict(data, source=f"{source} attribute 'declaration'")
+    return SystemDeclaration.from_json(text, source=f"{source} attribute 'declaration'")
 
 
 __all__ = [

@@ -5,24 +5,69 @@ declare itself without importing ``pipeline``. ``pipeline`` reads declarations: 
 strings with pint, builds invariant scalars for the declared symmetry and the Pi groups of the
 dimensional analysis (``pipeline.units``, ``pipeline.dimensions``, ``pipeline.features``).
 
-Only structure is checked here (names, kinds, roles, symmetry spelling); unit strings are checked
-by ``pipeline.units.check_declaration``, which every pipeline entry point calls.
+Only structure is checked here (names, kinds, roles, symmetry spelling), and the limits on size
+and nesting that keep every later step fast (``MAX_QUANTITIES``, ``MAX_DECLARATION_BYTES``,
+``MAX_NESTING``); unit strings are checked by ``pipeline.units.check_declaration``, which every
+pipeline entry point calls.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
+import os
 import re
-from dataclasses import dataclass
+import reprlib
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SYMMETRY = re.compile(r"^(?:none|(?P<group>O|SO|E|SE)\((?P<d>[1-9])\)|O\(1,(?P<dl>[1-9])\))$")
 
+# Limits on what a declaration may be, checked before any work that grows with it. The built-in
+# systems declare 12 and 19 quantities; feature extraction's dimensional analysis grows with the
+# cube of the number of scalars, so a few hundred quantities is already minutes of work.
+MAX_QUANTITIES = 256
+MAX_DECLARATION_BYTES = 2**20  # 1 MiB: 256 quantities with long descriptions fit many times over
+MAX_NESTING = 32  # a declaration nests 3 deep; Python's json and tomllib recurse once per level
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 6
+_SHORT.maxlevel = 3
+
 
 class DeclarationError(ValueError):
     """A system declaration that cannot be used; the message names the system and the quantity."""
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` bounded in length and depth, for quoting untrusted input in an error message."""
+    return _SHORT.repr(value)
+
+
+def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deeply lists, tuples and dicts nest in ``value`` (a scalar is 0; ``[[1]]`` is 2).
+
+    Counted without recursion, so that parsed input of any depth can be measured; stops once the
+    depth exceeds ``limit`` and returns ``limit + 1``.
+    """
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return limit + 1
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class Kind(str, enum.Enum):
@@ -60,17 +105,25 @@ class Quantity:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not IDENTIFIER.match(self.name):
             raise DeclarationError(
-                f"quantity name {self.name!r}: expected an identifier (a letter, then letters, digits or _)"
+                f"quantity name {short_repr(self.name)}: expected an identifier (a letter, then letters, digits or _)"
             )
         if not isinstance(self.units, str):
-            raise DeclarationError(f"quantity {self.name!r}: units must be a string pint parses, got {self.units!r}")
+            raise DeclarationError(
+                f"quantity {self.name!r}: units must be a string pint parses, got {short_repr(self.units)}"
+            )
+        if not isinstance(self.description, str):
+            raise DeclarationError(
+                f"quantity {self.name!r}: description must be a string, got {short_repr(self.description)}"
+            )
         for attr, enum_type in (("kind", Kind), ("role", Role)):
             value = getattr(self, attr)
             try:
                 object.__setattr__(self, attr, enum_type(value))
-            except ValueError:
+            except (ValueError, TypeError):  # TypeError: an unhashable value such as a list
                 allowed = ", ".join(member.value for member in enum_type)
-                raise DeclarationError(f"quantity {self.name!r}: {attr} {value!r} is not one of {allowed}") from None
+                raise DeclarationError(
+                    f"quantity {self.name!r}: {attr} {short_repr(value)} is not one of {allowed}"
+                ) from None
 
     @property
     def is_vector(self) -> bool:
@@ -95,7 +148,8 @@ class SystemDeclaration:
     ``independent_units`` names units that the model treats as base units of their own, beyond
     pint's dimensions (litres of water in the Rietkerk model, which is then not a cubic metre).
     ``raw_kind`` is the catalog kind of the system's raw datasets, which lets ``eqs features``
-    find the declaration of a dataset.
+    find the declaration of a dataset. ``source`` says where the declaration was read from (a
+    file, a dataset's attribute) for error messages; it is not part of the declaration's identity.
     """
 
     name: str
@@ -104,31 +158,41 @@ class SystemDeclaration:
     independent_units: tuple[str, ...] = ()
     raw_kind: str = ""
     description: str = ""
+    source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise DeclarationError(f"system name must be a non-empty string, got {self.name!r}")
+            raise DeclarationError(f"system name must be a non-empty string, got {short_repr(self.name)}")
         where = f"system {self.name!r}"
         for attr in ("quantities", "independent_units"):
             value = getattr(self, attr)
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-                raise DeclarationError(f"{where}: {attr} must be a list, got {value!r}")
+                raise DeclarationError(f"{where}: {attr} must be a list, got {short_repr(value)}")
             object.__setattr__(self, attr, tuple(value))
+        if len(self.quantities) > MAX_QUANTITIES:
+            raise DeclarationError(
+                f"{where}: declares {len(self.quantities)} quantities; at most {MAX_QUANTITIES} are allowed"
+            )
         bad_units = [u for u in self.independent_units if not isinstance(u, str)]
         if bad_units:
-            raise DeclarationError(f"{where}: independent_units must be unit strings such as 'l', got {bad_units}")
+            raise DeclarationError(
+                f"{where}: independent_units must be unit strings such as 'l', got {short_repr(bad_units)}"
+            )
+        for attr in ("raw_kind", "description"):
+            if not isinstance(getattr(self, attr), str):
+                raise DeclarationError(f"{where}: {attr} must be a string, got {short_repr(getattr(self, attr))}")
         if not self.quantities:
             raise DeclarationError(f"{where}: declares no quantities")
         for q in self.quantities:
             if not isinstance(q, Quantity):
-                raise DeclarationError(f"{where}: {q!r} is not a Quantity")
-        names = [q.name for q in self.quantities]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+                raise DeclarationError(f"{where}: {short_repr(q)} is not a Quantity")
+        counts = collections.Counter(q.name for q in self.quantities)  # one pass: names.count is quadratic
+        repeated = sorted(n for n, c in counts.items() if c > 1)
         if repeated:
             raise DeclarationError(f"{where}: quantity names declared twice: {', '.join(repeated)}")
         if not isinstance(self.symmetry, str) or not SYMMETRY.match(self.symmetry.replace(" ", "")):
             raise DeclarationError(
-                f"{where}: symmetry {self.symmetry!r} is not one of none, O(d), SO(d), E(d), SE(d), O(1,d)"
+                f"{where}: symmetry {short_repr(self.symmetry)} is not one of none, O(d), SO(d), E(d), SE(d), O(1,d)"
             )
         object.__setattr__(self, "symmetry", self.symmetry.replace(" ", ""))
         directional = [q.name for q in self.quantities if q.kind in (Kind.VECTOR, Kind.POSITION, Kind.TENSOR)]
@@ -194,9 +258,12 @@ class SystemDeclaration:
         if not isinstance(data, Mapping):
             raise DeclarationError(f"{source}: expected a JSON object, got {type(data).__name__}")
         known = {"name", "quantities", "symmetry", "independent_units", "raw_kind", "description"}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
-            raise DeclarationError(f"{source}: unknown fields {', '.join(unknown)}; expected some of {sorted(known)}")
+            raise DeclarationError(
+                f"{source}: unknown fields {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}; "
+                f"expected some of {sorted(known)}"
+            )
         for required in ("name", "quantities"):
             if required not in data:
                 raise DeclarationError(f"{source}: missing field {required!r}")
@@ -204,13 +271,17 @@ class SystemDeclaration:
             raise DeclarationError(
                 f"{source}: 'quantities' must be a list of objects, got {type(data['quantities']).__name__}"
             )
+        if len(data["quantities"]) > MAX_QUANTITIES:  # refused before any per-quantity work
+            raise DeclarationError(
+                f"{source}: declares {len(data['quantities'])} quantities; at most {MAX_QUANTITIES} are allowed"
+            )
         quantities = []
         for index, item in enumerate(data["quantities"]):
             if not isinstance(item, Mapping) or not {"name", "units"} <= set(item):
                 raise DeclarationError(f"{source}: quantities[{index}] needs at least 'name' and 'units'")
-            extra = sorted(set(item) - {"name", "units", "kind", "role", "description"})
+            extra = sorted(map(str, set(item) - {"name", "units", "kind", "role", "description"}))
             if extra:
-                raise DeclarationError(f"{source}: quantities[{index}] has unknown fields {', '.join(extra)}")
+                raise DeclarationError(f"{source}: quantities[{index}] has unknown fields {short_repr(extra)}")
             try:
                 quantities.append(Quantity(**item))
             except DeclarationError as exc:
@@ -223,9 +294,54 @@ class SystemDeclaration:
                 independent_units=data.get("independent_units", []),
                 raw_kind=data.get("raw_kind", ""),
                 description=data.get("description", ""),
+                source=source,
             )
         except DeclarationError as exc:
             raise DeclarationError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "declaration") -> "SystemDeclaration":
+        """Parse a declaration's JSON text (see :func:`parse_json` for the limits)."""
+        return cls.from_dict(parse_json(text, source=source), source=source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "SystemDeclaration":
+        """Read a UTF-8 JSON declaration file of at most ``MAX_DECLARATION_BYTES``."""
+        try:
+            with open(path, "rb") as handle:
+                # read one byte past the limit rather than trusting a size that may change
+                raw = handle.read(MAX_DECLARATION_BYTES + 1)
+        except OSError as exc:
+            raise DeclarationError(f"{path}: cannot read the declaration file ({exc.strerror or exc})") from None
+        if len(raw) > MAX_DECLARATION_BYTES:
+            raise DeclarationError(
+                f"{path}: declaration file is larger than the limit of {MAX_DECLARATION_BYTES} bytes"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DeclarationError(f"{path}: not a UTF-8 JSON file ({exc})") from None
+        return cls.from_json(text, source=str(path))
+
+
+def parse_json(
+    text: str, *, source: str, max_chars: int = MAX_DECLARATION_BYTES, max_nesting: int = MAX_NESTING
+) -> Any:
+    """``json.loads`` for untrusted text: text over ``max_chars`` characters, or nested more than
+    ``max_nesting`` levels (json recurses once per level), is refused with a DeclarationError that
+    names ``source`` and the limit, never a RecursionError."""
+    if len(text) > max_chars:
+        raise DeclarationError(f"{source}: {len(text)} characters of JSON, over the limit of {max_chars}")
+    too_deep = DeclarationError(f"{source}: JSON nested more than {max_nesting} levels deep (the limit)")
+    try:
+        data = json.loads(text)
+    except RecursionError:  # deeper than the interpreter allows, so deeper than the limit
+        raise too_deep from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise DeclarationError(f"{source}: not valid JSON ({exc})") from None
+    if nesting_depth(data, max_nesting) > max_nesting:
+        raise too_deep
+    return data
 
 
 _REGISTRY: dict[str, SystemDeclaration] = {}

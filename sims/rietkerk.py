@@ -9,6 +9,7 @@ The solver lives in ``sims.rietkerk_solver``; datasets in ``sims.rietkerk_data``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -77,10 +78,26 @@ RIETKERK_2002 = {**TALK, "R": 1.0, "W0": 0.2, "c": 10.0}
 PARAMETER_SETS = {"talk": TALK, "rietkerk2002": RIETKERK_2002}
 
 MIN_CELLS = 16
+MAX_CELLS = 4096
+"""Cells per side at most: one system's three float64 fields are then 400 MB."""
 
 
 class RietkerkInputError(ValueError):
     """Parameters, grids or states the model cannot take (names the field and what was expected)."""
+
+
+def positive_number(value: Any, what: str, units: str = "") -> float:
+    """``value`` as a finite float > 0, else a RietkerkInputError naming ``what`` (a bool, a string or
+    an int too large for a float is refused here, not as a TypeError or OverflowError later)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    of_units = f" of {units}" if units else ""
+    raise RietkerkInputError(f"{what} must be a positive, finite number{of_units}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +128,14 @@ class Parameters:
         missing = [name for name in PHYSICAL if name not in values]
         if missing:
             raise RietkerkInputError(f"{source}: missing parameter(s) {', '.join(missing)}")
-        arrays = {name: np.atleast_1d(np.asarray(values[name], dtype=np.float64)) for name in PHYSICAL}
+        arrays = {}
+        for name in PHYSICAL:
+            try:
+                arrays[name] = np.atleast_1d(np.asarray(values[name], dtype=np.float64))
+            except (TypeError, ValueError, OverflowError):  # text, objects, ints too large for a float
+                raise RietkerkInputError(
+                    f"{source}: {name} must be a number or a 1-D array of numbers, got {type(values[name]).__name__}"
+                ) from None
         problems = []
         bad_shape = [f"{n} {a.shape}" for n, a in arrays.items() if a.ndim != 1]
         if bad_shape:
@@ -168,10 +192,13 @@ class Grid:
 
     def __post_init__(self) -> None:
         for name in ("L", "dl"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise RietkerkInputError(f"grid: {name} must be a positive number of metres, got {value!r}")
-        cells = self.L / self.dl
+            positive_number(getattr(self, name), f"grid: {name}", "metres")
+        cells = float(self.L) / float(self.dl)  # inf for L = 1e308, dl = 1e-308: checked before round()
+        if not cells <= MAX_CELLS + 0.5:
+            raise RietkerkInputError(
+                f"grid too fine: L / dl = {self.L} / {self.dl} = {cells:.6g} cells per side, at most {MAX_CELLS} "
+                "are allowed; increase dl"
+            )
         if abs(cells - round(cells)) > 1e-9 * cells:
             raise RietkerkInputError(f"grid: L = {self.L} m is not a whole number of cells of dl = {self.dl} m")
         if round(cells) < MIN_CELLS:
@@ -294,12 +321,25 @@ def initial_state(
     """
     if kind not in INITIAL_CONDITIONS:
         raise RietkerkInputError(f"initial condition must be one of {INITIAL_CONDITIONS}, got {kind!r}")
-    if not 0 < seeded_fraction <= 1:
-        raise RietkerkInputError(f"seeded_fraction must lie in (0, 1], got {seeded_fraction}")
-    biomass = np.broadcast_to(np.asarray(seed_biomass, dtype=np.float64), (params.batch,))
-    if not (np.isfinite(biomass).all() and (biomass > 0).all() and math.isfinite(noise) and noise >= 0):
+    if not (isinstance(seeded_fraction, numbers.Real) and 0 < seeded_fraction <= 1):
+        raise RietkerkInputError(f"seeded_fraction must lie in (0, 1], got {seeded_fraction!r}")
+    try:
+        biomass = np.broadcast_to(np.asarray(seed_biomass, dtype=np.float64), (params.batch,))
+        seeds = np.broadcast_to(np.atleast_1d(seeds), (params.batch,))
+    except (TypeError, ValueError, OverflowError):
+        raise RietkerkInputError(
+            f"seed_biomass and seeds must be numbers, one value or one per system ({params.batch})"
+        ) from None
+    if not (
+        np.isfinite(biomass).all()
+        and (biomass > 0).all()
+        and isinstance(noise, numbers.Real)
+        and math.isfinite(noise)
+        and noise >= 0
+    ):
         raise RietkerkInputError("seed_biomass must be > 0 g m^-2 (one value, or one per system) and noise >= 0")
-    seeds = np.broadcast_to(np.atleast_1d(seeds), (params.batch,))
+    if not (np.issubdtype(seeds.dtype, np.integer) and (seeds >= 0).all()):
+        raise RietkerkInputError(f"seeds must be non-negative integers (numpy generator seeds), got {seeds[:10]}")
     values = params.numpy()
     n = grid.n
     out = np.empty((params.batch, 3, n, n))
@@ -336,6 +376,16 @@ def sample_parameters(
     unknown = sorted(set(ranges) - set(PHYSICAL))
     if unknown:
         raise RietkerkInputError(f"cannot sample unknown parameter(s) {unknown}; known: {PHYSICAL}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise RietkerkInputError(f"the number of parameter sets must be an integer >= 0, got {n!r}")
+    for name, bounds in ranges.items():
+        # numpy raises OverflowError for an infinite range and quietly draws from a reversed one
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError, OverflowError):
+            raise RietkerkInputError(f"range of {name} must be two numbers (low, high), got {bounds!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise RietkerkInputError(f"range of {name} must be finite with low <= high, got ({low}, {high})")
     out = {name: np.full(n, float(base[name])) for name in PHYSICAL}
     for name in PHYSICAL:  # a fixed order, so that a seed means the same draws whatever the mapping's order
         if name in ranges:

@@ -12,19 +12,22 @@ of the torch code, as the reference the issue's acceptance compares with.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from sims.rietkerk import PHYSICAL, Grid, Parameters, RietkerkInputError, reactions
+from sims.rietkerk import PHYSICAL, Grid, Parameters, RietkerkInputError, positive_number, reactions
 
 LAPLACIANS = ("fd5", "spectral")
 """``fd5``: the symbol of the 5-point finite-difference Laplacian, -(4/dl^2)(sin^2(kx dl/2) + sin^2(ky dl/2)):
 the same semi-discrete system as the explicit reference and py-pde. ``spectral``: -(kx^2 + ky^2), exact for
 every resolved mode."""
 METHODS = ("sbdf2", "sbdf1")
+MAX_STEPS = 10**7
+"""Time steps per run at most (the presets take a few thousand); T / dt is checked before stepping."""
 UNSTABLE_NEGATIVE = 0.2
 """A step that leaves a value below -0.2 times its field's maximum has left the explicit part's
 stability region (reactions too fast for dt): an error, not a silent clip."""
@@ -57,11 +60,16 @@ def laplacian_symbol(grid: Grid, kind: str = "fd5", *, dtype=torch.float64, devi
 
 
 def _steps(T: float, dt: float, name: str = "T") -> int:
-    if not (math.isfinite(dt) and dt > 0):
-        raise RietkerkInputError(f"dt must be a positive number of days, got {dt!r}")
-    if not (math.isfinite(T) and T >= 0):
+    dt = positive_number(dt, "dt", "days")
+    if isinstance(T, bool) or not isinstance(T, numbers.Real) or not (math.isfinite(float(T)) and T >= 0):
         raise RietkerkInputError(f"{name} must be a non-negative number of days, got {T!r}")
-    steps = round(T / dt)
+    T = float(T)
+    ratio = T / dt  # inf for T = 1e308, dt = 1e-308: checked before round()
+    if not ratio <= MAX_STEPS + 0.5:
+        raise RietkerkInputError(
+            f"{name} / dt = {T} / {dt} = {ratio:.6g} steps; at most {MAX_STEPS} are allowed, increase dt"
+        )
+    steps = round(ratio)
     if abs(steps * dt - T) > 1e-9 * max(T, dt):
         raise RietkerkInputError(f"{name} = {T} d is not a whole number of steps of dt = {dt} d")
     return steps
@@ -167,11 +175,19 @@ def explicit_reference(
 
     Stable only for dt <= dl^2 / (4 max D); written without the torch code so that it checks it.
     """
+    Parameters.from_mapping(values, source="explicit reference")  # finite and in range
     p = {k: float(values[k]) for k in PHYSICAL}
-    if dt > dl**2 / (4 * max(p["Du"], p["Dw"], p["Dv"])):
-        raise RietkerkInputError(f"explicit Euler is unstable at dt = {dt} d for dl = {dl} m and Du = {p['Du']}")
-    u, w, v = (np.array(a, dtype=np.float64) for a in state0)
+    dl = positive_number(dl, "dl", "metres")
     steps = _steps(T, dt)
+    fastest = max(p["Du"], p["Dw"], p["Dv"])
+    if fastest > 0 and dt > dl * dl / (4 * fastest):  # dl * dl: inf where dl**2 would raise OverflowError
+        raise RietkerkInputError(f"explicit Euler is unstable at dt = {dt} d for dl = {dl} m and Du = {p['Du']}")
+    state0 = np.asarray(state0, dtype=np.float64)
+    if state0.ndim != 3 or state0.shape[0] != 3 or state0.shape[1] != state0.shape[2]:
+        raise RietkerkInputError(f"state0 must be shaped (3, n, n) ([u, w, v], n, n), got {state0.shape}")
+    if not np.isfinite(state0).all():
+        raise RietkerkInputError("state0 has non-finite values")
+    u, w, v = (np.array(a, dtype=np.float64) for a in state0)
 
     def lap(a: np.ndarray) -> np.ndarray:
         return (np.roll(a, 1, 0) + np.roll(a, -1, 0) + np.roll(a, 1, 1) + np.roll(a, -1, 1) - 4 * a) / dl**2

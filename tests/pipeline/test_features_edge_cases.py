@@ -181,7 +181,9 @@ def test_a_parameter_position_centred_with_a_state_position_depends_on_both():
 def test_scales_come_without_targets_and_chunking_follows_sample():
     pend = find_system("spring_pendulum")
     ds = pendulum_dataset(n=12).drop_vars("H")
-    f = extract(ds.transpose("time", "sample", "space"), pend, chunk_size=5)
+    with pytest.raises(FeatureError, match=r"variable 'H' is missing \(declared as a scalar target"):
+        extract(ds, pend)  # a declared target the dataset lacks is an error unless allowed
+    f = extract(ds.transpose("time", "sample", "space"), pend, chunk_size=5, allow_missing_targets=True)
     assert "scale(H)" in f and "H_pi" not in f
     assert f["pi"].data.chunks[f["pi"].dims.index("sample")] == (5, 5, 2)
     plan = FeaturePlan(pend)
