@@ -171,15 +171,17 @@ def hdf5_write_failed() -> bool:
 @contextlib.contextmanager
 def hdf5_write_errors(target: str | os.PathLike[str]) -> Iterator[None]:
     """Around an HDF5 write to ``target``: a full disk or a file-size limit becomes
-    :class:`StorageFullError` naming the path, and any failure is noted (:func:`note_hdf5_write_failure`)."""
+    :class:`StorageFullError` naming the path, and is noted (:func:`note_hdf5_write_failure`)."""
     try:
         yield
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, StorageFullError):
             raise
-        note_hdf5_write_failure()
         full = storage_failure(exc, target)
         if full is not None:
+            # the failure HDF5 cannot close cleanly (data blocks left unwritten); other errors, such
+            # as a folder that may not be written, fail before any data is
+            note_hdf5_write_failure()
             raise full from None
         raise
 
