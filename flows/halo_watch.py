@@ -74,6 +74,6 @@ def halo_watch(
     summaries: dict[str, Any] = {}
     if preset is not None:
         for name, ref in ingested.items():
-            summaries[name] = halos_flow(preset=preset, seeds=seeds, catalog=root, raw_ref=ref)["summary"]["rows"]
+            summaries[name] = halos_flow(preset=preset, seeds=seeds, catalog=root, raw_ref=ref).details["rows"]
     log.info("%d file(s) matching %s in %s", len(files), pattern, folder)
     return {"ingested": ingested, "summaries": summaries}

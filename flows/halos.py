@@ -1,4 +1,4 @@
-"""Galaxy properties from dark-matter halos (ANCHORS section 4) as a Prefect flow.
+"""Galaxy properties from dark-matter halos (docs/protocols.md#halos) as a Prefect flow.
 
 catalog (synthetic population or an ingested file) -> invariant scalars and features (dask) ->
 models (mass-only, global, scalars) x seeds on the random 70/15/15 split and on the mass-threshold
@@ -23,11 +23,13 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog, parse_ref
 from data_catalog.hashing import canonical_json
-from pipeline.summaries import halos_summary
+from pipeline.halos.summary import halos_summary, summary_rows
+from pipeline.results import SystemResult
 from sims.halos import HALOS_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .progress import epoch_progress, tracked
+from .registry import SystemPreset
 from .schedules import Choices
 
 MODELS = ("mass-only", "global", "scalars")
@@ -246,12 +248,14 @@ def halos_flow(
     models: list[Annotated[str, Choices(MODELS)]] | None = None,
     dask_address: str | None = "threads",
     raw_ref: str | None = None,
-) -> dict[str, Any]:
+) -> SystemResult:
     """Catalog -> features -> models x seeds -> evaluations (random test, above the mass threshold,
     subsampled test halos) -> feature importance -> summary. ``source`` and ``format`` ingest a halo
     file (tng, rockstar, hdf5) instead of simulating the preset's population, and ``raw_ref`` names a
     ``halos.catalog`` already in the catalog; the preset then sets only the training. Returns the refs
-    of every step and the summary."""
+    of every step (``models``: ``target/model`` -> training split -> refs) and the summary
+    (``details``: the sigma68 table's rows and the forward-selection ranking; ``artifacts``: the
+    feature-importance refs by target)."""
     from pipeline.halo_features import feature_targets
 
     settings = preset_settings(preset)  # a clear error for an unknown preset before anything runs
@@ -320,13 +324,19 @@ def halos_flow(
     summary = halos_summary(cat, evaluations, importance)
     summary.update(preset=preset, catalog=raw, seeds=seeds, settings=settings)
     log.info("summary: %s", json.dumps(summary["rows"]))
-    return {
-        "raw": raw,
-        "features": features,
-        "subsampled": low,
-        "subsampled_features": low_features,
-        "models": trained,
-        "evaluations": evaluations,
-        "importance": importance,
-        "summary": summary,
-    }
+    return SystemResult(
+        system="halos",
+        data={"raw": raw, "features": features, "subsampled": low, "subsampled_features": low_features},
+        models=trained,
+        evaluations=evaluations,
+        rows=summary_rows(summary),
+        details=summary,
+        artifacts={"importance": importance},
+    )
+
+
+def run_system(catalog: str, preset: SystemPreset, dask_address: str | None = None) -> SystemResult:
+    """The main job's step (see :mod:`flows.registry`): the synthetic population at ``preset``'s sizes."""
+    return halos_flow(
+        preset=preset.preset, seeds=preset.seeds, catalog=catalog, dask_address=dask_address, **preset.options
+    )

@@ -1,6 +1,6 @@
 """The main job behind ``eqs run`` and the README's first command.
 
-catalog check -> the pendulum (both protocols), Rietkerk and halo pipelines as subflows -> the OOD
+catalog check -> every registered system's flows (:mod:`flows.registry`), as subflows -> the OOD
 report (HTML + Markdown, stored in the catalog as kind ``report``, written to a directory and
 published as Prefect artifacts). Every step is a cached catalog task, so a second run takes seconds
 and an interrupted run, started again, completes only the steps that had not finished.
@@ -16,49 +16,26 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 
+from . import registry
 from .catalog_check import catalog_check
 from .conventions import catalog_task, in_catalog
 from .schedules import Choices
 
-SYSTEMS = ("pendulum", "rietkerk", "halos")
-
-# What each main-job preset runs. `smoke` is tiny (a check that every step runs, for the tests);
-# `demo` uses the systems' quick presets with few seeds so that the
-# whole job fits in 15 minutes on 2 CPU cores; `paper` uses the published sizes and 3 seeds (hours on
-# a GPU; days on a small CPU).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "pendulum": {"protocols": {"emlp": "smoke", "units": "smoke"}, "seeds": 1, "dtype": "float64"},
-        "rietkerk": {"preset": "smoke", "seeds": 1},
-        "halos": {"preset": "smoke", "seeds": 1},
-    },
-    "demo": {
-        "pendulum": {"protocols": {"emlp": "quick", "units": "quick"}, "seeds": 1, "dtype": "float32"},
-        "rietkerk": {"preset": "quick", "seeds": 2},
-        "halos": {"preset": "quick", "seeds": 2},
-    },
-    "paper": {
-        "pendulum": {"protocols": {"emlp": "paper", "units": "paper"}, "seeds": 3, "dtype": "float64"},
-        "rietkerk": {"preset": "paper", "seeds": 3},
-        "halos": {"preset": "paper", "seeds": 3},
-    },
-}
+PRESETS = registry.MAIN_PRESETS
+"""``smoke`` is tiny (a check that every step runs, for the tests); ``demo`` runs the systems' quick
+sizes with few seeds, so that the whole job fits in 15 minutes on 2 CPU cores; ``paper`` runs the
+published sizes with 3 seeds (hours on a GPU; days on a small CPU). What each means for a system is
+its :class:`flows.registry.SystemPreset`."""
 
 
 def choose_systems(systems: list[str] | str | None) -> list[str]:
-    """The systems to run, in the pipeline's order; a clear error for an unknown name."""
-    if systems is None:
-        return list(SYSTEMS)
-    names = [s.strip() for s in (systems.split(",") if isinstance(systems, str) else systems) if s.strip()]
-    unknown = sorted(set(names) - set(SYSTEMS))
-    if unknown or not names:
-        raise ValueError(f"systems must be a non-empty subset of {list(SYSTEMS)}, got {names or systems!r}")
-    return [s for s in SYSTEMS if s in names]
+    """The names of the systems to run, in the registry's order; a clear error for an unknown name."""
+    return [s.name for s in registry.choose(systems)]
 
 
 def dask_address_for(dask_address: str | None) -> str:
-    """The halo features' dask scheduler: the argument, else $EQS_DASK_ADDRESS, else in-process threads
-    (the demo's data is small; give 'local' for a local cluster of worker processes)."""
+    """The feature extraction's dask scheduler: the argument, else $EQS_DASK_ADDRESS, else in-process
+    threads (the demo's data is small; give 'local' for a local cluster of worker processes)."""
     from pipeline.cluster import ENV_ADDRESS
 
     return dask_address or os.environ.get(ENV_ADDRESS) or "threads"
@@ -66,12 +43,17 @@ def dask_address_for(dask_address: str | None) -> str:
 
 @catalog_task
 def build_report(catalog: str, results: dict[str, Any], preset: str) -> str:
-    """The OOD report of ``results`` (the systems' flow results), stored as kind ``report``; its ref."""
-    from pipeline.report import REPORT_KIND, report_dataset
+    """The OOD report of ``results`` (system -> its :class:`SystemResult` as a dict), stored as kind
+    ``report``; its ref. The sections come from the registry, in its order."""
+    from pipeline.report import REPORT_KIND, ReportSection, report_dataset
     from pipeline.report import build_report as build
+    from pipeline.results import SystemResult
 
     cat = Catalog(catalog)
-    report = build(cat, results, title=f"eqs OOD evaluation report ({preset})", preset=preset)
+    # a system without a section of its own gets the report's generic parts, under its title
+    sections = [s.section() or ReportSection(name=s.name, title=s.title) for s in registry.systems()]
+    typed = {name: SystemResult.from_dict(result) for name, result in results.items()}
+    report = build(cat, typed, sections, title=f"eqs OOD evaluation report ({preset})", preset=preset)
     return cat.write(report_dataset(report), f"report-{preset}", kind=REPORT_KIND, parents=report.refs)
 
 
@@ -97,11 +79,12 @@ def publish_report(catalog: Catalog, ref: str, report_dir: str | Path) -> dict[s
 def main_job(
     catalog: str | None = None,
     preset: Annotated[str, Choices(PRESETS)] = "demo",
-    systems: list[Annotated[str, Choices(SYSTEMS)]] | None = None,
+    systems: list[Annotated[str, Choices(ref="flows.registry:names")]] | None = None,
     report_dir: str | None = None,
     dask_address: str | None = None,
 ) -> dict[str, str]:
-    """Run every pipeline against ``catalog`` and write the OOD report; returns step -> ref (or path).
+    """Run every registered system (or ``systems``) against ``catalog`` and write the OOD report;
+    returns step -> ref (or path).
 
     ``report_dir`` defaults to ``reports/<preset>`` in the working directory. ``dask_address`` names
     an existing dask.distributed scheduler for the feature extraction of particle data (see
@@ -109,20 +92,12 @@ def main_job(
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    from .halos import halos_flow
-    from .pendulum import pendulum_flow
-    from .rietkerk import rietkerk_flow
-
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    chosen = choose_systems(systems)
-    settings = PRESETS[preset]
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    chosen = registry.choose(systems)
     root = str(Catalog(catalog).root)
     log = get_run_logger()
-    steps = ["catalog-check"]
-    if "pendulum" in chosen:
-        steps += [f"pendulum-{p}" for p in settings["pendulum"]["protocols"]]
-    steps += [s for s in chosen if s != "pendulum"] + ["report"]
+    steps = ["catalog-check", *(s.name for s in chosen), "report"]
     progress = create_progress_artifact(progress=0.0, description=f"eqs run --preset {preset}: {', '.join(steps)}")
 
     def done(step: str) -> None:
@@ -132,25 +107,10 @@ def main_job(
     refs: dict[str, str] = {"catalog-check": catalog_check(root)}
     done("catalog-check")
     results: dict[str, Any] = {}
-    if "pendulum" in chosen:
-        p = settings["pendulum"]
-        results["pendulum"] = {}
-        for protocol, system_preset in p["protocols"].items():
-            out = pendulum_flow(
-                protocol=protocol, preset=system_preset, seeds=p["seeds"], catalog=root, dtype=p["dtype"]
-            )
-            results["pendulum"][protocol] = out
-            done(f"pendulum-{protocol}")
-    if "rietkerk" in chosen:
-        r = settings["rietkerk"]
-        results["rietkerk"] = rietkerk_flow(preset=r["preset"], seeds=r["seeds"], catalog=root)
-        done("rietkerk")
-    if "halos" in chosen:
-        h = settings["halos"]
-        results["halos"] = halos_flow(
-            preset=h["preset"], seeds=h["seeds"], catalog=root, dask_address=dask_address_for(dask_address)
-        )
-        done("halos")
+    for system in chosen:
+        result = system.runner()(catalog=root, preset=system.presets[preset], dask_address=dask_address_for(dask_address))
+        results[system.name] = result.to_dict()  # JSON: the report task's cache key reads it
+        done(system.name)
     report = in_catalog(build_report, root)(root, results, preset)
     paths = publish_report(Catalog(root), report, report_dir or Path("reports") / preset)
     done("report")

@@ -16,13 +16,15 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 from data_catalog.hashing import canonical_json
-from pipeline.summaries import pendulum_summary
+from pipeline.pendulum.summary import pendulum_summary, summary_rows
+from pipeline.results import SystemResult
 from sims import pendulum_protocols as pp
 from sims.spring_pendulum import DECLARATION, RAW_KIND, VARIANTS
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .feature_steps import run_features
 from .progress import epoch_progress
+from .registry import SystemPreset
 from .schedules import Choices
 
 PRESET_NAMES = tuple(sorted({name for _, name in pp.PRESETS}))  # which a protocol has is checked at run time
@@ -128,11 +130,12 @@ def pendulum_flow(
     substeps: Annotated[int, Ge(1)] = 1,
     activation: Annotated[str, Choices(ref="surrogates.mlp:ACTIVATIONS")] | None = None,
     dtype: Annotated[str, Choices(DTYPES)] = "float64",
-) -> dict[str, Any]:
+) -> SystemResult:
     """Reproduce one pendulum protocol (``emlp`` or ``units``) with ``seeds`` training seeds per model.
 
-    Returns the refs of every step and the summary table (mean and std over seeds per model and
-    test split, beside the published numbers). ``activation`` replaces the models' default (SiLU,
+    Returns the refs of every step and the summary (mean and std over seeds per model and test split,
+    beside the published numbers; ``details`` maps the protocol to its table in the published shape;
+    ``data`` maps the protocol to its splits and their features). ``activation`` replaces the models' default (SiLU,
     the swish of the published MLP baselines), e.g. "relu" to compare. ``dtype="float32"`` trains
     in single precision (about 1.6x faster on a CPU; models are stored and evaluated in float64).
     """
@@ -173,4 +176,32 @@ def pendulum_flow(
     summary = pendulum_summary(Catalog(root), protocol, evaluations, variant)
     summary.update(activation=activation or DEFAULT_ACTIVATION, substeps=substeps, preset=preset, dtype=dtype)
     log.info("summary: %s", json.dumps(summary["rows"]))
-    return {"data": data, "features": features, "models": trained, "evaluations": evaluations, "summary": summary}
+    return SystemResult(
+        system="pendulum",
+        data={protocol: {"splits": data, "features": features}},
+        models=trained,
+        evaluations=evaluations,
+        rows=summary_rows(summary),
+        details={protocol: summary},
+    )
+
+
+def run_system(catalog: str, preset: SystemPreset, dask_address: str | None = None) -> SystemResult:
+    """The main job's step (see :mod:`flows.registry`): each protocol of ``preset.options``
+    (``protocols``, ``dtype``) at ``preset``'s sizes and seeds, as one result."""
+    options = dict(preset.options)
+    protocols = options.pop("protocols", pp.PROTOCOLS)
+    parts = [
+        pendulum_flow(protocol=protocol, preset=preset.preset, seeds=preset.seeds, catalog=catalog, **options)
+        for protocol in protocols
+    ]
+    return merge_protocols(parts)
+
+
+def merge_protocols(parts: list[SystemResult]) -> SystemResult:
+    """One result of the protocols' results (their models and splits have distinct names)."""
+    merged: dict[str, dict[str, Any]] = {"data": {}, "models": {}, "evaluations": {}, "details": {}}
+    for part in parts:
+        for key in merged:
+            merged[key].update(getattr(part, key))
+    return SystemResult(system="pendulum", rows=tuple(r for p in parts for r in p.rows), **merged)

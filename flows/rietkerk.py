@@ -15,13 +15,15 @@ from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
 from data_catalog.hashing import canonical_json
-from pipeline.summaries import rietkerk_summary
+from pipeline.results import SystemResult
+from pipeline.rietkerk.summary import rietkerk_summary, summary_rows
 from sims import rietkerk_protocols as rp
 from sims.rietkerk import DECLARATION
 from sims.rietkerk_data import RAW_KIND
 
 from .conventions import catalog_task, code_fingerprint, in_catalog
 from .progress import counted, epoch_progress
+from .registry import SystemPreset
 from .schedules import Choices
 
 EMULATORS = ("pi", "dimensional")
@@ -151,10 +153,11 @@ def rietkerk_flow(
     emulators: list[Annotated[str, Choices(EMULATORS)]] | None = None,
     regime_maps: bool = True,
     discovery: bool = True,
-) -> dict[str, Any]:
+) -> SystemResult:
     """Simulate the sweep's splits, summarise them, train the emulators with ``seeds`` seeds each and
     evaluate them in distribution and on every OOD split; compute the regime maps. Returns the refs of
-    every step and the summary table."""
+    every step and the summary (``details``: the table's rows by emulator and split; ``artifacts``:
+    the regime maps by name and the equation discovery's ref)."""
     rp.preset(preset)  # a clear error for an unknown preset before anything runs
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -187,13 +190,17 @@ def rietkerk_flow(
     summary = rietkerk_summary(Catalog(root), evaluations)
     summary["preset"] = preset
     log.info("summary: %s", json.dumps(summary["rows"]))
-    return {
-        "raw": raw,
-        "statistics": stats,
-        "features": features,
-        "models": models,
-        "evaluations": evaluations,
-        "regime_maps": maps,
-        "discovery": discovered,
-        "summary": summary,
-    }
+    return SystemResult(
+        system="rietkerk",
+        data={"raw": raw, "statistics": stats, "features": features},
+        models=models,
+        evaluations=evaluations,
+        rows=summary_rows(summary),
+        details=summary,
+        artifacts={"regime_maps": maps, "discovery": discovered},
+    )
+
+
+def run_system(catalog: str, preset: SystemPreset, dask_address: str | None = None) -> SystemResult:
+    """The main job's step (see :mod:`flows.registry`): the flow at ``preset``'s sizes and seeds."""
+    return rietkerk_flow(preset=preset.preset, seeds=preset.seeds, catalog=catalog, **preset.options)

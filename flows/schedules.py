@@ -82,17 +82,17 @@ class Choices:
 
 
 def flows_by_name() -> dict[str, Any]:
-    """The flows a schedule may name (imported here: Prefect takes seconds to import)."""
+    """The flows a schedule may name: the main job, the generic ones, and every registered system's
+    (imported here: Prefect takes seconds to import)."""
+    from . import registry
     from .catalog_check import catalog_check
     from .features import features_flow
-    from .halo_watch import halo_watch
-    from .halos import halos_flow
     from .main import main_job
-    from .pendulum import pendulum_flow
-    from .rietkerk import rietkerk_flow
 
-    flows = (main_job, catalog_check, features_flow, pendulum_flow, rietkerk_flow, halos_flow, halo_watch)
-    return {f.name: f for f in flows}
+    flows = {f.name: f for f in (main_job, catalog_check, features_flow)}
+    for name, target in registry.flows().items():
+        flows[name] = registry.load(target)
+    return flows
 
 
 @dataclass(frozen=True)

@@ -39,17 +39,20 @@ def _read_csv(path) -> dict[str, np.ndarray]:
 def test_the_flow_runs_every_step_and_reuses_its_cache(smoke, monkeypatch):
     root, result = smoke
     cat = Catalog(root)
-    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    rows = {(r["model"], r["split"]): r for r in result.details["rows"]}
     assert set(rows) == {(m, s) for m in hr.MODELS for s in ("random", "subsampled", "mass_threshold")}
+    typed = {(r.model, r.split): r for r in result.rows}
+    assert typed.keys() == rows.keys() and typed["scalars", "random"].in_distribution
+    assert typed["scalars", "random"].mean == rows["scalars", "random"]["sigma68"]
     for row in rows.values():
         assert 0 < row["sigma68"] < 1 and 0 <= row["within_1sigma"] <= 1
-    raw, low = cat.open(result["raw"]), cat.open(result["subsampled"])
+    raw, low = cat.open(result.data["raw"]), cat.open(result.data["subsampled"])
     assert raw.sizes["halo"] == 300 and low.attrs["subsample_factor"] == 4
     assert rows["scalars", "subsampled"]["halos"] == low.sizes["halo"] <= rows["scalars", "random"]["halos"]
-    model = result["models"]["log_mstar/scalars"]["random"][0]
+    model = result.models["log_mstar/scalars"]["random"][0]
     assert model == "halos-smoke-log_mstar-s0-scalars@v1"
-    assert result["features"] in cat.lineage(model) and result["raw"] in cat.lineage(model)
-    steps = result["summary"]["importance"]["log_mstar"]["steps"]
+    assert result.data["features"] in cat.lineage(model) and result.data["raw"] in cat.lineage(model)
+    steps = result.details["importance"]["log_mstar"]["steps"]
     assert len(steps) == 13 and steps[-1]["sigma68"] <= steps[0]["sigma68"]
 
     def must_not_train(*args, **kwargs):
@@ -57,7 +60,7 @@ def test_the_flow_runs_every_step_and_reuses_its_cache(smoke, monkeypatch):
 
     monkeypatch.setattr(hr, "train_halo_model", must_not_train)
     again = halos_flow(preset="smoke", seeds=1, catalog=root)
-    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+    assert again == result
 
 
 def test_reproduce_and_predict_galaxies_commands(smoke, tmp_path):
@@ -66,16 +69,16 @@ def test_reproduce_and_predict_galaxies_commands(smoke, tmp_path):
     done = _eqs(root, "reproduce", "halos", "--preset", "smoke", "--seeds", 1, "--out", out)
     assert done.exit_code == 0, done.output
     assert "| log_mstar | scalars | subsampled |" in out.read_text() and "Forward selection" in out.read_text()
-    ids = Catalog(root).open(result["raw"])["halo_id"].values
+    ids = Catalog(root).open(result.data["raw"])["halo_id"].values
     for suffix in (".csv", ".h5"):
         path = tmp_path / f"galaxies{suffix}"
-        done = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", path)
+        done = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", path)
         assert done.exit_code == 0, done.output
         assert "halos-smoke-log_mstar-s0-scalars@v1" in done.output
         table = _read_csv(path) if suffix == ".csv" else xr.load_dataset(path, engine="h5netcdf")
         np.testing.assert_array_equal(np.asarray(table["halo_id"]).astype(np.int64), ids)
         assert np.isfinite(np.asarray(table["log_mstar"])).all() and (np.asarray(table["log_mstar_sigma"]) > 0).all()
-    bad = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", tmp_path / "x.txt")
+    bad = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", tmp_path / "x.txt")
     assert bad.exit_code == 2 and ".csv" in bad.output
 
 
@@ -117,7 +120,7 @@ def test_predictions_are_invariant_to_rotations_reflections_units_and_permutatio
                            tmp_path / "base.h5")  # fmt: skip
     variants = _variants(base, tmp_path)
     for key in ("log_mstar/mass-only", "log_mstar/global", "log_mstar/scalars"):
-        model = result["models"][key]["random"][0]
+        model = result.models[key]["random"][0]
         predicted = {}
         for label, path in {"base": base, **variants}.items():
             out = tmp_path / f"{label}.csv"
@@ -141,19 +144,19 @@ def test_several_seeds_add_their_ensemble(smoke, tmp_path):
     # last in the file: its ensemble becomes predict-galaxies' default model
     root, first = smoke
     result = halos_flow(preset="smoke", seeds=2, catalog=root, models=["scalars"])
-    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    rows = {(r["model"], r["split"]): r for r in result.details["rows"]}
     assert set(rows) == {
         (m, s) for m in ("scalars", "scalars-ensemble") for s in ("random", "subsampled", "mass_threshold")
     }
-    members = result["models"]["log_mstar/scalars"]["random"]
-    assert members[0] == first["models"]["log_mstar/scalars"]["random"][0] and len(members) == 2
+    members = result.models["log_mstar/scalars"]["random"]
+    assert members[0] == first.models["log_mstar/scalars"]["random"][0] and len(members) == 2
     cat = Catalog(root)
     for (model, split), row in rows.items():
         if model == "scalars-ensemble":
             assert row["seeds"] == 1 and row["halos"] == rows["scalars", split]["halos"]
-    (ensemble,) = result["models"]["log_mstar/scalars-ensemble"]["random"]
+    (ensemble,) = result.models["log_mstar/scalars-ensemble"]["random"]
     assert ensemble == "halos-smoke-log_mstar-scalars-ensemble@v1" and set(cat.info(ensemble).parents) == set(members)
     assert cat.info(rows["scalars-ensemble", "random"]["evaluations"][0]).parents[0] == ensemble
     out = tmp_path / "galaxies.csv"
-    done = _eqs(root, "predict-galaxies", result["raw"], "--format", "catalog", "--out", out)
+    done = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", out)
     assert done.exit_code == 0 and ensemble in done.output, done.output

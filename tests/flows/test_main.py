@@ -3,42 +3,37 @@ from cache, and an interrupted run that completes without recomputing what had f
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 from click.testing import CliRunner
+from toy_system import TOY
 
 import pipeline.halo_scalars
 import pipeline.report
 import sims.halo_population
-import sims.pendulum_protocols
-import sims.rietkerk_protocols
 import surrogates.halo_runs
-import surrogates.pendulum_runs
-import surrogates.rietkerk
 from data_catalog import Catalog
+from flows import registry
 from flows.cli import main as cli
-from flows.main import PRESETS, SYSTEMS, choose_systems, main_job
-
-EXPENSIVE = [  # every simulation, training and evaluation entry point, and the report
-    (sims.pendulum_protocols, "generate"),
-    (sims.rietkerk_protocols, "generate_split"),
-    (sims.halo_population, "iter_population"),
-    (surrogates.pendulum_runs, "train_model"),
-    (surrogates.pendulum_runs, "evaluate_model"),
-    (surrogates.rietkerk, "train_emulator"),
-    (surrogates.rietkerk, "evaluate_emulator"),
-    (surrogates.halo_runs, "train_halo_model"),
-    (surrogates.halo_runs, "evaluate_halo_model"),
-    (pipeline.report, "build_report"),
-]
+from flows.main import PRESETS, choose_systems, main_job
 
 
-def forbid(monkeypatch, targets=EXPENSIVE):
+def expensive() -> list[tuple[object, str]]:
+    """Every registered system's simulation, training and evaluation entry points, and the report."""
+    found = []
+    for _, target in registry.iter_expensive():
+        module, _, name = target.partition(":")
+        found.append((importlib.import_module(module), name))
+    return found + [(pipeline.report, "build_report")]
+
+
+def forbid(monkeypatch, targets=None):
     def recomputed(*args, **kwargs):
         raise AssertionError("a finished step was computed again")
 
-    for module, name in targets:
+    for module, name in targets or expensive():
         monkeypatch.setattr(module, name, recomputed)
 
 
@@ -102,12 +97,39 @@ def test_an_interrupted_run_completes_only_the_missing_steps(tmp_path, monkeypat
 
 
 def test_systems_and_presets_are_checked():
-    assert choose_systems(None) == list(SYSTEMS)
+    assert choose_systems(None) == list(registry.names()) == ["pendulum", "rietkerk", "halos"]
     assert choose_systems("halos, pendulum") == ["pendulum", "halos"]
     with pytest.raises(ValueError, match="subset of"):
         choose_systems("pendulum,galaxies")
     with pytest.raises(ValueError, match="subset of"):
         choose_systems([])
     assert {"smoke", "demo", "paper"} <= set(PRESETS)
+    assert all(set(PRESETS) <= set(system.presets) for system in registry.systems())
     result = CliRunner().invoke(cli, ["run", "--systems", "weather"])
     assert result.exit_code == 2 and "subset of" in result.output
+
+
+@pytest.fixture
+def toy():
+    registry.register(TOY)
+    yield TOY
+    registry.unregister(TOY.name)
+
+
+def test_a_system_added_through_the_registry_alone_runs_in_the_main_job_and_the_report(tmp_path, toy):
+    catalog, reports = tmp_path / "catalog", tmp_path / "reports"
+    args = ["--catalog", str(catalog), "run", "--preset", "smoke", "--systems", "toy", "--report-dir", str(reports)]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    refs = json.loads(result.stdout[result.stdout.index("{") :])["refs"]
+    cited = Catalog(catalog).info(refs["report"]).parents
+    assert {r.split("@")[0] for r in cited} == {"toy-smoke-test", "toy-smoke-shifted"}
+    html, markdown = (reports / "report.html").read_text(), (reports / "report.md").read_text()
+    assert "Toy system" in html and "Toy system" in markdown
+    for split in ("test", "shifted"):
+        assert split in markdown
+    # its command and its flow are found through the registry too
+    assert "toy" in CliRunner().invoke(cli, ["reproduce", "--help"]).output
+    from flows.schedules import flows_by_name
+
+    assert flows_by_name()["toy"].name == "toy"

@@ -17,14 +17,18 @@ def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monk
     root = str(tmp_path / "catalog")
     result = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
     cat = Catalog(root)
-    assert set(result["data"]) == {"train", "val", "exp1", "exp2", "exp3"}
-    assert set(result["models"]) == {"dimensional-hnn", "dimensionless-hnn"}
-    rows = {(r["model"], r["split"]): r for r in result["summary"]["rows"]}
+    data = result.data["units"]
+    assert set(data["splits"]) == {"train", "val", "exp1", "exp2", "exp3"}
+    assert set(result.models) == {"dimensional-hnn", "dimensionless-hnn"}
+    rows = {(r["model"], r["split"]): r for r in result.details["units"]["rows"]}
     assert len(rows) == 6 and all(r["seeds"] == 1 for r in rows.values())
     assert rows["dimensionless-hnn", "exp2"]["published_mean"] == 0.0089
-    model_ref = result["models"]["dimensionless-hnn"][0]
+    typed = {(r.model, r.split): r for r in result.rows}
+    assert typed["dimensionless-hnn", "exp2"].published == 0.0089 and typed["dimensionless-hnn", "exp1"].in_distribution
+    assert typed["dimensionless-hnn", "exp2"].refs == tuple(rows["dimensionless-hnn", "exp2"]["evaluations"])
+    model_ref = result.models["dimensionless-hnn"][0]
     lineage = cat.lineage(model_ref)
-    assert result["features"]["train"] in lineage and result["data"]["train"] in lineage
+    assert data["features"]["train"] in lineage and data["splits"]["train"] in lineage
     assert cat.info(model_ref).seed == 0
     assert not any((tmp_path / "catalog" / ".cache" / "checkpoints").iterdir())  # removed once stored
 
@@ -33,7 +37,7 @@ def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monk
 
     monkeypatch.setattr(pendulum_runs, "train_model", must_not_train)
     again = pendulum_flow(protocol="units", preset="smoke", seeds=1, catalog=root)
-    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+    assert again == result
 
 
 def test_reproduce_pendulum_command_writes_the_table(tmp_path):

@@ -16,16 +16,20 @@ def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
     root = str(tmp_path / "catalog")
     result = rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
     cat = Catalog(root)
-    assert set(result["raw"]) == {"train", "val", "test", "rainfall", "shifted", "rescaled", "units"}
-    rows = {(r["emulator"], r["split"]): r for r in result["summary"]["rows"]}
+    raw = result.data["raw"]
+    assert set(raw) == {"train", "val", "test", "rainfall", "shifted", "rescaled", "units"}
+    rows = {(r["emulator"], r["split"]): r for r in result.details["rows"]}
+    typed = {(r.model, r.split): r for r in result.rows}
+    assert typed.keys() == rows.keys() and typed["pi", "test"].in_distribution
+    assert typed["pi", "units"].mean == rows["pi", "units"]["mean"]
     assert len(rows) == 10
     # the same systems in other units: identical scores for the Pi-group emulator, not for the baseline
     assert abs(rows["pi", "units"]["mean"] - rows["pi", "test"]["mean"]) < 1e-12
     assert rows["dimensional", "units"]["mean"] > 2 * rows["dimensional", "test"]["mean"]
-    lineage = cat.lineage(result["models"]["pi"][0])
-    assert result["raw"]["train"] in lineage and result["statistics"]["train"] in lineage
-    assert list(cat.info(result["raw"]["units"]).parents) == [result["raw"]["test"]]
-    found = cat.open(result["discovery"]).load()
+    lineage = cat.lineage(result.models["pi"][0])
+    assert raw["train"] in lineage and result.data["statistics"]["train"] in lineage
+    assert list(cat.info(raw["units"]).parents) == [raw["test"]]
+    found = cat.open(result.artifacts["discovery"]).load()
     assert float(abs(found["fitted"] / found["true"] - 1).max()) < 0.02  # every term within 2 %
 
     def must_not_train(*args, **kwargs):
@@ -33,7 +37,7 @@ def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sr, "train_emulator", must_not_train)
     again = rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
-    assert again["models"] == result["models"] and again["evaluations"] == result["evaluations"]
+    assert again == result
 
 
 def test_reproduce_rietkerk_command(tmp_path):
