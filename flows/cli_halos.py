@@ -1,6 +1,6 @@
 """The halo commands of ``eqs``: ``sim halos``, ``ingest halos``, ``predict-galaxies``, ``reproduce halos``.
 
-Registered on the groups of :mod:`flows.cli` when it is imported. Invalid halo files and bad
+Registered as the halo system's commands in :mod:`flows.registry`. Invalid halo files and bad
 options are input errors: status 2 and the reader's message (file or option, field, expectation).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 
-from .cli import (
+from .cli.core import (
     UsageFailure,
     _catalog,
     _console,
@@ -25,25 +25,13 @@ from .cli import (
     checked_output,
     force_option,
     json_option,
-    main,
-    reproduce,
     write_summary,
 )
 
 FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
 
 
-@main.group("sim")
-def sim() -> None:
-    """Simulate systems into the catalog."""
-
-
-@main.group("ingest")
-def ingest() -> None:
-    """Bring simulation outputs into the catalog as versioned datasets."""
-
-
-@sim.command("halos")
+@click.command("halos")
 @click.option(
     "--halos", "n_halos", type=click.IntRange(min=1), default=20_000, show_default=True, help="Number of halos."
 )
@@ -59,7 +47,7 @@ def ingest() -> None:
 @json_option
 @click.pass_context
 def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, name: str | None, as_json: bool) -> None:
-    """Write a synthetic halo population with galaxies (ANCHORS section 4) to the catalog."""
+    """Write a synthetic halo population with galaxies (docs/protocols.md#halos) to the catalog."""
     from sims.halo_ingest import store_catalog
     from sims.halo_population import MAX_HALOS, MAX_SEED, PopulationConfig, iter_population
 
@@ -102,7 +90,7 @@ def _input_warnings() -> Iterator[None]:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-@ingest.command("halos")
+@click.command("halos")
 @click.argument("path", type=click.Path(exists=True))
 @click.option(
     "--format",
@@ -135,7 +123,7 @@ def _input_warnings() -> Iterator[None]:
     "--min-log-mass",
     type=float,
     default=None,
-    help="tng only: keep halos with log10 M200m >= this, in Msun/h (ANCHORS uses 10.25) [default: all].",
+    help="tng only: keep halos with log10 M200m >= this, in Msun/h (docs/protocols.md#halos uses 10.25) [default: all].",
 )
 @click.option("--name", default=None, help="Catalog name [default: halos-<file or folder name>[-<snapshot>]].")
 @json_option
@@ -187,7 +175,7 @@ def ingest_halos_command(
         click.echo(ref)
 
 
-@main.command("predict-galaxies")
+@click.command("predict-galaxies")
 @click.argument("source")
 @click.option(
     "--format",
@@ -281,13 +269,13 @@ def predict_galaxies_command(
         click.echo(f"{summary['halos']} halos, {', '.join(refs)} -> {out}")
 
 
-@reproduce.command("halos")
+@click.command("halos")
 @click.option(
     "--preset",
     type=click.Choice(["smoke", "quick", "paper"]),
     default="quick",
     show_default=True,
-    help="smoke: 300 halos, seconds; quick: 4,000 halos, minutes on 2 CPU cores; paper: 20,000 halos.",
+    help="smoke: 300 halos, seconds; quick: 4,000 halos, minutes on 2 CPU cores; paper: 31,000 halos at TNG100-Dark particle mass.",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per MLP.")
 @click.option(
@@ -326,7 +314,7 @@ def reproduce_halos(
     """Galaxy properties from halos: catalog, scalars, models with OOD tests, sigma68 table, feature ranking."""
     out_path = checked_output(ctx, "--out", out, force)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipeline.summaries import halos_table as markdown_table
+    from pipeline.halos.summary import halos_table as markdown_table
 
     from .halos import halos_flow
 
@@ -344,7 +332,7 @@ def reproduce_halos(
         models=list(models) or None,
         return_state=True,
     )
-    summary = _flow_result(state, "halos")["summary"]
+    summary = dict(_flow_result(state, "halos").details)
     text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
     write_summary(out_path, out, summary, text)
     _emit_json(summary) if as_json else click.echo(text)

@@ -24,7 +24,10 @@ FILE_OPTIONS = ("--out", "--figure")
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, command in group.commands.items():
+    # list_commands/get_command: the registered systems' commands are loaded when asked for
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             yield from _commands(command, (*prefix, name))
         else:
