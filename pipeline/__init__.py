@@ -9,8 +9,11 @@ May import ``data_catalog`` and ``sims`` (plus dask, xarray, pint, torch).
 - ``pipeline.features``: ``extract(dataset, declaration)`` and writing features to the catalog;
 - ``pipeline.cluster``: the dask scheduler to run on (local cluster or an address);
 - ``pipeline.normalize``: multiplicative-only feature scaling;
-- ``pipeline.summaries``: per model and split, mean and std over seeds of the evaluations;
-- ``pipeline.report``: the OOD evaluation report (HTML and Markdown, figures in ``pipeline.report_figures``).
+- ``pipeline.results``: the typed result of a system's flow (``SystemResult``, ``SummaryRow``);
+- ``pipeline.summaries``: what every system's summary shares (the spread over seeds);
+- ``pipeline.report``: the OOD evaluation report engine (HTML and Markdown, figures in ``pipeline.report_figures``);
+- ``pipeline.pendulum``, ``pipeline.rietkerk``, ``pipeline.halos``: each built-in system's summary of its
+  evaluations (``summary_rows``) and its report section (``SECTION``).
 - ``pipeline.outputs``: files written for people (reports, summaries, predictions), atomically.
 """
 

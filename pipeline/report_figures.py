@@ -1,28 +1,23 @@
-"""Figures of the OOD evaluation report (:mod:`pipeline.report`), as small PNG bytes.
+"""Figures of the OOD evaluation report (:mod:`pipeline.report`) that any system may use, as small PNG bytes.
 
-Every function takes plain arrays (or regime-map datasets) and returns a PNG drawn with the Agg
-backend at :data:`DPI`; reading the catalog is the report's business. The regime map itself is
-:func:`pipeline.rietkerk_regimes.regime_map_figure`.
+Every function takes plain arrays and returns a PNG drawn with the Agg backend at :data:`DPI`; reading
+the catalog is the report's business. A system's own figures live beside its report section
+(``pipeline.<system>.figures``) and use the helpers here (:func:`pyplot`, :func:`png`, :func:`layout`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
-import xarray as xr
-
-from pipeline.rietkerk_regimes import regime_labels
 
 DPI = 90
-#: Splits drawn as the in-distribution reference in the bar charts.
-IN_DISTRIBUTION = ("test", "exp1", "random")
 _OOD_COLOURS = ("#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
 _MODEL_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,10 +26,10 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def to_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return shrink_png(buffer.getvalue())
 
 
@@ -50,7 +45,7 @@ def shrink_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
-def _plain_log_axis(ax) -> None:
+def plain_log_axis(ax) -> None:
     """A log y axis labelled at the decades only (minor labels crowd a small panel)."""
     from matplotlib.ticker import NullFormatter
 
@@ -58,7 +53,7 @@ def _plain_log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _layout(
+def layout(
     fig,
     *,
     left: float = 0.65,
@@ -97,7 +92,7 @@ def rollout_figure(
     label (e.g. "q2 x (m)") to its values over ``times`` and ``predicted`` maps each model to the
     same labels.
     """
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(next(iter(rows.values()))[1])
     models = list(dict.fromkeys(m for _, _, predicted in rows.values() for m in predicted))
     colours = model_colours(models)
@@ -115,8 +110,8 @@ def rollout_figure(
         ax.set_xlabel(f"time ({time_units})", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=9)
-    _layout(fig, hspace=0.35)
-    return _png(fig)
+    layout(fig, hspace=0.35)
+    return to_png(fig)
 
 
 def error_time_figure(
@@ -131,7 +126,7 @@ def error_time_figure(
     ``curves[split][model]`` holds (times, errors) per seed; the line is the geometric mean over
     seeds and the band spans the seeds' minimum to maximum.
     """
-    plt = _pyplot()
+    plt = pyplot()
     splits = list(curves)
     models = list(dict.fromkeys(m for s in splits for m in curves[s]))
     colours = model_colours(models)
@@ -143,15 +138,15 @@ def error_time_figure(
             ax.plot(t, np.exp(np.log(e).mean(axis=0)), color=colours[model], lw=1.2, label=model)
             if len(seeds) > 1:
                 ax.fill_between(t, e.min(axis=0), e.max(axis=0), color=colours[model], alpha=0.2, lw=0)
-        _plain_log_axis(ax)
+        plain_log_axis(ax)
         ax.set_title(split, fontsize=9)
         ax.set_xlabel(f"time ({time_units})", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel(ylabel, fontsize=8)
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
-    _layout(fig, left=0.75, wspace=0.1)
-    return _png(fig)
+    layout(fig, left=0.75, wspace=0.1)
+    return to_png(fig)
 
 
 def ood_bars_figure(
@@ -163,17 +158,18 @@ def ood_bars_figure(
     ylabel: str,
     published: Mapping[tuple[str, str], float] | None = None,
     log: bool = True,
+    in_distribution: Collection[str] = (),
 ) -> bytes:
-    """Grouped bars: per model, the in-distribution split (grey) beside each OOD split, with the std
-    over seeds as error bars and published values (where given) as black crosses."""
-    plt = _pyplot()
+    """Grouped bars: per model, the in-distribution splits (``in_distribution``, grey) beside each OOD
+    split, with the std over seeds as error bars and published values (where given) as black crosses."""
+    plt = pyplot()
     published = published or {}
     per_model = max(1.0, 0.4 * len(splits))  # inches of axis per model: room for its label and bars
     fig, ax = plt.subplots(figsize=(per_model * len(models) + 2.6, 3.0))
     width = 0.8 / max(1, len(splits))
     ood_index = 0
     for j, split in enumerate(splits):
-        if split in IN_DISTRIBUTION:
+        if split in in_distribution:
             colour, hatch = "0.65", None
         else:
             colour, hatch = _OOD_COLOURS[ood_index % len(_OOD_COLOURS)], None
@@ -185,7 +181,7 @@ def ood_bars_figure(
                 x.append(i + (j - (len(splits) - 1) / 2) * width)
                 heights.append(mean)
                 errors.append(std)
-        label = f"{split} (in distribution)" if split in IN_DISTRIBUTION else split
+        label = f"{split} (in distribution)" if split in in_distribution else split
         if x:
             ax.bar(x, heights, width * 0.95, yerr=errors, color=colour, hatch=hatch, label=label, capsize=2, lw=0)
         marks = [
@@ -201,61 +197,13 @@ def ood_bars_figure(
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models, fontsize=8)
     if log:
-        _plain_log_axis(ax)
+        plain_log_axis(ax)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _layout(fig, left=0.7, right=1.9, top=0.35)
-    return _png(fig)
-
-
-def snapshot_indices(labels: Sequence[str], count: int) -> list[int]:
-    """Up to ``count`` positions along R: one in the middle of every regime's run of R values, then
-    evenly spaced ones, in increasing order."""
-    picks: list[int] = []
-    start = 0
-    for i in range(1, len(labels) + 1):
-        if i == len(labels) or labels[i] != labels[start]:
-            picks.append((start + i - 1) // 2)
-            start = i
-    for i in np.linspace(0, len(labels) - 1, count).round().astype(int):
-        if len(picks) >= count:
-            break
-        if int(i) not in picks:
-            picks.append(int(i))
-    return sorted(picks[:count])
-
-
-def regime_snapshots_figure(maps: Sequence[xr.Dataset], per_map: int = 6) -> bytes:
-    """Biomass fields ``v`` of each regime map at a few rainfalls (every regime shown where there is
-    room), titled with R and the regime label; one row per map."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(maps), per_map, figsize=(1.75 * per_map, 2.05 * len(maps)), squeeze=False)
-    for row, ds in zip(axes, maps, strict=True):
-        labels = regime_labels(ds)
-        picks = snapshot_indices(labels, per_map)
-        vmax = float(ds["v"].max()) or 1.0
-        extent = None
-        if "x" in ds.coords and ds.sizes.get("x", 0) > 1:
-            x = ds["x"].values
-            extent = (float(x[0]), float(x[-1]), float(x[0]), float(x[-1]))
-        for k, ax in enumerate(row):
-            if k >= len(picks):
-                ax.axis("off")
-                continue
-            i = picks[k]
-            ax.imshow(ds["v"].values[i], cmap="Greens", vmin=0, vmax=vmax, extent=extent, origin="lower")
-            R = float(ds["R"].values[i])
-            ax.set_title(f"R = {R:.3g}: {labels[i]}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(f"{ds.attrs.get('map', '')}\nT = {ds.attrs.get('T', float('nan')):g} d", fontsize=8)
-    fig.suptitle(
-        "biomass v (g m$^{-2}$) at the end of the run; 0 (white) to the map's maximum (dark green)", fontsize=8
-    )
-    _layout(fig, left=0.55, right=0.1, bottom=0.1, top=0.55, wspace=0.08, hspace=0.3)
-    return _png(fig)
+    layout(fig, left=0.7, right=1.9, top=0.35)
+    return to_png(fig)
 
 
 def predicted_true_figure(
@@ -265,7 +213,7 @@ def predicted_true_figure(
 
     ``panels[model] = (true, predicted, sigma68)``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     colours = model_colours(list(panels))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 3.0), squeeze=False)
     values = np.concatenate([np.concatenate([p[0], p[1]]) for p in panels.values()])
@@ -284,8 +232,8 @@ def predicted_true_figure(
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
-    _layout(fig, left=0.6, bottom=0.55, wspace=0.45)
-    return _png(fig)
+    layout(fig, left=0.6, bottom=0.55, wspace=0.45)
+    return to_png(fig)
 
 
 def running_median(x: np.ndarray, y: np.ndarray, bins: int = 12, minimum: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -304,26 +252,3 @@ def running_median(x: np.ndarray, y: np.ndarray, bins: int = 12, minimum: int = 
             centres.append(0.5 * (edges[b] + edges[b + 1]))
             medians.append(float(np.median(y[inside])))
     return np.array(centres), np.array(medians)
-
-
-def stellar_to_halo_figure(
-    log_mass: np.ndarray, true: np.ndarray, predicted: Mapping[str, np.ndarray], *, quantity: str, title: str
-) -> bytes:
-    """True ``quantity`` against log halo mass (grey points, black running median) and each model's
-    predicted mean (coloured running medians)."""
-    plt = _pyplot()
-    colours = model_colours(list(predicted))
-    fig, ax = plt.subplots(figsize=(4.8, 3.3))
-    ax.scatter(log_mass, true, s=3, color="0.7", lw=0, label="true (test halos)")
-    x, m = running_median(log_mass, true)
-    ax.plot(x, m, "k-", lw=1.8, label="true, running median")
-    for model, pred in predicted.items():
-        x, m = running_median(log_mass, pred)
-        ax.plot(x, m, "--", color=colours[model], lw=1.4, label=f"{model}, running median")
-    ax.set_xlabel("log10 M200m / Msun", fontsize=8)
-    ax.set_ylabel(quantity, fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(title, fontsize=9)
-    _layout(fig, left=0.6, bottom=0.55, top=0.35)
-    return _png(fig)

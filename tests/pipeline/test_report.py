@@ -1,9 +1,11 @@
-"""The OOD evaluation report: built from small but real evaluation datasets in a temporary catalog,
-in the shape that the pendulum, Rietkerk and halo flows return (the flows themselves are not run)."""
+"""The OOD evaluation report: an engine that names no system, fed by each system's SystemResult and laid
+out by the registered report sections. The results come from ``report_factory.make_result``: small but
+real evaluation datasets in a temporary catalog, summarised as the flows do (the flows are not run)."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import os
 import re
@@ -12,199 +14,46 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
+from report_factory import make_result
 
 from data_catalog import Catalog
-from pipeline import halo_evaluation as he
-from pipeline import metrics
+from pipeline import halos, pendulum, rietkerk
+from pipeline.pendulum.report import summaries as pendulum_summaries
 from pipeline.published import HALOS, PENDULUM
 from pipeline.report import (
     PNG_SIGNATURE,
     REPORT_KIND,
+    Document,
     Report,
+    ReportSection,
     build_report,
     report_dataset,
     report_from_dataset,
     write_report,
 )
-from pipeline.report_figures import snapshot_indices
-from pipeline.rietkerk_features import TARGETS as RIETKERK_TARGETS
-from pipeline.rietkerk_regimes import REGIMES_KIND, regime_map
-from pipeline.summaries import halos_summary, pendulum_summary, rietkerk_summary
-from sims import pendulum_protocols as pp
-from sims.spring_pendulum import RAW_KIND
-from surrogates.pendulum_runs import MODELS_BY_PROTOCOL, POSITION_MOMENTUM_BLOCKS, STATE_COMPONENTS
-from surrogates.rietkerk_discovery import DISCOVERY_KIND, discovery_dataset
+from pipeline.results import ResultFormatError, SystemResult
+from pipeline.rietkerk import snapshot_indices
 
-# few catalog writes (the bulk of the time): two seeds only where a std is looked at, three Rietkerk splits
-SEEDS = {"dimensionless-hnn": 2, "scalars": 2}
-RIETKERK_SPLITS = ("test", "units", "rainfall")
-STATE_VECTORS = [c[0] for c in STATE_COMPONENTS]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("EQS_CHROMIUM", "/usr/bin/chromium")
-
-# -- inputs in the shape the flows return ------------------------------------------------------------
-
-
-def _pendulum_result(cat: Catalog, protocol: str) -> dict:
-    """Test datasets simulated for real (tiny), evaluations with predictions that drift from the truth."""
-    cfg = pp.preset(protocol, "smoke", n_train=1, n_val=1, n_test=3, n_times=12)
-    tests = {split: ds for split, ds in pp.generate(cfg).items() if split in pp.TEST_SPLITS[protocol]}
-    data = {
-        split: cat.write(ds, f"pendulum-{protocol}-smoke-{split}", kind=RAW_KIND, params=cfg.to_dict(), seed=cfg.seed)
-        for split, ds in tests.items()
-    }
-    rng = np.random.default_rng(1)
-    evaluations: dict[str, dict[str, list[str]]] = {}
-    for m, model in enumerate(MODELS_BY_PROTOCOL[protocol]):
-        for seed in range(SEEDS.get(model, 1)):
-            for s, (split, ref) in enumerate(data.items()):
-                ds = tests[split]
-                truth = np.concatenate([ds[v].transpose("sample", "time", "space").values for v in STATE_VECTORS], -1)
-                times = ds["time"].values
-                drift = 1e-3 * (m + 1) * (s + 1) * (1 + 0.1 * seed) * (1 + times[None, :, None])
-                predicted = truth * (1 + drift * rng.standard_normal(truth.shape))
-                ev = metrics.evaluation_dataset(
-                    predicted,
-                    truth,
-                    times,
-                    blocks=POSITION_MOMENTUM_BLOCKS,
-                    components=STATE_COMPONENTS,
-                    model=f"pendulum-{protocol}-smoke-{model}@v{seed + 1}",
-                    data=ref,
-                    split=split,
-                    extra_attrs={"protocol": protocol},
-                )
-                name = f"pendulum-{protocol}-smoke-{model}-s{seed}-on-{split}"
-                evaluations.setdefault(model, {}).setdefault(split, []).append(
-                    cat.write(ev, name, kind=metrics.EVALUATION_KIND, parents=(ref,))
-                )
-    summary = pendulum_summary(cat, protocol, evaluations, "reference")  # as the flow adds it
-    summary.update(activation="silu", substeps=1, preset="smoke", dtype="float64")
-    return {"data": data, "features": {}, "models": {}, "evaluations": evaluations, "summary": summary}
-
-
-def _rietkerk_result(cat: Catalog) -> dict:
-    """Emulator evaluations as ``surrogates.rietkerk.evaluate_emulator`` stores them, tiny regime maps and a
-    discovery dataset."""
-    rng = np.random.default_rng(2)
-    evaluations: dict[str, dict[str, list[str]]] = {}
-    n = 16
-    for e, kind in enumerate(("pi", "dimensional")):
-        for seed in range(SEEDS.get(kind, 1)):
-            for s, split in enumerate(RIETKERK_SPLITS):
-                true = rng.uniform(0.1, 1.0, (n, len(RIETKERK_TARGETS)))
-                scale = 0.02 * (1 + s * (1 + 4 * e)) * (1 + 0.1 * seed)
-                predicted = true * (1 + scale * rng.standard_normal(true.shape))
-                ds = metrics.evaluation_dataset(
-                    predicted[:, None, :],
-                    true[:, None, :],
-                    np.zeros(1),
-                    blocks=[(j, j + 1) for j in range(len(RIETKERK_TARGETS))],
-                    components=[(t, j, j + 1, "1") for j, t in enumerate(RIETKERK_TARGETS)],
-                    model=f"rietkerk-smoke-{kind}-emulator@v{seed + 1}",
-                    data=f"rietkerk-smoke-{split}-features@v1",
-                    split=split,
-                    extra_attrs={"system": "rietkerk", "emulator": kind},
-                )
-                ds = ds.assign_coords(time=("time", [20.0], {"units": "d"}))
-                ds["true"] = (("sample", "target"), true, {"units": "1"})
-                ds["abs_error"] = (("sample", "target"), np.abs(predicted - true), {"units": "1"})
-                ds["rmse"] = (("target",), np.sqrt(np.mean((predicted - true) ** 2, axis=0)), {"units": "1"})
-                ds = ds.assign_coords(target=list(RIETKERK_TARGETS))
-                ref = cat.write(ds, f"rietkerk-smoke-{kind}-s{seed}-on-{split}", kind=metrics.EVALUATION_KIND)
-                evaluations.setdefault(kind, {}).setdefault(split, []).append(ref)
-    maps = {
-        name: cat.write(
-            regime_map(name, L=32.0, dl=2.0, T=4.0, rainfall=rain), f"rietkerk-regimes-{name}-smoke", kind=REGIMES_KIND
-        )
-        for name, rain in (("talk", [0.3, 0.4, 0.5]), ("rietkerk2002", [0.75, 1.0, 1.25]))
-    }
-    study = {
-        "discovery": {
-            "table": [
-                {"equation": "v", "term": "v w/(1+w)", "true": 2.0, "fitted": 2.01},
-                {"equation": "v", "term": "v", "true": -1.25, "fitted": -1.2497},
-                {"equation": "w", "term": "v", "true": 0.0, "fitted": 1e-4},  # a spurious term
-            ]
-        },
-        "noise_study": [{"noise": 0.0, "stencil": "5-point", "max_relative_error": 0.005, "spurious": []}],
-        "rollouts": [
-            {R: {"mean": 10.0 + i, "regime": "spots"} for R in ("truth", "sparse", "mlp")} | {"R": R}
-            for i, R in enumerate((0.75, 1.0))
-        ],
-    }
-    discovery = cat.write(discovery_dataset(study), "rietkerk-discovery-smoke", kind=DISCOVERY_KIND, seed=0)
-    return {
-        "raw": {},
-        "statistics": {},
-        "features": {},
-        "models": {},
-        "evaluations": evaluations,
-        "regime_maps": maps,
-        "discovery": discovery,
-        "summary": {**rietkerk_summary(cat, evaluations), "preset": "smoke"},
-    }
-
-
-def _halos_result(cat: Catalog) -> dict:
-    rng = np.random.default_rng(3)
-    n = 240
-    log_mass = rng.uniform(10.3, 13.6, n)
-    true = 10.0 + 0.8 * (log_mass - 11.5) - 0.3 * np.maximum(log_mass - 12, 0) + 0.2 * rng.standard_normal(n)
-    relation = 10.0 + 0.8 * (log_mass - 11.5) - 0.3 * np.maximum(log_mass - 12, 0)
-    evaluations: dict[str, dict[str, list[str]]] = {}
-    top = log_mass >= np.quantile(log_mass, 0.8)
-    for m, model in enumerate(("mass-only", "global", "scalars")):
-        for seed in range(SEEDS.get(model, 1)):
-            for split, rows, extra in (
-                ("random", slice(None), 0.0),
-                ("mass_threshold", top, 0.05),
-                ("subsampled", slice(None), 0.02),
-            ):
-                if seed and split != "random":
-                    continue  # a second seed where the std is looked at only
-                scatter = true[rows] - relation[rows]
-                noise = (extra + 0.01 * seed) * rng.standard_normal(scatter.size)
-                mean = relation[rows] + 0.25 * m * scatter + noise  # each model recovers more of the scatter
-                ds = he.evaluation_dataset(
-                    np.arange(n)[rows],
-                    log_mass[rows],
-                    true[rows],
-                    mean,
-                    np.full(np.size(mean), 0.2),
-                    model=f"halos-smoke-log_mstar-s{seed}-{model}@v1",
-                    data="halos-smoke-synthetic-features@v1",
-                    split=split,
-                    target="log_mstar",
-                    extra_attrs={"system": "halos", "halo_model": model},
-                )
-                ref = cat.write(ds, f"halos-smoke-log_mstar-s{seed}-{model}-on-{split}", kind=he.EVALUATION_KIND)
-                evaluations.setdefault(f"log_mstar/{model}", {}).setdefault(split, []).append(ref)
-    steps = [{"feature": f"scalar_{i}", "column": i, "sigma68": 0.2 - 0.01 * i} for i in range(4)]
-    importance = he.importance_dataset(steps, all_features_sigma68=0.15, target="log_mstar", data="features@v1")
-    imp = cat.write(importance, "halos-smoke-importance-log_mstar", kind=he.IMPORTANCE_KIND)
-    return {
-        "raw": None,
-        "features": None,
-        "subsampled": None,
-        "subsampled_features": None,
-        "models": {},
-        "evaluations": evaluations,
-        "importance": {"log_mstar": imp},
-        "summary": {**halos_summary(cat, evaluations, {"log_mstar": imp}), "preset": "smoke"},
-    }
+#: The built-in systems' sections in the registry's order.
+SECTIONS = [pendulum.SECTION, rietkerk.SECTION, halos.SECTION]
+BUILT_IN = ("pendulum", "rietkerk", "halos")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     cat = Catalog(tmp_path_factory.mktemp("report") / "catalog")
-    results = {
-        "pendulum": {"emlp": _pendulum_result(cat, "emlp"), "units": _pendulum_result(cat, "units")},
-        "rietkerk": _rietkerk_result(cat),
-        "halos": _halos_result(cat),
-    }
-    return cat, results, build_report(cat, results, title="Test report", preset="smoke")
+    results = {system: make_result(system, cat) for system in BUILT_IN}
+    return cat, results, build_report(cat, results, SECTIONS, title="Test report", preset="smoke")
+
+
+@pytest.fixture(scope="module")
+def toy(built):
+    """A system registered without a report section ("springs": two row groups, a published number)."""
+    cat, results, _ = built
+    return make_result("springs", cat, groups=("", "wide"), published={"toy-a": 0.01})
 
 
 EXPECTED_FIGURES = {
@@ -261,6 +110,46 @@ class Page(HTMLParser):
             self._cell["text"] += data
 
 
+def check_numbers_link_to_provenance(cat: Catalog, report: Report, *, numbers: int, rows: int) -> None:
+    """Every number in a table links to the versions it was read from, each with a provenance entry; every
+    Markdown row with a number names its sources, and every source is listed."""
+    page = Page(report.html)
+    anchors = set(page.ids)
+    assert [i.removeprefix("ref-") for i in page.ids if i.startswith("ref-")] == report.refs
+    assert report.refs and all(cat.resolve(r) == r for r in report.refs)
+    numbered = 0
+    for cell in page.cells:
+        if cell["class"] == "label":
+            continue
+        if re.search(r"\d", cell["text"]):
+            assert cell["class"] in ("num", "pub"), cell
+        if cell["class"] == "num":
+            numbered += 1
+            (link,) = cell["links"]
+            assert link["href"].startswith("#ref-") and link["href"][1:] in anchors, link
+            cited = link["title"].split(", ")
+            assert link["href"] == f"#ref-{cited[0]}"
+            for ref in cited:
+                assert cat.resolve(ref) == ref and f"ref-{ref}" in anchors
+        if cell["class"] == "pub":
+            assert cell["links"][0]["href"] == "#published"
+    assert numbered > numbers
+    for link in page.links:
+        if link.get("href", "").startswith("#"):
+            assert link["href"][1:] in anchors, link
+    sources = dict(re.findall(r"^- \[(\d+)\] (.+)$", report.markdown, flags=re.M))
+    assert sources
+    lines = report.markdown.splitlines()
+    found = [line for i, line in enumerate(lines[:-1]) if line.startswith("| ") and not lines[i + 1].startswith("|---")]
+    assert len(found) > rows
+    for line in found + ([lines[-1]] if lines[-1].startswith("| ") else []):
+        if re.search(r"\d\.\d", line):
+            number = re.search(r"\| \[(\d+)\] \|$", line)
+            assert number, line
+            assert all(cat.resolve(r) == r for r in sources[number.group(1)].split(", "))
+    assert all(r in report.markdown for r in report.refs)
+
+
 # -- tests ------------------------------------------------------------------------------------------
 
 
@@ -277,11 +166,20 @@ def test_every_system_section_and_figure_is_present(built):
     for heading in ("# Test report", "## Springy double pendulum", "## Rietkerk vegetation model", "## Halos"):
         assert heading in report.markdown
     assert report.html.count("How to read this") == 3
+    # the sections in the order given (the registry's), then the closing parts
+    positions = [report.html.index(f'id="{a}"') for a in (*BUILT_IN, "published", "provenance")]
+    assert positions == sorted(positions)
     # the header: title, preset, time, catalog root, a line per system
     assert "<h1>Test report</h1>" in report.html and "Preset: smoke." in report.html
     assert re.search(r"Created \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 \(UTC\)", report.html)
     assert str(built[0].root) in report.html
-    # the discovery tables, through pipeline.summaries.discovery_lines
+    for line in (
+        "Springy double pendulum: EMLP protocol",
+        "Rietkerk vegetation model: emulator score",
+        "Halos: sigma68",
+    ):
+        assert line in report.markdown
+    # the discovery tables, through pipeline.rietkerk.discovery_lines
     assert "v w/(1+w)" in report.html and "2.01" in report.html and "spurious (true 0)" in report.html
     assert sum(len(png) for png in report.figures.values()) < 1_500_000
 
@@ -304,48 +202,13 @@ def test_images_are_decodable_png_data_uris(built):
 
 def test_every_number_links_to_its_catalog_versions(built):
     cat, _, report = built
-    page = Page(report.html)
-    anchors = set(page.ids)
-    assert [i.removeprefix("ref-") for i in page.ids if i.startswith("ref-")] == report.refs
-    assert report.refs and all(cat.resolve(r) == r for r in report.refs)
-    numbered = 0
-    for cell in page.cells:
-        if cell["class"] == "label":
-            continue
-        if re.search(r"\d", cell["text"]):
-            assert cell["class"] in ("num", "pub"), cell
-        if cell["class"] == "num":
-            numbered += 1
-            (link,) = cell["links"]
-            assert link["href"].startswith("#ref-") and link["href"][1:] in anchors, link
-            cited = link["title"].split(", ")
-            assert link["href"] == f"#ref-{cited[0]}"
-            for ref in cited:
-                assert cat.resolve(ref) == ref and f"ref-{ref}" in anchors
-        if cell["class"] == "pub":
-            assert cell["links"][0]["href"] == "#published"
-    assert numbered > 50
-    for link in page.links:
-        if link.get("href", "").startswith("#"):
-            assert link["href"][1:] in anchors, link
+    check_numbers_link_to_provenance(cat, report, numbers=50, rows=30)
     # each provenance entry: kind, short hash, created time, params, parents
     ev = report.refs[0]
     info = cat.info(ev)
     block = report.html.split(f'id="ref-{ev}"', 1)[1].split('<div class="prov"', 1)[0]
     assert info.kind in block and info.content_sha256[:12] in block and info.created_utc in block
     assert "params" in block and all(p in block for p in info.parents)
-    # Markdown: every table row with a number names its sources, and every source is listed
-    sources = dict(re.findall(r"^- \[(\d+)\] (.+)$", report.markdown, flags=re.M))
-    assert sources
-    lines = report.markdown.splitlines()
-    rows = [line for i, line in enumerate(lines[:-1]) if line.startswith("| ") and not lines[i + 1].startswith("|---")]
-    assert len(rows) > 30
-    for line in rows + ([lines[-1]] if lines[-1].startswith("| ") else []):
-        if re.search(r"\d\.\d", line):
-            number = re.search(r"\| \[(\d+)\] \|$", line)
-            assert number, line
-            assert all(cat.resolve(r) == r for r in sources[number.group(1)].split(", "))
-    assert all(r in report.markdown for r in report.refs)
 
 
 def test_published_numbers_appear_beside_ours(built):
@@ -361,20 +224,99 @@ def test_published_numbers_appear_beside_ours(built):
     row = next(i for i, c in enumerate(page.cells) if c["text"] == "Scalars O(3)")
     assert page.cells[row + 1]["class"] == "num" and page.cells[row + 2]["class"] == "pub"
     assert page.cells[row + 2]["text"] == "0.0090 ± 0.0010"
-    # ours: mean +- std over seeds, from the summary of pipeline.summaries that the flow returns
-    summary = results["pendulum"]["units"]["summary"]
+    # ours: mean +- std over seeds, from the summary that the flow returns in the result's details
+    summary = results["pendulum"].details["units"]
     r = next(r for r in summary["rows"] if (r["model"], r["split"]) == ("dimensionless-hnn", "exp2"))
     assert f"{r['mean']:.4f} ± {r['std']:.4f}" in report.html
     assert "Rietkerk: no published" in report.html
+    for line in (*pendulum.SECTION.published, *rietkerk.SECTION.published, *halos.SECTION.published):
+        assert line in report.markdown
+
+
+def test_summary_rows_follow_the_contract(built):
+    _, results, _ = built
+    rows = results["pendulum"].rows
+    assert results["pendulum"].groups() == ["emlp", "units"]
+    assert {r.metric for r in rows} == {"score"}
+    assert {r.split for r in rows if r.in_distribution} == {"test", "exp1"}
+    for r in rows:
+        assert (r.published, r.published_std) == PENDULUM.get((r.group, r.model, r.split), (None, None))
+        assert set(r.extra) == {"blockwise_mean", "blockwise_std"}
+    summary = results["pendulum"].details["units"]["rows"]
+    assert [(r.model, r.split, r.mean, r.std, r.seeds, list(r.refs)) for r in results["pendulum"].rows_of("units")] == [
+        (s["model"], s["split"], s["mean"], s["std"], s["seeds"], s["evaluations"]) for s in summary
+    ]
+    rows = results["rietkerk"].rows
+    assert results["rietkerk"].groups() == [""] and {r.split for r in rows if r.in_distribution} == {"test"}
+    assert all(set(r.extra) == {"rmse"} and r.published is None for r in rows)
+    rows = results["halos"].rows
+    assert results["halos"].groups() == ["log_mstar"] and {r.metric for r in rows} == {"sigma68"}
+    assert {r.split for r in rows if r.in_distribution} == {"random"}
+    for r in rows:
+        published = HALOS.get((r.group, r.model, r.split))
+        assert r.published == (published[0] if published else None)
+        assert set(r.extra) == {"halos", "within_1sigma", "bins"}
+    assert {r.model for r in rows if r.published is not None} == {"mass-only", "global", "scalars"}
+
+
+def test_results_round_trip_through_json(built, toy):
+    cat, results, _ = built
+    for result in (*results.values(), toy):
+        back = SystemResult.from_json(result.to_json())
+        assert back == result
+        assert all(isinstance(r.refs, tuple) for r in back.rows)
+    # the JSON form (as Prefect persists a flow's result) builds the same report
+    mine = build_report(cat, {"springs": toy}, [])
+    again = build_report(cat, {"springs": toy.to_dict()}, [])
+    assert _timeless(again.markdown) == _timeless(mine.markdown) and again.figures == mine.figures
+
+
+def _timeless(text: str) -> str:
+    return re.sub(r"Created \S+ \(UTC\)", "", text)
+
+
+def test_a_system_without_a_section_gets_the_generic_parts(built, toy):
+    cat, results, _ = built
+    report = build_report(cat, {**results, "springs": toy}, SECTIONS, title="With a toy", preset="smoke")
+    page = Page(report.html)
+    # after the registered sections, titled by its name, with a table and the bars per group
+    positions = [report.html.index(f'id="{a}"') for a in ("halos", "springs", "springs-wide", "published")]
+    assert positions == sorted(positions)
+    assert "## springs" in report.markdown and "### wide" in report.markdown
+    assert {"springs_ood_bars", "springs_wide_ood_bars"} <= set(report.figures)
+    assert set(report.figures) - EXPECTED_FIGURES == {"springs_ood_bars", "springs_wide_ood_bars"}
+    assert "could not be drawn" not in report.html and report.html.count("How to read this") == 3
+    # its line in the summary list: the best in-distribution model, its published number and worst OOD ratio
+    best = toy.best("")
+    assert best.model == "toy-a" and best.split == "train-like"
+    worst = max((r for r in toy.rows_of("") if r.model == "toy-a" and not r.in_distribution), key=lambda r: r.mean)
+    line = next(line for line in report.markdown.splitlines() if line.startswith("- springs: "))
+    assert "best in distribution toy-a (score on train-like, 1 seed(s))" in line
+    assert f"{best.mean:.4f}" in line and "(published 0.0100)" in line
+    assert f"worst OOD ratio {worst.mean / best.mean:.3g}" in line and f"({worst.split})" in line
+    assert "; wide: best in distribution toy-a" in line
+    # the table: model x split, ours beside published, the in-distribution split first
+    header = next(line for line in report.markdown.splitlines() if line.startswith("| model | train-like (ours)"))
+    assert header.startswith("| model | train-like (ours) | train-like (published) | wider (ours) | shifted (ours) |")
+    b = next(r for r in toy.rows_of("wide") if (r.model, r.split) == ("toy-b", "shifted"))
+    assert f"{b.mean:.4f} ± {b.std:.4f}" in report.html
+    assert any(c["class"] == "pub" and c["text"] == "0.0100" for c in page.cells)
+    assert "springs: the published numbers given with its results." in report.markdown
+    assert all(ref in report.refs for ref in toy.refs())
+    check_numbers_link_to_provenance(cat, report, numbers=60, rows=40)
+    # alone, with no section registered at all
+    alone = build_report(cat, {"springs": toy}, [])
+    assert set(alone.figures) == {"springs_ood_bars", "springs_wide_ood_bars"}
+    assert "## springs" in alone.markdown and "not run" not in alone.markdown
 
 
 def test_a_missing_system_is_stated(built):
     cat, results, _ = built
     ran = {  # the EMLP protocol with no evaluations; Rietkerk without regime maps or discovery; no halos
-        "pendulum": {"emlp": {**results["pendulum"]["emlp"], "evaluations": {}, "summary": {}}},
-        "rietkerk": {**results["rietkerk"], "regime_maps": {}, "discovery": None},
+        "pendulum": make_result("pendulum", cat, protocols=("emlp",), evaluated=False),
+        "rietkerk": dataclasses.replace(results["rietkerk"], artifacts={"regime_maps": {}, "discovery": None}),
     }
-    report = build_report(cat, ran)
+    report = build_report(cat, ran, SECTIONS)
     for text in (report.html, report.markdown):
         assert "Units-equivariance protocol: not run." in text
         assert "The units-equivariance protocol was not run for this report." in text
@@ -384,15 +326,53 @@ def test_a_missing_system_is_stated(built):
         assert "Halos: not run for this report." in text
     assert {"rietkerk", "halos", "pendulum-units"} <= set(Page(report.html).ids)
     assert set(report.figures) == {"rietkerk_ood_bars"}
-    empty = build_report(cat, {})
+    empty = build_report(cat, {}, SECTIONS)
     assert empty.figures == {} and empty.refs == []
     for system in ("Springy double pendulum", "Rietkerk vegetation model", "Halos"):
         assert f"{system}: not run for this report." in empty.html
         assert f"{system}: not run for this report." in empty.markdown
-    with pytest.raises(ValueError, match="unknown system"):
-        build_report(cat, {"pendulums": {}})
-    with pytest.raises(ValueError, match="maps a protocol"):
-        build_report(cat, {"pendulum": results["pendulum"]["emlp"]})  # the flow's dict without its protocol
+
+
+def test_a_section_recomputes_its_summary_from_the_evaluations(built):
+    cat, results, _ = built
+    given = dataclasses.replace(results["rietkerk"], artifacts={})
+    bare = dataclasses.replace(given, details={"preset": "smoke"})  # no rows: read from the evaluations
+    one, two = (build_report(cat, {"rietkerk": r}, [rietkerk.SECTION]) for r in (given, bare))
+    assert _timeless(one.markdown) == _timeless(two.markdown) and one.figures == two.figures
+    # the pendulum: per protocol, from the evaluations of the models evaluated on that protocol's splits
+    summaries = pendulum_summaries(Document(cat), results["pendulum"])
+    bare = dataclasses.replace(results["pendulum"], details={p: {"variant": "reference"} for p in ("emlp", "units")})
+    again = pendulum_summaries(Document(cat), bare)
+    assert {p: s["rows"] for p, s in again.items()} == {p: s["rows"] for p, s in summaries.items()}
+
+
+def test_wrong_results_and_sections_are_refused(built):
+    cat, results, _ = built
+    with pytest.raises(ValueError, match="is the result of system 'rietkerk'"):
+        build_report(cat, {"pendulum": results["rietkerk"]}, SECTIONS)
+    with pytest.raises(ResultFormatError, match="unknown fields"):  # the flows' dicts of before
+        build_report(cat, {"rietkerk": {"system": "rietkerk", "summary": {}, "regime_maps": {}}}, SECTIONS)
+    with pytest.raises(TypeError, match="must be a SystemResult"):
+        build_report(cat, {"rietkerk": ["not", "a", "result"]}, SECTIONS)
+    with pytest.raises(ValueError, match="details map a protocol"):  # a protocol's summary without its protocol
+        wrong = dataclasses.replace(results["pendulum"], details=results["pendulum"].details["emlp"])
+        build_report(cat, {"pendulum": wrong}, SECTIONS)
+    with pytest.raises(ValueError, match="more than one section"):
+        build_report(cat, {}, [*SECTIONS, ReportSection(name="halos", title="Halos again")])
+    with pytest.raises(ValueError, match="HTML id the report uses"):
+        build_report(cat, {"provenance": SystemResult("provenance")}, SECTIONS)
+
+
+def test_the_engine_names_no_system():
+    """The engine and the generic parts are the same for every system: no built-in system is named there."""
+    files = sorted((ROOT / "pipeline" / "report").glob("*.py"))
+    files += [ROOT / "pipeline" / "summaries.py", ROOT / "pipeline" / "report_figures.py"]
+    assert len(files) >= 7
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for word in ("pendulum", "rietkerk", "halo"):
+            assert word not in text.lower(), f"{path.relative_to(ROOT)} names {word!r}"
+    assert not (ROOT / "pipeline" / "report.py").exists()  # the package replaces the module
 
 
 def test_the_page_loads_nothing_from_outside(built):
@@ -454,7 +434,7 @@ def test_report_dataset_round_trips_exactly_through_the_catalog(built):
     back = report_from_dataset(cat.open(ref).load())
     assert back == report
     assert cat.info(ref).parents == report.refs
-    empty = build_report(cat, {}, title="nothing ü\r\n")
+    empty = build_report(cat, {}, SECTIONS, title="nothing ü\r\n")
     assert report_from_dataset(cat.open(cat.write(report_dataset(empty), "report-empty", kind=REPORT_KIND))) == empty
 
 
