@@ -20,10 +20,18 @@ Models (each predicts a mean and a sigma per halo, one target at a time):
 
 Inputs are dimensionless and invariant, so every prediction is invariant to rotations,
 reflections, particle permutations and changes of units of the catalog.
+
+:func:`model_io` says so in terms of the catalog's quantities (a ``pipeline.model_io.ModelIO``): a
+model reads halos as particles (positions, velocities, masses), centres, M200m and R200m, through
+the pipeline's scalars and features (:func:`features_of_particles`), and returns (mean, log sigma),
+invariant under E(3). Its numbers are in the catalog's canonical units (kpc, km s^-1, Msun); it is
+units-invariant once the constants the features depend on are inputs too: the gravitational
+constant G of V200m, and the solar mass of log10(M200m / Msun).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,8 +42,10 @@ import xarray as xr
 
 from data_catalog import Catalog, parse_ref
 from pipeline.halo_evaluation import EVALUATION_KIND, IMPORTANCE_KIND, evaluation_dataset, importance_dataset
-from pipeline.halo_features import feature_targets, split_indices
-from pipeline.halo_scalars import SCALAR_KINDS, SCALAR_NAMES
+from pipeline.halo_features import feature_targets, halo_features, split_indices
+from pipeline.halo_scalars import G_KPC_KMS2_MSUN, SCALAR_KINDS, SCALAR_NAMES, halo_scalar_array
+from pipeline.model_io import ModelIO, Port
+from sims.halos import HALO_UNITS, PARTICLE_UNITS
 from surrogates.artifacts import (
     LoadedModel,
     ModelArtifactError,
@@ -222,6 +232,127 @@ def _variable(features: xr.Dataset, spec: str) -> xr.DataArray:
         raise ValueError(f"unknown variable subset {spec!r}; known: 'scalars{SUBSET_MARK}elementary'")
     kinds = dict(zip(SCALAR_NAMES, SCALAR_KINDS, strict=True))
     return features[name].sel(scalar=[s for s in features["scalar"].values if kinds[str(s)] != "product"])
+
+
+# -- what a halo model reads and returns -----------------------------------------------------------
+
+HALO_GROUP = "E(3)"
+"""Rotations, reflections and translations of the catalog's positions (velocities rotate)."""
+G_UNITS = "kpc km^2 s^-2 Msun^-1"
+HALO_INPUTS = (
+    Port.single("particle_position", "position", PARTICLE_UNITS["particle_position"]),
+    Port.single("particle_velocity", "vector", PARTICLE_UNITS["particle_velocity"]),
+    Port.single("particle_mass", "scalar", PARTICLE_UNITS["particle_mass"]),
+    Port.single("particle_count", "scalar", HALO_UNITS["particle_count"]),
+    Port.single("position", "position", HALO_UNITS["position"]),
+    Port.single("M200m", "scalar", HALO_UNITS["M200m"]),
+    Port.single("R200m", "scalar", HALO_UNITS["R200m"]),
+    Port.single("G", "scalar", G_UNITS),
+    Port.single("Msun", "scalar", "Msun"),
+)
+"""Halos as particles (N rows: the halos' particles one after the other, ``particle_count`` per
+halo), per-halo centres, M200m and R200m, and the constants G and Msun (1 Msun, the mass unit of
+the features' logarithms)."""
+PREDICTION = (Port.single("mean", "scalar", "1"), Port.single("log_sigma", "scalar", "1"))
+"""Mean and log sigma of the target (dex), per halo."""
+
+
+def features_of_particles(
+    particle_position: np.ndarray,
+    particle_velocity: np.ndarray,
+    particle_mass: np.ndarray,
+    particle_count: np.ndarray,
+    position: np.ndarray,
+    M200m: np.ndarray,
+    R200m: np.ndarray,
+    G: float | np.ndarray = G_KPC_KMS2_MSUN,
+    Msun: float | np.ndarray = 1.0,
+) -> xr.Dataset:
+    """The ``halos.features`` of halos given as arrays (:data:`HALO_INPUTS`), computed as the pipeline
+    does (:func:`pipeline.halo_scalars.halo_scalar_array`, :func:`pipeline.halo_features.halo_features`),
+    with the constants G (of V200m) and Msun (the unit of log10 M200m) as arguments."""
+    counts = np.asarray(particle_count, dtype=np.int64)
+    scalars, within = halo_scalar_array(
+        particle_position, particle_velocity, particle_mass, counts, position, M200m, R200m, G=float(G)
+    )
+    ids = ("halo", np.arange(counts.size, dtype=np.int64))
+    scalars_ds = xr.Dataset(
+        {
+            "scalars": (("halo", "scalar"), scalars),
+            "particles_within": ("halo", within),
+            "valid": ("halo", np.ones(counts.size, dtype=bool)),
+        },
+        coords={"halo_id": ids},
+    )
+    catalog = xr.Dataset({"M200m": ("halo", np.asarray(M200m, dtype=np.float64) / Msun)}, coords={"halo_id": ids})
+    return halo_features(catalog, scalars_ds)
+
+
+def sample_halos(n: int, rng: np.random.Generator, particles: tuple[int, int] = (120, 200)) -> tuple[np.ndarray, ...]:
+    """``n`` random halos as :data:`HALO_INPUTS`: anisotropic clouds of unequal particles with some
+    shear in their velocities and a few particles beyond R200m, in kpc, km s^-1 and Msun."""
+    counts = rng.integers(particles[0], particles[1], n)
+    mass = 10 ** rng.uniform(11.0, 13.5, n)
+    radius = rng.uniform(100.0, 400.0, n)
+    centre = rng.uniform(-1000.0, 1000.0, (n, 3))
+    positions, velocities = [], []
+    for i, count in enumerate(counts):
+        direction = rng.normal(size=(count, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        x = direction * rng.uniform(0.0, 1.15 * radius[i], (count, 1)) * rng.uniform(0.6, 1.0, 3)
+        bulk = rng.normal(0.0, 300.0, 3)
+        v = rng.normal(size=(count, 3)) * rng.uniform(50.0, 200.0, 3) + 30.0 * x[:, ::-1] / radius[i] + bulk
+        positions.append(centre[i] + x)
+        velocities.append(v)
+    return (
+        np.concatenate(positions),
+        np.concatenate(velocities),
+        rng.uniform(0.5, 2.0, counts.sum()) * 1e8,
+        counts,
+        centre,
+        mass,
+        radius,
+        np.asarray(G_KPC_KMS2_MSUN),
+        np.asarray(1.0),
+    )
+
+
+def model_io(model: str, variables: Sequence[str] | None = None) -> ModelIO:
+    """What the halo model ``model`` (one of :data:`MODELS`, or an ``-ensemble`` of one) reads and
+    returns: halos as particles -> (mean, log sigma), E(3)- and units-invariant. ``variables`` are
+    the features it reads (its stored ``inputs``; default :func:`input_variables` with global
+    properties measured from the particles)."""
+    base = model.removesuffix("-ensemble")
+    if variables is None:
+        variables = input_variables(base, xr.Dataset(attrs={"global_source": "particles"}))
+    variables = list(variables)
+    if "global" in variables:
+        raise ValueError(
+            f"halo model {model!r} reads a catalog's own concentration, spin and sigma_v, which the "
+            "particle description of ModelIO does not hold; describe models on global_particles"
+        )
+
+    def apply(module: torch.nn.Module, *arrays: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = design_matrix(features_of_particles(*arrays), variables)
+        reference = next(itertools.chain(module.parameters(), module.buffers()))
+        return module(torch.as_tensor(x, dtype=reference.dtype, device=reference.device))
+
+    return ModelIO(
+        HALO_INPUTS,
+        PREDICTION,
+        group=HALO_GROUP,
+        units="invariant",
+        system="halos",
+        description=f"halo model {model!r} on {variables}",
+        apply=apply,
+        sampler=sample_halos,
+        array="numpy",
+    )
+
+
+def loaded_model_io(loaded: LoadedModel) -> ModelIO:
+    """The :func:`model_io` of a stored halo model (its ``halo_model`` and ``inputs`` attributes)."""
+    return model_io(str(loaded.attrs["halo_model"]), model_json_attr(loaded.ref, loaded.attrs, "inputs"))
 
 
 def _target(features: xr.Dataset, target: str, where: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Galaxy properties from halos: baselines and scalar MLPs with a Gaussian likelihood (ANCHORS section 4).
+"""Galaxy properties from halos: baselines and scalar MLPs with a Gaussian likelihood (docs/protocols.md#halos).
 
 Three models, each predicting a mean and an uncertainty per halo:
 

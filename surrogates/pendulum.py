@@ -1,4 +1,4 @@
-"""Surrogates of the springy double pendulum (ANCHORS sections 1 and 2).
+"""Surrogates of the springy double pendulum (docs/protocols.md, both pendulum protocols).
 
 States are z = (q1, q2, p1, p2) shaped (batch, 12); per-system context theta = (m1, m2, k1, k2, l1,
 l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their own RK4 rollout:
@@ -6,7 +6,7 @@ l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their
 - ``ScalarHNN(inputs="scalars")``: H = MLP(O(3) scalars), the scalars being the Gram matrix of
   (q1, q2, p1, p2, g), the norms |q1|, |q2|, |p1|, |p2|, |q1 - q2| and the six scalar parameters
   (26 numbers). O(3)-invariant H, so an O(3)-equivariant flow. With ``units`` fitted by an affine
-  normalisation it is the dimensional-scalars baseline of ANCHORS section 2.
+  normalisation it is the dimensional-scalars baseline of docs/protocols.md#pendulum-units-protocol.
 - ``ScalarHNN(inputs="raw")``: the plain MLP baseline, H = MLP(z, theta).
 - ``ScalarNODE(inputs="scalars")``: dz_i/dt = sum_j c_ij(scalars) v_j with v = (q1, q2, p1, p2, g);
   O(3)-equivariant. ``ScalarNODE(inputs="raw")``: dz/dt = MLP(z, theta).
@@ -15,6 +15,11 @@ l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their
   quantities (``pipeline.features.FeaturePlan``) plus |q1|/l1, |q2|/l1, |q1 - q2|/l1. Inputs are
   normalised multiplicatively only, so the model is exactly units-equivariant: scaling kg by s leaves
   predicted positions unchanged and multiplies momenta by s, whatever the weights.
+
+Every model says what it reads and returns as ``model.io`` (a ``pipeline.model_io.ModelIO``): z and
+theta as the declared vectors and parameters, dz/dt as their time derivatives, under the declared
+O(3); the scalar models promise O(3) equivariance, the raw MLPs do not (baselines), and only the
+dimensionless HNN promises units equivariance.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 
 from pipeline.features import FeaturePlan
+from pipeline.model_io import ModelIO, Port
 from sims import spring_pendulum as sp
 from surrogates.artifacts import register_model
 from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
@@ -163,6 +169,27 @@ def energy_scales(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return torch.cat([k * l**2, (p * p).sum(-1) / m, m * (g * q).sum(-1)], dim=-1)
 
 
+STATE = Port.of(sp.DECLARATION, "z", sp.STATE_VECTORS)
+"""The state z (batch, 12): q1, q2 (m) and p1, p2 (kg m s^-1), 3-vectors side by side."""
+CONTEXT = Port.of(sp.DECLARATION, "theta", (*sp.SCALAR_PARAMETERS, "g"))
+"""The context theta (batch, 9): m1, m2, k1, k2, l1, l2 and the vector g."""
+STATE_RATE = STATE.derivative("s", name="dz/dt")
+ENERGY = Port.of(sp.DECLARATION, "H", ("H",))
+"""What ``HamiltonianModel.energy(z, theta)`` returns: the declared target H, an invariant scalar (J)."""
+
+
+def pendulum_io(*, equivariant: bool, units: str) -> ModelIO:
+    """A pendulum vector field: (z, theta) -> dz/dt under the declared O(3)."""
+    return ModelIO.declared(
+        sp.DECLARATION,
+        (STATE, CONTEXT),
+        (STATE_RATE,),
+        equivariant=equivariant,
+        units=units,
+        description="vector field dz/dt of the springy double pendulum",
+    )
+
+
 N_SCALARS = 26
 N_DIMENSIONLESS = len(feature_plan().pi_groups) + 3
 N_ENERGIES = 6
@@ -191,6 +218,11 @@ class _PendulumModel:
 
     def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return self._features(z, theta)
+
+    @property
+    def io(self) -> ModelIO:
+        """(z, theta) -> dz/dt; O(3)-equivariant on the invariant scalars, not on raw coordinates."""
+        return pendulum_io(equivariant=self.inputs == "scalars", units="none")
 
     def fit_inputs(self, z: torch.Tensor, theta: torch.Tensor) -> None:
         """Normalise the MLP's inputs with statistics of training states z (N, 12) and contexts (N, 9)."""
@@ -246,6 +278,11 @@ class DimensionlessHNN(_PendulumModel, HamiltonianModel):
     def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return dimensionless_inputs(z, theta)
 
+    @property
+    def io(self) -> ModelIO:
+        """(z, theta) -> dz/dt, O(3)- and units-equivariant."""
+        return pendulum_io(equivariant=True, units="equivariant")
+
     def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return (energy_scales(z, theta) * self.mlp(self.features(z, theta))).sum(-1)
 
@@ -270,7 +307,7 @@ def build_model(name: str, **overrides: Any) -> torch.nn.Module:
 
 
 def chunk_loss(times: torch.Tensor, *, substeps: int = 1, method: str = "rk4"):
-    """The training loss of ANCHORS section 1: roll out from each chunk's first state, MSE to the chunk."""
+    """The EMLP protocol's loss (docs/protocols.md): roll out from each chunk's first state, MSE to the chunk."""
 
     def loss(model: DynamicsModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         z = batch["z"]

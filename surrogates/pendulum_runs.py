@@ -3,7 +3,7 @@
 ``train_model`` reads a protocol's train/val datasets, fits the input normalisation, trains through
 the RK4 rollout loss and stores the model artefact (parents: the datasets it saw). ``evaluate_model``
 rolls a stored model out from the first state of every test trajectory and stores an ``evaluation``
-dataset with the protocol's metric. Training presets follow the published recipes (ANCHORS 1, 2).
+dataset with the protocol's metric. Training presets follow the published recipes (docs/protocols.md).
 """
 
 from __future__ import annotations

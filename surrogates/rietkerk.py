@@ -9,6 +9,12 @@
 
 Both are scored on the dimensionless statistics: the baseline's outputs are divided by the test
 sample's own k2 and k1 (in the test data's units).
+
+Both say what they read and return as ``model.io`` (a ``pipeline.model_io.ModelIO``): the 16
+declared parameters in, the four statistics out. The Pi emulator reaches its inputs through
+:func:`pi_of_parameters` and returns dimensionless statistics, so it is units-invariant; the
+baseline reads the parameters' numbers and returns the statistics in the parameters' units (mean
+and std of v in the units of k2, mean of w in those of k1) without a promise (units ``none``).
 """
 
 from __future__ import annotations
@@ -22,13 +28,42 @@ import xarray as xr
 
 from data_catalog import Catalog, parse_ref
 from pipeline.metrics import evaluation_dataset
-from pipeline.rietkerk_features import TARGETS
+from pipeline.model_io import ModelIO, Port, Slot
+from pipeline.rietkerk_features import TARGET_SCALES, TARGETS, parameter_pi_groups
+from sims import rietkerk as rk
 from surrogates.artifacts import load_model, register_model, save_model
 from surrogates.devices import pick_device
 from surrogates.mlp import MLP
 from surrogates.training import TrainConfig, seed_everything, train
 
 HIDDEN = (64, 64, 64)
+
+_RUN_RANGES = {"T": (100.0, 1000.0), "dt": (0.01, 0.1), "L": (32.0, 128.0), "dl": (0.5, 2.0)}
+PARAMETERS = Port.of(
+    rk.DECLARATION,
+    "parameters",
+    rk.PARAMETERS,
+    samples={**{k: (0.5 * v, 2.0 * v) for k, v in rk.RIETKERK_2002.items()}, **_RUN_RANGES},
+)
+"""The 16 declared parameters (sample, 16) in ``rk.PARAMETERS`` order and ``rk.UNITS``."""
+STATISTICS_PI = Port("statistics", tuple(Slot(t) for t in TARGETS))
+"""mean(v)/k2, std(v)/k2, mean(w)/k1 and the cover fraction (dimensionless)."""
+STATISTICS_RAW = Port(
+    "statistics",
+    tuple(Slot(t, units=rk.UNITS[TARGET_SCALES[t]] if TARGET_SCALES[t] else "1") for t in TARGETS),
+)
+"""The same statistics in the parameters' units: those of k2 (v), k2, k1 (w), and 1."""
+
+
+def pi_of_parameters(parameters: torch.Tensor) -> torch.Tensor:
+    """The emulator's 12 Pi groups (..., 12) of parameters (..., 16) given in ``rk.UNITS``: the
+    ``pi`` variable ``pipeline.rietkerk_features.emulator_features`` computes."""
+    values = {name: parameters[..., i] for i, name in enumerate(rk.PARAMETERS)}
+    return torch.stack([group.evaluate(values) for group in parameter_pi_groups()], dim=-1)
+
+
+def _on_pi_groups(model: torch.nn.Module, parameters: torch.Tensor) -> torch.Tensor:
+    return model(pi_of_parameters(parameters))
 
 
 class _Emulator(torch.nn.Module):
@@ -72,12 +107,35 @@ class PiEmulator(_Emulator):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(x)
 
+    @property
+    def io(self) -> ModelIO:
+        """The 16 parameters -> (through their Pi groups) the dimensionless statistics: units-invariant."""
+        return ModelIO.declared(
+            rk.DECLARATION,
+            (PARAMETERS,),
+            (STATISTICS_PI,),
+            units="invariant",
+            apply=_on_pi_groups,
+            description="Rietkerk pattern statistics from the Pi groups of the parameters",
+        )
+
 
 @register_model("rietkerk-dimensional-emulator")
 class DimensionalEmulator(_Emulator):
     """Inputs: the 16 parameters as plain numbers; outputs: statistics in the training units."""
 
     n_in = 16
+
+    @property
+    def io(self) -> ModelIO:
+        """The 16 parameters -> the statistics in their units, with no promise (the baseline)."""
+        return ModelIO.declared(
+            rk.DECLARATION,
+            (PARAMETERS,),
+            (STATISTICS_RAW,),
+            units="none",
+            description="Rietkerk pattern statistics from the parameters' numbers (baseline)",
+        )
 
 
 EMULATORS = {"pi": PiEmulator, "dimensional": DimensionalEmulator}

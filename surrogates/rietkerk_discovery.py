@@ -1,4 +1,4 @@
-"""Equation discovery for the Rietkerk model (ANCHORS section 3): learn the local reaction terms from
+"""Equation discovery for the Rietkerk model (docs/protocols.md#rietkerk): learn the local reaction terms from
 simulated fields, units-equivariantly, as a closed form (sparse regression) and as a scalar MLP.
 
 **Units-equivariance by nondimensionalisation.** Every quantity is measured in scales made of the
@@ -60,6 +60,7 @@ import torch
 import xarray as xr
 
 from data_catalog import DatasetSchema, VariableSpec, register_schema
+from pipeline.model_io import ModelIO, Port
 from pipeline.patterns import pattern_statistics
 from sims import rietkerk as rk
 from sims.rietkerk_solver import Reaction, simulate
@@ -486,6 +487,24 @@ def learned_values(discovery: Discovery, values: Mapping[str, float]) -> dict[st
 
 # -- the units-equivariant MLP --------------------------------------------------------------------
 
+REACTION_PARAMETERS = ("R", "alpha", "k1", "k2")
+"""The parameters a learned reaction reads (rainfall and the nondimensionalisation scales)."""
+FIELD_PORTS = tuple(Port.of(rk.DECLARATION, f, (f,), packed=False, samples={f: (0.5, 20.0)}) for f in rk.FIELDS)
+REACTION_PARAMETER_PORT = Port.of(
+    rk.DECLARATION,
+    "parameters",
+    REACTION_PARAMETERS,
+    samples={k: (0.5 * rk.RIETKERK_2002[k], 2.0 * rk.RIETKERK_2002[k]) for k in REACTION_PARAMETERS},
+)
+RATE_PORTS = tuple(port.derivative("d") for port in FIELD_PORTS)
+
+
+def _run_reaction(model: ReactionMLP, u: torch.Tensor, w: torch.Tensor, v: torch.Tensor, parameters: torch.Tensor):
+    """The reaction of ``model`` on fields (batch, y, x) with parameters (batch, 4) in REACTION_PARAMETERS order."""
+    p = {name: parameters[:, i, None, None] for i, name in enumerate(REACTION_PARAMETERS)}
+    return model.reaction()(u, w, v, p)
+
+
 
 @register_model("rietkerk-reaction-mlp")
 class ReactionMLP(torch.nn.Module):
@@ -529,6 +548,19 @@ class ReactionMLP(torch.nn.Module):
         if self._config["biomass_factor"]:
             out = torch.cat([out[..., :2], out[..., 2:] * x[..., 2:3]], dim=-1)
         return out
+
+    @property
+    def io(self) -> ModelIO:
+        """Its :meth:`reaction`: fields u, w, v and parameters R, alpha, k1, k2 -> du/dt, dw/dt, dv/dt
+        in ``rk.UNITS`` per day, exactly units-equivariant."""
+        return ModelIO.declared(
+            rk.DECLARATION,
+            (*FIELD_PORTS, REACTION_PARAMETER_PORT),
+            RATE_PORTS,
+            units="equivariant",
+            apply=_run_reaction,
+            description="Rietkerk reaction rates from the dimensionless reaction MLP",
+        )
 
     def reaction(self) -> Reaction:
         """The model as a ``reaction`` for :func:`sims.rietkerk_solver.simulate` (dimensional in and out,

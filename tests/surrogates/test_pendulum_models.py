@@ -1,4 +1,8 @@
-"""Exact symmetries of the pendulum surrogates, their features, training resume and artefacts."""
+"""Exact symmetries of the pendulum surrogates, their features, training resume and artefacts.
+
+The symmetry checks read each model's declared interface (``model.io``): the random rotations,
+reflections and changes of units come from ``pipeline.symmetry``, not from transforms written here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.symmetry import random_orthogonal
+from pipeline.model_io import Port
+from pipeline.symmetry import SymmetryError, assert_equivariant, assert_units_equivariant
 from sims import pendulum_protocols as pp
 from sims import spring_pendulum as sp
 from surrogates import pendulum as pm
@@ -16,6 +21,7 @@ from surrogates.dynamics import rollout
 from surrogates.training import TrainConfig, seed_everything
 
 EQUIVARIANT = ("scalar-hnn", "scalar-node", "dimensionless-hnn")
+TIMES = Port.single("times", "scalar", "s")
 
 
 def _batch(n: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,82 +40,66 @@ def _model(name: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def _transform(z: torch.Tensor, theta: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the orthogonal matrix r to q1, q2, p1, p2 and g."""
-    z_new = (z.reshape(-1, 4, 3) @ r.T).reshape(z.shape)
-    theta_new = theta.clone()
-    theta_new[:, 6:9] = theta[:, 6:9] @ r.T
-    return z_new, theta_new
-
-
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).detach().norm() / b.detach().norm())
+def _rollouts(model: torch.nn.Module, times: torch.Tensor | None = None):
+    """The model's rollouts and their ModelIO: paths (batch, time, 12) transform as the state does.
+    Over fixed ``times`` a function of (z, theta); without them of (z, theta, times), times in s."""
+    if times is not None:
+        return (lambda z, theta: rollout(model, z, theta, times)), model.io.replace(outputs=(pm.STATE,))
+    io = model.io.replace(inputs=(*model.io.inputs, TIMES), outputs=(pm.STATE,))
+    return (lambda z, theta, t: rollout(model, z, theta, t)), io
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
-@pytest.mark.parametrize("reflection", [False, True])
-def test_vector_fields_and_rollouts_are_o3_equivariant(name, reflection):
+def test_vector_fields_and_rollouts_are_o3_equivariant(name):
+    """Both components of O(3) (rotations and reflections) are drawn in every check."""
     model = _model(name)
-    z, theta = _batch()
-    r = torch.as_tensor(random_orthogonal(3, np.random.default_rng(7), reflection=reflection))
-    z_r, theta_r = _transform(z, theta, r)
-    field, field_r = model(z, theta), model(z_r, theta_r)
-    assert _relative(field_r, _transform(field, theta, r)[0]) < 1e-10
-    times = torch.arange(6) * 0.2
-    path, path_r = rollout(model, z, theta, times), rollout(model, z_r, theta_r, times)
-    assert _relative(path_r, (path.reshape(-1, 6, 4, 3) @ r.T).reshape(path.shape)) < 1e-10
+    assert model.io.equivariant and model.io.group == "O(3)"
+    assert_equivariant(model, data=_batch(), rtol=1e-10)
+    paths, io = _rollouts(model, torch.arange(6, dtype=torch.float64) * 0.2)
+    assert_equivariant(paths, io, data=_batch(), trials=4, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["scalar-hnn", "dimensionless-hnn"])
+def test_learned_energies_are_o3_invariant_scalars(name):
+    model = _model(name)
+    assert_equivariant(model.energy, model.io.replace(outputs=(pm.ENERGY,)), data=_batch(), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["mlp-hnn", "mlp-node"])
 def test_the_mlp_baselines_are_not_equivariant(name):
     model = _model(name)
-    z, theta = _batch()
-    r = torch.as_tensor(random_orthogonal(3, np.random.default_rng(7), reflection=True))
-    z_r, theta_r = _transform(z, theta, r)
-    assert _relative(model(z_r, theta_r), _transform(model(z, theta), theta, r)[0]) > 1e-3
-
-
-def _rescale_kg(z: torch.Tensor, theta: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every input carrying kg (m1, m2, k1, k2, p1, p2) multiplied by s (one factor per system)."""
-    z_s, theta_s = z.clone(), theta.clone()
-    z_s[:, 6:] *= s[:, None]
-    theta_s[:, :4] *= s[:, None]
-    return z_s, theta_s
+    assert not model.io.equivariant
+    with pytest.raises(SymmetryError, match=r"O\(3\) equivariance") as failed:
+        assert_equivariant(model, data=_batch())
+    assert min(failed.value.report.errors) > 1e-3  # every rotation and reflection breaks it
 
 
 def test_dimensionless_hnn_is_exactly_units_equivariant_under_kg_rescaling():
+    """kg rescaled by a factor per system: positions unchanged, momenta (and their rates) times it."""
     model = _model("dimensionless-hnn", seed=3)
     z, theta = _batch(seed=4)
-    s = torch.as_tensor(np.random.default_rng(5).uniform(3, 7, z.shape[0]))
-    times = torch.arange(11) * 0.05  # short: an untrained model's flow may blow up over long times
-    path = rollout(model, z, theta, times)
-    path_s = rollout(model, *_rescale_kg(z, theta, s), times)
-    torch.testing.assert_close(path_s[..., :6], path[..., :6], rtol=1e-11, atol=1e-12)  # positions unchanged
-    torch.testing.assert_close(path_s[..., 6:], s[:, None, None] * path[..., 6:], rtol=1e-11, atol=1e-12)
+    times = torch.arange(11, dtype=torch.float64) * 0.05  # short: an untrained model's flow may blow up
+    paths, io = _rollouts(model)
+    assert_units_equivariant(paths, io, data=(z, theta, times), dimensions=("[mass]",), per_sample=True, rtol=1e-11)
 
 
 def test_dimensionless_hnn_follows_any_change_of_units():
-    """kg -> a kg, m -> b m, s -> c s: q / b, p / (a b / c), and time itself / c."""
+    """kg, m and s each changed at random: q, p and time itself, hence dz/dt and whole rollouts."""
     model = _model("dimensionless-hnn", seed=6)
-    z, theta = _batch(seed=7)
-    a, b, c = 0.37, 2.9, 0.61
-    z_u = torch.cat([z[:, :6] / b, z[:, 6:] * c / (a * b)], dim=-1)
-    theta_u = theta.clone()
-    theta_u[:, :2] /= a
-    theta_u[:, 2:4] *= c**2 / a
-    theta_u[:, 4:6] /= b
-    theta_u[:, 6:9] *= c**2 / b
-    field, field_u = model(z, theta), model(z_u, theta_u)
-    expected = torch.cat([field[:, :6] * c / b, field[:, 6:] * c**2 / (a * b)], dim=-1)  # d/dt gains a factor c
-    torch.testing.assert_close(field_u, expected, rtol=1e-10, atol=1e-12)
+    assert model.io.units == "equivariant"
+    assert_units_equivariant(model, data=_batch(seed=7), rtol=1e-10)
+    assert_units_equivariant(model.energy, model.io.replace(outputs=(pm.ENERGY,)), data=_batch(seed=7), rtol=1e-10)
+    paths, io = _rollouts(model)
+    times = torch.arange(11, dtype=torch.float64) * 0.05
+    assert_units_equivariant(paths, io, data=(*_batch(seed=7), times), trials=4, rtol=1e-10)
 
 
 def test_the_dimensional_baseline_is_not_units_equivariant():
     model = _model("dimensional-hnn", seed=3)
-    z, theta = _batch(seed=4)
-    s = torch.full((z.shape[0],), 5.0, dtype=torch.float64)
-    field, field_s = model(z, theta), model(*_rescale_kg(z, theta, s))
-    assert _relative(field_s[:, :6], field[:, :6]) > 1e-3
+    assert model.io.units == "none"
+    with pytest.raises(SymmetryError, match="units equivariance") as failed:
+        assert_units_equivariant(model, data=_batch(seed=4), dimensions=("[mass]",))
+    assert min(failed.value.report.errors) > 1e-3
 
 
 def test_fast_pi_groups_agree_with_the_feature_plan():

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from pipeline.symmetry import assert_units_equivariant
-from pipeline.units import scale_factor, substitute_units
 from sims import rietkerk as rk
 from sims.rietkerk_solver import simulate
 from surrogates import rietkerk_discovery as rd
@@ -127,40 +126,18 @@ def test_recovered_equations_reproduce_the_regime_at_unseen_rainfall(discovery):
 # -- the reaction MLP -----------------------------------------------------------------------------
 
 
-def _reaction_fn(model: rd.ReactionMLP):
-    reaction = model.reaction()
-
-    def fn(u, w, v, R, alpha, k1, k2):
-        p = {"R": R, "alpha": alpha, "k1": k1, "k2": k2}
-        return reaction(u, w, v, p)
-
-    return fn
-
-
 def test_mlp_reaction_is_exactly_units_equivariant():
+    """Its declared interface (fields and R, alpha, k1, k2 in; rates per day out) under random changes of
+    l, g, d and m, and in hours, centimetres, millilitres and kilograms, each element to 1e-12."""
     torch.manual_seed(0)
     model = rd.ReactionMLP(hidden=(16, 16)).double()
+    assert model.io.units == "equivariant" and model.io.independent_units == ("l",)
     rng = np.random.default_rng(3)
-    inputs = {name: torch.as_tensor(rng.uniform(0, 20, size=(2, 6, 6))) for name in ("u", "w", "v")}
-    inputs |= {
-        name: torch.full((2, 1, 1), float(rk.RIETKERK_2002[name]), dtype=torch.float64)
-        for name in ("R", "alpha", "k1", "k2")
-    }
-    units = {"u": rk.UNITS["u"], "w": rk.UNITS["w"], "v": rk.UNITS["v"]} | {
-        k: rk.UNITS[k] for k in ("R", "alpha", "k1", "k2")
-    }
-    out_units = [f"{rk.UNITS[f]} d^-1" for f in rk.FIELDS]
-    assert_units_equivariant(_reaction_fn(model), inputs, units, out_units, independent_units=("l",), rtol=1e-12)
-
-    # the same by hand in hours, centimetres, millilitres and kilograms
+    fields = tuple(torch.as_tensor(rng.uniform(0, 20, size=(2, 6, 6))) for _ in rk.FIELDS)
+    params = torch.tensor([[float(rk.RIETKERK_2002[name]) for name in rd.REACTION_PARAMETERS]] * 2)
+    assert_units_equivariant(model, data=(*fields, params), rtol=1e-12)
     new = {"l": "ml", "g": "kg", "d": "hour", "m": "cm"}
-
-    def factor(u: str) -> float:
-        return scale_factor(u, substitute_units(u, new), independent=("l",))
-
-    moved = {k: v * factor(units[k]) for k, v in inputs.items()}
-    for got, want, u in zip(_reaction_fn(model)(**moved), _reaction_fn(model)(**inputs), out_units, strict=True):
-        torch.testing.assert_close(got / factor(u), want, rtol=1e-12, atol=0)
+    assert_units_equivariant(model, data=(*fields, params), substitutions=new, elementwise=True, rtol=1e-12)
 
 
 def test_tiny_mlp_training_gives_finite_rates_and_round_trips(data, catalog):

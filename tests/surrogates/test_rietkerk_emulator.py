@@ -9,6 +9,7 @@ import torch
 
 from data_catalog import Catalog, check_dataset
 from pipeline.rietkerk_features import emulator_features, statistics_dataset
+from pipeline.symmetry import SymmetryError, assert_units_equivariant
 from pipeline.units import change_units
 from sims import rietkerk as rk
 from sims import rietkerk_protocols as rp
@@ -33,14 +34,29 @@ def _train(kind, features, epochs=30):
 
 
 def test_pi_emulator_is_exactly_units_equivariant_and_the_baseline_is_not(features):
+    """On the data path (a dataset converted to other units) and on each model's declared interface
+    (the 16 parameters under random changes of l, g, d and m)."""
+    parameters = (torch.as_tensor(features["val"]["raw"].values),)
     pi_model, _ = _train("pi", features)
     base = sr.predict_dimensionless(pi_model, features["val"])
     other = sr.predict_dimensionless(pi_model, features["units"])
     np.testing.assert_allclose(other, base, rtol=1e-12, atol=1e-14)
+    assert pi_model.io.units == "invariant"
+    assert_units_equivariant(pi_model, data=parameters, rtol=1e-12)
     dim_model, _ = _train("dimensional", features)
     base = sr.predict_dimensionless(dim_model, features["val"])
     other = sr.predict_dimensionless(dim_model, features["units"])
     assert np.max(np.abs(other - base)) > 1e-2 * np.max(np.abs(base))
+    assert dim_model.io.units == "none"
+    with pytest.raises(SymmetryError, match="units equivariance") as failed:
+        assert_units_equivariant(dim_model, data=parameters)
+    assert min(failed.value.report.errors) > 1e-2
+
+
+def test_the_declared_pi_inputs_are_those_of_the_features(features):
+    raw = torch.as_tensor(features["val"]["raw"].values)
+    np.testing.assert_allclose(sr.pi_of_parameters(raw).numpy(), features["val"]["pi"].values, rtol=1e-13, atol=0)
+    assert [s.name for s in sr.PARAMETERS.slots] == list(features["val"]["parameter"].values)
 
 
 def test_training_lowers_the_loss_and_the_model_round_trips(tmp_path, features):

@@ -1,0 +1,323 @@
+"""Every model of every system has exactly the symmetry its system declares, and every baseline fails it.
+
+The checks read what each model declares it reads and returns (its ``ModelIO``: ``model.io``, or
+``surrogates.halo_runs.model_io`` for the halo models, whose inputs are stored with them), and draw
+random group elements of the system's group and random changes of every base unit from it. A model
+built to respect the symmetry must pass to 1e-10 (relative, float64); a baseline, which does not
+promise it, must fail by a clear margin, which shows the check can fail. The halo models all promise
+their symmetry, so two test-only controls (a scalars model fed one non-invariant column) play the
+baselines' part there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from pipeline.model_io import ModelIO
+from pipeline.symmetry import (
+    MODEL_RTOL,
+    SymmetryError,
+    assert_equivariant,
+    assert_units_equivariant,
+    measure_equivariance,
+    measure_units_equivariance,
+)
+from sims.declaration import find_system
+from surrogates import halo_runs as hr
+from surrogates import pendulum as pm
+from surrogates import pendulum_runs as pr
+from surrogates import rietkerk as sr
+from surrogates import rietkerk_discovery as rd
+from surrogates.artifacts import registered_models
+from surrogates.halos import GaussianMLP, double_power_law
+
+HIDDEN = (16, 16)
+FIT_SAMPLES = 48
+FAILS_BY = 1e-3  # a baseline's error must exceed this: a failure by a clear margin, not round-off
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One model of one system: how to build a tiny untrained one, and what each check must give
+    (True: passes, False: fails; ``group`` None where the system declares no group)."""
+
+    system: str
+    model: str
+    build: Callable[[], tuple[Any, ModelIO]]
+    group: bool | None
+    units: bool
+    control: bool = False  # a test-only negative control, not a model of the project
+
+    @property
+    def id(self) -> str:
+        return f"{self.system}/{self.model}"
+
+
+# -- pendulum -------------------------------------------------------------------------------------
+
+
+def _pendulum(name: str) -> Callable[[], tuple[Any, ModelIO]]:
+    def build() -> tuple[Any, ModelIO]:
+        torch.manual_seed(0)
+        model = pm.build_model(name, hidden=HIDDEN).double()
+        model.fit_inputs(*model.io.as_arrays(model.io.sample(FIT_SAMPLES, np.random.default_rng(1))))
+        return model.eval(), model.io
+
+    return build
+
+
+PENDULUM_MODELS = [name for names in pr.MODELS_BY_PROTOCOL.values() for name in names]
+PENDULUM_EXPECTED = {  # (O(3), units)
+    "scalar-hnn": (True, False),
+    "scalar-node": (True, False),
+    "mlp-hnn": (False, False),
+    "mlp-node": (False, False),
+    "dimensional-hnn": (True, False),
+    "dimensionless-hnn": (True, True),
+}
+
+
+# -- rietkerk -------------------------------------------------------------------------------------
+
+
+def _emulator(kind: str) -> Callable[[], tuple[Any, ModelIO]]:
+    def build() -> tuple[Any, ModelIO]:
+        torch.manual_seed(0)
+        model = sr.EMULATORS[kind](hidden=HIDDEN).double()
+        (parameters,) = model.io.as_arrays(model.io.sample(FIT_SAMPLES, np.random.default_rng(1)))
+        x = sr.pi_of_parameters(parameters) if kind == "pi" else parameters
+        model.fit(x, torch.randn(FIT_SAMPLES, len(sr.TARGETS), dtype=torch.float64))
+        return model.eval(), model.io
+
+    return build
+
+
+def _reaction_mlp() -> tuple[Any, ModelIO]:
+    torch.manual_seed(0)
+    model = rd.ReactionMLP(hidden=HIDDEN).double()
+    rng = np.random.default_rng(1)
+    model.fit_scales(torch.as_tensor(rng.uniform(0.1, 3.0, (FIT_SAMPLES, 4))), torch.randn(FIT_SAMPLES, 3))
+    return model.eval(), model.io
+
+
+# -- halos ----------------------------------------------------------------------------------------
+
+
+def _halo_design(model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features of random halos for the normalisation of a halo model, and targets near a relation."""
+    rng = np.random.default_rng(1)
+    variables = hr.input_variables(model, xr.Dataset(attrs={"global_source": "particles"}))
+    x = hr.design_matrix(hr.features_of_particles(*hr.sample_halos(FIT_SAMPLES, rng)), variables)
+    y = double_power_law(x[:, 0], -1.6, 11.7, 1.3, 0.6) + 0.1 * rng.normal(size=x.shape[0])
+    return x, y
+
+
+def _asinh_mlp(model: str, seed: int = 0) -> hr.AsinhGaussianMLP:
+    x, y = _halo_design(model)
+    torch.manual_seed(seed)
+    n_in = x.shape[1]
+    module = hr.AsinhGaussianMLP(
+        n_in, HIDDEN, asinh_columns=list(range(1, n_in)) if model == "scalars" else [], relation_baseline=True
+    ).double()
+    module.fit_scales(torch.as_tensor(x), torch.as_tensor(y))
+    return module.eval()
+
+
+def _halo(model: str) -> Callable[[], tuple[Any, ModelIO]]:
+    def build() -> tuple[Any, ModelIO]:
+        if model == "mass-only":
+            x, y = _halo_design(model)
+            module = hr.MassOnlyRelation.from_relation(hr.StellarToHaloRelation.fit(x[:, 0], y))
+        elif model == "scalars-ensemble":
+            members = [_asinh_mlp("scalars", seed) for seed in range(3)]
+            module = hr.GaussianEnsemble([{"class": "halo-gaussian-mlp-asinh", "config": members[0].config}] * 3)
+            module = module.double()
+            for member, source in zip(module.members, members, strict=True):
+                member.load_state_dict(source.state_dict())
+        else:
+            module = _asinh_mlp(model)
+        return module.eval(), hr.model_io(model)
+
+    return build
+
+
+def _plain_gaussian_mlp() -> tuple[Any, ModelIO]:
+    """The plain ``GaussianMLP`` (``surrogates.halos.train_gaussian_mlp``'s default) on the scalars."""
+    x, y = _halo_design("scalars")
+    torch.manual_seed(0)
+    module = GaussianMLP(x.shape[1], HIDDEN).double()
+    module.fit_scales(torch.as_tensor(x), torch.as_tensor(y))
+    return module.eval(), hr.model_io("scalars")
+
+
+def _control(broken: str) -> Callable[[], tuple[Any, ModelIO]]:
+    """The scalars model fed one column that breaks the symmetry: ``rotation``, the first particle's x
+    offset from its halo's centre over R200m (dimensionless, not rotation-invariant); ``units``,
+    log10 M200m taken in whatever mass unit the numbers are in (rotation-invariant, not units-invariant)."""
+
+    def build() -> tuple[Any, ModelIO]:
+        module, io = _halo("scalars")()
+        variables = hr.input_variables("scalars", xr.Dataset())
+
+        def apply(model: Any, *arrays: np.ndarray) -> Any:
+            position, _, _, counts, centre, m200, r200, g, msun = arrays
+            x = hr.design_matrix(hr.features_of_particles(*arrays), variables)
+            if broken == "rotation":
+                first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                x[:, 1] = (position[first, 0] - centre[:, 0]) / r200
+            else:
+                x[:, 0] = np.log10(m200)
+            return model(torch.as_tensor(x))
+
+        return module, io.replace(apply=apply)
+
+    return build
+
+
+HALO_MODELS = [*hr.MODELS, "scalars-ensemble"]
+
+
+def cases() -> list[Case]:
+    """Every model of every system, and the controls."""
+    out = [Case("spring_pendulum", name, _pendulum(name), *PENDULUM_EXPECTED[name]) for name in PENDULUM_MODELS]
+    out += [
+        Case("rietkerk", "pi-emulator", _emulator("pi"), None, True),
+        Case("rietkerk", "dimensional-emulator", _emulator("dimensional"), None, False),
+        Case("rietkerk", "reaction-mlp", _reaction_mlp, None, True),
+    ]
+    out += [Case("halos", name, _halo(name), True, True) for name in HALO_MODELS]
+    out += [
+        Case("halos", "scalars-plain-gaussian-mlp", _plain_gaussian_mlp, True, True),
+        Case("halos", "control-rotation", _control("rotation"), False, True, control=True),
+        Case("halos", "control-units", _control("units"), True, False, control=True),
+    ]
+    return out
+
+
+CASES = cases()
+CHECKS = [(case, check) for case in CASES for check in ("group", "units") if check == "units" or case.group is not None]
+
+
+def test_every_model_of_every_system_is_covered():
+    covered = {case.model for case in CASES if case.system == "spring_pendulum"}
+    assert covered == set(pm.MODELS) == set(PENDULUM_MODELS)
+    assert {f"{kind}-emulator" for kind in sr.EMULATORS} <= {case.model for case in CASES}
+    assert set(HALO_MODELS) <= {case.model for case in CASES if case.system == "halos"}
+    classes = set()
+    for case in CASES:
+        model, _ = case.build()
+        classes.add(type(model))
+        classes.update(type(m) for m in getattr(model, "members", []))
+    project = {cls for name, cls in registered_models().items() if not name.startswith("test.")}
+    assert project <= classes, sorted(c.__name__ for c in project - classes)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.control], ids=lambda c: c.id)
+def test_each_model_declares_what_its_system_declares(case):
+    model, io = case.build()
+    assert io.system == case.system
+    if case.system == "halos":
+        assert io.group == hr.HALO_GROUP and case.group
+    else:
+        declaration = find_system(case.system)
+        assert io.group == declaration.symmetry and io.independent_units == declaration.independent_units
+        if case.group is not None:
+            assert io.equivariant is case.group
+    assert (io.units != "none") is case.units
+
+
+@pytest.mark.parametrize("case, check", CHECKS, ids=lambda x: x.id if isinstance(x, Case) else x)
+def test_each_model_has_exactly_the_declared_symmetry(case, check):
+    model, io = case.build()
+    expected = case.group if check == "group" else case.units
+    measure = measure_equivariance if check == "group" else measure_units_equivariance
+    assert_check = assert_equivariant if check == "group" else assert_units_equivariant
+    if expected:
+        report = assert_check(model, io)
+        assert report.trials == 8 * len(io.outputs) and report.worst <= MODEL_RTOL
+    else:
+        with pytest.raises(SymmetryError) as failed:
+            assert_check(model, io)
+        assert failed.value.report.worst > FAILS_BY
+    # the measurement alone says the same, and does not raise
+    assert (measure(model, io).worst <= MODEL_RTOL) is expected
+
+
+def test_a_check_refuses_a_system_without_a_group():
+    model, io = _emulator("pi")()
+    with pytest.raises(ValueError, match="declares no symmetry group"):
+        assert_equivariant(model, io)
+
+
+# -- the machinery on toy models whose answer is known --------------------------------------------
+
+
+def _toy_io(group: str, output_kind: str, output_units: str = "m") -> ModelIO:
+    """Packed input: a position p (m), a vector v (m s^-1), a tensor T (s) and a scalar a (1); one output."""
+    from pipeline.model_io import Port, Slot
+
+    packed = Port("x", (Slot("p", "position", "m"), Slot("v", "vector", "m s^-1"), Slot("T", "tensor", "s"), Slot("a")))
+    return ModelIO((packed,), (Port.single("y", output_kind, output_units),), group=group, array="numpy")
+
+
+def _split(x: np.ndarray, d: int):
+    return x[..., :d], x[..., d : 2 * d], x[..., 2 * d : 2 * d + d * d].reshape(*x.shape[:-1], d, d), x[..., -1:]
+
+
+@pytest.mark.parametrize("group", ["O(3)", "SO(2)", "E(3)", "SE(2)", "O(4)"])
+def test_packed_positions_vectors_and_tensors_transform_as_declared(group):
+    from pipeline.model_io import space_dim
+
+    d = space_dim(group)
+
+    def displaced(x):  # a position: p + a T v, equivariant under E(d) too (p translates, v and T do not)
+        p, v, t, a = _split(x, d)
+        return p + a * (t @ v[..., None])[..., 0]
+
+    report = assert_equivariant(displaced, _toy_io(group, "position"))
+    assert report.worst < 1e-13
+    assert_units_equivariant(displaced, _toy_io(group, "position"))  # m + 1 s m s^-1
+    with pytest.raises(SymmetryError):  # the same output declared a vector: wrong under translations
+        if group.startswith(("E", "SE")):
+            assert_equivariant(displaced, _toy_io(group, "vector"))
+        else:  # and a pseudovector under reflections (SO(d) has none: use O(d))
+            assert_equivariant(displaced, _toy_io(group.replace("SO", "O"), "pseudovector"))
+    with pytest.raises(SymmetryError, match="units equivariance"):
+        assert_units_equivariant(displaced, _toy_io(group, "position", "m s^-1"))
+
+
+def test_lorentz_boosts_and_time_reversal_act_on_declared_vectors():
+    from pipeline.model_io import Port, Slot
+
+    io = ModelIO(
+        (Port("x", (Slot("u", "vector"), Slot("w", "vector"))),),
+        (Port.single("uw", "scalar"),),
+        group="O(1,3)",
+        array="numpy",
+    )
+    metric = np.diag([1.0, -1.0, -1.0, -1.0])
+    minkowski = lambda x: np.einsum("...i,ij,...j->...", x[..., :4], metric, x[..., 4:])  # noqa: E731
+    assert assert_equivariant(minkowski, io).worst < 1e-12
+    with pytest.raises(SymmetryError, match=r"O\(1,3\) equivariance"):  # the Euclidean product is not invariant
+        assert_equivariant(lambda x: np.einsum("...i,...i->...", x[..., :4], x[..., 4:]), io)
+
+
+def test_per_sample_changes_of_units_and_named_units():
+    from pipeline.model_io import Port
+
+    inputs = (Port.single("m", units="kg"), Port.single("v", "scalar", "m s^-1"))
+    io = ModelIO(inputs, (Port.single("p", units="kg m s^-1"),))
+    momentum = lambda m, v: m * v  # noqa: E731
+    assert assert_units_equivariant(momentum, io, per_sample=True, n=5).worst < 1e-15
+    assert assert_units_equivariant(momentum, io, substitutions={"kg": "g", "m": "km"}).trials == 1
+    with pytest.raises(SymmetryError):
+        assert_units_equivariant(lambda m, v: m * v * v, io, dimensions=("[length]",))
+    with pytest.raises(ValueError, match="no quantity of the model carries"):
+        assert_units_equivariant(momentum, io, dimensions=("[current]",))
