@@ -1,6 +1,6 @@
 """Evaluations of galaxy-property models (kind ``halos.evaluation``) and feature rankings (``halos.importance``).
 
-The metric of ANCHORS section 4 is sigma68, half the 16-84 percentile range of the residuals
+The metric of docs/protocols.md#halos is sigma68, half the 16-84 percentile range of the residuals
 true - predicted (dex for log masses), overall and per bin of log10 M200m. The models also predict
 an uncertainty per halo, so the evaluation records its calibration: the fraction of halos whose
 residual lies within one predicted sigma (0.683 for a calibrated Gaussian).

@@ -1,4 +1,4 @@
-"""Per-halo model inputs and targets (kind ``halos.features``) and the splits of ANCHORS section 4.
+"""Per-halo model inputs and targets (kind ``halos.features``) and the splits of docs/protocols.md#halos.
 
 A features dataset holds, per halo of a ``halos.catalog`` (same order):
 

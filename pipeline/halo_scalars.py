@@ -1,4 +1,4 @@
-"""Invariant, dimensionless halo scalars (ANCHORS section 4, after Storey-Fisher et al.).
+"""Invariant, dimensionless halo scalars (docs/protocols.md#halos, after Storey-Fisher et al.).
 
 Per halo of a ``halos.catalog`` dataset (see :mod:`sims.halos`):
 

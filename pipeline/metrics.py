@@ -1,6 +1,6 @@
 """Error metrics of the published protocols, and the ``evaluation`` datasets that hold them.
 
-ANCHORS section 1: for each time step, rel(a, b) = |a - b| / (|a| + |b|) over the full state; the
+docs/protocols.md#pendulum-emlp-protocol: for each time step, rel(a, b) = |a - b| / (|a| + |b|) over the full state; the
 score is the geometric mean over all test rollouts and all time steps, each error clamped below at
 1e-7 (the first step, given exactly, would otherwise be log 0). That norm mixes metres with
 kg m s^-1 and so changes under a change of units; :func:`blockwise_relative_error` averages the
@@ -117,7 +117,7 @@ def evaluation_dataset(
     return ds
 
 
-# -- galaxy properties (ANCHORS section 4) ---------------------------------------------------------
+# -- galaxy properties (docs/protocols.md#halos) ---------------------------------------------------
 
 
 def sigma68(residuals: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 """Statistics of 2D fields on a periodic (torus) grid: the summaries of Rietkerk vegetation patterns.
 
-ANCHORS section 3 compares patterns by mean biomass, cover fraction, the numbers of vegetated and
+docs/protocols.md#rietkerk compares patterns by mean biomass, cover fraction, the numbers of vegetated and
 bare connected patches, and the dominant wavelength of the radially averaged power spectrum; the
 regime (bare, spots, labyrinth, gaps, uniform) is read off those. The grid is periodic, so patches
 are connected across opposite edges: a stripe that wraps around the domain is one patch.

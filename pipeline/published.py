@@ -1,4 +1,4 @@
-"""Published numbers our results are compared with (ANCHORS.md), as (mean, std) per model and split.
+"""Published numbers our results are compared with (docs/protocols.md), as (mean, std) per model and split.
 
 Pendulum errors are geometric-mean relative state errors (lower is better); halo numbers are sigma68
 of the log stellar mass in dex (lower is better), keyed (target, model, split), with no std reported.
@@ -23,7 +23,7 @@ PENDULUM = {
 
 HALOS = {
     # Storey-Fisher, Hogg, Genel, Villar et al.: scatter (sigma68, dex) of log stellar mass on the random
-    # 70/15/15 test split of IllustrisTNG TNG100-1-Dark halos (log10 M200m >= 10.25), ANCHORS section 4; no std given
+    # 70/15/15 test split of IllustrisTNG TNG100-1-Dark halos (log10 M200m >= 10.25), docs/protocols.md; no std given
     ("log_mstar", "mass-only", "random"): (0.252, None),
     ("log_mstar", "global", "random"): (0.189, None),
     ("log_mstar", "scalars", "random"): (0.162, None),

@@ -1,6 +1,6 @@
 """The regime map of the Rietkerk model over rainfall, beside what linear stability predicts.
 
-Two protocols (ANCHORS section 3), chosen so that each tests what its source states:
+Two protocols (docs/protocols.md#rietkerk), chosen so that each tests what its source states:
 
 - ``talk``: the talk's parameters from the perturbed uniform state (relative noise 1e-3; bare soil
   with a trace of biomass where no vegetated state exists): small perturbations follow linear

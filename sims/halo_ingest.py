@@ -134,7 +134,7 @@ def ingest_halos(
     min_log_mass: float | None = None,
 ) -> str:
     """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref. ``min_log_mass``
-    (tng): keep halos with log10 M200m >= it, in Msun/h (ANCHORS section 4 uses 10.25)."""
+    (tng): keep halos with log10 M200m >= it, in Msun/h (docs/protocols.md#halos uses 10.25)."""
     options = {
         "snapshot": snapshot,
         "particles": list(particles or []),

@@ -1,4 +1,4 @@
-"""A synthetic dark-matter halo population with galaxies (ANCHORS section 4), written as ``halos.catalog``.
+"""A synthetic dark-matter halo population with galaxies (docs/protocols.md#halos), written as ``halos.catalog``.
 
 The embedded default when no simulation catalog is given. Everything is physical, without little h:
 masses in Msun, lengths in kpc, velocities in km s^-1 (colossus works in Msun/h and kpc/h; the
@@ -86,7 +86,7 @@ class PopulationConfig:
     """Parameters of the synthetic population; every mass in Msun and length in kpc (physical, no h).
 
     ``log_mass_range`` is log10(M200m / Msun): the default (10.42, 13.67) is the TNG100 selection
-    10.25 <= log10(M200m h / Msun) of ANCHORS section 4 (up to 13.5) converted with h = 0.6774.
+    10.25 <= log10(M200m h / Msun) of docs/protocols.md#halos (up to 13.5) converted with h = 0.6774.
     Halos heavier than ``max_particles * particle_mass`` get heavier particles (``max_particles``
     each). The ``scatter_*`` values (dex) split the scatter of log10 M* at fixed halo mass into the
     parts driven by formation time (hence concentration), by the centre-of-mass offset, by

@@ -1,4 +1,4 @@
-"""IllustrisTNG / Illustris halos as canonical ``halos.catalog`` chunks (ANCHORS section 4).
+"""IllustrisTNG / Illustris halos as canonical ``halos.catalog`` chunks (docs/protocols.md#halos).
 
 ``base_path`` is a run's ``output`` folder (as in illustris_python), holding
 
@@ -475,7 +475,7 @@ def _select(
         low = (mass <= 0) | (radius <= 0)
         if min_log_mass is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                low |= np.log10(mass * 1e10) < min_log_mass  # the cut is in Msun/h, as in ANCHORS
+                low |= np.log10(mass * 1e10) < min_log_mass  # the cut is in Msun/h, as in docs/protocols.md#halos
         reason = np.where(low, 1, np.where(first < 0, 2, 0)).astype(np.int8)
         match = np.full(stop - start, -1, dtype=np.int64)
         if hydro is not None:

@@ -1,4 +1,4 @@
-"""Dark-matter halos (ANCHORS section 4): the canonical halo catalog every reader and generator writes.
+"""Dark-matter halos (docs/protocols.md#halos): the canonical halo catalog every reader and generator writes.
 
 A catalog (kind ``halos.catalog``) holds, per halo, its catalog properties and, as flat arrays with
 per-halo offsets and counts (the layout of simulation catalogs), its dark-matter particles:

@@ -1,4 +1,4 @@
-"""The published pendulum benchmark protocols as dataset generators (ANCHORS sections 1 and 2).
+"""The published pendulum benchmark protocols as dataset generators (docs/protocols.md, both pendulum protocols).
 
 - ``emlp``: Finzi et al. 2021. Fixed parameters (all 1, g = 1 along -z); trajectories of 150
   points at dt = 0.2; one random 5-point chunk per trajectory for training and validation; test

@@ -1,4 +1,4 @@
-"""The Rietkerk vegetation model (ANCHORS section 3): declaration, parameters, reaction terms,
+"""The Rietkerk vegetation model (docs/protocols.md#rietkerk): declaration, parameters, reaction terms,
 uniform states and their linear stability, initial conditions and parameter sampling.
 
 Litres of water are an independent base unit: the model never converts water volumes into
@@ -72,7 +72,7 @@ TALK = {
     "dv": 0.25,
     "Dv": 0.1,
 }
-"""ANCHORS section 3, 'talk default': bare below R = 1/3, Turing patterns near R = 0.37-0.45."""
+"""docs/protocols.md#rietkerk, 'talk default': bare below R = 1/3, Turing patterns near R = 0.37-0.45."""
 RIETKERK_2002 = {**TALK, "R": 1.0, "W0": 0.2, "c": 10.0}
 """Rietkerk et al. (2002): spots / labyrinths / gaps at R = 0.75 / 1.0 / 1.25."""
 PARAMETER_SETS = {"talk": TALK, "rietkerk2002": RIETKERK_2002}
@@ -313,7 +313,7 @@ def initial_state(
 ) -> torch.Tensor:
     """(batch, 3, n, n) fields (u, w, v), one numpy generator per system seeded from ``seeds``.
 
-    ``seeded`` (ANCHORS section 3): bare soil u = R/(alpha W0), w = R/dw, with ``seed_biomass`` g m^-2 of
+    ``seeded`` (docs/protocols.md#rietkerk): bare soil u = R/(alpha W0), w = R/dw, with ``seed_biomass`` g m^-2 of
     biomass in a random ``seeded_fraction`` of the cells. ``perturbed``: the uniform vegetated state
     with every field multiplied by (1 + noise N(0, 1)); where there is none (R too low), bare soil with
     a trace of biomass, noise k2 |N(0, 1)|. Small perturbations follow the linear stability of the

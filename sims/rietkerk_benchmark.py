@@ -28,7 +28,7 @@ from sims.rietkerk import RIETKERK_2002, Grid, Parameters, initial_state
 from sims.rietkerk_solver import explicit_reference, simulate
 
 DL, PYPDE_DT, TOLERANCE = 2.0, 0.005, 1e-2  # cell side (m), py-pde's Euler step (d), relative L2 target
-EQUATIONS = {  # ANCHORS section 3, with the parameters passed to py-pde as named constants
+EQUATIONS = {  # docs/protocols.md#rietkerk, with the parameters passed to py-pde as named constants
     "u": "R - alpha * (v + k2 * W0) / (v + k2) * u + Du * laplace(u)",
     "w": "alpha * (v + k2 * W0) / (v + k2) * u - gm * v * w / (k1 + w) - dw * w + Dw * laplace(w)",
     "v": "c * gm * v * w / (k1 + w) - dv * v + Dv * laplace(v)",

@@ -47,7 +47,7 @@ TIME_RESCALE, LENGTH_RESCALE = 3.0, 2.0
 SIMULATED_SPLITS = ("train", "val", "test", "rainfall", "shifted", "rescaled")
 OOD_SPLITS = ("units", "rainfall", "shifted", "rescaled")
 UNITS_SPLIT = {"l": "ml", "g": "kg", "d": "hour", "m": "cm"}
-"""days -> hours, m -> cm, l -> ml, g -> kg (ANCHORS section 3, issue: the same systems in other units)."""
+"""days -> hours, m -> cm, l -> ml, g -> kg (the same systems in other units)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The springy double pendulum in 3D (ANCHORS sections 1 and 2): its declared quantities.
+"""The springy double pendulum in 3D (docs/protocols.md, both pendulum protocols): its declared quantities.
 
 Two masses on springs hang from a pivot at the origin under gravity g; the state is positions and
 momenta of both masses. Units are those of the units-equivariance protocol (kg, m, s).
@@ -47,7 +47,7 @@ DECLARATION = register_system(
 
 VARIANTS = ("physical", "reference")
 """``physical``: H as written, 1/2 k2 (|q1 - q2| - l2)^2. ``reference``: the published benchmarks'
-code, which drops that 1/2 (the second spring is twice as stiff); use it to compare with ANCHORS."""
+code, which drops that 1/2 (the second spring is twice as stiff); use it to compare with docs/protocols.md."""
 
 SCALAR_PARAMETERS = ("m1", "m2", "k1", "k2", "l1", "l2")
 STATE_VECTORS = ("q1", "q2", "p1", "p2")
@@ -210,7 +210,7 @@ P_SIGMA = 0.4
 
 
 def sample_initial_states(n: int, rng: np.random.Generator) -> np.ndarray:
-    """ANCHORS section 1: q1 = (0,0,-1.5) + 0.2 N(0,I), q2 = (0,0,-3) + 0.2 N(0,I), p = 0.4 N(0,I6)."""
+    """docs/protocols.md, EMLP protocol: q1 = (0,0,-1.5) + 0.2 N(0,I), q2 = (0,0,-3) + 0.2 N(0,I), p = 0.4 N(0,I6)."""
     q1 = np.asarray(Q1_MEAN) + Q_SIGMA * rng.standard_normal((n, 3))
     q2 = np.asarray(Q2_MEAN) + Q_SIGMA * rng.standard_normal((n, 3))
     p = P_SIGMA * rng.standard_normal((n, 6))

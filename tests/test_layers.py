@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md: each package imports only the layers above it."""
+"""The layers of docs/architecture.md: each package imports only the layers before it in LAYERS."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_layer_imports_only_layers_above(index, layer):
     forbidden = set(LAYERS) - allowed
     for path in sorted((ROOT / layer).rglob("*.py")):
         bad = _imported_packages(path) & forbidden
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}, which lie below {layer} in DESIGN.md"
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}, which lie above {layer} in docs/architecture.md"
 
 
 def test_data_catalog_does_not_import_prefect_or_torch():

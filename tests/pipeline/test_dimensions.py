@@ -1,4 +1,4 @@
-"""Exact dimensional analysis: integer kernels, Pi groups, scaling monomials (ANCHORS sections 2, 3)."""
+"""Exact dimensional analysis: integer kernels, Pi groups, scaling monomials (docs/protocols.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from sims.declaration import Role, find_system
 RIETKERK = find_system("rietkerk")
 PENDULUM = find_system("spring_pendulum")
 
-# The 12 groups of ANCHORS section 3, as exponents.
+# The 12 groups of docs/protocols.md#rietkerk, as exponents.
 PUBLISHED_RIETKERK = [
     {"c": 1, "gm": 1, "alpha": -1},
     {"alpha": 1, "k1": 1, "R": -1},

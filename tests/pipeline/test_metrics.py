@@ -78,7 +78,9 @@ def test_sigma68_is_half_the_16_84_range():
     rng = np.random.default_rng(0)
     r = rng.normal(0.0, 0.2, 200_000)
     assert abs(sigma68(r) - 0.2) < 0.003  # a Gaussian's sigma68 is its sigma
-    assert sigma68(np.array([0.0, 1.0, np.nan, 2.0])) == pytest.approx(0.5 * (np.percentile([0, 1, 2], 84) - np.percentile([0, 1, 2], 16)))
+    assert sigma68(np.array([0.0, 1.0, np.nan, 2.0])) == pytest.approx(
+        0.5 * (np.percentile([0, 1, 2], 84) - np.percentile([0, 1, 2], 16))
+    )
     with pytest.raises(ValueError, match="no finite residuals"):
         sigma68(np.array([np.nan]))
     logm = rng.uniform(10, 14, r.size)

@@ -83,7 +83,7 @@ def test_regime_map_on_a_small_grid_and_its_figure():
 
 @pytest.mark.slow
 def test_regime_maps_match_anchors():
-    """ANCHORS section 3 on the 100 x 100 grid at T = 200 d (about 40 s)."""
+    """docs/protocols.md#rietkerk on the 100 x 100 grid at T = 200 d (about 40 s)."""
     talk_map = regime_map("talk", rainfall=[0.3, 0.375, 0.4, 0.5, 0.6])
     talk = dict(zip(talk_map["R"].values.tolist(), regime_labels(talk_map)))
     assert talk[0.3] == "bare" and talk[0.375] in ("spots", "labyrinth", "gaps") and talk[0.4] != "uniform"

@@ -73,7 +73,7 @@ def test_tng_ingested_and_its_canonical_file_reingested_give_identical_scalars(t
     assert a["valid"].values.any()
     np.testing.assert_array_equal(a["halo_id"].values, b["halo_id"].values)
     np.testing.assert_array_equal(a["scalars"].values, b["scalars"].values)
-    # a mass cut in Msun/h, as in ANCHORS: the heaviest halo alone passes a cut just below its mass
+    # a mass cut in Msun/h, as in docs/protocols.md#halos: the heaviest halo alone passes a cut just below its mass
     heaviest = float(np.log10(first["M200m"].values.max() * first.attrs["hubble"]))
     cut = ("--min-log-mass", heaviest - 1e-6, "--name", "tng-cut")
     result = _eqs(root, "ingest", "halos", truth["base_path"], "--format", "tng", "--snapshot", truth["snapshot"],

@@ -1,4 +1,4 @@
-"""The Rietkerk model and solver: linear stability against ANCHORS, the solver against an independent
+"""The Rietkerk model and solver: linear stability against docs/protocols.md#rietkerk, the solver against an independent
 explicit reference, its order, exact symmetries and units covariance, and input checks."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-# -- uniform states and linear stability (ANCHORS section 3) ----------------------------------
+# -- uniform states and linear stability (docs/protocols.md#rietkerk) -------------------------
 
 
 def test_fastest_turing_wavelength_and_unstable_band_match_anchors():
