@@ -12,8 +12,9 @@ May import ``data_catalog`` and ``sims`` (plus dask, xarray, pint, torch).
 - ``pipeline.results``: the typed result of a system's flow (``SystemResult``, ``SummaryRow``);
 - ``pipeline.summaries``: what every system's summary shares (the spread over seeds);
 - ``pipeline.report``: the OOD evaluation report engine (HTML and Markdown, figures in ``pipeline.report_figures``);
-- ``pipeline.pendulum``, ``pipeline.rietkerk``, ``pipeline.halos``: each built-in system's summary of its
-  evaluations (``summary_rows``) and its report section (``SECTION``).
+- ``pipeline.pendulum``, ``pipeline.rietkerk``, ``pipeline.halos``: one package per built-in system, with
+  its own features and datasets (Rietkerk patterns and regimes, halo scalars), its summary of its
+  evaluations (``summary_rows``), its report section (``SECTION``) and its published numbers.
 - ``pipeline.outputs``: files written for people (reports, summaries, predictions), atomically.
 """
 

@@ -368,7 +368,7 @@ def system_for_kind(kind: str) -> SystemDeclaration | None:
     return None
 
 
-BUILTIN_SYSTEMS = ("sims.spring_pendulum", "sims.rietkerk")
+BUILTIN_SYSTEMS = ("sims.pendulum.system", "sims.rietkerk.system")
 
 
 def load_builtin_systems() -> tuple[SystemDeclaration, ...]:

@@ -1,7 +1,9 @@
 """Trained models as catalog artefacts: weights as HDF5 arrays plus the config that rebuilds them.
 
 Nothing is pickled, so loading a model never executes code from the file: the class is looked up
-by name in a registry of this package, and rebuilt by calling it with the stored config.
+by name in a registry of this package, and rebuilt by calling it with the stored config. A name that
+no imported module has registered is looked up again after importing the package's modules
+(``surrogates.<system>.*``), so a stored model loads wherever its class is defined.
 
 **The model protocol.** A model class is registered with ``@register_model("name")`` and has a
 ``config`` attribute or property: a dict of its constructor's keyword arguments made of JSON
@@ -29,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,8 +98,27 @@ def registered_models() -> Mapping[str, type[torch.nn.Module]]:
     return MappingProxyType(_MODELS)
 
 
+def _import_model_modules() -> None:
+    """Import every module of this package (each system's package and its modules), so that the model
+    classes they define are registered: a stored model loads in a process that has imported none of
+    them, whichever module its class lives in (class names, not module paths, are stored)."""
+    import importlib
+    import pkgutil
+
+    package = __name__.rpartition(".")[0]
+    for found in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+        if found.name not in sys.modules:
+            try:
+                importlib.import_module(found.name)
+            except ImportError:  # an optional dependency of that module is missing: its classes stay unknown
+                continue
+
+
 def model_class(name: str) -> type[torch.nn.Module]:
-    """The class registered under ``name``; the error lists the registered names."""
+    """The class registered under ``name`` (imported first from this package when no module imported so
+    far registered it); the error lists the registered names."""
+    if name not in _MODELS:
+        _import_model_modules()
     try:
         return _MODELS[name]
     except KeyError:

@@ -6,8 +6,8 @@ import numpy as np
 import xarray as xr
 
 from data_catalog import DatasetSchema, VariableSpec, register_schema
-from sims import spring_pendulum
 from sims.declaration import Kind, Role, find_system
+from sims.pendulum import system as spring_pendulum
 
 DEMO_KIND = "test.demo"
 

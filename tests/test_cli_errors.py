@@ -33,7 +33,7 @@ COMMANDS = [
 
 def _input_reader(exc: BaseException):
     """A function that raises ``exc`` from within a module that reads the user's files."""
-    namespace = {"__name__": "sims.halo_readers", "exc": exc}
+    namespace = {"__name__": "sims.halos.readers", "exc": exc}
     exec("def read(*args, **kwargs):\n    raise exc\n", namespace)
     return namespace["read"]
 
@@ -243,10 +243,10 @@ def test_success_exit_statuses_are_unchanged(filled):
 
 def test_an_unreachable_dask_scheduler_is_a_usage_error(tmp_path, monkeypatch):
     import pipeline.cluster as cluster
-    import pipeline.halo_scalars as halo_scalars
-    import surrogates.halo_predict as halo_predict
-    from sims.halo_population import PopulationConfig, generate_population
-    from sims.halo_readers import write_canonical
+    import pipeline.halos.scalars as halo_scalars
+    import surrogates.halos.predict as halo_predict
+    from sims.halos.population import PopulationConfig, generate_population
+    from sims.halos.readers import write_canonical
 
     source = write_canonical([generate_population(PopulationConfig(n_halos=3, max_particles=50, seed=1))],
                              tmp_path / "halos.h5")  # fmt: skip

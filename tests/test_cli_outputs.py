@@ -71,11 +71,11 @@ def no_work(monkeypatch):
     def stub(name, **attrs):
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(__name__=name, **attrs))
 
-    stub("flows.pendulum", pendulum_flow=work)
-    stub("flows.rietkerk", rietkerk_flow=work)
-    stub("flows.halos", halos_flow=work)
-    stub("surrogates.pendulum_runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []})
-    stub("surrogates.halo_predict", FORMATS=(".h5", ".hdf5", ".csv"), NoHaloModelError=LookupError,
+    stub("flows.pendulum.flow", pendulum_flow=work)
+    stub("flows.rietkerk.flow", rietkerk_flow=work)
+    stub("flows.halos.flow", halos_flow=work)
+    stub("surrogates.pendulum.runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []})
+    stub("surrogates.halos.predict", FORMATS=(".h5", ".hdf5", ".csv"), NoHaloModelError=LookupError,
          default_models=work, load_halo_models=work, predict_galaxies=work, write_predictions=work)  # fmt: skip
     return "WorkStarted"
 
@@ -207,7 +207,7 @@ def test_a_writer_that_makes_its_own_file_still_gets_0644(tmp_path, umask_022):
 @pytest.fixture
 def predicting(catalog, monkeypatch):
     """predict-galaxies on a catalog dataset, its models and predictions stubbed (torch-free data)."""
-    import surrogates.halo_predict as hp
+    import surrogates.halos.predict as hp
 
     ref = catalog.write(demo_dataset(n=4), "raw")
     model = types.SimpleNamespace(ref="m@v1", attrs={"target": "log_mstar"})
@@ -233,7 +233,7 @@ def test_predict_galaxies_writes_atomically_and_replaces_only_with_force(predict
     assert again.exit_code == 2 and "add --force" in again.stderr
     assert _run(catalog.root, *args, "--force", "--json").exit_code == 0 and out.read_text() == first
 
-    import surrogates.halo_predict as hp
+    import surrogates.halos.predict as hp
 
     real = hp.write_predictions
 

@@ -4,7 +4,7 @@
   and a ``#fragment`` into a Markdown file to one of its headings (GitHub's slugs) or explicit
   ``<a id="...">`` anchors.
 - Every ``docs/...`` path named in a Python or Markdown file exists (with its anchor, if it has one).
-- Every repository path quoted as code in the Markdown (``sims/halos.py``) exists.
+- Every repository path quoted as code in the Markdown (``sims/halos/catalog.py``) exists.
 - No file cites documents that live outside the repository.
 
 "The repository" is what git tracks plus untracked files that git does not ignore; without git,

@@ -1,7 +1,7 @@
 """Every model of every system has exactly the symmetry its system declares, and every baseline fails it.
 
 The checks read what each model declares it reads and returns (its ``ModelIO``: ``model.io``, or
-``surrogates.halo_runs.model_io`` for the halo models, whose inputs are stored with them), and draw
+``surrogates.halos.runs.model_io`` for the halo models, whose inputs are stored with them), and draw
 random group elements of the system's group and random changes of every base unit from it. A model
 built to respect the symmetry must pass to 1e-10 (relative, float64); a baseline, which does not
 promise it, must fail by a clear margin, which shows the check can fail. The halo models all promise
@@ -30,13 +30,13 @@ from pipeline.symmetry import (
     measure_units_equivariance,
 )
 from sims.declaration import find_system
-from surrogates import halo_runs as hr
-from surrogates import pendulum as pm
-from surrogates import pendulum_runs as pr
-from surrogates import rietkerk as sr
-from surrogates import rietkerk_discovery as rd
 from surrogates.artifacts import registered_models
-from surrogates.halos import GaussianMLP, double_power_law
+from surrogates.halos import runs as hr
+from surrogates.halos.models import GaussianMLP, double_power_law
+from surrogates.pendulum import models as pm
+from surrogates.pendulum import runs as pr
+from surrogates.rietkerk import discovery as rd
+from surrogates.rietkerk import runs as sr
 
 HIDDEN = (16, 16)
 FIT_SAMPLES = 48
@@ -149,7 +149,7 @@ def _halo(model: str) -> Callable[[], tuple[Any, ModelIO]]:
 
 
 def _plain_gaussian_mlp() -> tuple[Any, ModelIO]:
-    """The plain ``GaussianMLP`` (``surrogates.halos.train_gaussian_mlp``'s default) on the scalars."""
+    """The plain ``GaussianMLP`` (``surrogates.halos.models.train_gaussian_mlp``'s default) on the scalars."""
     x, y = _halo_design("scalars")
     torch.manual_seed(0)
     module = GaussianMLP(x.shape[1], HIDDEN).double()

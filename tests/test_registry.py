@@ -48,7 +48,7 @@ def test_every_entry_loads(system):
 
 def test_commands_are_found_by_their_path():
     assert set(registry.commands("reproduce")) >= {"pendulum", "rietkerk", "halos"}
-    assert registry.commands("sim") == {"halos": "flows.cli_halos:sim_halos"}
+    assert registry.commands("sim") == {"halos": "flows.halos.cli:sim_halos"}
     assert "predict-galaxies" in registry.commands("")
 
 

@@ -18,11 +18,11 @@ import xarray as xr
 
 from pipeline import report_figures as rf
 from pipeline.halos.figures import stellar_to_halo_figure
+from pipeline.halos.published import PUBLISHED
 from pipeline.halos.summary import halos_summary, summary_rows
-from pipeline.published import HALOS
 from pipeline.report import Cell, Document, Fragment, ReportSection, f3, ood_bars, pm, rows_by, seeds_text
 from pipeline.results import SystemResult
-from sims.halos import TARGETS
+from sims.halos.catalog import TARGETS
 
 NAME = "halos"
 TITLE = "Halos"
@@ -62,7 +62,7 @@ def headline(doc: Document, result: SystemResult) -> list[Fragment]:
         out.append(("; " if out else "") + f"sigma68 of {target} on the random test split (dex): ")
         for i, (model, r) in enumerate(random.items()):
             out += [("; " if i else "") + f"{model} ", doc.num(f3(r["sigma68"]), r["evaluations"])]
-            published = HALOS.get((target, model, "random"))
+            published = PUBLISHED.get((target, model, "random"))
             if published:
                 out += [" (published ", Cell(f3(published[0]), source=PUBLISHED_SOURCE), ")"]
     if not out:
@@ -127,7 +127,7 @@ def _sigma_table(
     doc: Document, target: str, models: Sequence[str], splits: Sequence[str], by: Mapping[tuple, Mapping[str, Any]]
 ) -> None:
     base = by.get((target, "mass-only", "random"))
-    published_base = HALOS.get((target, "mass-only", "random"))
+    published_base = PUBLISHED.get((target, "mass-only", "random"))
     others = [s for s in splits if s != "random"]
     table = []
     for model in models:
@@ -142,7 +142,7 @@ def _sigma_table(
                 if base and base["sigma68"] > 0
                 else "-"
             )
-        pub = HALOS.get((target, model, "random"))
+        pub = PUBLISHED.get((target, model, "random"))
         row.append(Cell(f3(pub[0]), source=PUBLISHED_SOURCE) if pub else "-")
         row.append(
             Cell(f"{pub[0] / published_base[0]:.3f}", source=PUBLISHED_SOURCE) if pub and published_base else "-"

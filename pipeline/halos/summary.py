@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from data_catalog import Catalog
-from pipeline.published import HALOS
+from pipeline.halos.published import PUBLISHED
 from pipeline.results import SummaryRow
 from pipeline.summaries import sample_std
 
@@ -96,13 +96,13 @@ def halos_table(summary: dict[str, Any]) -> str:
 
 def summary_rows(summary: dict[str, Any]) -> tuple[SummaryRow, ...]:
     """The summary (:func:`halos_summary`) as summary rows: group = the target, metric "sigma68" (dex),
-    the published number of :data:`pipeline.published.HALOS` where there is one, the halo count, the
+    the published number of :data:`pipeline.halos.published.PUBLISHED` where there is one, the halo count, the
     1-sigma coverage and the per-bin sigma68 in ``extra``; rows without an evaluation are left out."""
     out = []
     for r in summary["rows"]:
         if r["seeds"] < 1:
             continue
-        published = HALOS.get((r["target"], r["model"], r["split"]))
+        published = PUBLISHED.get((r["target"], r["model"], r["split"]))
         out.append(
             SummaryRow(
                 group=r["target"],

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline import report_figures as rf
+from pipeline.pendulum.published import PUBLISHED
 from pipeline.pendulum.summary import pendulum_summary, summary_rows
-from pipeline.published import PENDULUM
 from pipeline.report import Cell, Document, Fragment, ReportSection, fmt, ood_bars, pm, rows_by, seeds_text
 from pipeline.results import SummaryRow, SystemResult
-from sims.pendulum_protocols import TEST_SPLITS
+from sims.pendulum.protocols import TEST_SPLITS
 
 NAME = "pendulum"
 TITLE = "Springy double pendulum"
@@ -125,7 +125,7 @@ def _protocol(doc: Document, protocol: str, summary: Mapping[str, Any], given_ro
     source = PUBLISHED_SOURCES[protocol]
 
     def published(model: str, split: str) -> Fragment:
-        found = PENDULUM.get((protocol, model, split))
+        found = PUBLISHED.get((protocol, model, split))
         return Cell(pm(*found), source=source) if found else "-"
 
     def ours(r: Mapping[str, Any] | None) -> Fragment:

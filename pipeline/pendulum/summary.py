@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from data_catalog import Catalog
-from pipeline.published import PENDULUM
+from pipeline.pendulum.published import PUBLISHED
 from pipeline.results import SummaryRow
 from pipeline.summaries import sample_std
 
@@ -30,7 +30,7 @@ def pendulum_summary(
                 with catalog.open(r) as ds:
                     scores.append(float(ds["score"]))
                     blockwise.append(float(ds["score_blockwise"]))
-            published = PENDULUM.get((protocol, model, split))
+            published = PUBLISHED.get((protocol, model, split))
             rows.append(
                 {
                     "protocol": protocol,

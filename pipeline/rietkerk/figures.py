@@ -1,5 +1,5 @@
 """The Rietkerk section's own figures: pattern snapshots along each regime map (the regime map itself
-is :func:`pipeline.rietkerk_regimes.regime_map_figure`)."""
+is :func:`pipeline.rietkerk.regimes.regime_map_figure`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.report_figures import layout, pyplot, to_png
-from pipeline.rietkerk_regimes import regime_labels
+from pipeline.rietkerk.regimes import regime_labels
 
 
 def snapshot_indices(labels: Sequence[str], count: int) -> list[int]:

@@ -17,7 +17,7 @@ from pipeline.report import Document, Fragment, ReportSection, g4, ood_bars, pm,
 from pipeline.results import SystemResult
 from pipeline.rietkerk.figures import regime_snapshots_figure
 from pipeline.rietkerk.summary import discovery_lines, rietkerk_summary, summary_rows
-from sims.rietkerk_protocols import OOD_SPLITS
+from sims.rietkerk.protocols import OOD_SPLITS
 
 NAME = "rietkerk"
 TITLE = "Rietkerk vegetation model"
@@ -119,7 +119,7 @@ def render(doc: Document, result: SystemResult) -> None:
 
 
 def _maps(doc: Document, maps: Mapping[str, str]) -> None:
-    from pipeline.rietkerk_regimes import regime_labels, regime_map_figure
+    from pipeline.rietkerk.regimes import regime_labels, regime_map_figure
 
     doc.heading(3, "Regime maps", anchor=f"{NAME}-regimes")
     if not maps:

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-import sims.halo_ingest
+import sims.halos.ingest
 from data_catalog import Catalog
-from flows.halo_watch import dataset_name, halo_watch
-from sims.halo_population import PopulationConfig, generate_population
-from sims.halo_readers import write_canonical
+from flows.halos.watch import dataset_name, halo_watch
+from sims.halos.population import PopulationConfig, generate_population
+from sims.halos.readers import write_canonical
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def test_new_files_are_ingested_once(watched, tmp_path, monkeypatch):
     assert Catalog(catalog).info(ref).kind == "halos.catalog"
 
     calls = []
-    real = sims.halo_ingest.ingest_halos
-    monkeypatch.setattr(sims.halo_ingest, "ingest_halos", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = sims.halos.ingest.ingest_halos
+    monkeypatch.setattr(sims.halos.ingest, "ingest_halos", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     assert halo_watch(str(watched), format="hdf5", catalog=str(catalog))["ingested"] == {"a.hdf5": ref}
     assert calls == []  # unchanged file: not read again
 
@@ -68,7 +68,7 @@ def test_dataset_names_are_valid_catalog_names():
 def test_the_halo_flow_takes_only_a_halo_catalog_as_raw_ref(watched, tmp_path):
     from support import demo_dataset
 
-    from flows.halos import halos_flow
+    from flows.halos.flow import halos_flow
 
     catalog = Catalog(tmp_path / "catalog")
     other = catalog.write(demo_dataset(0), "not-halos")

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from data_catalog import Catalog
 from flows.cli import main
-from flows.halos import halos_flow
+from flows.halos.flow import halos_flow
 from pipeline.symmetry import random_orthogonal, random_permutation
-from sims.halo_population import PopulationConfig, generate_population
-from sims.halo_readers import write_canonical
-from surrogates import halo_runs as hr
+from sims.halos.population import PopulationConfig, generate_population
+from sims.halos.readers import write_canonical
+from surrogates.halos import runs as hr
 
 
 @pytest.fixture(scope="module")

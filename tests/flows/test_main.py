@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from toy_system import TOY
 
-import pipeline.halo_scalars
+import pipeline.halos.scalars
 import pipeline.report
-import sims.halo_population
-import surrogates.halo_runs
+import sims.halos.population
+import surrogates.halos.runs
 from data_catalog import Catalog
 from flows import registry
 from flows.cli import main as cli
@@ -82,14 +82,14 @@ def test_an_interrupted_run_completes_only_the_missing_steps(tmp_path, monkeypat
         raise RuntimeError("the machine went down")
 
     with monkeypatch.context() as m:
-        m.setattr(surrogates.halo_runs, "evaluate_halo_model", crash)
+        m.setattr(surrogates.halos.runs, "evaluate_halo_model", crash)
         state = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], return_state=True)
         assert not state.is_completed()
     done = Catalog(catalog).refs()
     assert any(r.startswith("halos-smoke-synthetic-features@") for r in done)
     # the population and the features (of all and of the subsampled test halos) had finished before the
     # crash, in the first evaluation: they are not computed again
-    forbid(monkeypatch, [(sims.halo_population, "iter_population"), (pipeline.halo_scalars, "halo_scalars")])
+    forbid(monkeypatch, [(sims.halos.population, "iter_population"), (pipeline.halos.scalars, "halo_scalars")])
     refs = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], report_dir=str(tmp_path / "r"))
     assert (tmp_path / "r" / "report.html").exists()
     assert set(done) <= set(Catalog(catalog).refs())

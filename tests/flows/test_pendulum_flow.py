@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from data_catalog import Catalog
 from flows.cli import main
-from flows.pendulum import pendulum_flow
-from surrogates import pendulum_runs
+from flows.pendulum.flow import pendulum_flow
 from surrogates.artifacts import load_model
+from surrogates.pendulum import runs as pendulum_runs
 
 
 def test_the_flow_generates_trains_evaluates_and_reuses_its_cache(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from data_catalog import Catalog
 from flows.cli import main
-from flows.rietkerk import rietkerk_flow
-from surrogates import rietkerk as sr
+from flows.rietkerk.flow import rietkerk_flow
+from surrogates.rietkerk import runs as sr
 
 
 def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):

@@ -83,7 +83,7 @@ def test_one_validator_for_every_flow_signature():
         for name, hint in __import__("typing").get_type_hints(flow.fn, include_extras=True).items():
             if name != "return":
                 _value_problem(object(), hint)  # describes any hint without raising
-    hint = Annotated[int, Ge(2)] | list[Annotated[str, Choices(ref="flows.halos:MODELS")]] | None
+    hint = Annotated[int, Ge(2)] | list[Annotated[str, Choices(ref="flows.halos.flow:MODELS")]] | None
     assert _value_problem(3, hint) is None and _value_problem(["global"], hint) is None
     assert "expected an integer >= 2" in _value_problem(1, hint)
     assert "item 0: expected one of 'mass-only'" in _value_problem(["x"], hint)

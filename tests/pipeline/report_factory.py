@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from data_catalog import Catalog
-from pipeline import halo_evaluation as he
 from pipeline import metrics
+from pipeline.halos import evaluation as he
 from pipeline.halos import halos_summary
 from pipeline.halos import summary_rows as halos_rows
 from pipeline.pendulum import pendulum_summary
@@ -22,13 +22,13 @@ from pipeline.pendulum import summary_rows as pendulum_rows
 from pipeline.results import SummaryRow, SystemResult
 from pipeline.rietkerk import rietkerk_summary
 from pipeline.rietkerk import summary_rows as rietkerk_rows
-from pipeline.rietkerk_features import TARGETS as RIETKERK_TARGETS
-from pipeline.rietkerk_regimes import REGIMES_KIND, regime_map
+from pipeline.rietkerk.features import TARGETS as RIETKERK_TARGETS
+from pipeline.rietkerk.regimes import REGIMES_KIND, regime_map
 from pipeline.summaries import sample_std
-from sims import pendulum_protocols as pp
-from sims.spring_pendulum import RAW_KIND
-from surrogates.pendulum_runs import MODELS_BY_PROTOCOL, POSITION_MOMENTUM_BLOCKS, STATE_COMPONENTS
-from surrogates.rietkerk_discovery import DISCOVERY_KIND, discovery_dataset
+from sims.pendulum import protocols as pp
+from sims.pendulum.system import RAW_KIND
+from surrogates.pendulum.runs import MODELS_BY_PROTOCOL, POSITION_MOMENTUM_BLOCKS, STATE_COMPONENTS
+from surrogates.rietkerk.discovery import DISCOVERY_KIND, discovery_dataset
 
 # few catalog writes (the bulk of the time): two seeds only where a std is looked at, three Rietkerk splits
 SEEDS = {"dimensionless-hnn": 2, "scalars": 2, "toy-b": 2}
@@ -53,7 +53,7 @@ def make_result(system: str, catalog: Catalog, **options) -> SystemResult:
 def _pendulum(
     cat: Catalog, *, system: str, protocols: Sequence[str] = ("emlp", "units"), evaluated: bool = True
 ) -> SystemResult:
-    """As ``flows.pendulum`` merges its protocols: details per protocol, the evaluations of every
+    """As ``flows.pendulum.flow`` merges its protocols: details per protocol, the evaluations of every
     protocol's models together (model -> split -> refs)."""
     details, evaluations, data = {}, {}, {}
     for protocol in protocols:
@@ -102,7 +102,7 @@ def _pendulum_protocol(cat: Catalog, protocol: str) -> tuple[dict, dict]:
     return data, evaluations
 
 
-# -- Rietkerk: emulator evaluations as surrogates.rietkerk.evaluate_emulator stores them, regime maps, discovery
+# -- Rietkerk: emulator evaluations as surrogates.rietkerk.runs.evaluate_emulator stores them, regime maps, discovery
 
 
 def _rietkerk(cat: Catalog, *, system: str, regime_maps: bool = True, discovery: bool = True) -> SystemResult:

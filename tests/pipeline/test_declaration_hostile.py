@@ -13,7 +13,6 @@ from support import demo_dataset
 
 from flows.cli import main as cli
 from pipeline.features import MAX_INVARIANT_SCALARS, FeatureError, FeaturePlan, declaration_of, extract
-from sims import rietkerk as rk
 from sims.declaration import (
     MAX_DECLARATION_BYTES,
     MAX_NESTING,
@@ -24,7 +23,8 @@ from sims.declaration import (
     SystemDeclaration,
     nesting_depth,
 )
-from sims.rietkerk_solver import MAX_STEPS, explicit_reference, simulate
+from sims.rietkerk import system as rk
+from sims.rietkerk.solver import MAX_STEPS, explicit_reference, simulate
 
 
 def _quantities(n: int) -> list[dict[str, str]]:

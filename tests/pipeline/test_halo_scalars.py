@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.halo_scalars import (
+from pipeline.halos.scalars import (
     G_KPC_KMS2_MSUN,
     KINDS,
     SCALAR_KINDS,
@@ -22,7 +22,7 @@ from pipeline.halo_scalars import (
     shell_moments,
 )
 from pipeline.symmetry import random_orthogonal, random_permutation, relative_error
-from sims.halos import catalog_dataset, halo_particles
+from sims.halos.catalog import catalog_dataset, halo_particles
 
 RTOL = 1e-10
 MPC_PER_KPC, MS_PER_KMS, KG_PER_MSUN = 1e-3, 1e3, 1.98841e30

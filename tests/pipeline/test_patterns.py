@@ -7,7 +7,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from pipeline.patterns import (
+from pipeline.rietkerk.patterns import (
     REGIMES,
     classify_regime,
     count_patches,

@@ -19,8 +19,9 @@ from report_factory import make_result
 
 from data_catalog import Catalog
 from pipeline import halos, pendulum, rietkerk
+from pipeline.halos.published import PUBLISHED as HALOS
+from pipeline.pendulum.published import PUBLISHED as PENDULUM
 from pipeline.pendulum.report import summaries as pendulum_summaries
-from pipeline.published import HALOS, PENDULUM
 from pipeline.report import (
     PNG_SIGNATURE,
     REPORT_KIND,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.rietkerk_features import TARGETS, emulator_features, parameter_pi_groups, statistics_dataset
-from pipeline.rietkerk_regimes import MAPS, regime_labels, regime_map, regime_map_figure
+from pipeline.rietkerk.features import TARGETS, emulator_features, parameter_pi_groups, statistics_dataset
+from pipeline.rietkerk.regimes import MAPS, regime_labels, regime_map, regime_map_figure
 from pipeline.units import change_units
-from sims import rietkerk as rk
-from sims import rietkerk_protocols as rp
+from sims.rietkerk import protocols as rp
+from sims.rietkerk import system as rk
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from tng_fixture import write_tng_fixture
 
 from data_catalog import Catalog
 from flows.cli import main
-from sims.halo_population import PopulationConfig, generate_population
-from sims.halo_readers import iter_hdf5, iter_rockstar, read_rockstar_header, write_canonical
-from sims.halo_tng import iter_tng
-from sims.halos import HaloCatalogError, NegativeRedshiftWarning, checked_number, checked_values
+from sims.halos.catalog import HaloCatalogError, NegativeRedshiftWarning, checked_number, checked_values
+from sims.halos.population import PopulationConfig, generate_population
+from sims.halos.readers import iter_hdf5, iter_rockstar, read_rockstar_header, write_canonical
+from sims.halos.tng import iter_tng
 
 REAL = Path(__file__).parents[2] / ".." / "shared" / "real_halos"
 
@@ -269,9 +269,9 @@ def test_sim_halos_refuses_sizes_and_seeds_beyond_its_limits_at_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def model_catalog(tmp_path_factory):
-    from pipeline.halo_features import FEATURES_KIND, halo_features
-    from pipeline.halo_scalars import halo_scalars
-    from surrogates import halo_runs as hr
+    from pipeline.halos.features import FEATURES_KIND, halo_features
+    from pipeline.halos.scalars import halo_scalars
+    from surrogates.halos import runs as hr
 
     ds = generate_population(PopulationConfig(n_halos=24, max_particles=80, seed=1))
     features = halo_features(ds, halo_scalars(ds, dask_address="synchronous"))
@@ -295,7 +295,7 @@ def model_catalog(tmp_path_factory):
 )
 def test_a_model_with_a_bad_json_attribute_is_named(model_catalog, tmp_path, attr, value, message):
     from surrogates.artifacts import ModelArtifactError
-    from surrogates.halo_predict import load_halo_models
+    from surrogates.halos.predict import load_halo_models
 
     cat, model = model_catalog
     path = cat.path_of(model)

@@ -14,10 +14,10 @@ from tng_fixture import write_tng_fixture
 
 from data_catalog import Catalog
 from flows.cli import main
-from pipeline.halo_scalars import halo_scalars
-from sims.halo_population import PopulationConfig, generate_population
-from sims.halo_readers import write_canonical
-from sims.halos import HALOS_KIND
+from pipeline.halos.scalars import halo_scalars
+from sims.halos.catalog import HALOS_KIND
+from sims.halos.population import PopulationConfig, generate_population
+from sims.halos.readers import write_canonical
 
 
 def _eqs(root, *args):

@@ -15,8 +15,8 @@ from scipy import stats
 from scipy.special import spence
 
 from data_catalog import validate_dataset
-from sims import halo_population as hp
-from sims.halos import HALOS_KIND, check_catalog
+from sims.halos import population as hp
+from sims.halos.catalog import HALOS_KIND, check_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,7 +245,7 @@ def test_colossus_writes_nothing_to_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     code = (
-        "from sims import halo_population as hp\n"
+        "from sims.halos import population as hp\n"
         "c = hp.PopulationConfig(n_halos=4, seed=2, log_mass_range=(10.5, 11.0), concentration_model='diemer19')\n"
         "hp.generate_population(c)\n"
     )

@@ -14,7 +14,8 @@ import pytest
 import xarray as xr
 
 from data_catalog import check_dataset
-from sims.halo_readers import (
+from sims.halos.catalog import HALOS_KIND, HaloCatalogError
+from sims.halos.readers import (
     DROPPED_ATTR,
     _chunk_bounds,
     iter_hdf5,
@@ -23,7 +24,6 @@ from sims.halo_readers import (
     read_rockstar_header,
     write_canonical,
 )
-from sims.halos import HALOS_KIND, HaloCatalogError
 
 KPC = 1000 * 0.5 / 0.7  # kpc per comoving Mpc/h at a = 0.5, h = 0.7
 BOX = 250.0  # Mpc/h

@@ -10,8 +10,8 @@ import pytest
 import xarray as xr
 from tng_fixture import write_tng_fixture
 
-from sims.halo_tng import LOG_MBH_FLOOR, LOG_SSFR_FLOOR, iter_tng
-from sims.halos import HaloCatalogError, check_catalog, halo_particles
+from sims.halos.catalog import HaloCatalogError, check_catalog, halo_particles
+from sims.halos.tng import LOG_MBH_FLOOR, LOG_SSFR_FLOOR, iter_tng
 
 HALO_VARS = ("halo_id", "M200m", "R200m", "position", "velocity", "particle_count", "spin", "sigma_v")
 PARTICLE_VARS = ("particle_position", "particle_velocity", "particle_mass")

@@ -9,9 +9,9 @@ import torch
 
 from data_catalog import check_dataset
 from pipeline.units import change_units, scale_factor, substitute_units
-from sims import rietkerk as rk
-from sims import rietkerk_data as rd
-from sims.rietkerk_solver import explicit_reference, simulate
+from sims.rietkerk import data as rd
+from sims.rietkerk import system as rk
+from sims.rietkerk.solver import explicit_reference, simulate
 
 
 def _system(R: float = 1.0, base=rk.RIETKERK_2002, n: int = 24, seed: int = 1, dtype=torch.float64):

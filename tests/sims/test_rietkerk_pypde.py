@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sims.rietkerk import RIETKERK_2002, Grid, Parameters, initial_state
-from sims.rietkerk_solver import simulate
+from sims.rietkerk.solver import simulate
+from sims.rietkerk.system import RIETKERK_2002, Grid, Parameters, initial_state
 
 
 @pytest.mark.slow
 def test_agrees_with_pypde_explicit_euler_at_200_days():
     pytest.importorskip("pde")
-    from sims.rietkerk_benchmark import pypde_laplacian_error, pypde_problem, pypde_solve, rel_l2
+    from sims.rietkerk.benchmark import pypde_laplacian_error, pypde_problem, pypde_solve, rel_l2
 
     grid = Grid(48.0, 2.0)
     params = Parameters.from_mapping(RIETKERK_2002)  # R = 1.0: labyrinths

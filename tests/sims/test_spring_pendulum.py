@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from sims import pendulum_protocols as pp
-from sims import spring_pendulum as sp
 from sims.integrate import AdaptiveStats, integrate_fixed
+from sims.pendulum import protocols as pp
+from sims.pendulum import system as sp
 
 
 def _systems(n: int, seed: int = 0) -> tuple[sp.Parameters, torch.Tensor]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 import h5py
@@ -168,3 +172,48 @@ def test_models_that_cannot_be_stored_are_refused(catalog):
         save_model(catalog, "x", tiny(), attrs={"config": "{}"})
     with pytest.raises(ValueError, match="already registered"):
         register_model("test.tiny_mlp")(Unregistered)
+
+
+LOAD_ALONE = """
+import json, sys
+from data_catalog import Catalog
+from surrogates.artifacts import load_model, model_class
+loaded = load_model(Catalog(sys.argv[1]), "halo-mlp", device="cpu")
+names = json.loads(sys.argv[2])
+print(json.dumps({
+    "loaded": f"{type(loaded.model).__module__}.{type(loaded.model).__qualname__}",
+    "classes": {n: f"{model_class(n).__module__}.{model_class(n).__qualname__}" for n in names},
+}))
+"""
+
+
+def test_a_stored_model_loads_in_a_process_that_imported_no_model_module(catalog):
+    """Artefacts store the class's registered name, not its module: a process that imported none of the
+    systems' model modules finds every registered class, wherever in ``surrogates`` it lives."""
+    import surrogates.halos
+    import surrogates.pendulum
+    import surrogates.rietkerk
+    import surrogates.rietkerk.discovery  # noqa: F401  (registers the reaction MLP)
+    from surrogates.halos.models import GaussianMLP
+
+    save_model(catalog, "halo-mlp", GaussianMLP(3, hidden=(4,)))
+    project = {
+        name: f"{cls.__module__}.{cls.__qualname__}"
+        for name, cls in artifacts.registered_models().items()
+        if not name.startswith("test.")
+    }
+    assert {"pendulum.hnn", "rietkerk-pi-emulator", "rietkerk-reaction-mlp", "halo-gaussian-mlp"} <= set(project)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_ALONE, str(catalog.root), json.dumps(sorted(project))],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["loaded"] == "surrogates.halos.models.GaussianMLP"
+    assert found["classes"] == project

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.metrics import sigma68
-from surrogates import halos as sh
+from surrogates.halos import models as sh
 from surrogates.training import TrainConfig
 
 

@@ -7,19 +7,19 @@ import pytest
 import torch
 
 from data_catalog import Catalog
-from pipeline.halo_features import (
+from pipeline.halos.features import (
     FEATURES_KIND,
     concentration_from_inner_fraction,
     halo_features,
     mass_threshold_split,
     random_split,
 )
-from pipeline.halo_scalars import G_KPC_KMS2_MSUN, halo_scalars
-from sims.halo_population import PopulationConfig, generate_population
-from sims.halos import halo_particles, subsample_catalog
-from surrogates import halo_runs as hr
+from pipeline.halos.scalars import G_KPC_KMS2_MSUN, halo_scalars
+from sims.halos.catalog import halo_particles, subsample_catalog
+from sims.halos.population import PopulationConfig, generate_population
 from surrogates.artifacts import load_model
-from surrogates.halos import StellarToHaloRelation
+from surrogates.halos import runs as hr
+from surrogates.halos.models import StellarToHaloRelation
 from surrogates.training import TrainConfig
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from data_catalog import Catalog
-from sims import pendulum_protocols as pp
-from sims import spring_pendulum as sp
-from surrogates import pendulum as pm
+from sims.pendulum import protocols as pp
+from sims.pendulum import system as sp
+from surrogates.pendulum import models as pm
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -49,7 +49,7 @@ def test_a_training_step_on_cuda_matches_the_cpu():
 def test_quick_preset_shows_the_published_pattern(tmp_path):
     """Units protocol, quick preset, one seed: the dimensionless HNN scores exactly the same on the
     kg-rescaled test set as on exp1 by the units-invariant metric, and the dimensional baseline degrades."""
-    from flows.pendulum import pendulum_flow
+    from flows.pendulum.flow import pendulum_flow
 
     root = str(tmp_path / "catalog")
     result = pendulum_flow(protocol="units", preset="quick", seeds=1, catalog=root)

@@ -12,12 +12,12 @@ import torch
 
 from pipeline.model_io import Port
 from pipeline.symmetry import SymmetryError, assert_equivariant, assert_units_equivariant
-from sims import pendulum_protocols as pp
-from sims import spring_pendulum as sp
-from surrogates import pendulum as pm
-from surrogates import pendulum_runs as pr
+from sims.pendulum import protocols as pp
+from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
 from surrogates.dynamics import rollout
+from surrogates.pendulum import models as pm
+from surrogates.pendulum import runs as pr
 from surrogates.training import TrainConfig, seed_everything
 
 EQUIVARIANT = ("scalar-hnn", "scalar-node", "dimensionless-hnn")

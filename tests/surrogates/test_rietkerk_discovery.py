@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from pipeline.symmetry import assert_units_equivariant
-from sims import rietkerk as rk
-from sims.rietkerk_solver import simulate
-from surrogates import rietkerk_discovery as rd
+from sims.rietkerk import system as rk
+from sims.rietkerk.solver import simulate
 from surrogates.artifacts import load_model, save_model
+from surrogates.rietkerk import discovery as rd
 from surrogates.sparse_regression import SparseFit, format_equation, sparse_fit, stlsq
 
 TRAIN = [{**rk.RIETKERK_2002, "R": R} for R in rd.TRAIN_RAINFALLS]

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from data_catalog import Catalog, check_dataset
-from pipeline.rietkerk_features import emulator_features, statistics_dataset
+from pipeline.rietkerk.features import emulator_features, statistics_dataset
 from pipeline.symmetry import SymmetryError, assert_units_equivariant
 from pipeline.units import change_units
-from sims import rietkerk as rk
-from sims import rietkerk_protocols as rp
-from surrogates import rietkerk as sr
+from sims.rietkerk import protocols as rp
+from sims.rietkerk import system as rk
 from surrogates.artifacts import load_model
+from surrogates.rietkerk import runs as sr
 from surrogates.training import TrainConfig
 
 

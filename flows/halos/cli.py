@@ -1,0 +1,337 @@
+"""The halo commands of ``eqs``: ``sim halos``, ``ingest halos``, ``predict-galaxies``, ``reproduce halos``.
+
+Registered as the halo system's commands in :mod:`flows.registry`. Invalid halo files and bad
+options are input errors: status 2 and the reader's message (file or option, field, expectation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ..cli.core import (
+    UsageFailure,
+    _catalog,
+    _console,
+    _emit_json,
+    _flow_result,
+    checked_output,
+    force_option,
+    json_option,
+    write_summary,
+)
+
+FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
+
+
+@click.command("halos")
+@click.option(
+    "--halos", "n_halos", type=click.IntRange(min=1), default=20_000, show_default=True, help="Number of halos."
+)
+@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True, help="Population seed.")
+@click.option(
+    "--max-particles",
+    type=click.IntRange(min=10),
+    default=20_000,
+    show_default=True,
+    help="Most particles per halo (heavier halos get heavier particles).",
+)
+@click.option("--name", default=None, help="Catalog name [default: halos-synthetic-N-sSEED].")
+@json_option
+@click.pass_context
+def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, name: str | None, as_json: bool) -> None:
+    """Write a synthetic halo population with galaxies (docs/protocols.md#halos) to the catalog."""
+    from sims.halos.ingest import store_catalog
+    from sims.halos.population import MAX_HALOS, MAX_SEED, PopulationConfig, iter_population
+
+    # refused at once: not by a MemoryError, nor by the catalog once the population is simulated
+    if n_halos > MAX_HALOS:
+        raise UsageFailure(f"--halos {n_halos}: at most {MAX_HALOS:,} halos (their properties are held in memory)")
+    if seed > MAX_SEED:
+        raise UsageFailure(f"--seed {seed}: at most 2**63 - 1 = {MAX_SEED} (the catalog stores seeds as int64)")
+    config = PopulationConfig(n_halos=n_halos, seed=seed, max_particles=max_particles)
+    cat = _catalog(ctx)
+    name = name or f"halos-synthetic-{n_halos}-s{seed}"
+    # catalog errors go to the command line's handler: a full disk is a failure (1), a bad name usage (2)
+    with _console().status(f"simulating {n_halos} halos"):
+        ref = store_catalog(
+            cat,
+            iter_population(config, chunk_halos=500),
+            name,
+            params={"population": json.loads(config.to_json())},
+            seed=seed,
+        )
+    _emit_json({"ref": ref, "halos": n_halos}) if as_json else click.echo(ref)
+
+
+@contextmanager
+def _input_warnings() -> Iterator[None]:
+    """Warnings about the input (a negative redshift) as 'warning: ...' lines on stderr, shown also
+    when the command then fails; other warnings go on as usual."""
+    from sims.halos.catalog import NegativeRedshiftWarning
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NegativeRedshiftWarning)
+            yield
+    finally:
+        for w in caught:
+            if issubclass(w.category, NegativeRedshiftWarning):
+                click.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+@click.command("halos")
+@click.argument("path", type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=FORMAT_CHOICE,
+    required=True,
+    help="tng: a run's output folder (with --snapshot); rockstar: a halo list (.list/.ascii); "
+    "hdf5: the canonical halo file.",
+)
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option(
+    "--particles",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rockstar .particles file(s) [default: found beside the halo list].",
+)
+@click.option(
+    "--matching",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TNG dark-to-hydro matching file (with --hydro): attaches the galaxy targets.",
+)
+@click.option(
+    "--hydro",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The hydro twin's output folder (with --matching).",
+)
+@click.option(
+    "--min-log-mass",
+    type=float,
+    default=None,
+    help="tng only: keep halos with log10 M200m >= this, in Msun/h (docs/protocols.md#halos uses 10.25) [default: all].",
+)
+@click.option("--name", default=None, help="Catalog name [default: halos-<file or folder name>[-<snapshot>]].")
+@json_option
+@click.pass_context
+def ingest_halos_command(
+    ctx: click.Context,
+    path: str,
+    fmt: str,
+    snapshot: int | None,
+    particles: tuple[str, ...],
+    matching: str | None,
+    hydro: str | None,
+    min_log_mass: float | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Convert a halo catalog to the canonical form and store it; all or nothing."""
+    from sims.halos.catalog import HaloCatalogError, HaloOptionError
+    from sims.halos.ingest import ingest_halos
+
+    if (matching is None) != (hydro is None):
+        raise UsageFailure("--matching and --hydro go together: give both (to attach targets) or neither")
+    cat = _catalog(ctx)
+    stem = Path(path).absolute().name.split(".")[0]
+    name = name or (f"halos-{stem}" if snapshot is None else f"halos-{stem}-{snapshot:03d}")
+    try:
+        with _input_warnings(), _console().status(f"ingesting {path} ({fmt})"):
+            ref = ingest_halos(
+                cat,
+                path,
+                fmt,
+                name,
+                snapshot=snapshot,
+                particles=particles or None,
+                matching=matching,
+                hydro=hydro,
+                min_log_mass=min_log_mass,
+            )
+    except HaloOptionError as exc:
+        raise UsageFailure(str(exc)) from None
+    except HaloCatalogError as exc:  # a bad input file is an input error, like a bad option: status 2
+        raise UsageFailure(f"{exc}\nnothing was written to the catalog") from None
+    except ValueError as exc:  # (catalog errors go to the command line's handler, as in sim halos)
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        with cat.open(ref) as ds:
+            _emit_json({"ref": ref, "halos": int(ds.sizes["halo"])})
+    else:
+        click.echo(ref)
+
+
+@click.command("predict-galaxies")
+@click.argument("source")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tng", "rockstar", "hdf5", "catalog"]),
+    default="hdf5",
+    show_default=True,
+    help="SOURCE is a file (tng, rockstar, hdf5) or a catalog ref NAME[@vN] (catalog).",
+)
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model ref NAME@vN (repeatable, one per target) [default: per target, the newest seeds' ensemble "
+    "halos-*-scalars-ensemble, else the newest halos-*-scalars model].",
+)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .h5 or .csv.")
+@force_option
+@click.option(
+    "--dask-address",
+    default="threads",
+    show_default=True,
+    help="Dask scheduler for the scalars: 'threads', 'synchronous', 'local' or an address.",
+)
+@json_option
+@click.pass_context
+def predict_galaxies_command(
+    ctx: click.Context,
+    source: str,
+    fmt: str,
+    snapshot: int | None,
+    models: tuple[str, ...],
+    out: str,
+    force: bool,
+    dask_address: str,
+    as_json: bool,
+) -> None:
+    """Predict galaxy properties (mean and uncertainty) for every halo of SOURCE."""
+    from pipeline.halos.scalars import HaloScalarsError
+    from pipeline.outputs import atomic_path
+    from sims.halos.catalog import HaloCatalogError
+    from sims.halos.ingest import canonical_dataset, iter_source
+    from surrogates.halos.predict import (
+        FORMATS,
+        NoHaloModelError,
+        default_models,
+        load_halo_models,
+        predict_galaxies,
+        write_predictions,
+    )
+
+    cat = _catalog(ctx)
+    if snapshot is not None and fmt != "tng":
+        raise UsageFailure(f"--snapshot is only read with --format tng, not {fmt}")
+    if Path(out).suffix.lower() not in FORMATS:
+        raise UsageFailure(f"--out {out}: unknown output format; use one of {', '.join(FORMATS)}")
+    out_path = checked_output(ctx, "--out", out, force)
+    if fmt != "catalog" and out_path == Path(os.path.realpath(source)):  # even --force must not eat the input
+        raise UsageFailure(f"--out {out}: is SOURCE {source}; give another name")
+    try:
+        refs = [cat.resolve(m) for m in models] if models else default_models(cat)
+        loaded = load_halo_models(cat, refs)
+        with _console().status(f"predicting {', '.join(str(m.attrs['target']) for m in loaded)} for {source}"):
+            if fmt == "catalog":
+                concrete = cat.resolve(source)
+                with cat.open(concrete) as ds:
+                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=concrete)
+            else:
+                if not os.path.exists(source):
+                    raise UsageFailure(f"{source}: no such file or folder")
+                with canonical_dataset(iter_source(source, fmt, snapshot=snapshot), cat) as ds:
+                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=source)
+        with atomic_path(out_path) as tmp:  # synced, 0644, and renamed over --out only when complete
+            write_predictions(predictions, tmp)
+    except HaloCatalogError as exc:  # a bad halo file or option (HaloOptionError): an input error, status 2
+        raise UsageFailure(str(exc)) from None
+    except HaloScalarsError as exc:  # halos of SOURCE the scalars cannot use: an input error too
+        raise UsageFailure(f"{source}: {exc}") from None
+    except (NoHaloModelError, ValueError) as exc:  # (catalog errors: the handler, as in sim halos)
+        raise UsageFailure(str(exc)) from None
+    summary = {
+        "out": out,
+        "halos": int(predictions.sizes["halo"]),
+        "models": refs,
+        "targets": [str(m.attrs["target"]) for m in loaded],
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"{summary['halos']} halos, {', '.join(refs)} -> {out}")
+
+
+@click.command("halos")
+@click.option(
+    "--preset",
+    type=click.Choice(["smoke", "quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="smoke: 300 halos, seconds; quick: 4,000 halos, minutes on 2 CPU cores; paper: 31,000 halos at TNG100-Dark particle mass.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per MLP.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(["mass-only", "global", "scalars"]),
+    help="Only these models (repeatable) [default: all three].",
+)
+@click.option("--target", "targets", multiple=True, help="Targets (repeatable) [default: log_mstar].")
+@click.option(
+    "--source",
+    type=click.Path(exists=True),
+    default=None,
+    help="Train on this halo file instead of the synthetic population (with --format).",
+)
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default=None, help="Format of --source.")
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the summary here (.json or .md).")
+@force_option
+@json_option
+@click.pass_context
+def reproduce_halos(
+    ctx: click.Context,
+    preset: str,
+    seeds: int,
+    models: tuple[str, ...],
+    targets: tuple[str, ...],
+    source: str | None,
+    fmt: str | None,
+    snapshot: int | None,
+    out: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Galaxy properties from halos: catalog, scalars, models with OOD tests, sigma68 table, feature ranking."""
+    out_path = checked_output(ctx, "--out", out, force)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from pipeline.halos.summary import halos_table as markdown_table
+
+    from .flow import halos_flow
+
+    if (source is None) != (fmt is None):
+        raise UsageFailure("--source and --format go together")
+    cat = _catalog(ctx)
+    state = halos_flow(
+        preset=preset,
+        seeds=seeds,
+        catalog=str(cat.root),
+        source=source,
+        format=fmt,
+        snapshot=snapshot,
+        targets=list(targets) or None,
+        models=list(models) or None,
+        return_state=True,
+    )
+    summary = dict(_flow_result(state, "halos").details)
+    text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
+    write_summary(out_path, out, summary, text)
+    _emit_json(summary) if as_json else click.echo(text)

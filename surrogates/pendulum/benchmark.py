@@ -1,0 +1,186 @@
+"""Pendulum benchmarks: simulator throughput against a scipy loop at equal accuracy, training speed.
+
+    python -m surrogates.pendulum.benchmark --systems 2000 --scipy-systems 50 --out bench.json
+
+1. Accuracy first: our batched Dormand-Prince at ``--rtol`` and scipy's DOP853 at a ladder of
+   tolerances are each compared with a tight DOP853 reference (rtol 1e-13) on ``--check-systems``
+   systems over 30 time units; scipy's loosest tolerance that is at least as accurate as ours is
+   the one timed ("equal accuracy").
+2. Throughput: systems per second for ``--systems`` systems in one batch (ours) and for a Python
+   loop of ``solve_ivp`` over ``--scipy-systems`` systems (scipy), both on the EMLP protocol's
+   150-point trajectories.
+3. Training: optimizer steps per second of every surrogate on the two protocols' batch shapes.
+4. Integrator floor: the protocols' score of the models' integrator (RK4, ``substeps`` per
+   interval) applied to the true vector field, on the quick presets' test sets: the error a
+   perfect learned vector field would still have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from sims.pendulum import system as sp
+from surrogates.devices import pick_device
+from surrogates.pendulum import models as pm
+
+TIMES = 0.2 * np.arange(150)
+
+
+def _systems(n: int, seed: int) -> tuple[sp.Parameters, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    ranges = dict(mass=(1, 2), stiffness=(1, 2), length=(1, 2), gravity=(1, 2))
+    params = sp.Parameters.from_mapping(sp.sample_parameters(n, rng, random_direction=True, **ranges))
+    return params, torch.as_tensor(sp.sample_initial_states(n, rng))
+
+
+def _scipy(params: sp.Parameters, z0: torch.Tensor, rtol: float, variant: str) -> np.ndarray:
+    out = []
+    for i in range(z0.shape[0]):
+        one = params.index(slice(i, i + 1))
+
+        def rhs(t, z, one=one):
+            return sp.vector_field(torch.from_numpy(z)[None], one, variant)[0].numpy()
+
+        sol = solve_ivp(
+            rhs, (TIMES[0], TIMES[-1]), z0[i].numpy(), method="DOP853", rtol=rtol, atol=rtol * 1e-2, t_eval=TIMES
+        )
+        out.append(sol.y.T)
+    return np.stack(out)
+
+
+def _error(traj: np.ndarray, reference: np.ndarray) -> float:
+    return float((np.linalg.norm(traj - reference, axis=-1) / np.linalg.norm(reference, axis=-1)).max())
+
+
+def simulator(systems: int, scipy_systems: int, check_systems: int, rtol: float, variant: str) -> dict:
+    params, z0 = _systems(check_systems, seed=1)
+    reference = _scipy(params, z0, 1e-13, variant)
+    ours = _error(sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2).numpy(), reference)
+    ladder = {r: _error(_scipy(params, z0, r, variant), reference) for r in (1e-8, 1e-9, 1e-10, 1e-11, 1e-12)}
+    matching = max((r for r, e in ladder.items() if e <= ours), default=min(ladder))
+
+    params, z0 = _systems(systems, seed=2)
+    start = time.perf_counter()
+    sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2)
+    ours_s = time.perf_counter() - start
+    params, z0 = _systems(scipy_systems, seed=3)
+    start = time.perf_counter()
+    _scipy(params, z0, matching, variant)
+    scipy_s = time.perf_counter() - start
+    return {
+        "time_units": float(TIMES[-1]),
+        "our_rtol": rtol,
+        "our_max_relative_error": ours,
+        "scipy_error_by_rtol": {str(k): v for k, v in ladder.items()},
+        "scipy_rtol_at_equal_accuracy": matching,
+        "our_systems": systems,
+        "our_seconds": ours_s,
+        "our_systems_per_second": systems / ours_s,
+        "scipy_systems": scipy_systems,
+        "scipy_seconds": scipy_s,
+        "scipy_systems_per_second": scipy_systems / scipy_s,
+        "speedup": (systems / ours_s) / (scipy_systems / scipy_s),
+    }
+
+
+def integrator_floor(variant: str) -> dict:
+    from pipeline.metrics import geometric_mean, relative_error
+    from sims.integrate import integrate_fixed
+    from sims.pendulum import protocols as pp
+
+    out = {}
+    for protocol in pp.PROTOCOLS:
+        data = pp.generate(pp.preset(protocol, "quick", variant=variant))
+        for split in pp.TEST_SPLITS[protocol]:
+            params, truth, times = sp.from_dataset(data[split])
+            for substeps in (1, 2):
+                predicted = integrate_fixed(
+                    lambda t, z, params=params: sp.vector_field(z, params, variant),
+                    truth[:, 0],
+                    torch.as_tensor(times),
+                    substeps=substeps,
+                )
+                out[f"{protocol}/{split}/rk4x{substeps}"] = geometric_mean(
+                    relative_error(predicted.numpy(), truth.numpy())
+                )
+    return out
+
+
+def training(steps: int, dtype: torch.dtype, device: torch.device) -> dict:
+    out = {}
+    for protocol, batch, chunk in (("emlp", 500, 5), ("units", 512, 10)):
+        params, z0 = _systems(batch, seed=4)
+        times = torch.as_tensor(TIMES[:chunk])
+        z = sp.simulate(params, z0, times).to(device=device, dtype=dtype)
+        theta = pm.theta_of(params).to(device=device, dtype=dtype)
+        for name in pm.MODELS:
+            model = pm.build_model(name).to(device=device, dtype=dtype)
+            model.fit_inputs(z.reshape(-1, 12), theta.repeat_interleave(chunk, 0))
+            loss = pm.chunk_loss(times.to(dtype), substeps=1)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+            batch_data = {"z": z, "theta": theta}
+            for i in range(steps + 2):
+                if i == 2:  # after warm-up
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                optimizer.zero_grad()
+                loss(model, batch_data).backward()
+                optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            out[f"{protocol}/{name}"] = steps / (time.perf_counter() - start)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m surrogates.pendulum.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--systems", type=int, default=2000)
+    parser.add_argument("--scipy-systems", type=int, default=50)
+    parser.add_argument("--check-systems", type=int, default=8)
+    parser.add_argument("--rtol", type=float, default=1e-10)
+    parser.add_argument("--variant", choices=sp.VARIANTS, default="reference")
+    parser.add_argument("--train-steps", type=int, default=10)
+    parser.add_argument("--device", default=None, help="for the training benchmark (default: the best available)")
+    parser.add_argument("--skip-simulator", action="store_true")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--out", required=True, help="JSON file for the results")
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    result = {
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(device),
+        },
+        "args": vars(args),
+    }
+    if not args.skip_simulator:
+        result["simulator"] = simulator(args.systems, args.scipy_systems, args.check_systems, args.rtol, args.variant)
+    result["integrator_floor"] = integrator_floor(args.variant)
+    if not args.skip_training:
+        result["training_steps_per_second"] = {
+            str(dtype).removeprefix("torch."): training(args.train_steps, dtype, device)
+            for dtype in (torch.float64, torch.float32)
+        }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

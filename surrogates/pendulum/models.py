@@ -1,0 +1,318 @@
+"""Surrogates of the springy double pendulum (docs/protocols.md, both pendulum protocols).
+
+States are z = (q1, q2, p1, p2) shaped (batch, 12); per-system context theta = (m1, m2, k1, k2, l1,
+l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their own RK4 rollout:
+
+- ``ScalarHNN(inputs="scalars")``: H = MLP(O(3) scalars), the scalars being the Gram matrix of
+  (q1, q2, p1, p2, g), the norms |q1|, |q2|, |p1|, |p2|, |q1 - q2| and the six scalar parameters
+  (26 numbers). O(3)-invariant H, so an O(3)-equivariant flow. With ``units`` fitted by an affine
+  normalisation it is the dimensional-scalars baseline of docs/protocols.md#pendulum-units-protocol.
+- ``ScalarHNN(inputs="raw")``: the plain MLP baseline, H = MLP(z, theta).
+- ``ScalarNODE(inputs="scalars")``: dz_i/dt = sum_j c_ij(scalars) v_j with v = (q1, q2, p1, p2, g);
+  O(3)-equivariant. ``ScalarNODE(inputs="raw")``: dz/dt = MLP(z, theta).
+- ``DimensionlessHNN``: H = sum_j E_j MLP_j(pi), E_j energies built from the inputs (k1 l1^2,
+  k2 l2^2, |p1|^2/m1, |p2|^2/m2, m1 g.q1, m2 g.q2) and pi the Buckingham-Pi groups of the declared
+  quantities (``pipeline.features.FeaturePlan``) plus |q1|/l1, |q2|/l1, |q1 - q2|/l1. Inputs are
+  normalised multiplicatively only, so the model is exactly units-equivariant: scaling kg by s leaves
+  predicted positions unchanged and multiplies momenta by s, whatever the weights.
+
+Every model says what it reads and returns as ``model.io`` (a ``pipeline.model_io.ModelIO``): z and
+theta as the declared vectors and parameters, dz/dt as their time derivatives, under the declared
+O(3); the scalar models promise O(3) equivariance, the raw MLPs do not (baselines), and only the
+dimensionless HNN promises units equivariance.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline.features import FeaturePlan
+from pipeline.model_io import ModelIO, Port
+from sims.pendulum import system as sp
+from surrogates.artifacts import register_model
+from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
+from surrogates.mlp import MLP
+
+THETA_DIM = 9
+DEFAULT_ACTIVATION = "silu"  # smooth: a ReLU network makes dH/dz piecewise constant
+INPUTS = ("scalars", "raw")
+
+
+def theta_of(params: sp.Parameters) -> torch.Tensor:
+    """Per-system context (batch, 9): m1, m2, k1, k2, l1, l2, g."""
+    scalars = torch.stack([getattr(params, name) for name in sp.SCALAR_PARAMETERS], dim=-1)
+    return torch.cat([scalars, params.g], dim=-1)
+
+
+def named_values(z: torch.Tensor, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The declared quantities by name (views of z and theta), as ``FeaturePlan.compute`` takes them."""
+    q1, q2, p1, p2 = sp.split_state(z)
+    values = {name: theta[..., i] for i, name in enumerate(sp.SCALAR_PARAMETERS)}
+    values.update(g=theta[..., 6:9], q1=q1, q2=q2, p1=p1, p2=p2)
+    return values
+
+
+VECTORS = ("q1", "q2", "p1", "p2", "g")
+_UPPER = torch.triu_indices(5, 5)
+
+
+def _gram(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Inner products of (q1, q2, p1, p2, g), (batch, 5, 5), in one matrix product."""
+    vectors = torch.cat([z, theta[..., 6:9]], dim=-1).reshape(z.shape[:-1] + (5, 3))
+    return vectors @ vectors.transpose(-1, -2)
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """Square root whose gradient at 0 is 0 rather than inf (as ``pipeline.invariants.norm``)."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def _distances(gram: torch.Tensor) -> torch.Tensor:
+    """|q1|, |q2|, |p1|, |p2|, |q1 - q2| from the Gram matrix."""
+    diagonal = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :4]
+    separation = gram[..., 0, 0] + gram[..., 1, 1] - 2 * gram[..., 0, 1]
+    return _sqrt(torch.cat([diagonal, separation[..., None]], dim=-1))
+
+
+def dimensional_scalars(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The 26 O(3)-invariant scalars (with units) of a state and its system: the six scalar
+    parameters, the 15 inner products of (q1, q2, p1, p2, g) and |q1|, |q2|, |p1|, |p2|, |q1 - q2|."""
+    gram = _gram(z, theta)
+    return torch.cat([theta[..., :6], gram[..., _UPPER[0], _UPPER[1]], _distances(gram)], dim=-1)
+
+
+def raw_inputs(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Coordinates and parameters as they are (not invariant: the MLP baselines)."""
+    return torch.cat([z, theta], dim=-1)
+
+
+@functools.cache
+def feature_plan() -> FeaturePlan:
+    return FeaturePlan(sp.DECLARATION)
+
+
+@dataclass(frozen=True)
+class _PiLayout:
+    """The plan's Pi groups as (one invariant scalar) x exp(A log(repeating parameters)) x factor.
+
+    Evaluating them this way takes a handful of tensor operations instead of one per scalar and
+    power, which matters inside a Hamiltonian's double backward; ``test_pendulum_models`` checks it
+    against ``FeaturePlan.compute``.
+    """
+
+    lead: torch.Tensor  # column of each group's non-repeating scalar in cat(theta[:6], gram.flatten())
+    repeating: torch.Tensor  # columns of the repeating parameters in theta
+    exponents: torch.Tensor  # (groups, repeating)
+    factors: torch.Tensor  # (groups,)
+
+
+@functools.cache
+def _pi_layout() -> _PiLayout:
+    plan = feature_plan()
+    repeating = plan.analysis.repeating
+    params = list(sp.SCALAR_PARAMETERS)
+    if any(r not in params for r in repeating):
+        raise RuntimeError(f"pendulum Pi groups: repeating quantities {repeating} are not all scalar parameters")
+
+    def column(name: str) -> int:
+        if name in params:
+            return params.index(name)
+        a, b = name.split(".")
+        return len(params) + 5 * VECTORS.index(a) + VECTORS.index(b)
+
+    lead, exponents = [], []
+    for group in plan.pi_groups:
+        powers = dict(group.exponents)
+        others = [q for q in powers if q not in repeating]
+        if len(others) != 1 or powers[others[0]] != 1:
+            raise RuntimeError(f"pendulum Pi group {group.name!r} is not (scalar) x (repeating powers)")
+        lead.append(column(others[0]))
+        exponents.append([float(powers.get(r, 0)) for r in repeating])
+    return _PiLayout(
+        lead=torch.tensor(lead),
+        repeating=torch.tensor([params.index(r) for r in repeating]),
+        exponents=torch.tensor(exponents, dtype=torch.float64),
+        factors=torch.tensor([g.factor for g in plan.pi_groups], dtype=torch.float64),
+    )
+
+
+def pi_groups(z: torch.Tensor, theta: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+    """The Buckingham-Pi groups of ``feature_plan()`` (batch, n_pi), in the plan's order."""
+    layout = _pi_layout()
+    gram = _gram(z, theta) if gram is None else gram
+    scalars = torch.cat([theta[..., :6], gram.flatten(-2)], dim=-1)[..., layout.lead]
+    log_repeating = torch.log(theta[..., layout.repeating])
+    exponents = layout.exponents.to(theta)
+    return scalars * torch.exp(log_repeating @ exponents.T) * layout.factors.to(theta)
+
+
+def dimensionless_inputs(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Pi groups of the declared quantities, plus |q1|/l1, |q2|/l1 and |q1 - q2|/l1 (all exactly invariant)."""
+    gram = _gram(z, theta)
+    lengths = _distances(gram)[..., [0, 1, 4]] / theta[..., 4:5]
+    return torch.cat([pi_groups(z, theta, gram), lengths], dim=-1)
+
+
+def energy_scales(z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Six quantities in energy units (batch, 6): k1 l1^2, k2 l2^2, |p1|^2/m1, |p2|^2/m2, m1 g.q1, m2 g.q2."""
+    m, k, l = theta[..., 0:2], theta[..., 2:4], theta[..., 4:6]
+    q, p, g = (
+        z[..., :6].reshape(z.shape[:-1] + (2, 3)),
+        z[..., 6:].reshape(z.shape[:-1] + (2, 3)),
+        theta[..., None, 6:9],
+    )
+    return torch.cat([k * l**2, (p * p).sum(-1) / m, m * (g * q).sum(-1)], dim=-1)
+
+
+STATE = Port.of(sp.DECLARATION, "z", sp.STATE_VECTORS)
+"""The state z (batch, 12): q1, q2 (m) and p1, p2 (kg m s^-1), 3-vectors side by side."""
+CONTEXT = Port.of(sp.DECLARATION, "theta", (*sp.SCALAR_PARAMETERS, "g"))
+"""The context theta (batch, 9): m1, m2, k1, k2, l1, l2 and the vector g."""
+STATE_RATE = STATE.derivative("s", name="dz/dt")
+ENERGY = Port.of(sp.DECLARATION, "H", ("H",))
+"""What ``HamiltonianModel.energy(z, theta)`` returns: the declared target H, an invariant scalar (J)."""
+
+
+def pendulum_io(*, equivariant: bool, units: str) -> ModelIO:
+    """A pendulum vector field: (z, theta) -> dz/dt under the declared O(3)."""
+    return ModelIO.declared(
+        sp.DECLARATION,
+        (STATE, CONTEXT),
+        (STATE_RATE,),
+        equivariant=equivariant,
+        units=units,
+        description="vector field dz/dt of the springy double pendulum",
+    )
+
+
+N_SCALARS = 26
+N_DIMENSIONLESS = len(feature_plan().pi_groups) + 3
+N_ENERGIES = 6
+FEATURES = {"scalars": (dimensional_scalars, N_SCALARS), "raw": (raw_inputs, sp.STATE_DIM + THETA_DIM)}
+
+
+def _check_inputs(inputs: str) -> None:
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+
+
+class _PendulumModel:
+    """What every pendulum model shares: a config that rebuilds it, and input normalisation."""
+
+    config: dict[str, Any]
+    mlp: MLP
+    multiplicative = False
+
+    def _build_mlp(self, inputs: str, hidden: tuple[int, ...], activation: str, n_out: int) -> None:
+        """One MLP on the ``inputs`` features ("scalars" or "raw"); sets the config that rebuilds it."""
+        _check_inputs(inputs)
+        self.config = {"inputs": inputs, "hidden": list(hidden), "activation": activation}
+        self.inputs = inputs
+        self._features, n_in = FEATURES[inputs]
+        self.mlp = MLP(n_in, n_out, tuple(hidden), activation)
+
+    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self._features(z, theta)
+
+    @property
+    def io(self) -> ModelIO:
+        """(z, theta) -> dz/dt; O(3)-equivariant on the invariant scalars, not on raw coordinates."""
+        return pendulum_io(equivariant=self.inputs == "scalars", units="none")
+
+    def fit_inputs(self, z: torch.Tensor, theta: torch.Tensor) -> None:
+        """Normalise the MLP's inputs with statistics of training states z (N, 12) and contexts (N, 9)."""
+        with torch.no_grad():
+            self.mlp.fit_input(self.features(z, theta), multiplicative=self.multiplicative)
+
+
+@register_model("pendulum.hnn")
+class ScalarHNN(_PendulumModel, HamiltonianModel):
+    """H = MLP(features): O(3) scalars (``inputs="scalars"``) or raw coordinates (``inputs="raw"``)."""
+
+    def __init__(
+        self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION
+    ):
+        super().__init__()
+        self._build_mlp(inputs, hidden, activation, n_out=1)
+
+    def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.features(z, theta))[..., 0]
+
+
+@register_model("pendulum.node")
+class ScalarNODE(_PendulumModel, DynamicsModel):
+    """A neural ODE: O(3)-equivariant sum_j c_ij(scalars) v_j (``scalars``), or dz/dt = MLP(z, theta) (``raw``)."""
+
+    def __init__(
+        self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION
+    ):
+        super().__init__()
+        # scalars: 4 output vectors, each a combination of the 5 vectors (q1, q2, p1, p2, g)
+        self._build_mlp(inputs, hidden, activation, n_out=20 if inputs == "scalars" else sp.STATE_DIM)
+
+    def forward(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(self.features(z, theta))
+        if self.inputs == "raw":
+            return out
+        vectors = torch.cat([z, theta[..., 6:9]], dim=-1).reshape(z.shape[:-1] + (5, 3))
+        coefficients = out.reshape(out.shape[:-1] + (4, 5))  # output vector i = sum_j c_ij v_j
+        return (coefficients @ vectors).flatten(-2)
+
+
+@register_model("pendulum.dimensionless_hnn")
+class DimensionlessHNN(_PendulumModel, HamiltonianModel):
+    """H = sum_j E_j MLP_j(pi): exactly O(3)- and units-equivariant (one MLP with one output per E_j)."""
+
+    multiplicative = True
+
+    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
+        super().__init__()
+        self.config = {"hidden": list(hidden), "activation": activation}
+        self.mlp = MLP(N_DIMENSIONLESS, N_ENERGIES, tuple(hidden), activation)
+
+    def features(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return dimensionless_inputs(z, theta)
+
+    @property
+    def io(self) -> ModelIO:
+        """(z, theta) -> dz/dt, O(3)- and units-equivariant."""
+        return pendulum_io(equivariant=True, units="equivariant")
+
+    def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return (energy_scales(z, theta) * self.mlp(self.features(z, theta))).sum(-1)
+
+
+MODELS = {
+    "scalar-hnn": (ScalarHNN, {"inputs": "scalars"}),
+    "scalar-node": (ScalarNODE, {"inputs": "scalars"}),
+    "mlp-hnn": (ScalarHNN, {"inputs": "raw"}),
+    "mlp-node": (ScalarNODE, {"inputs": "raw"}),
+    "dimensional-hnn": (ScalarHNN, {"inputs": "scalars"}),
+    "dimensionless-hnn": (DimensionlessHNN, {}),
+}
+"""Names used by the protocols and reports. ``dimensional-hnn`` is the scalar HNN under the name of
+the units protocol's baseline (the same MLP on dimensional scalars)."""
+
+
+def build_model(name: str, **overrides: Any) -> torch.nn.Module:
+    if name not in MODELS:
+        raise ValueError(f"unknown pendulum model {name!r}; choose one of {sorted(MODELS)}")
+    cls, kwargs = MODELS[name]
+    return cls(**{**kwargs, **overrides})
+
+
+def chunk_loss(times: torch.Tensor, *, substeps: int = 1, method: str = "rk4"):
+    """The EMLP protocol's loss (docs/protocols.md): roll out from each chunk's first state, MSE to the chunk."""
+
+    def loss(model: DynamicsModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        z = batch["z"]
+        ts = times.to(dtype=z.dtype, device=z.device)
+        predicted = rollout(model, z[:, 0], batch["theta"], ts, method=method, substeps=substeps)
+        return ((predicted[:, 1:] - z[:, 1:]) ** 2).mean()
+
+    return loss
