@@ -12,7 +12,13 @@ import numpy as np
 import xarray as xr
 from prefect import flow, get_run_logger, unmapped
 
-from data_catalog import Catalog, CorruptionError, DatasetSchema, VariableSpec, register_schema
+from data_catalog import (
+    Catalog,
+    CorruptionError,
+    DatasetSchema,
+    VariableSpec,
+    register_schema,
+)
 from data_catalog.names import parse_ref
 
 from .conventions import catalog_of, catalog_task, in_catalog

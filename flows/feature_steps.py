@@ -8,7 +8,12 @@ from __future__ import annotations
 from data_catalog import Catalog
 from pipeline.cluster import dask_scheduler
 from pipeline.features import declaration_of, write_features
-from sims.declaration import DeclarationError, SystemDeclaration, load_builtin_systems, system_for_kind
+from sims.declaration import (
+    DeclarationError,
+    SystemDeclaration,
+    load_builtin_systems,
+    system_for_kind,
+)
 
 
 def declaration_for(catalog: Catalog, ref: str) -> SystemDeclaration:

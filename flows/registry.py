@@ -112,7 +112,10 @@ def _pendulum() -> System:
         },
         report_section="pipeline.pendulum.report:SECTION",
         flows={"pendulum": "flows.pendulum.flow:pendulum_flow"},
-        commands={"reproduce pendulum": "flows.pendulum.cli:reproduce_pendulum"},
+        commands={
+            "reproduce pendulum": "flows.pendulum.cli:reproduce_pendulum",
+            "bench pendulum": "flows.pendulum.cli:bench_pendulum",
+        },
         expensive=(
             "sims.pendulum.protocols:generate",
             "surrogates.pendulum.runs:train_model",
@@ -134,7 +137,10 @@ def _rietkerk() -> System:
         },
         report_section="pipeline.rietkerk.report:SECTION",
         flows={"rietkerk": "flows.rietkerk.flow:rietkerk_flow"},
-        commands={"reproduce rietkerk": "flows.rietkerk.cli:reproduce_rietkerk"},
+        commands={
+            "reproduce rietkerk": "flows.rietkerk.cli:reproduce_rietkerk",
+            "bench rietkerk": "flows.rietkerk.cli:bench_rietkerk",
+        },
         expensive=(
             "sims.rietkerk.protocols:generate_split",
             "surrogates.rietkerk.runs:train_emulator",
@@ -161,6 +167,7 @@ def _halos() -> System:
             "ingest halos": "flows.halos.cli:ingest_halos_command",
             "predict-galaxies": "flows.halos.cli:predict_galaxies_command",
             "reproduce halos": "flows.halos.cli:reproduce_halos",
+            "bench halos": "flows.halos.cli:bench_halos",
         },
         expensive=(
             "sims.halos.population:iter_population",

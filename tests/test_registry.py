@@ -64,3 +64,19 @@ def test_bad_entries_and_names_are_refused():
         registry.get("weather")
     with pytest.raises(RegistryError, match="already"):
         registry.register(registry.get("halos"))
+
+
+def test_benchmarks_run_as_eqs_bench_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    listed = CliRunner().invoke(main, ["bench", "--help"]).output
+    assert all(name in listed for name in ("catalog", "features", *registry.commands("bench")))
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(main, ["bench", "catalog", "--sizes-mb", "1", "--repeat", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text().strip().startswith("{")
+    with pytest.raises(SystemExit) as usage:  # the benchmark's own parser reads the arguments
+        main(["bench", "pendulum", "--no-such-option"], standalone_mode=False)
+    assert usage.value.code == 2

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from .. import registry
 from .core import (
+    GROUP_HELP,
+    RegistryGroup,
     UsageFailure,
     _catalog,
     _console,
@@ -18,6 +20,7 @@ from .core import (
     _flow_result,
     _guard,
     _refuse_inside_catalog,
+    benchmark_command,
     json_option,
     main,
 )
@@ -191,3 +194,16 @@ def run(
         for step, ref in refs.items():
             click.echo(f"{step}: {ref}")
         click.echo(f"catalog: {cat.root}")
+
+
+# the generic benchmarks; each system's come from the registry ("bench <system>")
+bench = RegistryGroup("bench", path="bench", help=GROUP_HELP["bench"])
+bench.add_command(
+    benchmark_command(
+        "catalog", "data_catalog.benchmark:main", "Catalog write, deduplicated write, read and verify throughput."
+    )
+)
+bench.add_command(
+    benchmark_command("features", "pipeline.benchmark:main", "Feature-extraction throughput on three dask schedulers.")
+)
+main.add_command(bench)

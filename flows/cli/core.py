@@ -111,7 +111,28 @@ GROUP_HELP = {
     "reproduce": "Reproduce the published tables (docs/protocols.md) with the project's pipelines.",
     "sim": "Simulate systems into the catalog.",
     "ingest": "Bring simulation outputs into the catalog as versioned datasets.",
+    "bench": "Benchmarks: ours beside the peer or limit, measured in one run, written as JSON.",
 }
+
+
+def benchmark_command(name: str, target: str, summary: str) -> click.Command:
+    """``eqs bench NAME [ARGS]...``: the benchmark ``target`` (``"module:main"``, an argparse main
+    taking ``argv``), with every argument and ``--help`` handed to it unchanged."""
+
+    @click.command(
+        name,
+        help=f"{summary} Arguments go to the benchmark: see 'eqs bench {name} --help'.",
+        short_help=summary,
+        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+        add_help_option=False,
+    )
+    @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+    def command(arguments: tuple[str, ...]) -> None:
+        from .. import registry
+
+        registry.load(target)(list(arguments))
+
+    return command
 
 
 class RegistryCommands:

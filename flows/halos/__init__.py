@@ -19,6 +19,7 @@ _MODULES = {
     "ingest_halos_command": "cli",
     "predict_galaxies_command": "cli",
     "reproduce_halos": "cli",
+    "bench_halos": "cli",
 }
 __all__ = sorted(_MODULES)
 

@@ -21,6 +21,7 @@ from ..cli.core import (
     _console,
     _emit_json,
     _flow_result,
+    benchmark_command,
     checked_output,
     force_option,
     json_option,
@@ -48,7 +49,12 @@ FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
 def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, name: str | None, as_json: bool) -> None:
     """Write a synthetic halo population with galaxies (docs/protocols.md#halos) to the catalog."""
     from sims.halos.ingest import store_catalog
-    from sims.halos.population import MAX_HALOS, MAX_SEED, PopulationConfig, iter_population
+    from sims.halos.population import (
+        MAX_HALOS,
+        MAX_SEED,
+        PopulationConfig,
+        iter_population,
+    )
 
     # refused at once: not by a MemoryError, nor by the catalog once the population is simulated
     if n_halos > MAX_HALOS:
@@ -335,3 +341,6 @@ def reproduce_halos(
     text = f"### Galaxy properties from halos, preset {preset} ({summary['catalog']})\n\n{markdown_table(summary)}"
     write_summary(out_path, out, summary, text)
     _emit_json(summary) if as_json else click.echo(text)
+
+
+bench_halos = benchmark_command("halos", "pipeline.halos.benchmark:main", "Halo-scalar throughput and the workers' peak memory.")

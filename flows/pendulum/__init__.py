@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = {"pendulum_flow": "flow", "run_system": "flow", "reproduce_pendulum": "cli"}
+_MODULES = {
+    "pendulum_flow": "flow",
+    "run_system": "flow",
+    "reproduce_pendulum": "cli",
+    "bench_pendulum": "cli",
+}
 __all__ = sorted(_MODULES)
 
 

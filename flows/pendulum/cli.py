@@ -11,6 +11,7 @@ from ..cli.core import (
     _catalog,
     _emit_json,
     _flow_result,
+    benchmark_command,
     checked_output,
     force_option,
     json_option,
@@ -116,3 +117,6 @@ def reproduce_pendulum(
         _emit_json({"preset": preset, "variant": variant, "summaries": summaries})
     else:
         click.echo(text)
+
+
+bench_pendulum = benchmark_command("pendulum", "surrogates.pendulum.benchmark:main", "Pendulum simulator against a scipy DOP853 loop at equal accuracy, and training speed.")

@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = {"rietkerk_flow": "flow", "run_system": "flow", "reproduce_rietkerk": "cli"}
+_MODULES = {
+    "rietkerk_flow": "flow",
+    "run_system": "flow",
+    "reproduce_rietkerk": "cli",
+    "bench_rietkerk": "cli",
+}
 __all__ = sorted(_MODULES)
 
 

@@ -14,6 +14,7 @@ from ..cli.core import (
     _distinct_outputs,
     _emit_json,
     _flow_result,
+    benchmark_command,
     checked_output,
     force_option,
     json_option,
@@ -115,3 +116,6 @@ def reproduce_rietkerk(
         _emit_json(summary)
     else:
         click.echo(text)
+
+
+bench_rietkerk = benchmark_command("rietkerk", "sims.rietkerk.benchmark:main", "Rietkerk solver against py-pde's explicit stepping at equal accuracy, and batched throughput.")
