@@ -18,12 +18,14 @@ SPLITS = {"test": 0.0, "shifted": 1.0}  # the OOD split's error is larger by thi
 
 @flow(name="toy")
 def toy_flow(catalog: str, preset: str = "smoke", seeds: int = 1) -> SystemResult:
-    """"Evaluations" are demo datasets; a model's error on a split is read back from them."""
+    """ "Evaluations" are demo datasets; a model's error on a split is read back from them."""
     cat = Catalog(catalog)
     evaluations: dict[str, dict[str, list[str]]] = {"guess": {}}
     rows = []
     for split, offset in SPLITS.items():
-        refs = [cat.write(demo_dataset(seed), f"toy-{preset}-{split}", kind=DEMO_KIND, seed=seed) for seed in range(seeds)]
+        refs = [
+            cat.write(demo_dataset(seed), f"toy-{preset}-{split}", kind=DEMO_KIND, seed=seed) for seed in range(seeds)
+        ]
         evaluations["guess"][split] = refs
         errors = [float(np.abs(cat.open(r)["x"].values).mean()) + offset for r in refs]
         rows.append(

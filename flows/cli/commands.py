@@ -143,8 +143,7 @@ def serve(config_path: str, check: bool) -> None:
 @click.option(
     "--systems",
     default=None,
-    help="Comma-separated subset of the registered systems [default: all of them: "
-    f"{', '.join(registry.names())}].",
+    help=f"Comma-separated subset of the registered systems [default: all of them: {', '.join(registry.names())}].",
 )
 @click.option(
     "--report-dir",

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import click
 
+from sims.halos.catalog import HaloOptionError
+from sims.halos.formats import checked_options, get_reader, readers
+
 from ..cli.core import (
     UsageFailure,
     _catalog,
@@ -28,7 +31,9 @@ from ..cli.core import (
     write_summary,
 )
 
-FORMAT_CHOICE = click.Choice(["tng", "rockstar", "hdf5"])
+# the registered halo readers (sims.halos.formats): their names, and what each reads
+FORMAT_CHOICE = click.Choice(list(readers()))
+FORMAT_HELP = "; ".join(f"{r.name}: {r.description}" for r in readers().values())
 
 
 @click.command("halos")
@@ -102,8 +107,7 @@ def _input_warnings() -> Iterator[None]:
     "fmt",
     type=FORMAT_CHOICE,
     required=True,
-    help="tng: a run's output folder (with --snapshot); rockstar: a halo list (.list/.ascii); "
-    "hdf5: the canonical halo file.",
+    help=f"{FORMAT_HELP}.",
 )
 @click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
 @click.option(
@@ -185,10 +189,10 @@ def ingest_halos_command(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["tng", "rockstar", "hdf5", "catalog"]),
+    type=click.Choice([*readers(), "catalog"]),
     default="hdf5",
     show_default=True,
-    help="SOURCE is a file (tng, rockstar, hdf5) or a catalog ref NAME[@vN] (catalog).",
+    help=f"SOURCE is a file or folder ({FORMAT_HELP}) or a catalog ref NAME[@vN] (catalog).",
 )
 @click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
 @click.option(
@@ -234,8 +238,13 @@ def predict_galaxies_command(
     )
 
     cat = _catalog(ctx)
-    if snapshot is not None and fmt != "tng":
-        raise UsageFailure(f"--snapshot is only read with --format tng, not {fmt}")
+    if fmt == "catalog" and snapshot is not None:
+        raise UsageFailure("--snapshot is not read with --format catalog")
+    if fmt != "catalog":  # the reader's own options, checked before any work
+        try:
+            checked_options(get_reader(fmt), source, {"snapshot": snapshot})
+        except HaloOptionError as exc:
+            raise UsageFailure(str(exc)) from None
     if Path(out).suffix.lower() not in FORMATS:
         raise UsageFailure(f"--out {out}: unknown output format; use one of {', '.join(FORMATS)}")
     out_path = checked_output(ctx, "--out", out, force)
@@ -343,4 +352,6 @@ def reproduce_halos(
     _emit_json(summary) if as_json else click.echo(text)
 
 
-bench_halos = benchmark_command("halos", "pipeline.halos.benchmark:main", "Halo-scalar throughput and the workers' peak memory.")
+bench_halos = benchmark_command(
+    "halos", "pipeline.halos.benchmark:main", "Halo-scalar throughput and the workers' peak memory."
+)

@@ -269,10 +269,12 @@ def halos_flow(
         raise ValueError("give either source (a file to ingest) or raw_ref (a catalog already ingested), not both")
     if (source is None) != (format is None):
         raise ValueError("source and format go together: give both to ingest a file, or neither to simulate")
-    if snapshot is not None and format != "tng":
-        raise ValueError(
-            f"a snapshot number is only read with a tng source, not with {format or 'the synthetic population'}"
-        )
+    if snapshot is not None and format is None:
+        raise ValueError("a snapshot number is only read with a source (a tng run), not with the synthetic population")
+    if format is not None:  # the format's own options, checked before anything runs
+        from sims.halos.formats import checked_options, get_reader
+
+        checked_options(get_reader(format), source, {"snapshot": snapshot})
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     if raw_ref is not None:

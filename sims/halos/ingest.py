@@ -19,67 +19,26 @@ from typing import Any
 import xarray as xr
 
 from data_catalog import Catalog
-from sims.halos.catalog import HALOS_KIND, HaloCatalogError, HaloOptionError, checked_number
-from sims.halos.readers import iter_hdf5, iter_rockstar, open_canonical, write_canonical
-from sims.halos.tng import iter_tng
+from sims.halos.catalog import HALOS_KIND, HaloCatalogError
+from sims.halos.formats import read_source, readers
+from sims.halos.readers import open_canonical, write_canonical
 
-FORMATS = ("tng", "rockstar", "hdf5")
+FORMATS = tuple(readers())  # the formats registered when this module was imported
 LAZY_CHUNKS = {"halo": 16384, "particle": 2**21}
 
 
 def iter_source(
-    path: str | os.PathLike[str],
-    format: str,
-    *,
-    snapshot: int | None = None,
-    particles: Sequence[str] | None = None,
-    matching: str | None = None,
-    hydro: str | None = None,
-    min_log_mass: float | None = None,
-    chunk_halos: int = 4096,
+    path: str | os.PathLike[str], format: str, *, chunk_halos: int = 4096, **options: Any
 ) -> Iterator[xr.Dataset]:
-    """The ``halos.catalog`` chunks of a source in one of :data:`FORMATS`.
+    """The ``halos.catalog`` chunks of a source in one of the registered formats
+    (:mod:`sims.halos.formats`: ``tng``, ``rockstar``, ``hdf5`` ...), with that format's options
+    (``snapshot``, ``particles``, ``matching``, ``hydro``, ``min_log_mass`` ...).
 
-    ``tng``: ``path`` is the run's ``output`` folder and ``snapshot`` is required; ``matching`` (the
-    dark-to-hydro matching file) and ``hydro`` (the hydro twin's ``output`` folder) attach targets.
-    ``rockstar``: ``path`` is the halo list, ``particles`` its ``.particles`` files (default: found
-    beside it). ``hdf5``: the canonical file.
-
-    Options that the format does not read, a missing ``--snapshot`` and out-of-range values raise
-    :class:`~sims.halos.catalog.HaloOptionError` (a usage error) naming the option; problems of the file
-    raise :class:`~sims.halos.catalog.HaloCatalogError` naming the file.
+    An option the format does not read, a missing required option and an out-of-range value raise
+    :class:`~sims.halos.catalog.HaloOptionError` (a usage error) naming the option; problems of the
+    file raise :class:`~sims.halos.catalog.HaloCatalogError` naming the file.
     """
-    if format not in FORMATS:
-        raise HaloOptionError(f"--format {format}: unknown format; choose from {', '.join(FORMATS)}")
-    given = {
-        "--snapshot": snapshot is not None,
-        "--particles": bool(particles),
-        "--matching": matching is not None,
-        "--hydro": hydro is not None,
-        "--min-log-mass": min_log_mass is not None,
-    }
-    reads = {"tng": ("--snapshot", "--matching", "--hydro", "--min-log-mass"), "rockstar": ("--particles",)}
-    ignored = [option for option, present in given.items() if present and option not in reads.get(format, ())]
-    if ignored:
-        readers = {option: next(f for f, options in reads.items() if option in options) for option in ignored}
-        raise HaloOptionError(
-            "; ".join(f"{option} is only read with --format {readers[option]}, not {format}" for option in ignored)
-        )
-    if format == "tng":
-        if snapshot is None:
-            raise HaloOptionError(f"{path}: --format tng needs a snapshot number (--snapshot N)")
-        checked_number(snapshot, "--snapshot", integer=True, low=0, error=HaloOptionError)
-        if min_log_mass is not None:  # NaN would compare False and cut nothing
-            where = "--min-log-mass (log10 M200m in Msun/h)"
-            checked_number(min_log_mass, where, low=0.0, high=20.0, error=HaloOptionError)
-        chunks = iter_tng(
-            path, snapshot, chunk_halos=chunk_halos, min_log_mass=min_log_mass, matching=matching, hydro_base_path=hydro
-        )
-    elif format == "rockstar":
-        chunks = iter_rockstar(path, list(particles) if particles else None, chunk_halos=chunk_halos)
-    else:
-        chunks = iter_hdf5(path, chunk_halos=chunk_halos)
-    return _not_empty(chunks, path)
+    return _not_empty(read_source(path, format, chunk_halos=chunk_halos, **options), path)
 
 
 def _not_empty(chunks: Iterator[xr.Dataset], path: str | os.PathLike[str]) -> Iterator[xr.Dataset]:
@@ -121,33 +80,16 @@ def store_catalog(
         return catalog.write(ds, name, kind=HALOS_KIND, params=params, seed=seed, parents=parents)
 
 
-def ingest_halos(
-    catalog: Catalog,
-    path: str | os.PathLike[str],
-    format: str,
-    name: str,
-    *,
-    snapshot: int | None = None,
-    particles: Sequence[str] | None = None,
-    matching: str | None = None,
-    hydro: str | None = None,
-    min_log_mass: float | None = None,
-) -> str:
-    """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref. ``min_log_mass``
-    (tng): keep halos with log10 M200m >= it, in Msun/h (docs/protocols.md#halos uses 10.25)."""
-    options = {
-        "snapshot": snapshot,
-        "particles": list(particles or []),
-        "matching": matching,
-        "hydro": hydro,
-        "min_log_mass": min_log_mass,
-    }
-    chunks = iter_source(
-        path, format, snapshot=snapshot, particles=particles, matching=matching, hydro=hydro, min_log_mass=min_log_mass
-    )
+def ingest_halos(catalog: Catalog, path: str | os.PathLike[str], format: str, name: str, **options: Any) -> str:
+    """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref. ``options``
+    are the format's (:mod:`sims.halos.formats`), e.g. for tng ``snapshot`` and ``min_log_mass``
+    (keep halos with log10 M200m >= it, in Msun/h; docs/protocols.md#halos uses 10.25). The
+    options given are recorded in the dataset's params."""
+    chunks = iter_source(path, format, **options)
+    given = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
     params = {
         "source": str(Path(path).absolute()),
         "format": format,
-        **{k: v for k, v in options.items() if v is not None and v != []},
+        **{k: v for k, v in given.items() if v is not None and v != []},
     }
     return store_catalog(catalog, chunks, name, params=params)

@@ -135,8 +135,12 @@ def test_predictions_are_invariant_to_rotations_reflections_units_and_permutatio
 
 
 def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="a snapshot number is only read with a tng source"):
+    with pytest.raises(ValueError, match="a snapshot number is only read with a source"):
         halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), snapshot=99)
+    source = tmp_path / "halos.list"
+    source.write_text("")
+    with pytest.raises(ValueError, match="--snapshot is only read with --format tng, not rockstar"):
+        halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), source=str(source), format="rockstar", snapshot=9)
     assert Catalog(tmp_path / "c").names() == []
 
 
