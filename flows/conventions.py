@@ -15,10 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,3 +142,37 @@ def catalog_task(fn: F | None = None, *, cache: bool = True, **options: Any) -> 
 def in_catalog(task_: Task[..., Any], catalog: str | Path | Catalog | None) -> Task[..., Any]:
     """The task with its cached results stored inside ``catalog``."""
     return task_.with_options(result_storage=cache_dir(catalog))
+
+
+# -- steps every system's flow shares ------------------------------------------------------------
+
+
+def checked_choice(given: Sequence[str] | None, known: Sequence[str], what: str) -> list[str]:
+    """``given`` (all of ``known`` when None or empty), refused with a ValueError naming ``what``
+    and the choices when it holds anything else."""
+    chosen = list(given or known)
+    unknown = [g for g in chosen if g not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {list(known)}")
+    return chosen
+
+
+def checked_seeds(seeds: int) -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    return seeds
+
+
+@contextlib.contextmanager
+def training_checkpoint(catalog: Catalog, system: str, identity: Sequence[Any]) -> Iterator[Path]:
+    """The checkpoint file of one training run, under the catalog's cache, so that an interrupted
+    run resumes. Keyed by ``identity`` (its data's content hashes, its configuration) and by the
+    project's code: a checkpoint must never resume a model that the current code would build
+    differently. Removed when the block completes (the model is in the catalog then, and the task
+    cache points to it); kept when it raises, for the rerun."""
+    key = canonical_json([*identity, code_fingerprint()])
+    folder = catalog.root / ".cache" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{system}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    yield path
+    path.unlink(missing_ok=True)

@@ -12,7 +12,6 @@ interrupted flow resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,12 +21,17 @@ from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog, parse_ref
-from data_catalog.hashing import canonical_json
 from pipeline.halos.summary import halos_summary, summary_rows
 from pipeline.results import SystemResult
 from sims.halos.catalog import HALOS_KIND
 
-from ..conventions import catalog_task, code_fingerprint, in_catalog
+from ..conventions import (
+    catalog_task,
+    checked_choice,
+    checked_seeds,
+    in_catalog,
+    training_checkpoint,
+)
 from ..progress import epoch_progress, tracked
 from ..registry import SystemPreset
 from ..schedules import Choices
@@ -178,29 +182,24 @@ def train(
     hidden = preset_settings(preset_name).get("hidden", {}).get(model)
     features = cat.open(features_ref).load()
     identity = [model, split, target, cat.stored_hash(features_ref), config.to_dict(), hidden]
-    key = canonical_json([*identity, code_fingerprint()])
-    checkpoints = cat.root / ".cache" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoints / f"halos-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
     progress = None if model == "mass-only" else epoch_progress(config.epochs, f"{model} on {split} (seed {seed})")
-    module, result, variables = hr.train_halo_model(
-        model, features, split, target, config, hidden=hidden, checkpoint=str(checkpoint), on_epoch=progress
-    )
-    ref = hr.store_halo_model(
-        cat,
-        f"{prefix}-{target}-s{seed}-{model}{_split_suffix(split)}",
-        model,
-        module,
-        result,
-        None if model == "mass-only" else config,
-        features_ref=features_ref,
-        split=split,
-        target=target,
-        variables=variables,
-        params={"preset": preset_name},
-    )
-    checkpoint.unlink(missing_ok=True)
-    return ref
+    with training_checkpoint(cat, "halos", identity) as checkpoint:
+        module, result, variables = hr.train_halo_model(
+            model, features, split, target, config, hidden=hidden, checkpoint=str(checkpoint), on_epoch=progress
+        )
+        return hr.store_halo_model(
+            cat,
+            f"{prefix}-{target}-s{seed}-{model}{_split_suffix(split)}",
+            model,
+            module,
+            result,
+            None if model == "mass-only" else config,
+            features_ref=features_ref,
+            split=split,
+            target=target,
+            variables=variables,
+            params={"preset": preset_name},
+        )
 
 
 @catalog_task
@@ -259,12 +258,8 @@ def halos_flow(
     from pipeline.halos.features import feature_targets
 
     settings = preset_settings(preset)  # a clear error for an unknown preset before anything runs
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    chosen = list(models or MODELS)
-    unknown = [m for m in chosen if m not in MODELS]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {MODELS}")
+    checked_seeds(seeds)
+    chosen = checked_choice(models, MODELS, "model(s)")
     if raw_ref is not None and source is not None:
         raise ValueError("give either source (a file to ingest) or raw_ref (a catalog already ingested), not both")
     if (source is None) != (format is None):

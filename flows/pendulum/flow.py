@@ -7,7 +7,6 @@ a half-trained model instead of starting it again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated, Any
 
@@ -15,13 +14,18 @@ from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
-from data_catalog.hashing import canonical_json
 from pipeline.pendulum.summary import pendulum_summary, summary_rows
 from pipeline.results import SystemResult
 from sims.pendulum import protocols as pp
 from sims.pendulum.system import DECLARATION, RAW_KIND, VARIANTS
 
-from ..conventions import catalog_task, code_fingerprint, in_catalog
+from ..conventions import (
+    catalog_task,
+    checked_choice,
+    checked_seeds,
+    in_catalog,
+    training_checkpoint,
+)
 from ..feature_steps import run_features
 from ..progress import epoch_progress
 from ..registry import SystemPreset
@@ -87,28 +91,22 @@ def train(
     suffix += f"-{activation}" if activation else ""
     suffix += "" if dtype == "float64" else f"-{dtype}"
     config = pr.training_config(protocol, preset, seed, dtype=dtype)
-    # the code is in the key: a checkpoint must never resume a model that the current code would build differently
     identity = [model, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), substeps, activation]
-    key = canonical_json([*identity, code_fingerprint()])
-    checkpoints = cat.root / ".cache" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoints / f"pendulum-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
     progress = epoch_progress(config.epochs, f"training {model} (seed {seed}) on {train_ref}")
-    ref = pr.train_model(
-        cat,
-        model,
-        train_ref,
-        val_ref,
-        config,
-        substeps=substeps,
-        parents=(features_ref,),
-        checkpoint=str(checkpoint),
-        on_epoch=progress,
-        model_options={"activation": activation} if activation else None,
-        output_name=f"pendulum-{protocol}-{preset}-{model}{suffix}",
-    )
-    checkpoint.unlink(missing_ok=True)  # the model is in the catalog now; the task cache points to it
-    return ref
+    with training_checkpoint(cat, "pendulum", identity) as checkpoint:
+        return pr.train_model(
+            cat,
+            model,
+            train_ref,
+            val_ref,
+            config,
+            substeps=substeps,
+            parents=(features_ref,),
+            checkpoint=str(checkpoint),
+            on_epoch=progress,
+            model_options={"activation": activation} if activation else None,
+            output_name=f"pendulum-{protocol}-{preset}-{model}{suffix}",
+        )
 
 
 @catalog_task
@@ -143,12 +141,8 @@ def pendulum_flow(
 
     if protocol not in pp.PROTOCOLS:
         raise ValueError(f"protocol must be one of {pp.PROTOCOLS}, got {protocol!r}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    models = list(models or MODELS_BY_PROTOCOL[protocol])
-    unknown = [m for m in models if m not in MODELS_BY_PROTOCOL[protocol]]
-    if unknown:
-        raise ValueError(f"models {unknown} are not part of protocol {protocol!r}: {MODELS_BY_PROTOCOL[protocol]}")
+    checked_seeds(seeds)
+    models = checked_choice(models, MODELS_BY_PROTOCOL[protocol], f"model(s) of protocol {protocol!r}")
     from surrogates.mlp import ACTIVATIONS
     from surrogates.pendulum.models import DEFAULT_ACTIVATION
 

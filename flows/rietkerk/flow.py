@@ -6,7 +6,6 @@ Every step is a cached catalog task, so a re-run only computes what changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated
 
@@ -14,14 +13,19 @@ from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog
-from data_catalog.hashing import canonical_json
 from pipeline.results import SystemResult
 from pipeline.rietkerk.summary import rietkerk_summary, summary_rows
 from sims.rietkerk import protocols as rp
 from sims.rietkerk.data import RAW_KIND
 from sims.rietkerk.system import DECLARATION
 
-from ..conventions import catalog_task, code_fingerprint, in_catalog
+from ..conventions import (
+    catalog_task,
+    checked_choice,
+    checked_seeds,
+    in_catalog,
+    training_checkpoint,
+)
 from ..progress import counted, epoch_progress
 from ..registry import SystemPreset
 from ..schedules import Choices
@@ -89,20 +93,15 @@ def train(catalog: str, kind: str, train_ref: str, val_ref: str, preset: str, se
 
     cat = Catalog(catalog)
     config = training_config(preset, seed)
-    key = canonical_json(
-        [kind, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict(), code_fingerprint()]
-    )
-    checkpoints = cat.root / ".cache" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoints / f"rietkerk-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    identity = [kind, cat.stored_hash(train_ref), cat.stored_hash(val_ref), config.to_dict()]
     train_data, val_data = cat.open(train_ref).load(), cat.open(val_ref).load()
     progress = epoch_progress(config.epochs, f"training the {kind} emulator (seed {seed})")
-    model, result = sr.train_emulator(kind, train_data, val_data, config, checkpoint=str(checkpoint), on_epoch=progress)
-    ref = sr.store_emulator(
-        cat, f"rietkerk-{preset}-{kind}-emulator", kind, model, result, config, (train_ref, val_ref), {"preset": preset}
-    )
-    checkpoint.unlink(missing_ok=True)
-    return ref
+    with training_checkpoint(cat, "rietkerk", identity) as checkpoint:
+        model, result = sr.train_emulator(
+            kind, train_data, val_data, config, checkpoint=str(checkpoint), on_epoch=progress
+        )
+        name = f"rietkerk-{preset}-{kind}-emulator"
+        return sr.store_emulator(cat, name, kind, model, result, config, (train_ref, val_ref), {"preset": preset})
 
 
 @catalog_task
@@ -159,12 +158,8 @@ def rietkerk_flow(
     every step and the summary (``details``: the table's rows by emulator and split; ``artifacts``:
     the regime maps by name and the equation discovery's ref)."""
     rp.preset(preset)  # a clear error for an unknown preset before anything runs
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    emulators = list(emulators or EMULATORS)
-    unknown = [e for e in emulators if e not in EMULATORS]
-    if unknown:
-        raise ValueError(f"unknown emulator(s) {unknown}; choose from {EMULATORS}")
+    checked_seeds(seeds)
+    emulators = checked_choice(emulators, EMULATORS, "emulator(s)")
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     raw = {split: in_catalog(simulate, root)(root, preset, split) for split in rp.SIMULATED_SPLITS}
