@@ -696,7 +696,7 @@ def _particle_paths(path: Path, particles_path: PathLike | Sequence[PathLike] | 
     if not found:
         raise HaloCatalogError(
             f"{path}: no particle files {pattern!r} beside it; every halo needs particles: name them with "
-            "--particles (particles_path in Python); Rockstar writes them with FULL_PARTICLE_CHUNKS set"
+            "--particles; Rockstar writes them with FULL_PARTICLE_CHUNKS set"
         )
     return found
 
