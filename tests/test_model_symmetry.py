@@ -21,14 +21,8 @@ import torch
 import xarray as xr
 
 from pipeline.model_io import ModelIO
-from pipeline.symmetry import (
-    MODEL_RTOL,
-    SymmetryError,
-    assert_equivariant,
-    assert_units_equivariant,
-    measure_equivariance,
-    measure_units_equivariance,
-)
+from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
+from pipeline.symmetry import MODEL_RTOL, SymmetryError, assert_equivariant, assert_units_equivariant
 from sims.declaration import find_system
 from surrogates.artifacts import registered_models
 from surrogates.halos import runs as hr
