@@ -8,8 +8,7 @@ importing Prefect or torch."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from flows import lazy_attributes
 
 _MODULES = {
     "halos_flow": "flow",
@@ -24,7 +23,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _MODULES)
