@@ -86,10 +86,11 @@ def flows_by_name() -> dict[str, Any]:
     (imported here: Prefect takes seconds to import)."""
     from . import registry
     from .catalog_check import catalog_check
+    from .declared.flow import fit_flow
     from .features import features_flow
     from .main import main_job
 
-    flows = {f.name: f for f in (main_job, catalog_check, features_flow)}
+    flows = {f.name: f for f in (main_job, catalog_check, features_flow, fit_flow)}
     for name, target in registry.flows().items():
         flows[name] = registry.load(target)
     return flows

@@ -301,7 +301,16 @@ def _core_ndim(kind: Kind) -> int:
 class FeaturePlan:
     """What :func:`extract` computes for a declaration (invariants, Pi groups, target scalings)."""
 
-    def __init__(self, declaration: SystemDeclaration, *, repeating: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        declaration: SystemDeclaration,
+        *,
+        repeating: Sequence[str] | None = None,
+        signed: Sequence[str] | None = None,
+    ) -> None:
+        """``signed`` overrides which invariant scalars may be zero or negative (by default those that
+        can be for some inputs: inner products of distinct vectors, determinants, Minkowski products),
+        e.g. with what the data show; they enter Pi groups and scalings only where nothing else can."""
         check_declaration(declaration)
         self.declaration = declaration
         self.scalars = invariant_scalars(declaration)
@@ -314,8 +323,9 @@ class FeaturePlan:
             independent_units=declaration.independent_units,
             repeating=repeating,
             preferred=[s.name for s in self.scalars if s.role is Role.PARAMETER],
-            signed=[s.name for s in self.scalars if s.signed],
+            signed=[s.name for s in self.scalars if s.signed] if signed is None else list(signed),
         )
+        self.signed = tuple(s.name for s in self.scalars if s.signed) if signed is None else tuple(signed)
         self.targets = declaration.select(roles=(Role.TARGET,))
         unsupported = [t.name for t in self.targets if t.kind is not Kind.SCALAR]
         if unsupported:
@@ -341,7 +351,7 @@ class FeaturePlan:
 
     def _warn_about_signed_powers(self) -> None:
         """A signed scalar under a fractional or negative power gives NaN or inf on some inputs."""
-        signed = {s.name for s in self.scalars if s.signed}
+        signed = set(self.signed)
         monomials = [*self.pi_groups, *self.scalings.values()]
         risky = sorted(
             {m.name for m in monomials for q, p in m.exponents if q in signed and (p < 0 or p.denominator > 1)}

@@ -14,6 +14,7 @@ pipeline entry point calls.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import json
 import os
@@ -139,6 +140,80 @@ class Quantity:
         }
 
 
+FIT_FIELDS = ("shift_by", "split", "noisy")
+SPLIT_PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How ``eqs fit`` splits and models a declared system (the declaration's optional ``fit`` object).
+
+    - ``shift_by``: the quantity of the range-shift split (train on the lower part, test on the top):
+      a declared scalar, or an invariant scalar's name such as ``p1.p2`` ("" : no range-shift split);
+    - ``split``: the fractions (train, val, test) of the random split, each > 0, summing to 1;
+    - ``noisy``: targets with noise, which get a Gaussian output (a mean and an uncertainty).
+    """
+
+    shift_by: str = ""
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    noisy: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shift_by, str):
+            raise DeclarationError(f"fit.shift_by must be a quantity name, got {short_repr(self.shift_by)}")
+        split = self.split
+        if isinstance(split, (str, bytes)) or not isinstance(split, (list, tuple)) or len(split) != 3:
+            raise DeclarationError(f"fit.split must give train, val and test fractions, got {short_repr(split)}")
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in split):
+            raise DeclarationError(f"fit.split: every fraction must be a number in (0, 1), got {short_repr(split)}")
+        if abs(sum(split) - 1) > 1e-9:
+            raise DeclarationError(
+                f"fit.split: the fractions must add up to 1, got {short_repr(split)} (sum {sum(split):g})"
+            )
+        object.__setattr__(self, "split", tuple(float(f) for f in split))
+        noisy = self.noisy
+        if isinstance(noisy, (str, bytes)) or not isinstance(noisy, (list, tuple)):
+            raise DeclarationError(f"fit.noisy must be a list of target names, got {short_repr(noisy)}")
+        if not all(isinstance(n, str) for n in noisy):
+            raise DeclarationError(f"fit.noisy must be a list of target names, got {short_repr(noisy)}")
+        object.__setattr__(self, "noisy", tuple(noisy))
+
+    @property
+    def is_default(self) -> bool:
+        return self == FitOptions()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shift_by": self.shift_by,
+            "split": dict(zip(SPLIT_PARTS, self.split)),
+            "noisy": list(self.noisy),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str) -> "FitOptions":
+        if not isinstance(data, Mapping):
+            raise DeclarationError(f"{source}: 'fit' must be an object, got {type(data).__name__}")
+        unknown = sorted(map(str, set(data) - set(FIT_FIELDS)))
+        if unknown:
+            raise DeclarationError(
+                f"{source}: fit has unknown fields {short_repr(unknown)}; expected some of {list(FIT_FIELDS)}"
+            )
+        split = data.get("split", dict(zip(SPLIT_PARTS, cls.split)))
+        if not isinstance(split, Mapping) or set(split) != set(SPLIT_PARTS):
+            raise DeclarationError(
+                f"{source}: fit.split must be an object with exactly the fractions train, val and test, "
+                f"got {short_repr(split)}"
+            )
+        try:
+            return cls(
+                shift_by=data.get("shift_by", ""),
+                split=tuple(split[p] for p in SPLIT_PARTS),
+                noisy=data.get("noisy", ()),
+            )
+        except DeclarationError as exc:
+            raise DeclarationError(f"{source}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class SystemDeclaration:
     """A system: its quantities, its symmetry group and the units it treats as independent.
@@ -150,6 +225,7 @@ class SystemDeclaration:
     ``raw_kind`` is the catalog kind of the system's raw datasets, which lets ``eqs features``
     find the declaration of a dataset. ``source`` says where the declaration was read from (a
     file, a dataset's attribute) for error messages; it is not part of the declaration's identity.
+    ``fit``: how ``eqs fit`` splits and models the system (:class:`FitOptions`).
     """
 
     name: str
@@ -158,6 +234,7 @@ class SystemDeclaration:
     independent_units: tuple[str, ...] = ()
     raw_kind: str = ""
     description: str = ""
+    fit: FitOptions = field(default_factory=FitOptions)
     source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -201,6 +278,21 @@ class SystemDeclaration:
                 f"{where}: vector or tensor quantities ({', '.join(directional)}) need a symmetry group; "
                 "declare symmetry='O(d)' or similar"
             )
+        if not isinstance(self.fit, FitOptions):
+            raise DeclarationError(f"{where}: fit must be FitOptions, got {short_repr(self.fit)}")
+        targets = {q.name for q in self.quantities if q.role is Role.TARGET}
+        not_targets = [n for n in self.fit.noisy if n not in targets]
+        if not_targets:
+            raise DeclarationError(
+                f"{where}: fit.noisy names {', '.join(not_targets)}, which are not declared targets "
+                f"(targets: {', '.join(sorted(targets)) or 'none'})"
+            )
+        by = next((q for q in self.quantities if q.name == self.fit.shift_by), None)
+        if by is not None and (by.kind is not Kind.SCALAR or by.role is Role.TARGET):
+            raise DeclarationError(
+                f"{where}: fit.shift_by {by.name!r} is a {by.kind.value} {by.role.value}; the range shift needs a "
+                "scalar input (a declared scalar parameter or state, or an invariant such as 'v.v')"
+            )
         positions = [q.name for q in self.quantities if q.kind is Kind.POSITION]
         if positions and self.group not in ("E", "SE"):
             raise DeclarationError(
@@ -240,7 +332,7 @@ class SystemDeclaration:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "quantities": [q.to_dict() for q in self.quantities],
             "symmetry": self.symmetry,
@@ -248,6 +340,17 @@ class SystemDeclaration:
             "raw_kind": self.raw_kind,
             "description": self.description,
         }
+        if not self.fit.is_default:  # declarations without fit options keep their identity
+            out["fit"] = self.fit.to_dict()
+        return out
+
+    def inputs_only(self) -> "SystemDeclaration":
+        """The same system without its targets (what a model reads)."""
+        return dataclasses.replace(
+            self,
+            quantities=tuple(q for q in self.quantities if q.role is not Role.TARGET),
+            fit=FitOptions(shift_by=self.fit.shift_by, split=self.fit.split),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -257,7 +360,7 @@ class SystemDeclaration:
         """Build a declaration from its JSON form, naming ``source`` in every error."""
         if not isinstance(data, Mapping):
             raise DeclarationError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {"name", "quantities", "symmetry", "independent_units", "raw_kind", "description"}
+        known = {"name", "quantities", "symmetry", "independent_units", "raw_kind", "description", "fit"}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise DeclarationError(
@@ -286,6 +389,7 @@ class SystemDeclaration:
                 quantities.append(Quantity(**item))
             except DeclarationError as exc:
                 raise DeclarationError(f"{source}: quantities[{index}]: {exc}") from None
+        fit = FitOptions.from_dict(data["fit"], source=source) if "fit" in data else FitOptions()
         try:
             return cls(
                 name=data["name"],
@@ -294,6 +398,7 @@ class SystemDeclaration:
                 independent_units=data.get("independent_units", []),
                 raw_kind=data.get("raw_kind", ""),
                 description=data.get("description", ""),
+                fit=fit,
                 source=source,
             )
         except DeclarationError as exc:
@@ -306,7 +411,8 @@ class SystemDeclaration:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "SystemDeclaration":
-        """Read a UTF-8 JSON declaration file of at most ``MAX_DECLARATION_BYTES``."""
+        """Read a UTF-8 declaration file of at most ``MAX_DECLARATION_BYTES``: TOML when its name ends
+        in ``.toml``, else JSON (the same fields either way)."""
         try:
             with open(path, "rb") as handle:
                 # read one byte past the limit rather than trusting a size that may change
@@ -317,10 +423,13 @@ class SystemDeclaration:
             raise DeclarationError(
                 f"{path}: declaration file is larger than the limit of {MAX_DECLARATION_BYTES} bytes"
             )
+        toml = str(path).lower().endswith(".toml")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DeclarationError(f"{path}: not a UTF-8 JSON file ({exc})") from None
+            raise DeclarationError(f"{path}: not a UTF-8 {'TOML' if toml else 'JSON'} file ({exc})") from None
+        if toml:
+            return cls.from_dict(parse_toml(text, source=str(path)), source=str(path))
         return cls.from_json(text, source=str(path))
 
 
@@ -339,6 +448,22 @@ def parse_json(
         raise too_deep from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise DeclarationError(f"{source}: not valid JSON ({exc})") from None
+    if nesting_depth(data, max_nesting) > max_nesting:
+        raise too_deep
+    return data
+
+
+def parse_toml(text: str, *, source: str, max_nesting: int = MAX_NESTING) -> Any:
+    """``tomllib.loads`` for untrusted text, with the limits of :func:`parse_json`."""
+    import tomllib
+
+    too_deep = DeclarationError(f"{source}: TOML nested more than {max_nesting} levels deep (the limit)")
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DeclarationError(f"{source}: not valid TOML ({exc})") from None
     if nesting_depth(data, max_nesting) > max_nesting:
         raise too_deep
     return data

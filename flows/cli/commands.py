@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import registry
+from ..declared import cli as declared_cli
 from .core import (
     GROUP_HELP,
     RegistryGroup,
@@ -194,6 +195,10 @@ def run(
             click.echo(f"{step}: {ref}")
         click.echo(f"catalog: {cat.root}")
 
+
+# a system of the user's own: from a data file and a declaration (docs/fit.md)
+main.add_command(declared_cli.fit)
+main.add_command(declared_cli.predict)
 
 # the generic benchmarks; each system's come from the registry ("bench <system>")
 bench = RegistryGroup("bench", path="bench", help=GROUP_HELP["bench"])

@@ -1,0 +1,1 @@
+"""Surrogates of a declared system (``eqs fit``): built from its declaration alone."""
