@@ -15,7 +15,6 @@ import click
 from ..cli.core import (
     UsageFailure,
     _catalog,
-    _console,
     _emit_json,
     _flow_result,
     _refuse_inside_catalog,
@@ -117,8 +116,6 @@ def fit(
     from sims.declaration import DeclarationError
 
     out_path = checked_output(ctx, "--out", out, force)
-    if not os.path.exists(declaration):
-        raise UsageFailure(f"--declaration {declaration}: no such file")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .flow import checked_input, fit_flow, result_name
 
@@ -129,9 +126,10 @@ def fit(
     where = report_dir or os.path.join("reports", result_name(decl.name))
     _refuse_inside_catalog(ctx, "--report-dir", where, os.path.realpath(where))
     cat = _catalog(ctx)
-    _console().print(
+    click.echo(  # progress on stderr: stdout holds only the result (JSON with --json)
         f"fitting {', '.join(chosen)} of {decl.name!r} ({canonical.sizes['sample']} samples, {decl.symmetry}) "
-        f"with preset {preset}"
+        f"with preset {preset}",
+        err=True,
     )
     state = fit_flow(
         data=data,
@@ -184,6 +182,8 @@ def predict(
     from sims.declaration import DeclarationError
 
     out_path = checked_output(ctx, "--out", out, force)
+    if out_path is not None and os.path.exists(out_path) and os.path.exists(data) and os.path.samefile(out_path, data):
+        raise UsageFailure(f"--out {out}: is DATA; write the predictions to another file")
     from .predict import predict_file
 
     try:

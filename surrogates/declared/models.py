@@ -168,13 +168,17 @@ class DeclaredSurrogate(torch.nn.Module):
         for b in self.design.basis:
             vector = b.build(values)
             if self.method == "pi":
-                vector = vector * b.scaling.evaluate(computed)[..., None]
+                scale = b.scaling.evaluate(computed)
+                vector = vector * (scale[..., None] if getattr(scale, "ndim", 0) else scale)
             out.append(vector)
         return out
 
     def _target_scale(self, computed: Mapping[str, Any]) -> Any:
-        """The scale monomial of the target's units (``pi`` method)."""
-        return self.design.scaling.evaluate(computed)
+        """The scale monomial of the target's units (``pi`` method); a tensor for tensor inputs."""
+        scale = self.design.scaling.evaluate(computed)
+        if isinstance(scale, torch.Tensor) or isinstance(next(iter(computed.values())), np.ndarray):
+            return scale
+        return torch.as_tensor(scale, dtype=self.y_scale.dtype, device=self.y_scale.device)
 
     def forward(self, *xs: Any) -> Any:
         mean, sigma, _ = self._predict(self._values(xs))

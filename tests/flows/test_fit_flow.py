@@ -1,0 +1,182 @@
+"""``eqs fit`` and ``eqs predict`` end to end on a tiny example: the report, the exactness of the
+Pi-group surrogate on the moved test sets, the cache, and bad input refused with nothing stored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from data_catalog import Catalog
+from flows.cli import main as cli
+from tests.fit_examples import dataset, declaration_path
+
+ROUND_OFF = 1e-10
+
+
+def _run(root, *args):
+    return CliRunner().invoke(cli, ["--catalog", str(root), *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One smoke fit of the charged particle (120 samples), run through the command line."""
+    tmp = tmp_path_factory.mktemp("fit")
+    data = tmp / "particles.nc"
+    dataset("charged-particle", 120).to_netcdf(data)
+    root = tmp / "catalog"
+    args = ["fit", data, "--declaration", declaration_path("charged-particle"), "--preset", "smoke"]
+    args += ["--report-dir", tmp / "report", "--out", tmp / "summary.json", "--json"]
+    result = _run(root, *args)
+    assert result.exit_code == 0, result.output
+    return tmp, root, json.loads(result.stdout), args
+
+
+def test_fit_writes_the_report_and_a_row_per_method_and_test_set(fitted):
+    tmp, _, out, _ = fitted
+    html = (tmp / "report" / "report.html").read_text()
+    assert "charged_particle (eqs fit)" in html and "data:image/png;base64," in html
+    rows = out["result"]["details"]["rows"]
+    assert {(r["method"], r["split"]) for r in rows} == {
+        (m, s) for m in ("pi", "scalars", "raw") for s in ("test", "group", "units", "rescaled", "shift")
+    }
+    assert json.loads((tmp / "summary.json").read_text())["system"] == "fit-charged_particle"
+
+
+def test_the_pi_surrogate_is_exact_on_every_moved_test_set_and_the_raw_one_is_not(fitted):
+    _, _, out, _ = fitted
+    by = {(r["method"], r["split"]): r for r in out["result"]["details"]["rows"]}
+    for split in ("group", "units", "rescaled"):
+        assert by["pi", split]["consistency"] < ROUND_OFF, split
+        # a model that is exact on the moved samples scores exactly as on the originals
+        assert by["pi", split]["median_rel_error"] == pytest.approx(by["pi", "test"]["median_rel_error"], rel=1e-8)
+        assert by["raw", split]["consistency"] > 1e-3, split
+    assert by["scalars", "group"]["consistency"] < ROUND_OFF and by["scalars", "units"]["consistency"] > 1e-3
+    assert by["pi", "test"]["group_error"] < ROUND_OFF and by["pi", "test"]["units_error"] < ROUND_OFF
+    assert by["raw", "test"]["group_error"] > 1e-3 and by["scalars", "test"]["units_error"] > 1e-3
+
+
+def test_a_second_fit_comes_from_the_cache(fitted):
+    tmp, root, out, args = fitted
+    versions = sorted(p.name for p in Catalog(root).root.rglob("*.h5"))
+    again = _run(root, *args[:-3], "--report-dir", tmp / "report2", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["result"]["evaluations"] == out["result"]["evaluations"]
+    assert sorted(p.name for p in Catalog(root).root.rglob("*.h5")) == versions
+
+
+def test_predict_applies_a_stored_surrogate_to_data_in_other_units(fitted):
+    tmp, root, out, _ = fitted
+    model = out["result"]["models"]["dx"]["pi"]["random"][0]
+    new = dataset("charged-particle", 30, seed=5)
+    converted = new.copy()
+    converted["v0"] = converted["v0"] * 100.0
+    converted["v0"].attrs["units"] = "cm/s"
+    converted["t"] = converted["t"] * 1000.0
+    converted["t"].attrs["units"] = "ms"
+    for ds, name in ((new, "a.nc"), (converted, "b.nc")):
+        ds.to_netcdf(tmp / name)
+        result = _run(root, "predict", model, tmp / name, "--out", tmp / f"pred-{name}", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["samples"] == 30
+    a, b = xr.open_dataset(tmp / "pred-a.nc"), xr.open_dataset(tmp / "pred-b.nc")
+    np.testing.assert_allclose(a["dx"].values, b["dx"].values, rtol=1e-12)
+    assert a["dx"].attrs["units"] == "m"
+
+
+def test_predict_refuses_data_declared_otherwise(fitted, tmp_path):
+    _, root, out, _ = fitted
+    model = out["result"]["models"]["dx"]["pi"]["random"][0]
+    spec = json.loads(declaration_path("charged-particle").read_text())
+    spec["symmetry"] = "O(3)"
+    spec["quantities"][0]["units"] = "m"
+    (tmp_path / "other.json").write_text(json.dumps(spec))
+    dataset("charged-particle", 20).to_netcdf(tmp_path / "d.nc")
+    result = _run(
+        root, "predict", model, tmp_path / "d.nc", "--out", tmp_path / "p.nc", "--declaration", tmp_path / "other.json"
+    )
+    assert result.exit_code == 2, result.output
+    assert "does not match the declaration of model" in result.stderr
+    assert "symmetry O(3)" in result.stderr and "'m' is in m" in result.stderr
+    assert not (tmp_path / "p.nc").exists()
+
+
+def _bad(tmp_path, change_data=None, change_spec=None):
+    ds = dataset("charged-particle", 60)
+    spec = json.loads(declaration_path("charged-particle").read_text())
+    if change_data:
+        ds = change_data(ds)
+    if change_spec:
+        change_spec(spec)
+    ds.to_netcdf(tmp_path / "d.nc")
+    (tmp_path / "decl.json").write_text(json.dumps(spec))
+    return tmp_path / "d.nc", tmp_path / "decl.json"
+
+
+def _nan(ds):
+    ds["t"][4] = np.nan
+    return ds
+
+
+def _units(ds):
+    ds["m"].attrs["units"] = "s"
+    return ds
+
+
+def _components(ds):
+    ds = ds.drop_vars("v0")
+    ds["v0"] = (("sample", "c"), np.ones((60, 2)), {"units": "m/s"})
+    return ds
+
+
+def _no_mass_or_time(spec):  # then no monomial carries a time: dx / v0 has no scale
+    spec["quantities"] = [q for q in spec["quantities"] if q["name"] not in ("m", "t")]
+
+
+def _bad_kind(spec):
+    spec["quantities"][0]["kind"] = "spinor"
+
+
+BAD = {
+    "NaN": (_nan, None, ["variable 't' has 1 NaN"]),
+    "units of another dimension": (_units, None, ["variable 'm'", "kg"]),
+    "wrong component count": (_components, None, ["variable 'v0'", "expected 3"]),
+    "missing variable": (lambda ds: ds.drop_vars("B"), None, ["variable 'B' is missing"]),
+    "unreachable target": (None, _no_mass_or_time, ["target 'dx'", "no units-equivariant model exists"]),
+    "bad kind": (None, _bad_kind, ["kind 'spinor' is not one of"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_data_and_declarations_exit_2_and_store_nothing(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    change_data, change_spec, words = BAD[case]
+    data, decl = _bad(tmp_path, change_data, change_spec)
+    root = tmp_path / "catalog"
+    for extra in ([], ["--json"]):
+        result = _run(root, "fit", data, "--declaration", decl, "--preset", "smoke", *extra)
+        assert result.exit_code == 2, result.output
+        message = json.loads(result.stdout)["error"] if extra else result.stderr
+        for word in words:
+            assert word in message, message
+        assert "Traceback" not in result.output
+    assert not root.exists() or not list(root.rglob("*.h5"))
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        (["--target", "dy"], "declares no target dy"),
+        (["--shift-by", "v0"], "needs a scalar input"),
+        (["--shift-by", "nothing"], "neither a declared scalar input nor an invariant"),
+    ],
+)
+def test_bad_options_exit_2(options, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a run that got through would write its report here
+    data, decl = _bad(tmp_path)
+    result = _run(tmp_path / "catalog", "fit", data, "--declaration", decl, *options)
+    assert result.exit_code == 2 and words in result.stderr, result.output
