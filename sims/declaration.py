@@ -215,6 +215,49 @@ class FitOptions:
 
 
 @dataclass(frozen=True)
+class PermutationSet:
+    """Quantities of a set of members (particles) that may be relabelled together.
+
+    In the data, each of ``quantities`` has the dimension ``dim`` after ``sample`` (one entry per
+    member, the same number for every quantity of the set); a permutation of the members along
+    ``dim``, the same for all of them, leaves a global target unchanged and permutes a member target.
+    """
+
+    dim: str
+    quantities: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, str) or not IDENTIFIER.match(self.dim) or self.dim in RESERVED_DIMS:
+            raise DeclarationError(
+                f"permutation.dim {short_repr(self.dim)}: expected an identifier other than {', '.join(RESERVED_DIMS)} "
+                "(the data's dimension that indexes the members, such as 'particle')"
+            )
+        q = self.quantities
+        if isinstance(q, (str, bytes)) or not isinstance(q, (list, tuple)) or not q:
+            raise DeclarationError(f"permutation.quantities must be a non-empty list of names, got {short_repr(q)}")
+        if not all(isinstance(n, str) for n in q):
+            raise DeclarationError(f"permutation.quantities must be names, got {short_repr(q)}")
+        object.__setattr__(self, "quantities", tuple(dict.fromkeys(q)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dim": self.dim, "quantities": list(self.quantities)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str) -> "PermutationSet":
+        if not isinstance(data, Mapping) or set(data) != {"dim", "quantities"}:
+            raise DeclarationError(
+                f"{source}: 'permutation' must be an object with exactly 'dim' and 'quantities', got {short_repr(data)}"
+            )
+        try:
+            return cls(data["dim"], data["quantities"])
+        except DeclarationError as exc:
+            raise DeclarationError(f"{source}: {exc}") from None
+
+
+RESERVED_DIMS = ("sample", "space", "space_col")
+
+
+@dataclass(frozen=True)
 class SystemDeclaration:
     """A system: its quantities, its symmetry group and the units it treats as independent.
 
@@ -225,7 +268,8 @@ class SystemDeclaration:
     ``raw_kind`` is the catalog kind of the system's raw datasets, which lets ``eqs features``
     find the declaration of a dataset. ``source`` says where the declaration was read from (a
     file, a dataset's attribute) for error messages; it is not part of the declaration's identity.
-    ``fit``: how ``eqs fit`` splits and models the system (:class:`FitOptions`).
+    ``fit``: how ``eqs fit`` splits and models the system (:class:`FitOptions`); ``permutation``: a
+    set of members that may be relabelled (:class:`PermutationSet`), which ``eqs fit`` models.
     """
 
     name: str
@@ -235,6 +279,7 @@ class SystemDeclaration:
     raw_kind: str = ""
     description: str = ""
     fit: FitOptions = field(default_factory=FitOptions)
+    permutation: PermutationSet | None = None
     source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -287,6 +332,8 @@ class SystemDeclaration:
                 f"{where}: fit.noisy names {', '.join(not_targets)}, which are not declared targets "
                 f"(targets: {', '.join(sorted(targets)) or 'none'})"
             )
+        if self.permutation is not None:
+            self._check_permutation(where)
         by = next((q for q in self.quantities if q.name == self.fit.shift_by), None)
         if by is not None and (by.kind is not Kind.SCALAR or by.role is Role.TARGET):
             raise DeclarationError(
@@ -299,6 +346,41 @@ class SystemDeclaration:
                 f"{where}: position quantities ({', '.join(positions)}) translate, which only E(d) and SE(d) "
                 f"include; declare them as vectors for {self.symmetry}"
             )
+
+    def _check_permutation(self, where: str) -> None:
+        perm = self.permutation
+        if not isinstance(perm, PermutationSet):
+            raise DeclarationError(f"{where}: permutation must be a PermutationSet, got {short_repr(perm)}")
+        names = {q.name: q for q in self.quantities}
+        unknown = [n for n in perm.quantities if n not in names]
+        if unknown:
+            raise DeclarationError(
+                f"{where}: permutation names {', '.join(unknown)}, which are not declared quantities"
+            )
+        if all(names[n].role is Role.TARGET for n in perm.quantities):
+            raise DeclarationError(
+                f"{where}: permutation needs at least one input (parameter or state) among its quantities"
+            )
+        unsupported = [n for n in perm.quantities if names[n].kind in (Kind.TENSOR, Kind.FIELD)]
+        unsupported += [n for n in perm.quantities if names[n].kind is Kind.POSITION and names[n].role is Role.TARGET]
+        if unsupported:
+            raise DeclarationError(
+                f"{where}: permutation members {', '.join(unsupported)} are tensors, fields or position targets, which "
+                "a relabelled set does not support (declare a member's displacement as a vector target)"
+            )
+        noisy = [n for n in self.fit.noisy if n in perm.quantities]
+        if noisy:
+            raise DeclarationError(
+                f"{where}: fit.noisy names member targets ({', '.join(noisy)}); only global targets may be noisy"
+            )
+        if self.fit.shift_by in perm.quantities:
+            raise DeclarationError(
+                f"{where}: fit.shift_by {self.fit.shift_by!r} is a member quantity; shift by a global one"
+            )
+
+    def is_member(self, name: str) -> bool:
+        """Whether quantity ``name`` belongs to the relabelled set."""
+        return self.permutation is not None and name in self.permutation.quantities
 
     @property
     def group(self) -> str:
@@ -342,14 +424,22 @@ class SystemDeclaration:
         }
         if not self.fit.is_default:  # declarations without fit options keep their identity
             out["fit"] = self.fit.to_dict()
+        if self.permutation is not None:
+            out["permutation"] = self.permutation.to_dict()
         return out
 
     def inputs_only(self) -> "SystemDeclaration":
         """The same system without its targets (what a model reads)."""
+        inputs = tuple(q for q in self.quantities if q.role is not Role.TARGET)
+        permutation = self.permutation
+        if permutation is not None:
+            members = tuple(n for n in permutation.quantities if n in {q.name for q in inputs})
+            permutation = PermutationSet(permutation.dim, members)
         return dataclasses.replace(
             self,
-            quantities=tuple(q for q in self.quantities if q.role is not Role.TARGET),
+            quantities=inputs,
             fit=FitOptions(shift_by=self.fit.shift_by, split=self.fit.split),
+            permutation=permutation,
         )
 
     def to_json(self) -> str:
@@ -360,7 +450,7 @@ class SystemDeclaration:
         """Build a declaration from its JSON form, naming ``source`` in every error."""
         if not isinstance(data, Mapping):
             raise DeclarationError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {"name", "quantities", "symmetry", "independent_units", "raw_kind", "description", "fit"}
+        known = {"name", "quantities", "symmetry", "independent_units", "raw_kind", "description", "fit", "permutation"}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise DeclarationError(
@@ -390,6 +480,7 @@ class SystemDeclaration:
             except DeclarationError as exc:
                 raise DeclarationError(f"{source}: quantities[{index}]: {exc}") from None
         fit = FitOptions.from_dict(data["fit"], source=source) if "fit" in data else FitOptions()
+        permutation = PermutationSet.from_dict(data["permutation"], source=source) if "permutation" in data else None
         try:
             return cls(
                 name=data["name"],
@@ -399,6 +490,7 @@ class SystemDeclaration:
                 raw_kind=data.get("raw_kind", ""),
                 description=data.get("description", ""),
                 fit=fit,
+                permutation=permutation,
                 source=source,
             )
         except DeclarationError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 from sims.declaration import SystemDeclaration
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
-NAMES = ("charged-particle", "ee-to-mumu")
+NAMES = ("charged-particle", "ee-to-mumu", "n-body")
 
 
 @cache

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import xarray as xr
 from annotated_types import Ge
 from prefect import flow, get_run_logger
 
@@ -145,10 +147,38 @@ def features(catalog: str, ref: str, dask_address: str | None = "threads") -> st
     names = [q.name for q in declaration.inputs_only().quantities]
     conditions = conditions_on_data(declaration, {n: data[n].values for n in names})
     plan = input_plan(declaration, conditions.signed)
-    with dask_scheduler(dask_address):
-        out = extract(data[names], plan, source=ref).compute()
+    inputs = view_dataset(data, declaration)
+    with dask_scheduler(dask_address), warnings.catch_warnings():
+        if declaration.permutation is not None:  # the diagonal's 0 / 0, masked below
+            warnings.simplefilter("ignore", RuntimeWarning)
+        out = extract(inputs, plan, source=ref).compute()
+    if declaration.permutation is not None:  # a member paired with itself is not a pair
+        dim = declaration.permutation.dim
+        distinct = out[f"{dim}_i"] != out[f"{dim}_j"]
+        out = out.map(lambda v: v.where(distinct) if {f"{dim}_i", f"{dim}_j"} <= set(v.dims) else v, keep_attrs=True)
     out.attrs["conditions"] = json.dumps(conditions.to_dict())
     return cat.write(out, features_name(parse_ref(ref).name), kind=FEATURES_KIND, parents=[ref])
+
+
+def view_dataset(data: Any, declaration: Any) -> Any:
+    """The inputs as the features read them: with a relabelled set, each member quantity q as q_i along
+    ``<dim>_i`` and q_j along ``<dim>_j``, so that xarray broadcasts them to every ordered pair."""
+    from pipeline.declared.design import PAIR_SUFFIXES
+
+    names = [q.name for q in declaration.inputs_only().quantities]
+    if declaration.permutation is None:
+        return data[names]
+    dim = declaration.permutation.dim
+    variables = {}
+    for name in names:
+        if declaration.is_member(name):
+            for suffix in PAIR_SUFFIXES:
+                variables[name + suffix] = data[name].rename({dim: dim + suffix})
+        else:
+            variables[name] = data[name]
+    return xr.Dataset(variables).assign_coords(
+        {dim + s: (dim + s, np.arange(data.sizes[dim]), {"units": "1"}) for s in PAIR_SUFFIXES}
+    )
 
 
 @catalog_task
@@ -195,6 +225,19 @@ def splits(catalog: str, ref: str, features_ref: str) -> dict[str, Any]:
             moved, declaration, "group", random["test"], description=desc, matrices=matrices, translations=translations
         )
         store_testset(ds, "group", [ref, split_ref])
+    if declaration.permutation is not None:
+        members = test_values[declaration.permutation.quantities[0]].shape[1]
+        perms = sp.random_permutations(len(random["test"]), members, sp.SPLIT_SEED + 3)
+        desc = f"the members of each held-out sample relabelled by a random permutation along {declaration.permutation.dim!r}"
+        ds = sp.testset_dataset(
+            sp.permuted(test_values, declaration, perms),
+            declaration,
+            "permutation",
+            random["test"],
+            description=desc,
+            permutations=perms,
+        )
+        store_testset(ds, "permutation", [ref, split_ref])
     scales = sp.random_units(declaration, sp.SPLIT_SEED + 2)
     factors = sp.factors(declaration, scales)
     desc = "the held-out samples in other units: " + ", ".join(f"{dim} numbers x{s:.3g}" for dim, s in scales.items())
@@ -338,7 +381,7 @@ def fit_flow(
                     models.setdefault(target, {}).setdefault(method, {}).setdefault(split_name, []).append(ref)
                     tests = ["shift"] if split_name == "shift" else [s for s in testsets if s != "shift"]
                     for test in tests:
-                        reference = testsets["test"] if test in ("group", "units", "rescaled") else None
+                        reference = testsets["test"] if test in ("group", "permutation", "units", "rescaled") else None
                         done = in_catalog(evaluate, root)(root, ref, testsets[test], reference)
                         evaluations.setdefault(target, {}).setdefault(method, {}).setdefault(test, []).append(done)
             log.info("%s by %s: %d seed(s) trained and evaluated", target, method, seeds)

@@ -83,13 +83,16 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _component_dims(var: xr.DataArray, kind: Kind) -> tuple[str, ...] | str:
+def _component_dims(var: xr.DataArray, kind: Kind, member_dim: str | None = None) -> tuple[str, ...] | str:
     """The variable's own dimensions, or a sentence saying why they cannot be told."""
-    own = [d for d in var.dims if d != SAMPLE]
+    own = [d for d in var.dims if d not in (SAMPLE, member_dim)]
     n = {Kind.SCALAR: 0, Kind.VECTOR: 1, Kind.POSITION: 1, Kind.TENSOR: 2}[kind]
-    if len(own) != n:
-        expected = {0: "(sample,)", 1: "(sample, C) with C its components", 2: "(sample, C, C)"}[n]
-        return f"has dims {var.dims}; a {kind.value} needs {expected}"
+    if len(own) != n or (member_dim is not None and member_dim not in var.dims):
+        m = f", {member_dim}" if member_dim else ""
+        expected = {0: f"(sample{m})", 1: f"(sample{m}, C) with C its components", 2: f"(sample{m}, C, C)"}[n]
+        if n == 0 and not m:
+            expected = "(sample,)"
+        return f"has dims {var.dims}; a {kind.value}{' member' if m else ''} needs {expected}"
     if n == 1 and len(own) == 1:
         return (own[0],)
     named = [d for d in own if d in COMPONENT_NAMES]
@@ -128,6 +131,8 @@ def checked_data(
     d = decl.space_dim
     out: dict[str, Any] = {}
     present = set(map(str, ds.data_vars))
+    member_dim = decl.permutation.dim if decl.permutation is not None else None
+    members: dict[str, int] = {}
     for q in decl.quantities:
         where = f"{source}: variable {q.name!r}"
         if q.name not in present:
@@ -139,10 +144,18 @@ def checked_data(
         if SAMPLE not in var.dims and q.role is not Role.PARAMETER:
             problems.append(f"{where} has dims {var.dims}; a {q.role.value} varies per sample, so needs 'sample'")
             continue
-        dims = _component_dims(var, q.kind)
+        is_member = decl.is_member(q.name)
+        if not is_member and member_dim is not None and member_dim in var.dims:
+            problems.append(
+                f"{where} has the member dimension {member_dim!r} but is not declared in the permutation set"
+            )
+            continue
+        dims = _component_dims(var, q.kind, member_dim if is_member else None)
         if isinstance(dims, str):
             problems.append(f"{where} {dims}")
             continue
+        if is_member:
+            members[q.name] = int(var.sizes[member_dim])
         if q.kind is not Kind.SCALAR:
             sizes = tuple(var.sizes[c] for c in dims)
             if any(s != d for s in sizes):
@@ -167,7 +180,8 @@ def checked_data(
             except UnitsError as exc:
                 problems.append(str(exc))
                 continue
-        values = np.asarray(var.transpose(*([SAMPLE] if SAMPLE in var.dims else []), *dims).values, dtype=np.float64)
+        leading = ([SAMPLE] if SAMPLE in var.dims else []) + ([member_dim] if is_member else [])
+        values = np.asarray(var.transpose(*leading, *dims).values, dtype=np.float64)
         bad = int(np.count_nonzero(~np.isfinite(values)))
         if bad:
             problems.append(f"{where} has {bad} NaN or infinite value(s); remove those samples or fill them")
@@ -176,7 +190,12 @@ def checked_data(
         if SAMPLE not in var.dims:
             values = np.broadcast_to(values, (n, *values.shape)).copy()
         own = {0: (), 1: (SPACE,), 2: (SPACE, SPACE_COL)}[len(dims)]
+        own = ((member_dim,) if is_member else ()) + own
         out[q.name] = ((SAMPLE, *own), values, {"units": q.units, "kind": q.kind.value, "role": q.role.value})
+    if members and next(iter(members.values())) < 2:  # one size per dimension name: xarray sees to that
+        problems.append(
+            f"{source}: the set along {member_dim!r} has {next(iter(members.values()))} member; at least 2 are needed"
+        )
     if problems:
         raise DataError(
             f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}:\n  - "

@@ -17,6 +17,7 @@ monomial reaches at all is refused, naming what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import warnings
@@ -84,10 +85,76 @@ def _scaling(plan: FeaturePlan, units: str) -> Monomial | None:
         return None
 
 
+PAIR_SUFFIXES = ("_i", "_j")
+
+
+def view_declaration(declaration: SystemDeclaration) -> SystemDeclaration:
+    """What the features are computed from: the declaration's inputs; with a relabelled set, its *pair
+    view*, in which each member quantity q appears twice, as q_i (member i) and q_j (member j), so that
+    the invariant scalars and Pi groups are those of an ordered pair of members with the global inputs."""
+    inputs = declaration.inputs_only()
+    if inputs.permutation is None:
+        return inputs
+    members = set(inputs.permutation.quantities)
+    quantities: list[Quantity] = []
+    for q in inputs.quantities:
+        if q.name in members:
+            quantities += [dataclasses.replace(q, name=q.name + suffix) for suffix in PAIR_SUFFIXES]
+        else:
+            quantities.append(q)
+    names = [q.name for q in quantities]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise FeatureError(
+            f"system {declaration.name!r}: the pair view of the set names {clashes} twice; rename the quantities "
+            f"that end in {' or '.join(PAIR_SUFFIXES)}"
+        )
+    return dataclasses.replace(inputs, quantities=tuple(quantities), permutation=None)
+
+
+def partner_index(members: int) -> np.ndarray:
+    """J[i, j]: j, except on the diagonal, where it is the next member: the (unused) diagonal of the
+    pair arrays then holds a real pair, so that nothing there is 0 / 0 (a centred position of a pair
+    with itself is zero), which would poison the gradients through the masked averages."""
+    index = np.tile(np.arange(members), (members, 1))
+    index[np.arange(members), np.arange(members)] = (np.arange(members) + 1) % members
+    return index
+
+
+def view_values(declaration: SystemDeclaration, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs' arrays as the view declaration reads them: unchanged without a set; with one, member
+    arrays (sample, member, ...) become (sample, member i, 1, ...) and (sample, member i, member j, ...)
+    and global ones (sample, 1, 1, ...), so that every feature comes out per ordered pair (sample, i, j).
+    The diagonal i = j is filled with another pair (:func:`partner_index`) and is never used."""
+    if declaration.permutation is None:
+        return dict(values)
+    out: dict[str, Any] = {}
+    for q in declaration.inputs_only().quantities:
+        x = values[q.name]
+        if declaration.is_member(q.name):
+            index = partner_index(x.shape[1])
+            if not isinstance(x, np.ndarray):  # a torch tensor
+                import torch
+
+                index = torch.as_tensor(index, device=x.device)
+            out[q.name + PAIR_SUFFIXES[0]] = x[:, :, None]
+            out[q.name + PAIR_SUFFIXES[1]] = x[:, index]
+        else:
+            out[q.name] = x[:, None, None]
+    return out
+
+
+def off_diagonal(x: np.ndarray, members: int) -> np.ndarray:
+    """The entries of distinct pairs (i != j) of a (sample, i, j, ...) array, as (sample, pairs, ...)."""
+    x = np.broadcast_to(x, (x.shape[0], members, members, *x.shape[3:]))
+    return x[:, ~np.eye(members, dtype=bool)]
+
+
 def input_plan(declaration: SystemDeclaration, signed: Sequence[str] | None = None) -> FeaturePlan:
-    """The feature plan of the declaration's inputs (its parameters and states); ``signed`` as
-    :class:`~pipeline.features.FeaturePlan` takes it (see :func:`signed_on_data`)."""
-    return FeaturePlan(declaration.inputs_only(), signed=signed)
+    """The feature plan of the declaration's inputs (its parameters and states; with a relabelled set,
+    of its pair view); ``signed`` as :class:`~pipeline.features.FeaturePlan` takes it (see
+    :func:`conditions_on_data`)."""
+    return FeaturePlan(view_declaration(declaration), signed=signed)
 
 
 def _vector_names(scalar: str) -> list[str] | None:
@@ -101,8 +168,12 @@ def _vector_names(scalar: str) -> list[str] | None:
     return None
 
 
-def _euclidean(x: np.ndarray) -> np.ndarray:
-    return np.sqrt((x.reshape(len(x), -1) ** 2).sum(-1)) if x.ndim > 1 else np.abs(x)
+def _size(x: np.ndarray, kind: Kind) -> np.ndarray:
+    """Euclidean length of a vector (Frobenius norm of a tensor) over its own axes."""
+    x = np.asarray(x, dtype=np.float64)
+    if kind is Kind.TENSOR:
+        return np.sqrt((x**2).sum((-2, -1)))
+    return np.sqrt((x**2).sum(-1))
 
 
 @dataclass(frozen=True)
@@ -126,19 +197,30 @@ def conditions_on_data(declaration: SystemDeclaration, values: Mapping[str, np.n
     may amplify. *Signed*: every scalar that is not strictly positive on all samples, and every zero
     one; they enter Pi groups and scalings only where nothing else carries their dimensions.
     """
-    inputs = declaration.inputs_only()
+    view = view_declaration(declaration)
     with warnings.catch_warnings():  # the default plan may warn about powers that the data settle
         warnings.simplefilter("ignore")
         plan = input_plan(declaration)
-    vectors = _vector_inputs(inputs, [q for q in inputs.quantities if q.is_vector])
+    values = view_values(declaration, values)
+    members = declaration.permutation and next(
+        values[q + PAIR_SUFFIXES[0]].shape[1] for q in declaration.inputs_only().permutation.quantities
+    )
+
+    def pairs(x: Any) -> np.ndarray:  # every sample (and distinct pair of members), flattened
+        x = np.asarray(x, dtype=np.float64)
+        return off_diagonal(x, members).reshape(-1) if members else x.reshape(-1)
+
+    vectors = _vector_inputs(view, [q for q in view.quantities if q.is_vector])
     signed, zero = [], []
     for s in plan.scalars:
-        v = np.asarray(s.compute(values), dtype=np.float64)
+        computed = np.asarray(s.compute(values), dtype=np.float64)
+        v = pairs(computed)
         parts = _vector_names(s.name)
         if parts is not None and all(p in values for p in parts):
-            size = np.ones(v.shape)
+            size = np.ones(())
             for p in parts:
-                size = size * _euclidean(vectors[p].get(values) if p in vectors else values[p])
+                size = size * _size(vectors[p].get(values) if p in vectors else values[p], view.quantity(p).kind)
+            size = pairs(np.broadcast_to(size, np.broadcast_shapes(size.shape, computed.shape)))
             if v.size and np.all(np.abs(v) <= ROUND_OFF_ZERO * size):
                 zero.append(s.name)
         if s.name in zero or not (v.size and np.isfinite(v).all() and (v > 0).all()):
@@ -169,7 +251,7 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
     group, d = declaration.group, declaration.space_dim
     if q.kind is Kind.POSITION and group not in ("E", "SE"):
         raise FeatureError(f"{where}: a position target translates, which only E(d) and SE(d) include")
-    inputs = declaration.inputs_only()
+    inputs = view_declaration(declaration)
     vectors = [v for v in inputs.quantities if v.is_vector]
     if not vectors:
         raise FeatureError(f"{where}: a vector target needs vector inputs to be built from; none is declared")
@@ -212,7 +294,7 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
         def centroid(values: Any, names: tuple[str, ...] = tuple(positions)) -> Any:
             return sum(values[n] for n in names) / len(names)
 
-        if any(declaration.quantity(p).units != q.units for p in positions):
+        if any(inputs.quantity(p).units != q.units for p in positions):
             raise FeatureError(f"{where}: a position target needs the input positions in its own units {q.units!r}")
     return TargetDesign(q, plan, scaling, tuple(basis), centroid, tuple(left_out))
 

@@ -6,7 +6,8 @@ mean square error in the target's declared units (a test set in other units is c
 the fraction of samples within the 1-sigma region (0.683 when calibrated; for a vector target the
 ball that holds 68.3 % of an isotropic Gaussian in d dimensions), the model's measured symmetry
 errors (``pipeline.model_symmetry``: the worst relative error under random group elements and
-random changes of units, in float64), and, for a test set made by moving the held-out samples, how
+random changes of units, in float64; and under random relabellings of a set's members), and, for a
+test set made by moving the held-out samples, how
 far the predictions on the moved samples are from the moved predictions on the originals.
 """
 
@@ -25,7 +26,7 @@ from pipeline.declared.data import SAMPLE, SPACE
 
 EVALUATION_KIND = "declared.evaluation"
 ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
-SCORES = ("median_rel_error", "rmse", "within_1sigma", "group_error", "units_error", "consistency")
+SCORES = ("median_rel_error", "rmse", "within_1sigma", "group_error", "units_error", "permutation_error", "consistency")
 
 register_schema(
     DatasetSchema(
@@ -79,12 +80,15 @@ def evaluation_dataset(
     split: str,
     symmetry: Mapping[str, float],
     consistency: float | None = None,
+    member_target: bool = False,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """The evaluation of one model on one test set. ``target_factor`` converts the declared units to
     the test set's numbers (1 unless the split changed units or scales)."""
     rel = relative_errors(predicted, true)
-    dims = (SAMPLE,) if predicted.ndim == 1 else (SAMPLE, SPACE)
+    dims = {1: (SAMPLE,), 2: (SAMPLE, "member") if member_target else (SAMPLE, SPACE), 3: (SAMPLE, "member", SPACE)}[
+        predicted.ndim
+    ]
     residual = (predicted - true).reshape(len(true), -1) / target_factor
     rmse = float(np.sqrt(np.mean(np.sum(residual**2, axis=1)))) if len(true) else float("nan")
     variables: dict[str, Any] = {
@@ -95,10 +99,11 @@ def evaluation_dataset(
         "rmse": ((), rmse, {"units": units, "long_name": f"root mean square error of {target} in declared units"}),
         "group_error": ((), float(symmetry.get("group", float("nan"))), {"units": "1"}),
         "units_error": ((), float(symmetry.get("units", float("nan"))), {"units": "1"}),
+        "permutation_error": ((), float(symmetry.get("permutation", float("nan"))), {"units": "1"}),
         "consistency": ((), float("nan") if consistency is None else float(consistency), {"units": "1"}),
     }
     if sigma is not None:
-        variables["sigma"] = ((SAMPLE,), sigma, {"units": units})
+        variables["sigma"] = (dims[: sigma.ndim], sigma, {"units": units})
         variables["within_1sigma"] = ((), within_sigma(predicted, true, sigma), {"units": "1"})
     else:
         variables["within_1sigma"] = ((), float("nan"), {"units": "1"})

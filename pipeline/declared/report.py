@@ -23,12 +23,13 @@ READING = (
     "each row is a surrogate of one target, each column a test set; the number is the median over test samples "
     "of ||predicted - true|| / ||true|| (lower is better), mean ± std over training seeds. test: held-out samples "
     "drawn like the training data. group: the same samples, each moved by a random element of the declared "
-    "group. units: the same samples in other units (every base unit changed). rescaled: the same samples at "
+    "group. permutation (systems with a relabelled set): the same samples with their members relabelled. "
+    "units: the same samples in other units (every base unit changed). rescaled: the same samples at "
     "another scale, with every dimensional input outside its training range and the Pi groups inside. shift: "
     "trained on the lower values of the shift quantity and tested on the top. The second table gives, per method, "
     "the RMSE in the target's declared units, the fraction of samples within the predicted 1-sigma region "
     "(0.683 when calibrated; noisy targets only), the measured symmetry errors (the worst relative change of the "
-    "output under random group elements and random changes of units, in float64: round-off, about 1e-15, means "
+    "output under random group elements, random changes of units and random relabellings of the members, in float64: round-off, about 1e-15, means "
     "exact) and the consistency (how far predictions on the moved test samples are from the moved predictions)."
 )
 
@@ -82,6 +83,9 @@ def extra_table(doc: Document, target: str, rows: list[dict[str, Any]]) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))
     units = next((r["units"] for r in rows if r.get("units")), "")
+    errors = ["group_error", "units_error", "consistency"]
+    if any(math.isfinite(r.get("permutation_error", math.nan)) for r in rows):
+        errors.insert(2, "permutation_error")
     table = []
     for method in methods:
         by = {r["split"]: r for r in rows if r["method"] == method}

@@ -1,9 +1,11 @@
-"""The OOD splits of a declared system, derived from its declaration (docs/fit.md#splits).
+"""The OOD splits of a declared system, derived from its declaration (docs/fit.md#what-eqs-fit-does).
 
 - ``test``: the held-out part of a random train/val/test split (in distribution);
 - ``group``: the test set with every sample moved by its own random element of the declared group
   (rotations with and without reflections, Lorentz transformations with boosts, translations of the
   positions); targets move as their kind says;
+- ``permutation``: for a system with a relabelled set, the test set with the members of every sample
+  relabelled by their own random permutation; member targets are permuted alike;
 - ``units``: the test set in other units: one random change of every base unit (log-uniform factor
   in [0.01, 100] per base dimension), every quantity converted by the factor its units imply;
 - ``shift``: train on the samples with the lower values of the ``shift_by`` quantity, test on the top;
@@ -34,7 +36,7 @@ from sims.declaration import Kind, Role, SystemDeclaration
 SPLIT_KIND = "declared.split"
 TESTSET_KIND = "declared.testset"
 SPLIT_SEED = 0
-SPLITS = ("test", "group", "units", "shift", "rescaled")
+SPLITS = ("test", "group", "permutation", "units", "shift", "rescaled")
 IN_DISTRIBUTION = "test"
 UNITS_RANGE = (0.01, 100.0)
 RESCALE_TRIES = 4000
@@ -94,13 +96,34 @@ def split_dataset(parts: Mapping[str, np.ndarray], split: str, attrs: Mapping[st
 
 
 def _move(g_matrix: np.ndarray, translation: np.ndarray | None, x: np.ndarray, kind: Kind) -> np.ndarray:
+    """One group element per sample acting on x: (n, d), or (n, members, d) for a set's members."""
     if kind is Kind.SCALAR:
         return x
     if kind is Kind.TENSOR:
         return np.einsum("nij,njk,nlk->nil", g_matrix, x, g_matrix)
-    out = np.einsum("nij,nj->ni", g_matrix, x)
+    out = np.einsum("nij,n...j->n...i", g_matrix, x)
     if kind is Kind.POSITION and translation is not None:
-        out = out + translation
+        out = out + translation.reshape(len(translation), *([1] * (x.ndim - 2)), translation.shape[-1])
+    return out
+
+
+def random_permutations(n: int, members: int, seed: int) -> np.ndarray:
+    """One random relabelling of the members per sample, (n, members)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(members) for _ in range(n)]) if n else np.zeros((0, members), dtype=np.int64)
+
+
+def permuted(
+    values: Mapping[str, np.ndarray], declaration: SystemDeclaration, permutations: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The member quantities of ``values`` relabelled per sample (new member k is old member perm[k])."""
+    out = {}
+    for name, v in values.items():
+        if declaration.is_member(name):
+            index = permutations.reshape(*permutations.shape, *([1] * (v.ndim - 2)))
+            out[name] = np.take_along_axis(v, index, axis=1)
+        else:
+            out[name] = v
     return out
 
 
@@ -148,8 +171,12 @@ def random_units(declaration: SystemDeclaration, seed: int) -> dict[str, float]:
     return {dim: float(np.exp(rng.uniform(low, high))) for dim in base_dimensions(declaration)}
 
 
-def _magnitudes(x: np.ndarray) -> np.ndarray:
-    return np.abs(x) if x.ndim == 1 else np.sqrt((x.reshape(len(x), -1) ** 2).sum(-1))
+def _magnitudes(x: np.ndarray, kind: Kind) -> np.ndarray:
+    """Every value's size, flattened: a scalar's absolute value, a vector's length."""
+    if kind is Kind.SCALAR:
+        return np.abs(x).reshape(-1)
+    axes = (-2, -1) if kind is Kind.TENSOR else (-1,)
+    return np.sqrt((x**2).sum(axes)).reshape(-1)
 
 
 def rescaling(
@@ -170,7 +197,8 @@ def rescaling(
         return None, "every input is dimensionless: no change of scale moves them"
     ranges = {}
     for name in dimensional:
-        tr, te = _magnitudes(train[name]), _magnitudes(test[name])
+        kind = declaration.quantity(name).kind
+        tr, te = _magnitudes(train[name], kind), _magnitudes(test[name], kind)
         tr, te = tr[tr > 0], te[te > 0]
         if tr.size == 0 or te.size == 0:
             continue
@@ -207,14 +235,17 @@ def testset_dataset(
     quantity_factors: Mapping[str, float] | None = None,
     matrices: np.ndarray | None = None,
     translations: np.ndarray | None = None,
+    permutations: np.ndarray | None = None,
 ) -> xr.Dataset:
     """A test set as a model is given it: every quantity (numbers in the declared units, times
     ``quantity_factors`` for the units and rescaled splits), the sample each came from, and the
-    transformation that made it (group elements per sample, or the factors per quantity)."""
+    transformation that made it (group elements or relabellings per sample, or the factors per quantity)."""
     out: dict[str, Any] = {}
+    member_dim = declaration.permutation.dim if declaration.permutation is not None else None
     for name, v in values.items():
         q = declaration.quantity(name)
-        dims = (SAMPLE, SPACE, SPACE_COL)[: v.ndim]
+        leading = (SAMPLE, member_dim) if declaration.is_member(name) else (SAMPLE,)
+        dims = (*leading, SPACE, SPACE_COL)[: v.ndim]
         out[name] = (
             dims,
             np.asarray(v, dtype=np.float64),
@@ -223,6 +254,8 @@ def testset_dataset(
     out["source_index"] = ((SAMPLE,), np.asarray(source_index, dtype=np.int64), {"units": "1"})
     if matrices is not None:
         out["group_matrix"] = ((SAMPLE, SPACE, SPACE_COL), matrices, {"units": "1"})
+    if permutations is not None:
+        out["permutation"] = ((SAMPLE, member_dim), np.asarray(permutations, dtype=np.int64), {"units": "1"})
     if translations is not None:
         out["group_translation"] = ((SAMPLE, SPACE), translations, {"units": declaration_position_units(declaration)})
     attrs = {

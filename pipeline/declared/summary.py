@@ -47,8 +47,8 @@ def fit_summary(
                 row: dict[str, Any] = {"target": target, "method": method, "split": split, "seeds": len(refs)}
                 for key in ("median_rel_error", "rmse", "within_1sigma"):
                     row[key], row[f"{key}_std"] = _spread([f[key] for f in found])
-                for key in ("group_error", "units_error", "consistency"):
-                    values = [f[key] for f in found if np.isfinite(f[key])]
+                for key in ("group_error", "units_error", "permutation_error", "consistency"):
+                    values = [f[key] for f in found if np.isfinite(f.get(key, np.nan))]
                     row[key] = float(max(values)) if values else float("nan")
                 row.update(units=units, evaluations=refs)
                 rows.append(row)
@@ -88,8 +88,12 @@ def summary_markdown(result: Any) -> str:
         mine = [r for r in rows if r["target"] == target]
         splits = list(dict.fromkeys(r["split"] for r in mine))
         lines += [f"### {target}: {METRIC} (mean ± std over seeds)", ""]
-        lines.append("| method | " + " | ".join(splits) + " | group error | units error |")
-        lines.append("|---|" + "---|" * (len(splits) + 2))
+        errors = ["group_error", "units_error"]
+        errors += ["permutation_error"] if any(np.isfinite(r.get("permutation_error", np.nan)) for r in mine) else []
+        lines.append(
+            "| method | " + " | ".join(splits) + " | " + " | ".join(e.replace("_", " ") for e in errors) + " |"
+        )
+        lines.append("|---|" + "---|" * (len(splits) + len(errors)))
         for method in dict.fromkeys(r["method"] for r in mine):
             by = {r["split"]: r for r in mine if r["method"] == method}
             cells = [
@@ -97,8 +101,7 @@ def summary_markdown(result: Any) -> str:
                 for s in splits
             ]
             worst = [
-                max((r[k] for r in by.values() if np.isfinite(r[k])), default=float("nan"))
-                for k in ("group_error", "units_error")
+                max((r[k] for r in by.values() if np.isfinite(r.get(k, np.nan))), default=float("nan")) for k in errors
             ]
             lines.append(
                 f"| {METHOD_TITLES.get(method, method)} | "

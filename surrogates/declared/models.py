@@ -1,4 +1,4 @@
-"""Surrogates of a declared system's targets, built from its declaration alone (docs/fit.md#models).
+"""Surrogates of a declared system's targets, built from its declaration alone (docs/fit.md#what-eqs-fit-does).
 
 Three methods, each a :class:`DeclaredSurrogate` called with the declared inputs in their declared
 units (one tensor per input quantity, in declaration order) and returning the target (and, for a
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.declared.design import TargetDesign, design_for, input_plan
+from pipeline.declared.design import TargetDesign, design_for, input_plan, view_values
 from pipeline.declared.summary import METHOD_TITLES
 from pipeline.model_io import ModelIO, Port, Slot
 from sims.declaration import Kind, Role, SystemDeclaration
@@ -46,11 +46,6 @@ def _rms(x: np.ndarray) -> float:
     return value if math.isfinite(value) and value > 0 else 1.0
 
 
-def _norms(x: np.ndarray) -> np.ndarray:
-    """Euclidean length of each row (a scalar's absolute value)."""
-    return np.abs(x) if x.ndim == 1 else np.sqrt((x**2).sum(-1))
-
-
 @register_model("declared-surrogate")
 class DeclaredSurrogate(torch.nn.Module):
     """One target of a declared system by one method (see the module docstring).
@@ -58,6 +53,17 @@ class DeclaredSurrogate(torch.nn.Module):
     ``declaration`` is the declaration's JSON form; ``gaussian`` adds the uncertainty output;
     ``signed`` and ``zero``: what the training data say about the invariant scalars
     (:func:`pipeline.declared.design.conditions_on_data`); features made of zero scalars are left out.
+    ``members``: the size of the relabelled set, where the declaration has one (the raw baseline's
+    layout depends on it; the other methods take any size).
+
+    With a relabelled set, ``pi`` and ``scalars`` read the features of every ordered pair of distinct
+    members (``pipeline.declared.design.view_declaration``): an MLP phi maps each pair's features to
+    an embedding, averaged over all pairs (g) and, per member i, over its pairs (a_i); a second MLP
+    reads g for a global scalar target, (a_i, g) for a member's, and per pair (features, a_i, g) for
+    the coefficients of a vector target, whose pair terms are averaged over j (a member's) or over all
+    pairs (a global one). A scalar target's scale is the geometric mean of its monomial over the pairs
+    (over member i's pairs for a member target). Every step is a symmetric function of the members, so
+    the model is exactly invariant (or equivariant) under their relabelling.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class DeclaredSurrogate(torch.nn.Module):
         activation: str = "silu",
         signed: Sequence[str] | None = None,
         zero: Sequence[str] = (),
+        members: int | None = None,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -80,9 +87,14 @@ class DeclaredSurrogate(torch.nn.Module):
         self.hidden, self.gaussian, self.activation = tuple(int(h) for h in hidden), bool(gaussian), activation
         self.signed = None if signed is None else [str(s) for s in signed]
         self.zero = [str(z) for z in zero]
+        self.members = None if members is None else int(members)
+        if decl.permutation is not None and method == "raw" and not self.members:
+            raise ValueError("the raw baseline of a system with a relabelled set needs members (the set's size)")
         self.design: TargetDesign = design_for(decl, target, input_plan(decl, self.signed))
         self.inputs = [q for q in decl.quantities if q.role is not Role.TARGET]
         self.d = decl.space_dim
+        self.pairs = decl.permutation is not None and method != "raw"
+        self.member_target = decl.is_member(target)
         plan, design = self.design.plan, self.design
         if gaussian and design.is_vector and method == "pi" and design.scaling is None:
             raise ValueError(
@@ -93,20 +105,36 @@ class DeclaredSurrogate(torch.nn.Module):
         self.pi_columns = [i for i, g in enumerate(plan.pi_groups) if not zero_set & set(g.quantities)]
         self.scalar_columns = [x.name for x in plan.scalars if x.name not in zero_set]
         widths = {Kind.SCALAR: 1, Kind.VECTOR: self.d, Kind.POSITION: self.d, Kind.TENSOR: self.d * self.d}
+        copies = {q.name: (self.members or 1) if decl.is_member(q.name) else 1 for q in self.inputs}
         n_in = {
-            "pi": max(1, len(self.pi_columns)),
+            "pi": max(1, len(self.pi_columns)) + int(self.pairs and not design.is_vector),  # + log(scale_ij / S)
             "scalars": max(1, len(self.scalar_columns)),
-            "raw": sum(widths[q.kind] for q in self.inputs),
+            "raw": sum(widths[q.kind] * copies[q.name] for q in self.inputs),
         }[method]
         if not design.is_vector:
             n_coef = 1
         else:
             n_coef = self.d if method == "raw" else len(design.basis)
         self.n_coef = n_coef
-        self.net = MLP(n_in, n_coef + int(self.gaussian), self.hidden, activation)
+        n_out = n_coef + int(self.gaussian)
+        if method == "raw" and self.member_target:
+            n_out = n_coef * self.members  # one output (or d) per member, in the data's member order
+        if self.pairs:
+            width = self.hidden[-1]
+            self.phi = MLP(n_in, width, self.hidden, activation)
+            head_in = {
+                (False, False): width,  # global scalar: g
+                (True, False): 2 * width,  # member scalar: a_i, g
+                (False, True): n_in + width,  # global vector: pair features, g
+                (True, True): n_in + 2 * width,  # member vector: pair features, a_i, g
+            }[self.member_target, design.is_vector]
+            self.net = MLP(head_in, n_out, self.hidden, activation)
+        else:
+            self.net = MLP(n_in, n_out, self.hidden, activation)
         self.register_buffer("pi_scale", torch.ones(max(1, len(self.pi_columns))))
         self.register_buffer("coef_scale", torch.ones(n_coef))  # pure numbers (pi), training units (baselines)
-        self.register_buffer("y_shift", torch.zeros(self.d if method == "raw" and design.is_vector else 1))
+        raw_width = n_coef * ((self.members or 1) if self.member_target else 1)
+        self.register_buffer("y_shift", torch.zeros(raw_width if method == "raw" and design.is_vector else 1))
         self.register_buffer("y_scale", torch.ones(()))
         self.register_buffer("sigma_scale", torch.ones(()))
         q = design.target
@@ -133,6 +161,7 @@ class DeclaredSurrogate(torch.nn.Module):
             "activation": self.activation,
             "signed": self.signed,
             "zero": self.zero,
+            "members": self.members,
         }
 
     # -- the parts of the forward pass --------------------------------------------------------------
@@ -145,126 +174,218 @@ class DeclaredSurrogate(torch.nn.Module):
         dtype = self.y_scale.dtype
         return {q.name: torch.as_tensor(x, dtype=dtype, device=self.y_scale.device) for q, x in zip(self.inputs, xs)}
 
-    def _features(self, values: Mapping[str, Any], computed: Mapping[str, Any]) -> Any:
-        """The MLP's input, for torch or numpy values."""
-        xp = torch if isinstance(next(iter(values.values())), torch.Tensor) else np
+    def _batch(self, values: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+        """(n,) or, for a set, (n, N, N): the shape every pair feature is broadcast to."""
         n = next(iter(values.values())).shape[0]
-        dtype = next(iter(values.values())).dtype
-        if (self.method == "pi" and not self.pi_columns) or (self.method == "scalars" and not self.scalar_columns):
-            return xp.zeros((n, 1), dtype=dtype)  # nothing varies: the MLP learns a constant
-        if self.method == "pi":
-            scale = self.pi_scale if xp is torch else self.pi_scale.cpu().double().numpy()
-            return xp.asinh(computed["pi"][..., self.pi_columns] / scale)
-        if self.method == "scalars":
-            columns = [computed[name] for name in self.scalar_columns]
-            columns = [c * xp.ones(n, dtype=values[self.inputs[0].name].dtype) if c.ndim == 0 else c for c in columns]
-            return xp.stack(columns, -1) if xp is np else torch.stack(columns, -1)
-        parts = [values[q.name].reshape(n, -1) for q in self.inputs]
-        return xp.concatenate(parts, -1) if xp is np else torch.cat(parts, -1)
+        if not self.pairs:
+            return (n,)
+        members = next(values[name].shape[1] for name in self.decl.inputs_only().permutation.quantities)
+        if members < 2:
+            raise ValueError(f"a relabelled set needs at least 2 members, got {members}")
+        return (n, members, members)
 
-    def _terms(self, values: Mapping[str, Any], computed: Mapping[str, Any]) -> list[Any]:
-        """Per coefficient, the vector it multiplies (``pi``: with its scale monomial), (n, d)."""
+    def _mask(self, like: torch.Tensor, members: int) -> torch.Tensor:
+        return 1.0 - torch.eye(members, dtype=like.dtype, device=like.device)
+
+    def _pool(self, x: torch.Tensor, member: bool) -> torch.Tensor:
+        """Average of (n, N, N, ...) over distinct pairs: over j for each member i, or over all (i, j)."""
+        members = x.shape[1]
+        mask = self._mask(x, members).reshape(members, members, *([1] * (x.ndim - 3)))
+        if member:
+            return (x * mask).sum(2) / (members - 1)
+        return (x * mask).sum((1, 2)) / (members * (members - 1))
+
+    def _raw_pi(self, computed: Mapping[str, Any], batch: tuple[int, ...]) -> torch.Tensor:
+        pi = computed["pi"][..., self.pi_columns]
+        return torch.broadcast_to(pi, (*batch, len(self.pi_columns)))
+
+    def _target_scale(self, computed: Mapping[str, Any], batch: tuple[int, ...]) -> torch.Tensor:
+        """The scale monomial of the target's units, per sample (or per pair)."""
+        scale = torch.as_tensor(
+            self.design.scaling.evaluate(computed), dtype=self.y_scale.dtype, device=self.y_scale.device
+        )
+        return torch.broadcast_to(scale, batch)
+
+    def _features(self, values: Mapping[str, Any], computed: Mapping[str, Any], batch: tuple[int, ...]) -> torch.Tensor:
+        """The input of the first MLP, (n, F) or per pair (n, N, N, F)."""
+        dtype = self.y_scale.dtype
+        if self.method == "raw":
+            n = batch[0]
+            return torch.cat([values[q.name].reshape(n, -1) for q in self.inputs], -1)
+        if self.method == "pi":
+            parts = [torch.asinh(self._raw_pi(computed, batch) / self.pi_scale)] if self.pi_columns else []
+            if self.pairs and not self.design.is_vector:  # how this pair's scale compares with the sample's
+                log_scale = torch.log(self._target_scale(computed, batch).abs())
+                parts.append((log_scale - self._pool(log_scale, False).reshape(-1, 1, 1)).unsqueeze(-1))
+        else:
+            parts = [
+                torch.broadcast_to(torch.as_tensor(computed[name], dtype=dtype), batch).unsqueeze(-1)
+                for name in self.scalar_columns
+            ]
+        if not parts:
+            return torch.zeros((*batch, 1), dtype=dtype, device=self.y_scale.device)  # nothing varies: a constant
+        return torch.cat(parts, -1)
+
+    def _terms(self, values: Mapping[str, Any], computed: Mapping[str, Any], batch: tuple[int, ...]) -> list[Any]:
+        """Per coefficient, the vector it multiplies (``pi``: with its scale monomial), (*batch, d)."""
         out = []
         for b in self.design.basis:
-            vector = b.build(values)
+            vector = torch.broadcast_to(b.build(values), (*batch, self.d))
             if self.method == "pi":
-                scale = b.scaling.evaluate(computed)
-                vector = vector * (scale[..., None] if getattr(scale, "ndim", 0) else scale)
+                scale = torch.as_tensor(b.scaling.evaluate(computed), dtype=vector.dtype, device=vector.device)
+                vector = vector * torch.broadcast_to(scale, batch).unsqueeze(-1)
             out.append(vector)
         return out
 
-    def _target_scale(self, computed: Mapping[str, Any]) -> Any:
-        """The scale monomial of the target's units (``pi`` method); a tensor for tensor inputs."""
-        scale = self.design.scaling.evaluate(computed)
-        if isinstance(scale, torch.Tensor) or isinstance(next(iter(computed.values())), np.ndarray):
-            return scale
-        return torch.as_tensor(scale, dtype=self.y_scale.dtype, device=self.y_scale.device)
+    def _head(self, z: torch.Tensor) -> torch.Tensor:
+        """The outputs before assembly: (n, n_out); for a set, per member (n, N, n_out) for a member
+        scalar target, per pair (n, N, N, n_out) for a vector target."""
+        if not self.pairs:
+            return self.net(z)
+        embedded = self.phi(z)
+        g = self._pool(embedded, False)
+        n, members = z.shape[0], z.shape[1]
+        if not self.design.is_vector:
+            if not self.member_target:
+                return self.net(g)
+            a = self._pool(embedded, True)
+            return self.net(torch.cat([a, g[:, None].expand(n, members, -1)], -1))
+        parts = [(z - self.phi.shift) / self.phi.scale]  # the pair's features, standardised as phi reads them
+        if self.member_target:
+            parts.append(self._pool(embedded, True)[:, :, None].expand(n, members, members, -1))
+        parts.append(g[:, None, None].expand(n, members, members, -1))
+        return self.net(torch.cat(parts, -1))
 
     def forward(self, *xs: Any) -> Any:
         mean, sigma, _ = self._predict(self._values(xs))
         return (mean, sigma) if self.gaussian else mean
 
     def _predict(self, values: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-        """Mean, sigma (None unless gaussian) and the per-sample normaliser of the loss."""
-        plan, design = self.design.plan, self.design
-        computed = plan.compute(values)
-        h = self.net(self._features(values, computed))
-        n = h.shape[0]
-        coef = h[:, : self.n_coef] * self.coef_scale
-        log_sigma = h[:, self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
+        """Mean, sigma (None unless gaussian) and the normaliser of the loss (per sample, or per member)."""
+        design = self.design
+        batch = self._batch(values)
+        view = view_values(self.decl, values)
+        computed = design.plan.compute(view) if self.method != "raw" else {}
+        h = self._head(self._features(values, computed, batch))
+        out = h.shape[:-1]  # (n,), (n, N) or (n, N, N)
+        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
+        if self.method == "raw":
+            return self._assemble_raw(h, log_sigma)
+        coef = h[..., : self.n_coef] * self.coef_scale
         if not design.is_vector:
             if self.method == "pi":
-                scale = torch.broadcast_to(self._target_scale(computed), (n,))
-                mean, norm = scale * coef[:, 0], scale.abs() * self.coef_scale[0]
+                scale = self._target_scale(computed, batch)
+                if self.pairs:  # the geometric mean over the pairs (of member i, for a member target)
+                    scale = torch.exp(self._pool(torch.log(scale.abs()), self.member_target))
+                mean, norm = scale * coef[..., 0], scale.abs() * self.coef_scale[0]
             else:
-                mean, norm = self.y_shift[0] + self.y_scale * coef[:, 0], self.y_scale.expand(n)
+                mean, norm = self.y_shift[0] + self.y_scale * coef[..., 0], self.y_scale.expand(out)
             sigma = None if log_sigma is None else norm * torch.exp(log_sigma)
             return mean, sigma, norm
-        if self.method == "raw":
-            mean = self.y_shift + self.y_scale * coef
-            norm = self.y_scale.expand(n)
+        terms = self._terms(view, computed, batch)
+        mean = sum(coef[..., k, None] * t for k, t in enumerate(terms))
+        if design.centroid is not None:
+            mean = mean + torch.broadcast_to(design.centroid(view), (*batch, self.d))
+        if self.method == "pi":
+            norm = sum((self.coef_scale[k] * t).pow(2).sum(-1) for k, t in enumerate(terms)) / len(terms)
         else:
-            terms = self._terms(values, computed)
-            mean = sum(coef[:, k, None] * t for k, t in enumerate(terms))
-            if design.centroid is not None:
-                mean = mean + design.centroid(values)
-            if self.method == "pi":
-                norm = torch.sqrt(
-                    sum((self.coef_scale[k] * t).pow(2).sum(-1) for k, t in enumerate(terms)) / len(terms)
-                ).clamp_min(torch.finfo(h.dtype).tiny)
-            else:
-                norm = self.y_scale.expand(n)
+            norm = self.y_scale.pow(2).expand(batch)
+        if self.pairs:
+            mean, norm = self._pool(mean, self.member_target), self._pool(norm, self.member_target)
+        norm = norm.sqrt().clamp_min(torch.finfo(h.dtype).tiny)
         sigma = None
         if log_sigma is not None:
             if self.method == "pi":
-                base = torch.broadcast_to(self._target_scale(computed), (n,)).abs() * self.sigma_scale
+                base = self._target_scale(computed, batch).abs()
+                if self.pairs:
+                    base = torch.exp(self._pool(torch.log(base), False))
+                    log_sigma = self._pool(log_sigma, False)
+                base = base * self.sigma_scale
             else:
-                base = self.y_scale.expand(n)
+                base = self.y_scale.expand(batch[:1])
+                log_sigma = self._pool(log_sigma, False) if self.pairs else log_sigma
             sigma = base * torch.exp(log_sigma)
         return mean, sigma, norm
+
+    def _assemble_raw(self, h: torch.Tensor, log_sigma: torch.Tensor | None) -> tuple[Any, Any, Any]:
+        n = h.shape[0]
+        coef = h[:, : self.n_out_raw]
+        if self.design.is_vector:
+            mean = (self.y_shift + self.y_scale * coef).reshape(
+                n, *([self.members] if self.member_target else []), self.d
+            )
+        else:
+            mean = self.y_shift[0] + self.y_scale * coef
+            mean = mean if self.member_target else mean[:, 0]
+        norm = self.y_scale.expand(mean.shape[:-1] if self.design.is_vector else mean.shape)
+        sigma = None if log_sigma is None else self.y_scale * torch.exp(log_sigma)
+        return mean, sigma, norm
+
+    @property
+    def n_out_raw(self) -> int:
+        return self.n_coef * (self.members if self.member_target else 1)
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = {q.name: batch[INPUT_PREFIX + q.name] for q in self.inputs}
         mean, sigma, norm = self._predict(values)
         residual = mean - batch[TARGET_KEY]
-        squared = residual.pow(2) if residual.ndim == 1 else residual.pow(2).sum(-1)
+        squared = residual.pow(2).sum(-1) if self.design.is_vector else residual.pow(2)
         if sigma is None:
             return torch.mean(squared / norm.pow(2))
-        dof = 1 if residual.ndim == 1 else residual.shape[-1]
+        dof = self.d if self.design.is_vector else 1
         return torch.mean(0.5 * squared / sigma.pow(2) + dof * torch.log(sigma / norm))
 
     # -- normalisation from the training data --------------------------------------------------------
 
     @torch.no_grad()
     def fit_normalisation(self, values: Mapping[str, np.ndarray], target: np.ndarray) -> None:
-        """Set the fixed scales from the training data (numpy, float64, declared units)."""
+        """Set the fixed scales from the training data (float64, declared units): the Pi groups' and
+        the first MLP's input scales, and the output's (pure numbers for ``pi``)."""
         design = self.design
-        computed = design.plan.compute(values)
         to = {"dtype": self.y_scale.dtype, "device": self.y_scale.device}
+        tensors = {q.name: torch.as_tensor(np.asarray(values[q.name]), **to) for q in self.inputs}
+        y = torch.as_tensor(np.asarray(target), **to)
+        batch = self._batch(tensors)
+        view = view_values(self.decl, tensors)
+        computed = design.plan.compute(view) if self.method != "raw" else {}
+
+        def rows(x: torch.Tensor) -> torch.Tensor:  # every sample, or every distinct pair, as rows
+            if not self.pairs:
+                return x.reshape(batch[0], -1) if x.ndim > 1 else x
+            return x[:, ~torch.eye(batch[1], dtype=torch.bool, device=x.device)].reshape(-1, *x.shape[3:])
+
         if self.method == "pi" and self.pi_columns:
-            pi = np.asarray(computed["pi"])[..., self.pi_columns].reshape(-1, len(self.pi_columns))
-            median = np.median(np.abs(pi), axis=0)
-            self.pi_scale.copy_(torch.as_tensor(np.where(median > 0, median, 1.0), **to))
-        self.net.fit_input(torch.as_tensor(np.asarray(self._features(values, computed)), **to))
-        centred = target - design.centroid(values) if design.centroid is not None else target
+            median = rows(self._raw_pi(computed, batch)).abs().median(0).values
+            self.pi_scale.copy_(torch.where(median > 0, median, torch.ones_like(median)))
+        first = self.phi if self.pairs else self.net
+        first.fit_input(rows(self._features(tensors, computed, batch)))
+        if self.method == "raw":
+            flat = y.reshape(len(y), -1)
+            shift = flat.mean(0) if design.is_vector else flat.mean().reshape(1)
+            self.y_shift.copy_(shift)
+            self.y_scale.fill_(_rms((flat - shift).cpu().numpy()))
+            return
         if not design.is_vector:
             if self.method == "pi":
-                self.coef_scale.fill_(_rms(target / np.broadcast_to(self._target_scale(computed), target.shape)))
+                scale = self._target_scale(computed, batch)
+                if self.pairs:
+                    scale = torch.exp(self._pool(torch.log(scale.abs()), self.member_target))
+                self.coef_scale.fill_(_rms((y / scale).cpu().numpy()))
             else:
-                self.y_shift.fill_(float(target.mean()))
-                self.y_scale.fill_(_rms(target - target.mean()))
+                self.y_shift.fill_(float(y.mean()))
+                self.y_scale.fill_(_rms((y - y.mean()).cpu().numpy()))
             return
-        if self.method == "raw":
-            self.y_shift.copy_(torch.as_tensor(target.mean(0), **to))
-            self.y_scale.fill_(_rms(target - target.mean(0)))
-            return
-        self.y_scale.fill_(_rms(_norms(centred)))
-        terms = [np.asarray(t) for t in self._terms(values, computed)]
-        self.coef_scale.copy_(torch.as_tensor([_rms(_norms(centred)) / _rms(_norms(t)) for t in terms], **to))
+        centred = y
+        if design.centroid is not None:
+            centroid = torch.broadcast_to(design.centroid(view), (*batch, self.d))
+            centred = y - (self._pool(centroid, False) if self.pairs else centroid)
+        size = _rms(centred.norm(dim=-1).cpu().numpy())
+        self.y_scale.fill_(size)
+        terms = self._terms(view, computed, batch)
+        self.coef_scale.copy_(torch.as_tensor([size / _rms(rows(t.norm(dim=-1)).cpu().numpy()) for t in terms], **to))
         if self.method == "pi" and design.scaling is not None:
-            self.sigma_scale.fill_(
-                _rms(_norms(centred)) / _rms(np.asarray(self._target_scale(computed)) * np.ones(len(target)))
-            )
+            scale = rows(self._target_scale(computed, batch)).cpu().numpy()
+            self.sigma_scale.fill_(size / _rms(scale))
 
 
 def training_data(
@@ -292,14 +413,20 @@ def fit_surrogate(
     gaussian: bool = False,
     signed: Sequence[str] | None = None,
     zero: Sequence[str] = (),
+    members: int | None = None,
     checkpoint: str | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[DeclaredSurrogate, TrainResult]:
     """A :class:`DeclaredSurrogate` fitted with the shared trainer (best validation weights).
 
     The model is built after seeding, so its initial weights follow ``config.seed``."""
+    decl = SystemDeclaration.from_dict(declaration, source="declaration")
+    if members is None and decl.permutation is not None:
+        members = int(np.shape(train_set[0][decl.inputs_only().permutation.quantities[0]])[1])
     seed_everything(config.seed)
-    model = DeclaredSurrogate(declaration, target, method, hidden, gaussian, signed=signed, zero=zero).to(torch.float64)
+    model = DeclaredSurrogate(
+        declaration, target, method, hidden, gaussian, signed=signed, zero=zero, members=members
+    ).to(torch.float64)
     model.fit_normalisation(*train_set)
     result = train(
         model,

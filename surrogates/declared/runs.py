@@ -12,7 +12,7 @@ import xarray as xr
 from data_catalog import Catalog
 from pipeline.declared.design import DataConditions
 from pipeline.declared.evaluation import evaluation_dataset, relative_deviation
-from pipeline.declared.splits import moved_by_group
+from pipeline.declared.splits import moved_by_group, permuted, random_permutations
 from pipeline.features import declaration_of
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from sims.declaration import Role, SystemDeclaration
@@ -90,7 +90,26 @@ def symmetry_errors(model: DeclaredSurrogate, values: Mapping[str, np.ndarray]) 
     out = {"units": measure_units_equivariance(model, data=data, trials=SYMMETRY_TRIALS).worst}
     if model.decl.group != "none":
         out["group"] = measure_equivariance(model, data=data, trials=SYMMETRY_TRIALS).worst
+    if model.decl.permutation is not None:
+        out["permutation"] = permutation_error(model, dict(zip((q.name for q in model.inputs), data)))
     return out
+
+
+def permutation_error(
+    model: DeclaredSurrogate, values: Mapping[str, np.ndarray], trials: int = SYMMETRY_TRIALS
+) -> float:
+    """The worst relative change of the output when the members are relabelled (a member target
+    relabelled alike), over ``trials`` random relabellings of every sample."""
+    decl, target = model.decl, model.target
+    reference = predict(model, values)[0]
+    members = values[decl.inputs_only().permutation.quantities[0]].shape[1]
+    worst = 0.0
+    for trial in range(trials):
+        perms = random_permutations(len(reference), members, seed=trial)
+        moved = predict(model, permuted(values, decl, perms))[0]
+        expected = permuted({target: reference}, decl, perms)[target] if decl.is_member(target) else reference
+        worst = max(worst, relative_deviation(moved, expected))
+    return worst
 
 
 def evaluate_model(
@@ -114,7 +133,11 @@ def evaluate_model(
         position = {int(s): i for i, s in enumerate(np.asarray(reference["source_index"].values))}
         rows_of = np.array([position[int(s)] for s in index])
         original, _ = predict(model, rows(reference, names, rows_of))
-        if "group_matrix" in testset:
+        if "permutation" in testset:
+            expected = original
+            if model.decl.is_member(target):
+                expected = permuted({target: original}, model.decl, np.asarray(testset["permutation"].values))[target]
+        elif "group_matrix" in testset:
             translations = testset["group_translation"].values if "group_translation" in testset else None
             expected = moved_by_group({target: original}, model.decl, testset["group_matrix"].values, translations)[
                 target
@@ -135,5 +158,6 @@ def evaluate_model(
         split=str(testset.attrs["split"]),
         symmetry=symmetry_errors(model, values),
         consistency=consistency,
+        member_target=model.member_target,
         attrs={"description": str(testset.attrs.get("description", ""))},
     )

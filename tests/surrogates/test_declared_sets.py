@@ -1,0 +1,146 @@
+"""Relabelled sets in eqs fit (the n-body example): the declaration and the data checks, the Pi-group
+surrogate exactly invariant (or equivariant, for a member target) under relabelling, the group and
+units, the raw baseline not, and the permutation test set's consistency in an evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline.declared.data import DataError, checked_data
+from pipeline.declared.design import conditions_on_data, view_declaration
+from pipeline.declared.splits import (
+    factors,
+    group_elements,
+    moved_by_group,
+    permuted,
+    random_permutations,
+    random_split,
+    random_units,
+)
+from pipeline.declared.splits import testset_dataset as make_testset
+from sims.declaration import DeclarationError, SystemDeclaration
+from surrogates.declared.models import fit_surrogate, predict
+from surrogates.declared.runs import evaluate_model
+from surrogates.training import TrainConfig
+from tests.fit_examples import dataset, declaration, declaration_path
+
+ROUND_OFF = 1e-10
+CONFIG = TrainConfig(seed=0, epochs=3, batch_size=32, lr=3e-3, progress=False)
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return float(np.max(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def _spec() -> dict:
+    return json.loads(declaration_path("n-body").read_text())
+
+
+@pytest.mark.parametrize(
+    "permutation, words",
+    [
+        ({"dim": "body", "quantities": ["mass"]}, "not declared quantities"),
+        ({"dim": "body", "quantities": ["a"]}, "at least one input"),
+        ({"dim": "sample", "quantities": ["m"]}, "identifier other than sample"),
+        ({"dim": "body"}, "exactly 'dim' and 'quantities'"),
+    ],
+)
+def test_bad_permutation_sets_are_refused(permutation, words):
+    with pytest.raises(DeclarationError, match=words):
+        SystemDeclaration.from_dict({**_spec(), "permutation": permutation}, source="decl.json")
+
+
+def test_the_pair_view_names_each_member_quantity_twice():
+    view = view_declaration(declaration("n-body"))
+    assert [q.name for q in view.quantities] == ["G", "m_i", "m_j", "x_i", "x_j", "v_i", "v_j"]
+    assert view.permutation is None
+
+
+def test_member_data_need_the_member_dimension_and_two_members():
+    decl = declaration("n-body")
+    raw = dataset("n-body", 30)
+    with pytest.raises(DataError, match="the set along 'body' has 1 member; at least 2"):
+        checked_data(raw.isel(body=slice(0, 1)), decl, "nb.nc")
+    bad = raw.copy()
+    bad["G"] = xr.DataArray(np.ones(4), dims="body", attrs={"units": "m^3 kg^-1 s^-2"})
+    with pytest.raises(DataError, match="'G' has the member dimension 'body' but is not declared"):
+        checked_data(bad, decl, "nb.nc")
+    bad = raw.copy()
+    bad["v"] = (("sample", "space"), raw["v"].values[:, 0], {"units": "m/s"})
+    with pytest.raises(DataError, match="a vector member needs"):
+        checked_data(bad, decl, "nb.nc")
+    out = checked_data(raw, decl, "nb.nc")
+    assert out["x"].dims == ("sample", "body", "space") and out["G"].dims == ("sample",)
+
+
+@pytest.fixture(scope="module")
+def nbody():
+    decl = declaration("n-body")
+    data = checked_data(dataset("n-body", 160), decl, "nb")
+    inputs = [q.name for q in decl.inputs_only().quantities]
+    conditions = conditions_on_data(decl, {q: data[q].values for q in inputs})
+    parts = random_split(160, decl.fit.split)
+    models = {}
+    for target in ("E", "a"):
+        sets = [
+            ({q: data[q].values[parts[k]] for q in inputs}, data[target].values[parts[k]]) for k in ("train", "val")
+        ]
+        for method in ("pi", "scalars", "raw"):
+            models[target, method] = fit_surrogate(
+                decl.to_dict(),
+                target,
+                method,
+                *sets,
+                CONFIG,
+                hidden=(8, 8),
+                signed=list(conditions.signed),
+                zero=list(conditions.zero),
+            )[0]
+    test = {q: data[q].values[parts["test"]] for q in [*inputs, "E", "a"]}
+    return decl, data, parts, test, models
+
+
+@pytest.mark.parametrize("target", ["E", "a"])
+def test_the_pi_model_is_exact_under_relabelling_the_group_and_units(nbody, target):
+    decl, _, _, test, models = nbody
+    model = models[target, "pi"]
+    inputs = {q.name: test[q.name] for q in model.inputs}
+    reference = predict(model, inputs)[0]
+    perms = random_permutations(len(reference), 4, seed=1)
+    expected = permuted({target: reference}, decl, perms)[target]
+    assert _rel(predict(model, permuted(inputs, decl, perms))[0], expected) < ROUND_OFF
+    matrices, translations = group_elements(decl, len(reference), seed=2, position_spread=30.0)
+    expected = moved_by_group({target: reference}, decl, matrices, translations)[target]
+    assert _rel(predict(model, moved_by_group(inputs, decl, matrices, translations))[0], expected) < ROUND_OFF
+    f = factors(decl, random_units(decl, seed=3))
+    assert _rel(predict(model, {q: v * f[q] for q, v in inputs.items()})[0], reference * f[target]) < ROUND_OFF
+
+
+@pytest.mark.parametrize("target", ["E", "a"])
+def test_the_raw_baseline_depends_on_the_labels(nbody, target):
+    decl, _, _, test, models = nbody
+    model = models[target, "raw"]
+    inputs = {q.name: test[q.name] for q in model.inputs}
+    reference = predict(model, inputs)[0]
+    perms = random_permutations(len(reference), 4, seed=1)
+    expected = permuted({target: reference}, decl, perms)[target]
+    assert _rel(predict(model, permuted(inputs, decl, perms))[0], expected) > 1e-3
+
+
+def test_an_evaluation_of_the_permutation_test_set_measures_its_consistency(nbody):
+    decl, _, parts, test, models = nbody
+    reference = make_testset(test, decl, "test", parts["test"], description="held out")
+    perms = random_permutations(len(parts["test"]), 4, seed=4)
+    moved = make_testset(
+        permuted(test, decl, perms), decl, "permutation", parts["test"], description="relabelled", permutations=perms
+    )
+    for method, exact in (("pi", True), ("scalars", True), ("raw", False)):
+        ds = evaluate_model(models["a", method], f"a-{method}", moved, "moved", reference)
+        assert (float(ds["consistency"]) < ROUND_OFF) == exact, method
+        assert (float(ds["permutation_error"]) < ROUND_OFF) == exact, method
+        assert ds["predicted"].dims == ("sample", "member", "space")
