@@ -31,8 +31,11 @@ PRESET_HELP = (
 
 
 def _input_problem(exc: Exception, declaration: str) -> UsageFailure:
+    """The message names the option or file at fault; one about the system alone comes from the declaration."""
     text = str(exc)
-    return UsageFailure(text if declaration in text else f"--declaration {declaration}: {text}")
+    return UsageFailure(
+        text if declaration in text or text.startswith("--") else f"--declaration {declaration}: {text}"
+    )
 
 
 @click.command("fit")

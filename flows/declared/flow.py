@@ -87,13 +87,14 @@ def training_config(preset_name: str, seed: int):
 
 def load_declaration(path: str, shift_by: str | None = None):
     """The declaration file, with ``shift_by`` (the --shift-by option) in place of its own when given."""
-    from sims.declaration import SystemDeclaration
+    from sims.declaration import DeclarationError, SystemDeclaration
 
     declaration = SystemDeclaration.from_file(path)
     if shift_by is not None:
-        fit = dataclasses.replace(declaration.fit, shift_by=shift_by)
-        declaration = dataclasses.replace(declaration, fit=fit)
-        declaration.__post_init__()  # the shift quantity is checked like one written in the file
+        try:  # checked like one written in the file (replace runs the declaration's checks)
+            declaration = dataclasses.replace(declaration, fit=dataclasses.replace(declaration.fit, shift_by=shift_by))
+        except DeclarationError as exc:
+            raise DeclarationError(f"--shift-by {shift_by}: {exc}") from None
     return declaration
 
 
@@ -113,7 +114,7 @@ def checked_input(data: str, declaration_path: str, shift_by: str | None, target
     declaration = load_declaration(declaration_path, shift_by)
     with read_data(data) as raw:
         canonical = checked_data(raw, declaration, str(data))
-    chosen = targets_of(declaration, targets)
+    chosen = targets_of(declaration, targets, option="--target")
     names = [q.name for q in declaration.inputs_only().quantities]
     conditions = conditions_on_data(declaration, {n: canonical[n].values for n in names})
     plan = input_plan(declaration, conditions.signed)
@@ -361,7 +362,10 @@ def fit_flow(
     settings = preset_settings(preset)
     seeds = checked_seeds(settings["seeds"] if seeds is None else seeds)
     chosen_methods = checked_choice(methods, METHODS, "method(s)")
-    decl, _, _, chosen = checked_input(data, declaration, shift_by, targets)
+    from pipeline.declared.design import targets_of
+
+    decl = load_declaration(declaration, shift_by)  # the data are checked by the ingest step
+    chosen = targets_of(decl, targets)
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     dataset = name or f"fit-{decl.name}".replace("_", "-")

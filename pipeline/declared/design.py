@@ -299,8 +299,10 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
     return TargetDesign(q, plan, scaling, tuple(basis), centroid, tuple(left_out))
 
 
-def targets_of(declaration: SystemDeclaration, chosen: tuple[str, ...] | list[str] | None = None) -> list[str]:
-    """The declared targets (all, or ``chosen``, checked)."""
+def targets_of(
+    declaration: SystemDeclaration, chosen: tuple[str, ...] | list[str] | None = None, *, option: str = ""
+) -> list[str]:
+    """The declared targets (all, or ``chosen``, checked; ``option`` names where they were chosen)."""
     declared = [q.name for q in declaration.select(roles=(Role.TARGET,))]
     if not declared:
         raise FeatureError(f"system {declaration.name!r} declares no target (a quantity with role 'target')")

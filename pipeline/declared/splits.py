@@ -80,7 +80,7 @@ def shift_values(data: xr.Dataset, declaration: SystemDeclaration, plan: Feature
         computed = plan.compute({q: np.asarray(data[q].values, dtype=np.float64) for q in inputs})
         return np.broadcast_to(np.asarray(computed[shift_by], dtype=np.float64), (data.sizes[SAMPLE],)).copy()
     raise DataError(
-        f"system {declaration.name!r}: --shift-by {shift_by!r} is neither a declared scalar input nor an invariant "
+        f"system {declaration.name!r}: --shift-by (or fit.shift_by) {shift_by!r} is neither a declared scalar input nor an invariant "
         f"scalar; choose from {', '.join(dict.fromkeys([*[i for i in inputs if declaration.quantity(i).kind is Kind.SCALAR], *scalars]))}"
     )
 
