@@ -12,7 +12,6 @@ from pipeline.report import (
     Document,
     ReportSection,
     figure_name,
-    g4,
     ood_bars,
     pm,
     results_table,
@@ -92,7 +91,9 @@ def extra_table(doc: Document, target: str, rows: list[dict[str, Any]]) -> None:
         first = next(iter(by.values()))
         line = [METHOD_TITLES.get(method, method)]
         line += [
-            doc.num(pm(by[s]["rmse"], by[s]["rmse_std"], g4, by[s]["seeds"]), by[s]["evaluations"]) if s in by else "-"
+            doc.num(pm(by[s]["rmse"], by[s]["rmse_std"], _fmt, by[s]["seeds"]), by[s]["evaluations"])
+            if s in by
+            else "-"
             for s in splits
         ]
         test = by.get("test", first)

@@ -4,6 +4,9 @@ Pi-group surrogate on the moved test sets, the cache, and bad input refused with
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from click.testing import CliRunner
 
 from data_catalog import Catalog
 from flows.cli import main as cli
+from tests.browser import CHROMIUM, COUNT_IMAGES, chromium
 from tests.fit_examples import dataset, declaration_path
 
 ROUND_OFF = 1e-10
@@ -44,6 +48,19 @@ def test_fit_writes_the_report_and_a_row_per_method_and_test_set(fitted):
         (m, s) for m in ("pi", "scalars", "raw") for s in ("test", "group", "units", "rescaled", "shift")
     }
     assert json.loads((tmp / "summary.json").read_text())["system"] == "fit-charged_particle"
+
+
+@pytest.mark.slow
+def test_the_report_renders_in_headless_chromium_with_every_figure(fitted, tmp_path):
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (install it, e.g. apt-get install chromium, or set EQS_CHROMIUM)")
+    html = (fitted[0] / "report" / "report.html").read_text(encoding="utf-8")
+    page = tmp_path / "probe.html"  # a copy with a probe script: the report itself has none
+    page.write_text(html.replace("</body>", COUNT_IMAGES + "</body>"), encoding="utf-8")
+    dom = chromium("--dump-dom", page.as_uri(), user_data=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    counted = re.search(r"<title>images (\d+)/(\d+)</title>", dom.stdout)
+    assert counted and counted.group(1) == counted.group(2) == str(html.count("<img ")), dom.stdout[:300]
 
 
 def test_the_pi_surrogate_is_exact_on_every_moved_test_set_and_the_raw_one_is_not(fitted):

@@ -10,7 +10,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -35,9 +34,9 @@ from pipeline.report import (
 )
 from pipeline.results import ResultFormatError, SystemResult
 from pipeline.rietkerk import snapshot_indices
+from tests.browser import CHROMIUM, COUNT_IMAGES, chromium
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("EQS_CHROMIUM", "/usr/bin/chromium")
 #: The built-in systems' sections in the registry's order.
 SECTIONS = [pendulum.SECTION, rietkerk.SECTION, halos.SECTION]
 BUILT_IN = ("pendulum", "rietkerk", "halos")
@@ -449,29 +448,6 @@ def test_snapshot_indices_show_every_regime_where_there_is_room():
 
 # -- the page in a real browser ----------------------------------------------------------------------
 
-COUNT_IMAGES = """<script>
-window.addEventListener("load", function () {
-  var images = Array.from(document.images);
-  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.title = "images " + ok + "/" + images.length;
-});
-</script>"""
-
-
-def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={user_data}",
-    ]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
-
 
 @pytest.mark.slow
 def test_the_page_renders_in_headless_chromium(built, tmp_path):
@@ -481,16 +457,14 @@ def test_the_page_renders_in_headless_chromium(built, tmp_path):
     paths = write_report(report, tmp_path / "written")
     page = tmp_path / "probe.html"  # a copy with a probe script: the report itself has none
     page.write_text(paths["html"].read_text(encoding="utf-8").replace("</body>", COUNT_IMAGES + "</body>"))
-    dom = _chromium("--dump-dom", page.as_uri(), user_data=tmp_path / "profile")
+    dom = chromium("--dump-dom", page.as_uri(), user_data=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     title = re.search(r"<title>images (\d+)/(\d+)</title>", dom.stdout)
     assert title, dom.stdout[:500]
     assert title.group(1) == title.group(2) == str(len(report.figures))
     shot = Path(os.environ.get("EQS_REPORT_SCREENSHOT") or tmp_path / "report.png")
     shot.parent.mkdir(parents=True, exist_ok=True)
-    run = _chromium(
-        f"--screenshot={shot}", "--window-size=1280,4000", paths["html"].as_uri(), user_data=tmp_path / "p2"
-    )
+    run = chromium(f"--screenshot={shot}", "--window-size=1280,4000", paths["html"].as_uri(), user_data=tmp_path / "p2")
     assert run.returncode == 0, run.stderr[-2000:]
     png = shot.read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 50_000
