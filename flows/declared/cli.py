@@ -45,7 +45,8 @@ def _input_problem(exc: Exception, declaration: str) -> UsageFailure:
     required=True,
     type=click.Path(dir_okay=False),
     help="JSON or TOML file declaring the system: every variable's units, kind (scalar, vector, position, tensor) "
-    "and role (parameter, state, target), the symmetry group, and optional fit settings (docs/fit.md).",
+    "and role (parameter, state, target), the symmetry group (none, O(d), SO(d), E(d), SE(d), O(1,d)), and "
+    "optionally a relabelled set of members and fit settings; see docs/fit.md and docs/examples.",
 )
 @click.option(
     "--target", "targets", multiple=True, help="A declared target to fit (repeat for several) [default: every target]."
@@ -177,6 +178,9 @@ def predict(
     ctx: click.Context, model: str, data: str, out: str, declaration: str | None, force: bool, as_json: bool
 ) -> None:
     """Apply a stored surrogate MODEL (NAME[@vN], from eqs fit) to new DATA.
+
+    Surrogates are named fit-<data>-<target>-<method>-<split>-s<seed> (eqs catalog list shows them;
+    the report cites them); the pi ones trained on the random split are the ones to use.
 
     DATA has the model's input variables (targets are not needed; those present are scored), with
     units attributes in any units pint converts to the declared ones.

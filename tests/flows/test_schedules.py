@@ -77,6 +77,27 @@ def test_every_problem_is_reported_with_its_deployment(tmp_path):
         assert expected in text, expected
 
 
+def test_a_fit_of_a_declared_system_can_be_scheduled(tmp_path):
+    good = write(
+        tmp_path,
+        """
+        [[deployment]]
+        name = "particles"
+        flow = "fit"
+        cron = "0 2 * * *"
+        [deployment.parameters]
+        data = "/data/particles.nc"
+        declaration = "/data/particles.json"
+        preset = "quick"
+        """,
+    )
+    (spec,) = load_schedule_config(good)
+    assert (spec.flow, spec.parameters["preset"]) == ("fit", "quick")
+    bad = write(tmp_path, '[[deployment]]\nname = "p"\nflow = "fit"\ncron = "0 2 * * *"\n')
+    with pytest.raises(ScheduleConfigError, match=r"flow 'fit' needs parameters \['data', 'declaration'\]"):
+        load_schedule_config(bad)
+
+
 def test_unreadable_configs(tmp_path):
     with pytest.raises(ScheduleConfigError, match="no such schedule config"):
         load_schedule_config(tmp_path / "missing.toml")
