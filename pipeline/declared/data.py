@@ -53,12 +53,6 @@ def read_data(path: str | os.PathLike[str]) -> xr.Dataset:
     if not p.exists():
         raise DataError(f"{path}: no such file or folder")
     if p.is_dir():
-        try:
-            import zarr  # noqa: F401
-        except ImportError:
-            raise DataError(
-                f"{path}: a folder, read as a zarr store, but the zarr package is not installed (pip install zarr)"
-            ) from None
         opener, what = (lambda: xr.open_zarr(p)), "a zarr store"
     elif not p.is_file():
         raise DataError(f"{path}: not a regular file (a device, a pipe); give a netCDF/HDF5 file or a zarr folder")

@@ -4,6 +4,7 @@ declaration, with one clear error per problem naming the file, the variable and 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -192,3 +193,19 @@ def test_massless_momenta_are_zero_on_the_data_and_stay_out_of_every_power():
         assert not set(group.quantities) & {"p1.p1", "p2.p2", "p3.p3"} or all(
             p > 0 for q, p in group.exponents if q in conditions.zero
         )
+
+
+def test_a_zarr_store_is_read_like_a_netcdf_file(tmp_path):
+    decl = declaration("charged-particle")
+    raw = dataset("charged-particle", 40)
+    raw.to_netcdf(tmp_path / "d.nc")
+    with warnings.catch_warnings():  # zarr 3 says consolidated metadata is not in its specification
+        warnings.simplefilter("ignore")
+        raw.to_zarr(tmp_path / "d.zarr")
+    from_nc = checked_data(read_data(tmp_path / "d.nc"), decl, "d.nc")
+    from_zarr = checked_data(read_data(tmp_path / "d.zarr"), decl, "d.zarr")
+    for name in ("m", "q", "B", "v0", "t", "dx"):
+        np.testing.assert_array_equal(from_nc[name].values, from_zarr[name].values)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: cannot be opened by xarray as a zarr store"):
+        read_data(tmp_path / "empty")
