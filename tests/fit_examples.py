@@ -29,5 +29,5 @@ def declaration(name: str) -> SystemDeclaration:
     return SystemDeclaration.from_file(declaration_path(name))
 
 
-def dataset(name: str, n: int = 300, seed: int = 0):
-    return generator(name).make_dataset(n, seed)
+def dataset(name: str, n: int = 300, seed: int = 0, **options):
+    return generator(name).make_dataset(n, seed, **options)

@@ -20,17 +20,26 @@ import pytest
 import torch
 import xarray as xr
 
+from pipeline.declared.data import checked_data
+from pipeline.declared.design import conditions_on_data
 from pipeline.model_io import ModelIO
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
-from pipeline.symmetry import MODEL_RTOL, SymmetryError, assert_equivariant, assert_units_equivariant
+from pipeline.symmetry import (
+    MODEL_RTOL,
+    SymmetryError,
+    assert_equivariant,
+    assert_units_equivariant,
+)
 from sims.declaration import find_system
 from surrogates.artifacts import registered_models
+from surrogates.declared.models import DeclaredSurrogate
 from surrogates.halos import runs as hr
 from surrogates.halos.models import GaussianMLP, double_power_law
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
 from surrogates.rietkerk import discovery as rd
 from surrogates.rietkerk import runs as sr
+from tests import fit_examples
 
 HIDDEN = (16, 16)
 FIT_SAMPLES = 48
@@ -178,6 +187,33 @@ def _control(broken: str) -> Callable[[], tuple[Any, ModelIO]]:
 HALO_MODELS = [*hr.MODELS, "scalars-ensemble"]
 
 
+# -- declared systems (eqs fit) -------------------------------------------------------------------
+
+
+def _declared(example: str, target: str, method: str) -> Callable[[], tuple[Any, ModelIO]]:
+    """A surrogate of an example system of ``eqs fit``, normalised on a few samples of its data."""
+
+    def build() -> tuple[Any, ModelIO]:
+        decl = fit_examples.declaration(example)
+        data = checked_data(fit_examples.dataset(example, FIT_SAMPLES), decl, example)
+        values = {q.name: data[q.name].values for q in decl.inputs_only().quantities}
+        conditions = conditions_on_data(decl, values)
+        set_size = data.sizes[decl.permutation.dim] if decl.permutation is not None else None
+        torch.manual_seed(0)
+        model = DeclaredSurrogate(
+            decl.to_dict(), target, method, HIDDEN, gaussian=target in decl.fit.noisy,
+            signed=list(conditions.signed), zero=list(conditions.zero), set_size=set_size,
+        ).double()  # fmt: skip
+        model.fit_normalisation(values, data[target].values)
+        return model.eval(), model.io
+
+    return build
+
+
+DECLARED_EXPECTED = {"pi": (True, True), "scalars": (True, False), "raw": (False, False)}  # (group, units)
+DECLARED_SYSTEMS = {fit_examples.declaration(name).name: name for name in fit_examples.NAMES}
+
+
 def cases() -> list[Case]:
     """Every model of every system, and the controls."""
     out = [Case("spring_pendulum", name, _pendulum(name), *PENDULUM_EXPECTED[name]) for name in PENDULUM_MODELS]
@@ -187,6 +223,13 @@ def cases() -> list[Case]:
         Case("rietkerk", "reaction-mlp", _reaction_mlp, None, True),
     ]
     out += [Case("halos", name, _halo(name), True, True) for name in HALO_MODELS]
+    for system, example in DECLARED_SYSTEMS.items():
+        decl = fit_examples.declaration(example)
+        for target in (q.name for q in decl.quantities if q.role.value == "target"):
+            out += [
+                Case(system, f"{target}-{method}", _declared(example, target, method), *expected)
+                for method, expected in DECLARED_EXPECTED.items()
+            ]
     out += [
         Case("halos", "scalars-plain-gaussian-mlp", _plain_gaussian_mlp, True, True),
         Case("halos", "control-rotation", _control("rotation"), False, True, control=True),
@@ -220,7 +263,8 @@ def test_each_model_declares_what_its_system_declares(case):
     if case.system == "halos":
         assert io.group == hr.HALO_GROUP and case.group
     else:
-        declaration = find_system(case.system)
+        declared = DECLARED_SYSTEMS.get(case.system)
+        declaration = fit_examples.declaration(declared) if declared else find_system(case.system)
         assert io.group == declaration.symmetry and io.independent_units == declaration.independent_units
         if case.group is not None:
             assert io.equivariant is case.group

@@ -30,12 +30,11 @@ PRESET_HELP = (
 )
 
 
-def _input_problem(exc: Exception, declaration: str) -> UsageFailure:
+def _input_problem(exc: Exception, data: str, declaration: str) -> UsageFailure:
     """The message names the option or file at fault; one about the system alone comes from the declaration."""
     text = str(exc)
-    return UsageFailure(
-        text if declaration in text or text.startswith("--") else f"--declaration {declaration}: {text}"
-    )
+    named = declaration in text or str(data) in text or text.startswith("--")
+    return UsageFailure(text if named else f"--declaration {declaration}: {text}")
 
 
 @click.command("fit")
@@ -76,7 +75,7 @@ def _input_problem(exc: Exception, declaration: str) -> UsageFailure:
     "--report-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where report.html and report.md go [default: reports/fit-<name> in the working directory].",
+    help="Where report.html and report.md go [default: reports/fit-<the declaration's name> in the working directory].",
 )
 @click.option("--out", default=None, help="Also write the summary table here (Markdown, or JSON for a .json name).")
 @click.option(
@@ -120,13 +119,20 @@ def fit(
     from sims.declaration import DeclarationError
 
     out_path = checked_output(ctx, "--out", out, force)
+    if name is not None:
+        from data_catalog.names import validate_name
+
+        try:
+            validate_name(name)
+        except ValueError as exc:
+            raise UsageFailure(f"--name {name}: {exc}") from None
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .flow import checked_input, fit_flow, result_name
 
     try:  # every check before the first write: a bad input leaves nothing in the catalog
         decl, canonical, _, chosen = checked_input(data, declaration, shift_by, list(targets) or None)
     except DeclarationError as exc:
-        raise _input_problem(exc, declaration) from None
+        raise _input_problem(exc, data, declaration) from None
     where = report_dir or os.path.join("reports", result_name(decl.name))
     _refuse_inside_catalog(ctx, "--report-dir", where, os.path.realpath(where))
     cat = _catalog(ctx)

@@ -37,7 +37,6 @@ from ..progress import epoch_progress
 from ..schedules import Choices
 
 METHODS = tuple(METHOD_TITLES)
-SEED_OF_SPLIT = {"group": 1, "units": 2}
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "seeds": 1,

@@ -47,14 +47,23 @@ def predict_file(
 ) -> dict[str, Any]:
     """Predict for every sample of ``data`` with ``model_ref`` and write the predictions to ``out``."""
     from surrogates.artifacts import load_model
-    from surrogates.declared.models import DeclaredSurrogate, predict
+    from surrogates.declared.models import DeclaredSurrogate
 
     resolved = catalog.resolve(model_ref)
     loaded = load_model(catalog, resolved, device="cpu", dtype="float64")
     model = loaded.model
     if not isinstance(model, DeclaredSurrogate):
         raise DataError(f"{resolved} is a {loaded.model_class} model, not a surrogate made by eqs fit")
-    raw = read_data(data)
+    with read_data(data) as raw:
+        return _predict_file(model, resolved, raw, data, out, declaration_path)
+
+
+def _predict_file(
+    model: Any, resolved: str, raw: xr.Dataset, data: str, out: Path, declaration_path: str | None
+) -> dict[str, Any]:
+    """Check ``raw`` against the model's declaration, predict, and write the predictions atomically."""
+    from surrogates.declared.models import predict
+
     given = None
     if declaration_path is not None:
         given, where = SystemDeclaration.from_file(declaration_path), f"--declaration {declaration_path}"
@@ -68,17 +77,25 @@ def predict_file(
                 f"{where} does not match the declaration of model {resolved} (system {model.decl.name!r}):\n  - "
                 + "\n  - ".join(problems)
             )
-    with raw:
-        canonical = checked_data(raw, model.decl, str(data), need_targets=False, min_samples=1)
+    canonical = checked_data(raw, model.decl, str(data), need_targets=False, min_samples=1)
     values = {q.name: np.asarray(canonical[q.name].values) for q in model.inputs}
+    perm = model.decl.permutation
+    if perm is not None and model.method == "raw":
+        members = canonical.sizes[perm.dim]
+        if members != model.set_size:
+            raise DataError(
+                f"{data}: {members} members along {perm.dim!r}; model {resolved} (a raw baseline) reads sets of "
+                f"{model.set_size}, in their order (the pi and scalars surrogates take any number)"
+            )
     mean, sigma = predict(model, values)
     target = model.design.target
-    dims = ("sample",) if mean.ndim == 1 else ("sample", "space")
+    leading = ("sample", perm.dim) if model.member_target else ("sample",)
+    dims = (*leading, "space")[: mean.ndim]
     variables: dict[str, Any] = {
         target.name: (dims, mean, {"units": target.units, "long_name": f"predicted {target.name}"})
     }
     if sigma is not None:
-        variables[f"sigma_{target.name}"] = (("sample",), sigma, {"units": target.units})
+        variables[f"sigma_{target.name}"] = (dims[: sigma.ndim], sigma, {"units": target.units})
     summary: dict[str, Any] = {"model": resolved, "data": str(data), "samples": int(len(mean)), "out": str(out)}
     if target.name in canonical:
         errors = relative_errors(mean, np.asarray(canonical[target.name].values))

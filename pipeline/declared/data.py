@@ -198,10 +198,3 @@ def checked_data(
     coords = {SAMPLE: (SAMPLE, np.arange(n), {"units": "1"})}
     attrs = {"declaration": decl.to_json(), "source": source, "system": decl.name}
     return xr.Dataset(out, coords=coords, attrs=attrs)
-
-
-def quantity_values(
-    ds: xr.Dataset, names: list[str] | tuple[str, ...], index: Any = slice(None)
-) -> dict[str, np.ndarray]:
-    """The canonical dataset's arrays of ``names`` (rows ``index``), as float64 numpy."""
-    return {name: np.asarray(ds[name].values[index], dtype=np.float64) for name in names}

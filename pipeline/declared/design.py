@@ -44,6 +44,24 @@ def quotient_units(numerator: str, denominator: str) -> str:
     return f"{q.units:~}" if q.magnitude == 1 else f"{q:~}"
 
 
+def same_units(a: str, b: str) -> bool:
+    """Whether two unit strings name the same unit (``m`` and ``meter``), not merely the same dimension."""
+    return parse(a).units == parse(b).units and parse(a).magnitude == parse(b).magnitude
+
+
+def check_positions(declaration: SystemDeclaration) -> None:
+    """Positions translate together: a translation adds one vector to all of them, so they must share
+    one unit (m and km would each need their own number)."""
+    units = {q.units for q in declaration.quantities if q.kind is Kind.POSITION}
+    first = next(iter(units), None)
+    if first is not None and any(not same_units(first, u) for u in units):
+        names = [q.name for q in declaration.quantities if q.kind is Kind.POSITION]
+        raise FeatureError(
+            f"system {declaration.name!r}: the positions {', '.join(names)} are declared in different units "
+            f"({', '.join(sorted(units))}); a translation moves them all alike, so declare them in one unit"
+        )
+
+
 def product_units(*units: str) -> str:
     q = parse("1")
     for u in units:
@@ -60,6 +78,7 @@ class BasisVector:
     units: str
     build: Callable[[Any], Any]
     scaling: Monomial
+    parts: tuple[Callable[[Any], Any], ...] = ()  # the vectors a cross product is made of (else the vector)
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,7 @@ def view_declaration(declaration: SystemDeclaration) -> SystemDeclaration:
     """What the features are computed from: the declaration's inputs; with a relabelled set, its *pair
     view*, in which each member quantity q appears twice, as q_i (member i) and q_j (member j), so that
     the invariant scalars and Pi groups are those of an ordered pair of members with the global inputs."""
+    check_positions(declaration)
     inputs = declaration.inputs_only()
     if inputs.permutation is None:
         return inputs
@@ -129,18 +149,24 @@ def view_values(declaration: SystemDeclaration, values: Mapping[str, Any]) -> di
     if declaration.permutation is None:
         return dict(values)
     out: dict[str, Any] = {}
+    members = next(values[m].shape[1] for m in declaration.inputs_only().permutation.quantities)
     for q in declaration.inputs_only().quantities:
         x = values[q.name]
-        if declaration.is_member(q.name):
-            index = partner_index(x.shape[1])
-            if not isinstance(x, np.ndarray):  # a torch tensor
-                import torch
+        is_numpy = isinstance(x, np.ndarray)
+        index: Any = partner_index(members)
+        if not is_numpy:  # a torch tensor
+            import torch
 
-                index = torch.as_tensor(index, device=x.device)
-            out[q.name + PAIR_SUFFIXES[0]] = x[:, :, None]
+            index = torch.as_tensor(index, device=x.device)
+        own = tuple(x.shape[2:] if declaration.is_member(q.name) else x.shape[1:])
+        shape = (x.shape[0], members, members, *own)
+        # every array as (sample, i, j, ...): the invariants stack and multiply them without broadcasting
+        expand = (lambda a: np.broadcast_to(a, shape)) if is_numpy else (lambda a: a.expand(shape))
+        if declaration.is_member(q.name):
+            out[q.name + PAIR_SUFFIXES[0]] = expand(x[:, :, None])
             out[q.name + PAIR_SUFFIXES[1]] = x[:, index]
         else:
-            out[q.name] = x[:, None, None]
+            out[q.name] = expand(x[:, None, None])
     return out
 
 
@@ -168,12 +194,12 @@ def _vector_names(scalar: str) -> list[str] | None:
     return None
 
 
-def _size(x: np.ndarray, kind: Kind) -> np.ndarray:
-    """Euclidean length of a vector (Frobenius norm of a tensor) over its own axes."""
+def lengths(x: np.ndarray, kind: Kind) -> np.ndarray:
+    """A scalar's absolute value, a vector's Euclidean length, a tensor's Frobenius norm, over its own axes."""
     x = np.asarray(x, dtype=np.float64)
-    if kind is Kind.TENSOR:
-        return np.sqrt((x**2).sum((-2, -1)))
-    return np.sqrt((x**2).sum(-1))
+    if kind is Kind.SCALAR:
+        return np.abs(x)
+    return np.sqrt((x**2).sum((-2, -1) if kind is Kind.TENSOR else -1))
 
 
 @dataclass(frozen=True)
@@ -219,7 +245,7 @@ def conditions_on_data(declaration: SystemDeclaration, values: Mapping[str, np.n
         if parts is not None and all(p in values for p in parts):
             size = np.ones(())
             for p in parts:
-                size = size * _size(vectors[p].get(values) if p in vectors else values[p], view.quantity(p).kind)
+                size = size * lengths(vectors[p].get(values) if p in vectors else values[p], view.quantity(p).kind)
             size = pairs(np.broadcast_to(size, np.broadcast_shapes(size.shape, computed.shape)))
             if v.size and np.all(np.abs(v) <= ROUND_OFF_ZERO * size):
                 zero.append(s.name)
@@ -256,18 +282,25 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
     if not vectors:
         raise FeatureError(f"{where}: a vector target needs vector inputs to be built from; none is declared")
     getters = _vector_inputs(inputs, vectors)
-    candidates: list[tuple[str, str, Callable[[Any], Any]]] = [
-        (v.name if v.kind is Kind.VECTOR else f"{v.name} (centred)", getters[v.name].units, getters[v.name].get)
+    candidates: list[tuple[str, str, Callable[[Any], Any], tuple[Callable[[Any], Any], ...]]] = [
+        (
+            v.name if v.kind is Kind.VECTOR else f"{v.name} (centred)",
+            getters[v.name].units,
+            getters[v.name].get,
+            (getters[v.name].get,),
+        )
         for v in vectors
     ]
     if group in ("SO", "SE") and d >= 2:
         plain = list(candidates)
         for combo in itertools.combinations(plain, d - 1):
+            getters_of = tuple(c[2] for c in combo)
             candidates.append(
                 (
                     "x".join(c[0] for c in combo) if d > 2 else f"J{combo[0][0]}",
                     product_units(*(c[1] for c in combo)),
-                    lambda v, gs=tuple(c[2] for c in combo): inv.generalized_cross(*(g(v) for g in gs)),
+                    lambda v, gs=getters_of: inv.generalized_cross(*(g(v) for g in gs)),
+                    getters_of,
                 )
             )
     if len(candidates) > MAX_BASIS:
@@ -275,26 +308,32 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
             f"{where}: {len(candidates)} equivariant basis vectors; at most {MAX_BASIS} are supported (declare fewer vectors)"
         )
     basis, left_out = [], []
-    for name, units, build in candidates:
+    for name, units, build, parts in candidates:
         monomial = _scaling(plan, quotient_units(q.units, units))
         if monomial is None:
             left_out.append(name)
         else:
-            basis.append(BasisVector(name, units, build, monomial))
+            basis.append(BasisVector(name, units, build, monomial, parts))
     if not basis:
         raise FeatureError(
             f"{where}: no monomial of the invariant scalars carries the units {q.units!r} divided by those of any input "
-            f"vector ({', '.join(f'{n} [{u}]' for n, u, _ in candidates)}), so no units-equivariant model exists; "
+            f"vector ({', '.join(f'{c[0]} [{c[1]}]' for c in candidates)}), so no units-equivariant model exists; "
             "declare the input that carries the missing dimension"
         )
     centroid = None
     if q.kind is Kind.POSITION:
         positions = [v.name for v in vectors if v.kind is Kind.POSITION]
+        if not positions:
+            raise FeatureError(f"{where}: a position target moves with the input positions; none is declared")
+        if declaration.permutation is not None:
+            raise FeatureError(
+                f"{where}: a position target beside a relabelled set is not supported; declare a displacement"
+            )
 
         def centroid(values: Any, names: tuple[str, ...] = tuple(positions)) -> Any:
             return sum(values[n] for n in names) / len(names)
 
-        if any(inputs.quantity(p).units != q.units for p in positions):
+        if any(not same_units(inputs.quantity(p).units, q.units) for p in positions):
             raise FeatureError(f"{where}: a position target needs the input positions in its own units {q.units!r}")
     return TargetDesign(q, plan, scaling, tuple(basis), centroid, tuple(left_out))
 
@@ -310,7 +349,8 @@ def targets_of(
         return declared
     unknown = [t for t in chosen if t not in declared]
     if unknown:
+        said = f"{option} {', '.join(unknown)}: " if option else ""
         raise FeatureError(
-            f"system {declaration.name!r} declares no target {', '.join(unknown)}; targets: {', '.join(declared)}"
+            f"{said}system {declaration.name!r} declares no target {', '.join(unknown)}; targets: {', '.join(declared)}"
         )
     return list(dict.fromkeys(chosen))

@@ -99,21 +99,14 @@ def extra_table(doc: Document, target: str, rows: list[dict[str, Any]]) -> None:
         test = by.get("test", first)
         line.append(doc.num(_fmt(test["within_1sigma"]), test["evaluations"]))
         worst = {
-            key: max((r[key] for r in by.values() if math.isfinite(r[key])), default=float("nan"))
-            for key in ("group_error", "units_error", "consistency")
+            key: max((r[key] for r in by.values() if math.isfinite(r.get(key, math.nan))), default=float("nan"))
+            for key in errors
         }
         refs = [ref for r in by.values() for ref in r["evaluations"]]
-        line += [doc.num(_fmt(worst[k]), refs) for k in ("group_error", "units_error", "consistency")]
+        line += [doc.num(_fmt(worst[k]), refs) for k in errors]
         table.append(line)
     doc.table(
-        [
-            "method",
-            *[f"RMSE {s}" for s in splits],
-            "within 1 sigma (test)",
-            "group error",
-            "units error",
-            "consistency",
-        ],
+        ["method", *[f"RMSE {s}" for s in splits], "within 1 sigma (test)", *[k.replace("_", " ") for k in errors]],
         table,
         caption=f"{target}: RMSE in {units or 'its declared units'} (mean ± std over seeds), calibration, and the worst "
         "measured symmetry errors over seeds and test sets",

@@ -28,6 +28,7 @@ import xarray as xr
 
 from data_catalog import DatasetSchema, register_schema
 from pipeline.declared.data import SAMPLE, SPACE, SPACE_COL, DataError
+from pipeline.declared.design import PAIR_SUFFIXES, lengths, view_values
 from pipeline.features import FeaturePlan
 from pipeline.symmetry import random_element, unit_factor
 from pipeline.units import dimension_vector
@@ -71,17 +72,25 @@ def shift_split(values: np.ndarray, fractions: Sequence[float], seed: int = SPLI
 
 
 def shift_values(data: xr.Dataset, declaration: SystemDeclaration, plan: FeaturePlan, shift_by: str) -> np.ndarray:
-    """Per sample, the value of ``shift_by``: a declared scalar input, or an invariant scalar of ``plan``."""
+    """Per sample, the value of ``shift_by``: a declared scalar input, or an invariant scalar of ``plan``
+    (with a relabelled set, one of the global inputs only: a pair's invariant is not one per sample)."""
     inputs = [q.name for q in declaration.quantities if q.role is not Role.TARGET]
-    scalars = [s.name for s in plan.scalars]
-    if shift_by in inputs and declaration.quantity(shift_by).kind is Kind.SCALAR:
+    pair_names = {
+        m + s for m in (declaration.permutation.quantities if declaration.permutation else ()) for s in PAIR_SUFFIXES
+    }
+    scalars = [s.name for s in plan.scalars if not set(s.inputs) & pair_names]
+    declared = [i for i in inputs if declaration.quantity(i).kind is Kind.SCALAR and not declaration.is_member(i)]
+    n = data.sizes[SAMPLE]
+    if shift_by in declared:
         return np.asarray(data[shift_by].values, dtype=np.float64)
     if shift_by in scalars:
-        computed = plan.compute({q: np.asarray(data[q].values, dtype=np.float64) for q in inputs})
-        return np.broadcast_to(np.asarray(computed[shift_by], dtype=np.float64), (data.sizes[SAMPLE],)).copy()
+        values = view_values(declaration, {q: np.asarray(data[q].values, dtype=np.float64) for q in inputs})
+        computed = np.asarray(next(s for s in plan.scalars if s.name == shift_by).compute(values), dtype=np.float64)
+        per_sample = computed.reshape(n, -1)[:, 0] if computed.ndim else np.full(n, float(computed))
+        return np.broadcast_to(per_sample, (n,)).copy()
     raise DataError(
-        f"system {declaration.name!r}: --shift-by (or fit.shift_by) {shift_by!r} is neither a declared scalar input nor an invariant "
-        f"scalar; choose from {', '.join(dict.fromkeys([*[i for i in inputs if declaration.quantity(i).kind is Kind.SCALAR], *scalars]))}"
+        f"system {declaration.name!r}: --shift-by (or fit.shift_by) {shift_by!r} is neither a declared scalar input "
+        f"nor an invariant scalar of the global inputs; choose from {', '.join(dict.fromkeys([*declared, *scalars])) or 'none'}"
     )
 
 
@@ -171,14 +180,6 @@ def random_units(declaration: SystemDeclaration, seed: int) -> dict[str, float]:
     return {dim: float(np.exp(rng.uniform(low, high))) for dim in base_dimensions(declaration)}
 
 
-def _magnitudes(x: np.ndarray, kind: Kind) -> np.ndarray:
-    """Every value's size, flattened: a scalar's absolute value, a vector's length."""
-    if kind is Kind.SCALAR:
-        return np.abs(x).reshape(-1)
-    axes = (-2, -1) if kind is Kind.TENSOR else (-1,)
-    return np.sqrt((x**2).sum(axes)).reshape(-1)
-
-
 def rescaling(
     declaration: SystemDeclaration,
     train: Mapping[str, np.ndarray],
@@ -198,11 +199,13 @@ def rescaling(
     ranges = {}
     for name in dimensional:
         kind = declaration.quantity(name).kind
-        tr, te = _magnitudes(train[name], kind), _magnitudes(test[name], kind)
+        tr, te = lengths(train[name], kind).reshape(-1), lengths(test[name], kind).reshape(-1)
         tr, te = tr[tr > 0], te[te > 0]
         if tr.size == 0 or te.size == 0:
             continue
         ranges[name] = (np.log10(tr.min()), np.log10(tr.max()), np.log10(te.min()), np.log10(te.max()))
+    if not ranges:
+        return None, f"every dimensional input ({', '.join(dimensional)}) is zero in the training or test set"
     matrix = np.array([[float(exponents[n].get(dim, 0)) for dim in dims] for n in ranges])
     rng = np.random.default_rng(seed)
     best: np.ndarray | None = None

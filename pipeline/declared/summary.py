@@ -59,9 +59,8 @@ def summary_rows(summary: Mapping[str, Any]) -> tuple[SummaryRow, ...]:
     """The report's rows: the median relative error per method and split, grouped by target."""
     out = []
     for r in summary["rows"]:
-        extra = {
-            k: r[k] for k in ("rmse", "rmse_std", "within_1sigma", "group_error", "units_error", "consistency", "units")
-        }
+        keys = ("rmse", "rmse_std", "within_1sigma", "group_error", "units_error", "permutation_error", "consistency")
+        extra = {k: r.get(k, float("nan")) for k in keys} | {"units": r["units"]}
         out.append(
             SummaryRow(
                 model=METHOD_TITLES.get(r["method"], r["method"]),

@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.declared.design import TargetDesign, design_for, input_plan, view_values
+from pipeline.declared.design import (
+    ROUND_OFF_ZERO,
+    TargetDesign,
+    design_for,
+    input_plan,
+    view_values,
+)
 from pipeline.declared.summary import METHOD_TITLES
 from pipeline.model_io import ModelIO, Port, Slot
 from sims.declaration import Kind, Role, SystemDeclaration
@@ -53,7 +59,7 @@ class DeclaredSurrogate(torch.nn.Module):
     ``declaration`` is the declaration's JSON form; ``gaussian`` adds the uncertainty output;
     ``signed`` and ``zero``: what the training data say about the invariant scalars
     (:func:`pipeline.declared.design.conditions_on_data`); features made of zero scalars are left out.
-    ``members``: the size of the relabelled set, where the declaration has one (the raw baseline's
+    ``set_size``: the number of members of the relabelled set, where the declaration has one (the raw baseline's
     layout depends on it; the other methods take any size).
 
     With a relabelled set, ``pi`` and ``scalars`` read the features of every ordered pair of distinct
@@ -76,7 +82,7 @@ class DeclaredSurrogate(torch.nn.Module):
         activation: str = "silu",
         signed: Sequence[str] | None = None,
         zero: Sequence[str] = (),
-        members: int | None = None,
+        set_size: int | None = None,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -87,9 +93,11 @@ class DeclaredSurrogate(torch.nn.Module):
         self.hidden, self.gaussian, self.activation = tuple(int(h) for h in hidden), bool(gaussian), activation
         self.signed = None if signed is None else [str(s) for s in signed]
         self.zero = [str(z) for z in zero]
-        self.members = None if members is None else int(members)
-        if decl.permutation is not None and method == "raw" and not self.members:
-            raise ValueError("the raw baseline of a system with a relabelled set needs members (the set's size)")
+        self.set_size = None if set_size is None else int(set_size)
+        if decl.permutation is not None and method == "raw" and not self.set_size:
+            raise ValueError(
+                "the raw baseline of a system with a relabelled set needs set_size (its number of members)"
+            )
         self.design: TargetDesign = design_for(decl, target, input_plan(decl, self.signed))
         self.inputs = [q for q in decl.quantities if q.role is not Role.TARGET]
         self.d = decl.space_dim
@@ -105,7 +113,7 @@ class DeclaredSurrogate(torch.nn.Module):
         self.pi_columns = [i for i, g in enumerate(plan.pi_groups) if not zero_set & set(g.quantities)]
         self.scalar_columns = [x.name for x in plan.scalars if x.name not in zero_set]
         widths = {Kind.SCALAR: 1, Kind.VECTOR: self.d, Kind.POSITION: self.d, Kind.TENSOR: self.d * self.d}
-        copies = {q.name: (self.members or 1) if decl.is_member(q.name) else 1 for q in self.inputs}
+        copies = {q.name: (self.set_size or 1) if decl.is_member(q.name) else 1 for q in self.inputs}
         n_in = {
             "pi": max(1, len(self.pi_columns)) + int(self.pairs and not design.is_vector),  # + log(scale_ij / S)
             "scalars": max(1, len(self.scalar_columns)),
@@ -118,7 +126,7 @@ class DeclaredSurrogate(torch.nn.Module):
         self.n_coef = n_coef
         n_out = n_coef + int(self.gaussian)
         if method == "raw" and self.member_target:
-            n_out = n_coef * self.members  # one output (or d) per member, in the data's member order
+            n_out = n_coef * self.set_size  # one output (or d) per member, in the data's member order
         if self.pairs:
             width = self.hidden[-1]
             self.phi = MLP(n_in, width, self.hidden, activation)
@@ -133,7 +141,7 @@ class DeclaredSurrogate(torch.nn.Module):
             self.net = MLP(n_in, n_out, self.hidden, activation)
         self.register_buffer("pi_scale", torch.ones(max(1, len(self.pi_columns))))
         self.register_buffer("coef_scale", torch.ones(n_coef))  # pure numbers (pi), training units (baselines)
-        raw_width = n_coef * ((self.members or 1) if self.member_target else 1)
+        raw_width = n_coef * ((self.set_size or 1) if self.member_target else 1)
         self.register_buffer("y_shift", torch.zeros(raw_width if method == "raw" and design.is_vector else 1))
         self.register_buffer("y_scale", torch.ones(()))
         self.register_buffer("sigma_scale", torch.ones(()))
@@ -148,7 +156,21 @@ class DeclaredSurrogate(torch.nn.Module):
             equivariant=method != "raw",
             units="equivariant" if method == "pi" else "none",
             description=f"{METHOD_TITLES[method]} surrogate of {q.name}",
+            sampler=self._sample if decl.permutation is not None else None,
         )
+
+    def _sample(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """Random inputs of a system with a relabelled set (the checks' default draws no member axis):
+        each member quantity (n, members, ...), the others (n, ...), drawn as their ports draw them."""
+        members = self.set_size or 3
+        out = []
+        for port in self.io.inputs:
+            if not self.decl.is_member(port.name):
+                out.append(port.sample(n, rng, self.d))
+                continue
+            drawn = port.sample(n * members, rng, self.d)
+            out.append(drawn.reshape(n, members, *drawn.shape[1:]))
+        return out
 
     @property
     def config(self) -> dict[str, Any]:
@@ -161,7 +183,7 @@ class DeclaredSurrogate(torch.nn.Module):
             "activation": self.activation,
             "signed": self.signed,
             "zero": self.zero,
-            "members": self.members,
+            "set_size": self.set_size,
         }
 
     # -- the parts of the forward pass --------------------------------------------------------------
@@ -177,12 +199,14 @@ class DeclaredSurrogate(torch.nn.Module):
     def _batch(self, values: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
         """(n,) or, for a set, (n, N, N): the shape every pair feature is broadcast to."""
         n = next(iter(values.values())).shape[0]
-        if not self.pairs:
+        if self.decl.permutation is None:
             return (n,)
         members = next(values[name].shape[1] for name in self.decl.inputs_only().permutation.quantities)
+        if self.method == "raw" and members != self.set_size:
+            raise ValueError(f"the raw baseline was trained on sets of {self.set_size} members, got {members}")
         if members < 2:
             raise ValueError(f"a relabelled set needs at least 2 members, got {members}")
-        return (n, members, members)
+        return (n, members, members) if self.pairs else (n,)
 
     def _mask(self, like: torch.Tensor, members: int) -> torch.Tensor:
         return 1.0 - torch.eye(members, dtype=like.dtype, device=like.device)
@@ -312,7 +336,7 @@ class DeclaredSurrogate(torch.nn.Module):
         coef = h[:, : self.n_out_raw]
         if self.design.is_vector:
             mean = (self.y_shift + self.y_scale * coef).reshape(
-                n, *([self.members] if self.member_target else []), self.d
+                n, *([self.set_size] if self.member_target else []), self.d
             )
         else:
             mean = self.y_shift[0] + self.y_scale * coef
@@ -321,9 +345,21 @@ class DeclaredSurrogate(torch.nn.Module):
         sigma = None if log_sigma is None else self.y_scale * torch.exp(log_sigma)
         return mean, sigma, norm
 
+    def _nonzero_terms(self, view: Mapping[str, Any], batch: tuple[int, ...], rows: Callable[[Any], Any]) -> list[bool]:
+        """Per basis vector, whether it is more than round-off on the training data: its length against the
+        product of the lengths of the vectors it is made of."""
+        used = []
+        for b in self.design.basis:
+            length = rows(torch.broadcast_to(b.build(view), (*batch, self.d)).norm(dim=-1))
+            scale = torch.ones_like(length)
+            for part in b.parts:
+                scale = scale * rows(torch.broadcast_to(part(view), (*batch, self.d)).norm(dim=-1))
+            used.append(bool((length > ROUND_OFF_ZERO * scale).any()))
+        return used
+
     @property
     def n_out_raw(self) -> int:
-        return self.n_coef * (self.members if self.member_target else 1)
+        return self.n_coef * (self.set_size if self.member_target else 1)
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = {q.name: batch[INPUT_PREFIX + q.name] for q in self.inputs}
@@ -382,7 +418,18 @@ class DeclaredSurrogate(torch.nn.Module):
         size = _rms(centred.norm(dim=-1).cpu().numpy())
         self.y_scale.fill_(size)
         terms = self._terms(view, computed, batch)
-        self.coef_scale.copy_(torch.as_tensor([size / _rms(rows(t.norm(dim=-1)).cpu().numpy()) for t in terms], **to))
+        used = self._nonzero_terms(view, batch, rows)
+        if not any(used):
+            raise ValueError(
+                f"target {self.target!r}: every equivariant vector it could be built from is zero on the data"
+            )
+        # a vector that is zero to round-off on the data (the cross product of parallel vectors) gets no
+        # coefficient: scaled up to the target's size, its round-off would break the exact symmetry
+        self.coef_scale.copy_(
+            torch.as_tensor(
+                [size / _rms(rows(t.norm(dim=-1)).cpu().numpy()) if u else 0.0 for t, u in zip(terms, used)], **to
+            )
+        )
         if self.method == "pi" and design.scaling is not None:
             scale = rows(self._target_scale(computed, batch)).cpu().numpy()
             self.sigma_scale.fill_(size / _rms(scale))
@@ -413,7 +460,7 @@ def fit_surrogate(
     gaussian: bool = False,
     signed: Sequence[str] | None = None,
     zero: Sequence[str] = (),
-    members: int | None = None,
+    set_size: int | None = None,
     checkpoint: str | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[DeclaredSurrogate, TrainResult]:
@@ -421,11 +468,11 @@ def fit_surrogate(
 
     The model is built after seeding, so its initial weights follow ``config.seed``."""
     decl = SystemDeclaration.from_dict(declaration, source="declaration")
-    if members is None and decl.permutation is not None:
-        members = int(np.shape(train_set[0][decl.inputs_only().permutation.quantities[0]])[1])
+    if set_size is None and decl.permutation is not None:
+        set_size = int(np.shape(train_set[0][decl.inputs_only().permutation.quantities[0]])[1])
     seed_everything(config.seed)
     model = DeclaredSurrogate(
-        declaration, target, method, hidden, gaussian, signed=signed, zero=zero, members=members
+        declaration, target, method, hidden, gaussian, signed=signed, zero=zero, set_size=set_size
     ).to(torch.float64)
     model.fit_normalisation(*train_set)
     result = train(

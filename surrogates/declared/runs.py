@@ -15,17 +15,12 @@ from pipeline.declared.evaluation import evaluation_dataset, relative_deviation
 from pipeline.declared.splits import moved_by_group, permuted, random_permutations
 from pipeline.features import declaration_of
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
-from sims.declaration import Role, SystemDeclaration
 from surrogates.artifacts import save_model
 from surrogates.declared.models import DeclaredSurrogate, fit_surrogate, predict
 from surrogates.training import TrainConfig, TrainResult
 
 SYMMETRY_SAMPLES = 64  # test inputs the symmetry measurements run on
 SYMMETRY_TRIALS = 8
-
-
-def inputs_of(declaration: SystemDeclaration) -> list[str]:
-    return [q.name for q in declaration.quantities if q.role is not Role.TARGET]
 
 
 def rows(ds: xr.Dataset, names: Sequence[str], index: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
@@ -46,7 +41,7 @@ def train_model(
 ) -> tuple[DeclaredSurrogate, TrainResult]:
     """One surrogate of ``target`` trained on the split's train part (validated on its val part)."""
     declaration = declaration_of(data, source="the data")
-    names = inputs_of(declaration)
+    names = [q.name for q in declaration.inputs_only().quantities]
     train_idx, val_idx = np.asarray(split["train"].values), np.asarray(split["val"].values)
     target_values = np.asarray(data[target].values, dtype=np.float64)
     return fit_surrogate(

@@ -187,7 +187,8 @@ def test_bad_data_and_declarations_exit_2_and_store_nothing(case, tmp_path, monk
 @pytest.mark.parametrize(
     "options, words",
     [
-        (["--target", "dy"], "declares no target dy"),
+        (["--target", "dy"], "--target dy: system 'charged_particle' declares no target dy"),
+        (["--name", "../x"], "--name ../x: dataset name '../x'"),
         (["--shift-by", "v0"], "needs a scalar input"),
         (["--shift-by", "nothing"], "neither a declared scalar input nor an invariant"),
     ],
@@ -197,3 +198,10 @@ def test_bad_options_exit_2(options, words, tmp_path, monkeypatch):
     data, decl = _bad(tmp_path)
     result = _run(tmp_path / "catalog", "fit", data, "--declaration", decl, *options)
     assert result.exit_code == 2 and words in result.stderr, result.output
+
+
+def test_a_missing_data_file_is_named_as_itself(tmp_path):
+    _, decl = _bad(tmp_path)
+    result = _run(tmp_path / "catalog", "fit", tmp_path / "nothing.nc", "--declaration", decl)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"Error: {tmp_path / 'nothing.nc'}: no such file or folder"

@@ -10,7 +10,14 @@ import torch
 
 from pipeline.declared.data import checked_data
 from pipeline.declared.design import conditions_on_data
-from pipeline.declared.splits import factors, group_elements, moved_by_group, random_split, random_units, rescaling
+from pipeline.declared.splits import (
+    factors,
+    group_elements,
+    moved_by_group,
+    random_split,
+    random_units,
+    rescaling,
+)
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from sims.declaration import SystemDeclaration
 from surrogates.artifacts import model_from_dataset, model_to_dataset
@@ -172,3 +179,44 @@ def test_a_position_target_moves_with_translations_and_rotations():
     moved = moved_by_group(values, decl, matrices, translations)
     expected = moved_by_group({"y": predict(model, values)[0]}, decl, matrices, translations)["y"]
     assert _rel(predict(model, moved)[0], expected) < ROUND_OFF
+
+
+def test_two_positions_under_se3_give_a_zero_cross_product_that_is_left_out():
+    """With two positions the centred ones are opposite, so their cross product is zero to round-off:
+    scaled up to the target's size it would break the symmetry, so it gets no coefficient."""
+    spec = _position_system().to_dict()
+    spec["symmetry"] = "SE(3)"
+    spec["quantities"][-1] = {"name": "y", "units": "m", "kind": "vector", "role": "target"}
+    decl = SystemDeclaration.from_dict(spec)
+    rng = np.random.default_rng(3)
+    n = 64
+    values = {"k": rng.uniform(1, 2, n), "m": rng.uniform(1, 2, n), "x1": rng.normal(size=(n, 3))}
+    values |= {"x2": rng.normal(size=(n, 3)), "v1": rng.normal(size=(n, 3))}
+    conditions = conditions_on_data(decl, values)  # det(x1, x2, v1) is zero too: the centred x1, x2 are opposite
+    assert "det(x1,x2,v1)" in conditions.zero
+    torch.manual_seed(0)
+    model = DeclaredSurrogate(
+        decl.to_dict(), "y", "pi", hidden=(8,), signed=list(conditions.signed), zero=list(conditions.zero)
+    ).double()
+    model.fit_normalisation(values, values["x1"] - values["x2"] + 0.3 * values["v1"])
+    names = [b.name for b in model.design.basis]
+    dropped = [b for b, c in zip(names, model.coef_scale.tolist()) if c == 0]
+    assert dropped == ["x1 (centred)xx2 (centred)"], (names, dropped)
+    data = [values[q.name] for q in model.inputs]
+    assert measure_equivariance(model, data=data).worst < ROUND_OFF
+    assert measure_units_equivariance(model, data=data).worst < ROUND_OFF
+
+
+def test_positions_in_different_units_and_position_targets_without_positions_are_refused():
+    from pipeline.declared.design import design_for
+    from pipeline.features import FeatureError
+
+    spec = _position_system().to_dict()
+    spec["quantities"][3]["units"] = "km"
+    with pytest.raises(FeatureError, match="positions x1, x2, y are declared in different units"):
+        design_for(SystemDeclaration.from_dict(spec), "y")
+    spec = _position_system().to_dict()
+    for q in spec["quantities"][2:4]:
+        q["kind"] = "vector"
+    with pytest.raises(FeatureError, match="a position target moves with the input positions; none is declared"):
+        design_for(SystemDeclaration.from_dict(spec), "y")

@@ -144,3 +144,58 @@ def test_an_evaluation_of_the_permutation_test_set_measures_its_consistency(nbod
         assert (float(ds["consistency"]) < ROUND_OFF) == exact, method
         assert (float(ds["permutation_error"]) < ROUND_OFF) == exact, method
         assert ds["predicted"].dims == ("sample", "member", "space")
+
+
+def test_a_set_under_se3_with_cross_products_is_exact():
+    """Under SE(3) the pair view adds cross products of the members' vectors (x_i x v_j ...), stacked
+    from arrays of every pair."""
+    spec = _spec()
+    spec["symmetry"] = "SE(3)"
+    decl = SystemDeclaration.from_dict(spec)
+    data = checked_data(dataset("n-body", 40), decl, "nb")
+    inputs = [q.name for q in decl.inputs_only().quantities]
+    values = {q: data[q].values for q in inputs}
+    conditions = conditions_on_data(decl, values)
+    model = fit_surrogate(
+        decl.to_dict(), "a", "pi", (values, data["a"].values), (values, data["a"].values), CONFIG, hidden=(8,),
+        signed=list(conditions.signed), zero=list(conditions.zero),
+    )[0]  # fmt: skip
+    assert any("x" in b.name and "v" in b.name for b in model.design.basis)  # a cross product is among them
+    reference = predict(model, values)[0]
+    matrices, translations = group_elements(decl, 40, seed=5, position_spread=30.0)
+    expected = moved_by_group({"a": reference}, decl, matrices, translations)["a"]
+    assert _rel(predict(model, moved_by_group(values, decl, matrices, translations))[0], expected) < ROUND_OFF
+    perms = random_permutations(40, 4, seed=6)
+    expected = permuted({"a": reference}, decl, perms)["a"]
+    assert _rel(predict(model, permuted(values, decl, perms))[0], expected) < ROUND_OFF
+
+
+def test_a_shift_by_a_pair_invariant_is_refused_with_the_choices():
+    from pipeline.declared.design import input_plan
+    from pipeline.declared.splits import shift_values
+
+    decl = declaration("n-body")
+    data = checked_data(dataset("n-body", 20), decl, "nb")
+    with pytest.raises(DataError, match="nor an invariant scalar of the global inputs; choose from G"):
+        shift_values(data, decl, input_plan(decl), "x_i.x_j")
+    np.testing.assert_array_equal(shift_values(data, decl, input_plan(decl), "G"), data["G"].values)
+
+
+def test_predict_writes_member_targets_along_the_member_dimension(nbody, tmp_path):
+    from data_catalog import Catalog
+    from flows.declared.predict import predict_file
+    from surrogates.artifacts import save_model
+
+    decl, _, _, _, models = nbody
+    catalog = Catalog(tmp_path / "catalog")
+    ref = save_model(catalog, "nbody-a-pi", models["a", "pi"])
+    raw_ref = save_model(catalog, "nbody-a-raw", models["a", "raw"])
+    dataset("n-body", 12, seed=3).to_netcdf(tmp_path / "new.nc")
+    summary = predict_file(catalog, ref, str(tmp_path / "new.nc"), tmp_path / "p.nc")
+    assert summary["samples"] == 12 and np.isfinite(summary["median_relative_error"])
+    with xr.open_dataset(tmp_path / "p.nc") as out:
+        assert out["a"].dims == ("sample", "body", "space") and out["a"].attrs["units"] == "m/s^2"
+    dataset("n-body", 12, seed=3, bodies=5).to_netcdf(tmp_path / "five.nc")
+    predict_file(catalog, ref, str(tmp_path / "five.nc"), tmp_path / "p5.nc")  # any number of members
+    with pytest.raises(DataError, match="5 members along 'body'; model .* reads sets of 4"):
+        predict_file(catalog, raw_ref, str(tmp_path / "five.nc"), tmp_path / "r5.nc")

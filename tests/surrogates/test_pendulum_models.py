@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from pipeline.model_io import Port
-from pipeline.symmetry import SymmetryError, assert_equivariant, assert_units_equivariant
+from pipeline.symmetry import (
+    SymmetryError,
+    assert_equivariant,
+    assert_units_equivariant,
+)
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
