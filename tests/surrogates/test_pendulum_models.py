@@ -11,11 +11,7 @@ import pytest
 import torch
 
 from pipeline.model_io import Port
-from pipeline.symmetry import (
-    SymmetryError,
-    assert_equivariant,
-    assert_units_equivariant,
-)
+from pipeline.symmetry import SymmetryError, assert_equivariant, assert_units_equivariant
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model

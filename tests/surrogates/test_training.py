@@ -8,13 +8,7 @@ import pytest
 import torch
 
 from surrogates.devices import pick_device
-from surrogates.training import (
-    CheckpointError,
-    TrainConfig,
-    TrainingDiverged,
-    seed_everything,
-    train,
-)
+from surrogates.training import CheckpointError, TrainConfig, TrainingDiverged, seed_everything, train
 
 
 def mlp(dropout: float = 0.0) -> torch.nn.Module:
