@@ -318,14 +318,14 @@ class FeaturePlan:
             raise FeatureError(
                 f"system {declaration.name!r} has no parameter or state quantities to build features from"
             )
+        self.signed = tuple(s.name for s in self.scalars if s.signed) if signed is None else tuple(signed)
         self.analysis = DimensionalAnalysis(
             [(s.name, s.units) for s in self.scalars],
             independent_units=declaration.independent_units,
             repeating=repeating,
             preferred=[s.name for s in self.scalars if s.role is Role.PARAMETER],
-            signed=[s.name for s in self.scalars if s.signed] if signed is None else list(signed),
+            signed=self.signed,
         )
-        self.signed = tuple(s.name for s in self.scalars if s.signed) if signed is None else tuple(signed)
         self.targets = declaration.select(roles=(Role.TARGET,))
         unsupported = [t.name for t in self.targets if t.kind is not Kind.SCALAR]
         if unsupported:
