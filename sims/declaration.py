@@ -141,6 +141,7 @@ class Quantity:
 
 
 FIT_FIELDS = ("shift_by", "split", "noisy")
+RESERVED_DIMS = ("sample", "space", "space_col")  # the dimensions of eqs fit's canonical data
 SPLIT_PARTS = ("train", "val", "test")
 
 
@@ -252,9 +253,6 @@ class PermutationSet:
             return cls(data["dim"], data["quantities"])
         except DeclarationError as exc:
             raise DeclarationError(f"{source}: {exc}") from None
-
-
-RESERVED_DIMS = ("sample", "space", "space_col")
 
 
 @dataclass(frozen=True)
