@@ -10,6 +10,7 @@ import torch
 
 from pipeline.declared.data import checked_data
 from pipeline.declared.design import conditions_on_data
+from pipeline.declared.evaluation import relative_deviation
 from pipeline.declared.splits import (
     factors,
     group_elements,
@@ -27,11 +28,6 @@ from tests.fit_examples import dataset, declaration
 
 ROUND_OFF = 1e-10
 CONFIG = TrainConfig(seed=0, epochs=3, batch_size=64, lr=3e-3, progress=False)
-
-
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    return float(np.max(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))
 
 
 def _prepared(name: str, n: int = 240):
@@ -87,11 +83,11 @@ def _units_predictions(decl, target, test, model, scales):
 def test_the_pi_model_is_exactly_equivariant_under_the_group_and_any_change_of_units(trained):
     decl, target, train, test, models = trained
     model = models["pi"]
-    assert _rel(*_moved_predictions(decl, target, test, model)) < ROUND_OFF
-    assert _rel(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) < ROUND_OFF
+    assert relative_deviation(*_moved_predictions(decl, target, test, model)) < ROUND_OFF
+    assert relative_deviation(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) < ROUND_OFF
     scales, _ = rescaling(decl, {**train[0], target: train[1]}, {**test[0], target: test[1]})
     if scales is not None:
-        assert _rel(*_units_predictions(decl, target, test, model, scales)) < ROUND_OFF
+        assert relative_deviation(*_units_predictions(decl, target, test, model, scales)) < ROUND_OFF
     data = [test[0][q.name][:16] for q in model.inputs]
     assert measure_equivariance(model, data=data).worst < ROUND_OFF
     assert measure_units_equivariance(model, data=data).worst < ROUND_OFF
@@ -100,15 +96,15 @@ def test_the_pi_model_is_exactly_equivariant_under_the_group_and_any_change_of_u
 def test_the_scalars_baseline_is_equivariant_but_not_units_equivariant(trained):
     decl, target, _, test, models = trained
     model = models["scalars"]
-    assert _rel(*_moved_predictions(decl, target, test, model)) < ROUND_OFF
-    assert _rel(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) > 1e-3
+    assert relative_deviation(*_moved_predictions(decl, target, test, model)) < ROUND_OFF
+    assert relative_deviation(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) > 1e-3
 
 
 def test_the_raw_baseline_is_neither(trained):
     decl, target, _, test, models = trained
     model = models["raw"]
-    assert _rel(*_moved_predictions(decl, target, test, model)) > 1e-3
-    assert _rel(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) > 1e-3
+    assert relative_deviation(*_moved_predictions(decl, target, test, model)) > 1e-3
+    assert relative_deviation(*_units_predictions(decl, target, test, model, random_units(decl, seed=2))) > 1e-3
 
 
 def test_models_survive_the_catalog_round_trip(trained):
@@ -178,7 +174,7 @@ def test_a_position_target_moves_with_translations_and_rotations():
     matrices, translations = group_elements(decl, n, seed=4, position_spread=5.0)
     moved = moved_by_group(values, decl, matrices, translations)
     expected = moved_by_group({"y": predict(model, values)[0]}, decl, matrices, translations)["y"]
-    assert _rel(predict(model, moved)[0], expected) < ROUND_OFF
+    assert relative_deviation(predict(model, moved)[0], expected) < ROUND_OFF
 
 
 def test_two_positions_under_se3_give_a_zero_cross_product_that_is_left_out():
