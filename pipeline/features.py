@@ -91,7 +91,8 @@ def _product_units(*units: str) -> str:
     product = parse("1")
     for u in units:
         product = product * parse(u)
-    return f"{product.units:~}" if product.magnitude == 1 else f"{product:~}"
+    text = f"{product.units:~}" if product.magnitude == 1 else f"{product:~}"
+    return text or "1"  # pint writes a dimensionless product as "": the catalog's word for it is "1"
 
 
 def _role(quantities: Sequence[Any]) -> Role:

@@ -6,7 +6,6 @@ what was expected, and nothing written to the catalog (every check runs before t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -136,6 +135,11 @@ def fit(
     where = report_dir or os.path.join("reports", result_name(decl.name))
     _refuse_inside_catalog(ctx, "--report-dir", where, os.path.realpath(where))
     cat = _catalog(ctx)
+    if "units_assumed" in canonical.attrs:
+        click.echo(
+            f"note: {data}: no 'units' attribute on {canonical.attrs['units_assumed']}; taken in the declared units",
+            err=True,
+        )
     click.echo(  # progress on stderr: stdout holds only the result (JSON with --json)
         f"fitting {', '.join(chosen)} of {decl.name!r} ({canonical.sizes['sample']} samples, {decl.symmetry}) "
         f"with preset {preset}",
@@ -206,4 +210,6 @@ def predict(
     if as_json:
         _emit_json(summary)
     else:
-        click.echo(json.dumps(summary, indent=2))
+        scored = summary.get("median_relative_error")
+        score = f"; median relative error {scored:.4g} where DATA has the target" if scored is not None else ""
+        click.echo(f"{summary['samples']} predictions of {summary['model']} -> {summary['out']}{score}")

@@ -109,8 +109,10 @@ def checked_input(data: str, declaration_path: str, shift_by: str | None, target
         targets_of,
     )
     from pipeline.declared.splits import shift_values
+    from pipeline.units import check_declaration
 
     declaration = load_declaration(declaration_path, shift_by)
+    check_declaration(declaration)  # its unit strings first: a bad one is the declaration's fault, not the data's
     with read_data(data) as raw:
         canonical = checked_data(raw, declaration, str(data))
     chosen = targets_of(declaration, targets, option="--target")

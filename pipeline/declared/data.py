@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog import DatasetSchema, register_schema
-from pipeline.features import COMPONENT_NAMES, FeatureError
+from pipeline.features import COMPONENT_NAMES, FeatureError, _variables_of
 from pipeline.units import UnitsError, scale_factor
 from sims.declaration import Kind, Role, SystemDeclaration
 
@@ -127,12 +127,15 @@ def checked_data(
     present = set(map(str, ds.data_vars))
     member_dim = decl.permutation.dim if decl.permutation is not None else None
     members: dict[str, int] = {}
+    assumed: list[str] = []
+    missing = False
     for q in decl.quantities:
         where = f"{source}: variable {q.name!r}"
         if q.name not in present:
             if q.role is Role.TARGET and not need_targets:
                 continue
             problems.append(f"{where} is missing (declared as a {q.kind.value} {q.role.value} in {q.units})")
+            missing = True
             continue
         var = ds[q.name]
         if SAMPLE not in var.dims and q.role is not Role.PARAMETER:
@@ -165,6 +168,7 @@ def checked_data(
         units = var.attrs.get("units")
         if units is None:
             factor = 1.0  # the documented default: values in the declared units
+            assumed.append(q.name)
         elif not isinstance(units, str):
             problems.append(f"{where}: its 'units' attribute is {type(units).__name__}, expected a unit string")
             continue
@@ -192,9 +196,13 @@ def checked_data(
         )
     if problems:
         raise DataError(
-            f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}:\n  - "
+            f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}"
+            + (f" ({source} has the variables {_variables_of(ds)})" if missing else "")
+            + ":\n  - "
             + "\n  - ".join(problems)
         )
     coords = {SAMPLE: (SAMPLE, np.arange(n), {"units": "1"})}
     attrs = {"declaration": decl.to_json(), "source": source, "system": decl.name}
+    if assumed:  # said to the user by eqs fit, and kept with the data
+        attrs["units_assumed"] = ", ".join(assumed)
     return xr.Dataset(out, coords=coords, attrs=attrs)

@@ -6,7 +6,8 @@ For a target T of a declared system (see docs/fit.md):
   scalars that carries T's units and pi the Pi groups (``pipeline.features``);
 - a vector target is equivariant: T = sum_k scale_k * f_k(pi) * b_k over a basis of equivariant
   vectors b_k built from the inputs (every input vector, positions centred on their mean under E(d)
-  and SE(d), and generalized cross products of d - 1 of them under SO(d) and SE(d)), each with the
+  and SE(d), each of those times every tensor input (T v), and generalized cross products of d - 1
+  of them under SO(d) and SE(d)), each with the
   monomial scale_k that carries units(T) / units(b_k); a position target adds the inputs' centroid,
   which carries the translation.
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from pipeline import invariants as inv
 from pipeline.dimensions import DimensionalAnalysisError, Monomial
-from pipeline.features import FeatureError, FeaturePlan, _vector_inputs
+from pipeline.features import FeatureError, FeaturePlan, _product_units, _vector_inputs
 from pipeline.units import parse
 from sims.declaration import Kind, Quantity, Role, SystemDeclaration
 
@@ -39,9 +40,13 @@ TARGET_KINDS = (Kind.SCALAR, Kind.VECTOR, Kind.POSITION)
 
 
 def quotient_units(numerator: str, denominator: str) -> str:
-    """Units of numerator / denominator, simplified by pint (``m`` / ``m/s`` -> ``s``)."""
+    """Units of numerator / denominator, simplified by pint (``m`` / ``m/s`` -> ``s``; ``m`` / ``m`` -> ``1``)."""
     q = parse(numerator) / parse(denominator)
-    return f"{q.units:~}" if q.magnitude == 1 else f"{q:~}"
+    return (f"{q.units:~}" if q.magnitude == 1 else f"{q:~}") or "1"
+
+
+def _frobenius(tensor: Any) -> Any:
+    return ((tensor * tensor).sum(-1).sum(-1)) ** 0.5
 
 
 def same_units(a: str, b: str) -> bool:
@@ -63,10 +68,8 @@ def check_positions(declaration: SystemDeclaration) -> None:
 
 
 def product_units(*units: str) -> str:
-    q = parse("1")
-    for u in units:
-        q = q * parse(u)
-    return f"{q.units:~}" if q.magnitude == 1 else f"{q:~}"
+    """Units of a product, simplified by pint; ``1`` when dimensionless."""
+    return _product_units(*units)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class BasisVector:
     units: str
     build: Callable[[Any], Any]
     scaling: Monomial
-    parts: tuple[Callable[[Any], Any], ...] = ()  # the vectors a cross product is made of (else the vector)
+    parts: tuple[Callable[[Any], Any], ...] = ()  # lengths of the vectors (and tensors) it is made of
 
 
 @dataclass(frozen=True)
@@ -282,17 +285,28 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
     if not vectors:
         raise FeatureError(f"{where}: a vector target needs vector inputs to be built from; none is declared")
     getters = _vector_inputs(inputs, vectors)
+    # (name, units, build, lengths of the vectors and tensors it is made of)
     candidates: list[tuple[str, str, Callable[[Any], Any], tuple[Callable[[Any], Any], ...]]] = [
         (
             v.name if v.kind is Kind.VECTOR else f"{v.name} (centred)",
             getters[v.name].units,
             getters[v.name].get,
-            (getters[v.name].get,),
+            (lambda values, g=getters[v.name].get: inv.norm(g(values)),),
         )
         for v in vectors
     ]
+    plain = list(candidates)
+    for t in (q for q in inputs.quantities if q.kind is Kind.TENSOR):  # T v is a vector of O(d) too
+        for name, units, get, lengths_of in plain:
+            candidates.append(
+                (
+                    f"{t.name}.{name}",
+                    product_units(t.units, units),
+                    lambda values, n=t.name, g=get: (values[n] @ g(values)[..., None])[..., 0],
+                    (*lengths_of, lambda values, n=t.name: _frobenius(values[n])),
+                )
+            )
     if group in ("SO", "SE") and d >= 2:
-        plain = list(candidates)
         for combo in itertools.combinations(plain, d - 1):
             getters_of = tuple(c[2] for c in combo)
             candidates.append(
@@ -300,7 +314,7 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
                     "x".join(c[0] for c in combo) if d > 2 else f"J{combo[0][0]}",
                     product_units(*(c[1] for c in combo)),
                     lambda v, gs=getters_of: inv.generalized_cross(*(g(v) for g in gs)),
-                    getters_of,
+                    tuple(length for c in combo for length in c[3]),
                 )
             )
     if len(candidates) > MAX_BASIS:

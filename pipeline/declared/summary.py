@@ -78,6 +78,12 @@ def summary_rows(summary: Mapping[str, Any]) -> tuple[SummaryRow, ...]:
     return tuple(out)
 
 
+def _cell(row: Mapping[str, Any]) -> str:
+    """The median relative error, with its spread over seeds when there are several."""
+    mean = f"{row['median_rel_error']:.3g}"
+    return f"{mean} ± {row['median_rel_error_std']:.2g}" if row["seeds"] > 1 else mean
+
+
 def summary_markdown(result: Any) -> str:
     """The summary as a Markdown table per target: median relative error (mean ± std over seeds) per
     method and test set, with the measured symmetry errors."""
@@ -95,10 +101,7 @@ def summary_markdown(result: Any) -> str:
         lines.append("|---|" + "---|" * (len(splits) + len(errors)))
         for method in dict.fromkeys(r["method"] for r in mine):
             by = {r["split"]: r for r in mine if r["method"] == method}
-            cells = [
-                f"{by[s]['median_rel_error']:.3g} ± {by[s]['median_rel_error_std']:.2g}" if s in by else "-"
-                for s in splits
-            ]
+            cells = [_cell(by[s]) if s in by else "-" for s in splits]
             worst = [
                 max((r[k] for r in by.values() if np.isfinite(r.get(k, np.nan))), default=float("nan")) for k in errors
             ]

@@ -347,13 +347,13 @@ class DeclaredSurrogate(torch.nn.Module):
 
     def _nonzero_terms(self, view: Mapping[str, Any], batch: tuple[int, ...], rows: Callable[[Any], Any]) -> list[bool]:
         """Per basis vector, whether it is more than round-off on the training data: its length against the
-        product of the lengths of the vectors it is made of."""
+        product of the lengths of the vectors and tensors it is made of."""
         used = []
         for b in self.design.basis:
             length = rows(torch.broadcast_to(b.build(view), (*batch, self.d)).norm(dim=-1))
             scale = torch.ones_like(length)
             for part in b.parts:
-                scale = scale * rows(torch.broadcast_to(part(view), (*batch, self.d)).norm(dim=-1))
+                scale = scale * rows(torch.broadcast_to(part(view), batch))
             used.append(bool((length > ROUND_OFF_ZERO * scale).any()))
         return used
 

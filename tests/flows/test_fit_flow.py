@@ -157,6 +157,10 @@ def _bad_kind(spec):
     spec["quantities"][0]["kind"] = "spinor"
 
 
+def _bad_unit_string(spec):
+    spec["quantities"][0]["units"] = "kgx"
+
+
 BAD = {
     "NaN": (_nan, None, ["variable 't' has 1 NaN"]),
     "units of another dimension": (_units, None, ["variable 'm'", "kg"]),
@@ -164,6 +168,7 @@ BAD = {
     "missing variable": (lambda ds: ds.drop_vars("B"), None, ["variable 'B' is missing"]),
     "unreachable target": (None, _no_mass_or_time, ["target 'dx'", "no units-equivariant model exists"]),
     "bad kind": (None, _bad_kind, ["kind 'spinor' is not one of"]),
+    "bad unit string in the declaration": (None, _bad_unit_string, ["--declaration", "quantity 'm'", "'kgx'"]),
 }
 
 

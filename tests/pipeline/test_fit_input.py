@@ -117,6 +117,7 @@ def test_missing_units_mean_the_declared_units_and_a_constant_parameter_is_broad
     raw["v"].attrs.pop("units")
     raw["m"] = xr.DataArray(1.5, attrs={"units": "kg"})
     out = checked_data(raw, decl, "toy.nc")
+    assert out.attrs["units_assumed"] == "v"  # eqs fit says so
     np.testing.assert_array_equal(out["v"].values, raw["v"].values)
     assert out["m"].shape == (40,) and (out["m"].values == 1.5).all()
 
@@ -133,7 +134,7 @@ def test_every_data_problem_is_named_at_once():
     raw["m"].attrs["units"] = "m"  # a length for a mass
     raw["v"] = (("sample", "component"), raw["v"].values[:, :2], {"units": "m/s"})  # two components for O(3)
     text = _problems(raw)
-    assert "3 problem(s) with toy.nc" in text
+    assert "3 problem(s) with toy.nc" in text and "(toy.nc has the variables m, v)" in text
     assert "variable 'E' is missing (declared as a scalar target in J)" in text
     assert "variable 'm'" in text and "kg" in text
     assert "variable 'v'" in text and "have length (2,), expected 3" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from pipeline.declared.data import checked_data
 from pipeline.declared.design import conditions_on_data
@@ -216,3 +217,46 @@ def test_positions_in_different_units_and_position_targets_without_positions_are
         q["kind"] = "vector"
     with pytest.raises(FeatureError, match="a position target moves with the input positions; none is declared"):
         design_for(SystemDeclaration.from_dict(spec), "y")
+
+
+def _rigid_body() -> SystemDeclaration:
+    return SystemDeclaration.from_dict(
+        {
+            "name": "rigid_body",
+            "symmetry": "O(3)",
+            "quantities": [
+                {"name": "I", "units": "kg m^2", "kind": "tensor", "role": "parameter"},
+                {"name": "w", "units": "rad/s", "kind": "vector", "role": "state"},
+                {"name": "n", "units": "1", "kind": "vector", "role": "state"},
+                {"name": "L", "units": "kg m^2/s", "kind": "vector", "role": "target"},
+            ],
+        }
+    )
+
+
+def test_a_tensor_times_a_vector_is_a_basis_vector_and_dimensionless_vectors_are_fine():
+    """L = I w is not along w: the design offers I.w; n is a dimensionless vector, whose invariants
+    (n.n, w.n ...) carry units '1' (pint writes ''), which every dataset needs as a string."""
+    from pipeline.features import extract
+
+    decl = _rigid_body()
+    rng = np.random.default_rng(4)
+    n = 48
+    a = rng.normal(size=(n, 3, 3))
+    values = {"I": a @ np.swapaxes(a, 1, 2) + 3 * np.eye(3), "w": rng.normal(size=(n, 3)), "n": rng.normal(size=(n, 3))}
+    torch.manual_seed(0)
+    model = DeclaredSurrogate(decl.to_dict(), "L", "pi", hidden=(8,)).double()
+    assert "I.w" in [b.name for b in model.design.basis]
+    model.fit_normalisation(values, (values["I"] @ values["w"][..., None])[..., 0])
+    data = [values[q.name] for q in model.inputs]
+    assert measure_equivariance(model, data=data).worst < ROUND_OFF
+    assert measure_units_equivariance(model, data=data).worst < ROUND_OFF
+    ds = xr.Dataset(
+        {
+            "I": (("sample", "a", "b"), values["I"], {"units": "kg m^2"}),
+            "w": (("sample", "space"), values["w"], {"units": "rad/s"}),
+            "n": (("sample", "space"), values["n"], {"units": "1"}),
+        }
+    )
+    out = extract(ds, decl.inputs_only()).compute()
+    assert out["n.n"].attrs["units"] == "1" and out["w.n"].attrs["units"] == "rad / s"
