@@ -11,7 +11,12 @@ import pytest
 import xarray as xr
 
 from pipeline.declared.data import DataError, checked_data, read_data
-from pipeline.declared.design import conditions_on_data, design_for, input_plan, targets_of
+from pipeline.declared.design import (
+    conditions_on_data,
+    design_for,
+    input_plan,
+    targets_of,
+)
 from pipeline.features import FeatureError
 from sims.declaration import DeclarationError, FitOptions, SystemDeclaration
 from tests.fit_examples import NAMES, dataset, declaration, declaration_path
