@@ -430,6 +430,20 @@ class _Layout:
     targets: tuple[str, ...]
 
 
+def problems_text(
+    problems: Sequence[str], source: str, declaration: SystemDeclaration, ds: xr.Dataset, *, missing: bool
+) -> str:
+    """Every problem of dataset ``source`` read as ``declaration``'s system, in one message (naming the
+    dataset's variables when a declared one is missing)."""
+    declared_in = f" (declared in {declaration.source})" if declaration.source else ""
+    return (
+        f"{len(problems)} problem(s) with {source} as system {declaration.name!r}{declared_in}"
+        + (f" ({source} has variables {_variables_of(ds)})" if missing else "")
+        + ":\n  - "
+        + "\n  - ".join(problems)
+    )
+
+
 def _variables_of(ds: xr.Dataset, limit: int = 20) -> str:
     names = sorted(map(str, ds.data_vars))
     shown = ", ".join(names[:limit]) or "none"
@@ -504,12 +518,7 @@ def _layout(ds: xr.Dataset, plan: FeaturePlan, source: str, *, allow_missing_tar
                 "but other variables use it as a batch dimension"
             )
     if problems:
-        raise FeatureError(
-            f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}"
-            + (f" ({source} has variables {_variables_of(ds)})" if missing else "")
-            + ":\n  - "
-            + "\n  - ".join(problems)
-        )
+        raise FeatureError(problems_text(problems, source, decl, ds, missing=missing))
     return _Layout(tuple(batch), dims_of, core, factors, tuple(t.name for t in targets))
 
 

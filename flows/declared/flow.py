@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import xarray as xr
 from annotated_types import Ge
 from prefect import flow, get_run_logger
 
@@ -140,7 +139,7 @@ def ingest(catalog: str, data: str, declaration_path: str, shift_by: str | None,
 def features(catalog: str, ref: str, dask_address: str | None = "threads") -> str:
     """The invariant scalars and Pi groups of every sample (dask), with what the data say about them."""
     from pipeline.cluster import dask_scheduler
-    from pipeline.declared.design import conditions_on_data, input_plan
+    from pipeline.declared.design import conditions_on_data, input_plan, view_dataset
     from pipeline.features import FEATURES_KIND, declaration_of, extract, features_name
 
     cat = Catalog(catalog)
@@ -160,27 +159,6 @@ def features(catalog: str, ref: str, dask_address: str | None = "threads") -> st
         out = out.map(lambda v: v.where(distinct) if {f"{dim}_i", f"{dim}_j"} <= set(v.dims) else v, keep_attrs=True)
     out.attrs["conditions"] = json.dumps(conditions.to_dict())
     return cat.write(out, features_name(parse_ref(ref).name), kind=FEATURES_KIND, parents=[ref])
-
-
-def view_dataset(data: Any, declaration: Any) -> Any:
-    """The inputs as the features read them: with a relabelled set, each member quantity q as q_i along
-    ``<dim>_i`` and q_j along ``<dim>_j``, so that xarray broadcasts them to every ordered pair."""
-    from pipeline.declared.design import PAIR_SUFFIXES
-
-    names = [q.name for q in declaration.inputs_only().quantities]
-    if declaration.permutation is None:
-        return data[names]
-    dim = declaration.permutation.dim
-    variables = {}
-    for name in names:
-        if declaration.is_member(name):
-            for suffix in PAIR_SUFFIXES:
-                variables[name + suffix] = data[name].rename({dim: dim + suffix})
-        else:
-            variables[name] = data[name]
-    return xr.Dataset(variables).assign_coords(
-        {dim + s: (dim + s, np.arange(data.sizes[dim]), {"units": "1"}) for s in PAIR_SUFFIXES}
-    )
 
 
 @catalog_task
@@ -261,10 +239,10 @@ def splits(catalog: str, ref: str, features_ref: str) -> dict[str, Any]:
         )
         store_testset(ds, "rescaled", [ref, split_ref])
     if declaration.fit.shift_by:
-        from pipeline.declared.design import input_plan
+        from pipeline.declared.design import DataConditions, input_plan
 
-        conditions = json.loads(cat.open(features_ref).attrs["conditions"])
-        plan = input_plan(declaration, conditions["signed"])
+        conditions = DataConditions.from_json(cat.open(features_ref).attrs["conditions"])
+        plan = input_plan(declaration, conditions.signed)
         by = sp.shift_values(data, declaration, plan, declaration.fit.shift_by)
         parts = sp.shift_split(by, declaration.fit.split)
         threshold = float(by[parts["test"]].min())
@@ -298,9 +276,7 @@ def train(
     config = training_config(preset_name, seed)
     hidden = preset_settings(preset_name)["hidden"]
     data, split = cat.open(ref).load(), cat.open(split_ref).load()
-    conditions = DataConditions(
-        **{k: tuple(v) for k, v in json.loads(cat.open(features_ref).attrs["conditions"]).items()}
-    )
+    conditions = DataConditions.from_json(cat.open(features_ref).attrs["conditions"])
     identity = [target, method, cat.stored_hash(ref), cat.stored_hash(split_ref), config.to_dict(), list(hidden)]
     split_name = str(split.attrs["split"])
     progress = epoch_progress(config.epochs, f"{target} by {method} on the {split_name} split (seed {seed})")
@@ -358,7 +334,7 @@ def fit_flow(
     ``seeds`` defaults to the preset's; ``name`` (the catalog name of the data) to the declaration's;
     the report (HTML and Markdown) is stored in the catalog and written to ``report_dir`` (default
     ``reports/fit-<system>``)."""
-    from pipeline.declared.summary import fit_summary
+    from pipeline.declared.summary import fit_summary, summary_rows
 
     settings = preset_settings(preset)
     seeds = checked_seeds(settings["seeds"] if seeds is None else seeds)
@@ -390,17 +366,18 @@ def fit_flow(
                         done = in_catalog(evaluate, root)(root, ref, testsets[test], reference)
                         evaluations.setdefault(target, {}).setdefault(method, {}).setdefault(test, []).append(done)
             log.info("%s by %s: %d seed(s) trained and evaluated", target, method, seeds)
-    summary = fit_summary(Catalog(root), evaluations)
+    cat = Catalog(root)
+    feature_attrs = cat.open(features_ref).attrs  # what the features step derived, for the report
+    summary = fit_summary(cat, evaluations)
     summary.update(
         preset=preset,
         seeds=seeds,
         data=raw,
         notes=made["notes"],
         declaration=decl.to_dict(),
-        features=json.loads(Catalog(root).open(features_ref).attrs["feature_plan"]),
-        conditions=json.loads(Catalog(root).open(features_ref).attrs["conditions"]),
+        features=json.loads(feature_attrs["feature_plan"]),
+        conditions=json.loads(feature_attrs["conditions"]),
     )
-    from pipeline.declared.summary import summary_rows
 
     result = SystemResult(
         system=result_name(decl.name),
@@ -413,7 +390,7 @@ def fit_flow(
     report = in_catalog(build_report, root)(root, result.to_dict(), decl.name, preset)
     from ..main import publish_report
 
-    paths = publish_report(Catalog(root), report, report_dir or Path("reports") / result.system)
+    paths = publish_report(cat, report, report_dir or Path("reports") / result.system)
     log.info("report: %s", paths["html"])
     return result
 

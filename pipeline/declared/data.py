@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog import DatasetSchema, register_schema
-from pipeline.features import COMPONENT_NAMES, FeatureError, _variables_of
+from pipeline.features import COMPONENT_NAMES, FeatureError, problems_text
 from pipeline.units import UnitsError, scale_factor
 from sims.declaration import Kind, Role, SystemDeclaration
 
@@ -195,12 +195,7 @@ def checked_data(
             f"{source}: the set along {member_dim!r} has {next(iter(members.values()))} member; at least 2 are needed"
         )
     if problems:
-        raise DataError(
-            f"{len(problems)} problem(s) with {source} as system {decl.name!r}{declared_in}"
-            + (f" ({source} has the variables {_variables_of(ds)})" if missing else "")
-            + ":\n  - "
-            + "\n  - ".join(problems)
-        )
+        raise DataError(problems_text(problems, source, decl, ds, missing=missing))
     coords = {SAMPLE: (SAMPLE, np.arange(n), {"units": "1"})}
     attrs = {"declaration": decl.to_json(), "source": source, "system": decl.name}
     if assumed:  # said to the user by eqs fit, and kept with the data

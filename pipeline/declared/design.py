@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import xarray as xr
 
 from pipeline import invariants as inv
 from pipeline.dimensions import DimensionalAnalysisError, Monomial
@@ -173,6 +175,25 @@ def view_values(declaration: SystemDeclaration, values: Mapping[str, Any]) -> di
     return out
 
 
+def view_dataset(data: xr.Dataset, declaration: SystemDeclaration) -> xr.Dataset:
+    """The inputs as the features read them: with a relabelled set, each member quantity q as q_i along
+    ``<dim>_i`` and q_j along ``<dim>_j``, so that xarray broadcasts them to every ordered pair."""
+    names = [q.name for q in declaration.inputs_only().quantities]
+    if declaration.permutation is None:
+        return data[names]
+    dim = declaration.permutation.dim
+    variables = {}
+    for name in names:
+        if declaration.is_member(name):
+            for suffix in PAIR_SUFFIXES:
+                variables[name + suffix] = data[name].rename({dim: dim + suffix})
+        else:
+            variables[name] = data[name]
+    return xr.Dataset(variables).assign_coords(
+        {dim + s: (dim + s, np.arange(data.sizes[dim]), {"units": "1"}) for s in PAIR_SUFFIXES}
+    )
+
+
 def off_diagonal(x: np.ndarray, members: int) -> np.ndarray:
     """The entries of distinct pairs (i != j) of a (sample, i, j, ...) array, as (sample, pairs, ...)."""
     x = np.broadcast_to(x, (x.shape[0], members, members, *x.shape[3:]))
@@ -214,6 +235,12 @@ class DataConditions:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {"signed": list(self.signed), "zero": list(self.zero)}
+
+    @classmethod
+    def from_json(cls, text: str) -> "DataConditions":
+        """From ``json.dumps(to_dict())``, as the features dataset stores it (attribute ``conditions``)."""
+        data = json.loads(text)
+        return cls(tuple(data["signed"]), tuple(data["zero"]))
 
 
 def conditions_on_data(declaration: SystemDeclaration, values: Mapping[str, np.ndarray]) -> DataConditions:

@@ -30,7 +30,7 @@ from data_catalog import DatasetSchema, register_schema
 from pipeline.declared.data import SAMPLE, SPACE, SPACE_COL, DataError
 from pipeline.declared.design import PAIR_SUFFIXES, lengths, view_values
 from pipeline.features import FeaturePlan
-from pipeline.symmetry import random_element, unit_factor
+from pipeline.symmetry import random_element, random_unit_scales, unit_factor
 from pipeline.units import dimension_vector
 from sims.declaration import Kind, Role, SystemDeclaration
 
@@ -175,9 +175,7 @@ def factors(declaration: SystemDeclaration, scales: Mapping[str, float]) -> dict
 
 
 def random_units(declaration: SystemDeclaration, seed: int) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    low, high = np.log(UNITS_RANGE[0]), np.log(UNITS_RANGE[1])
-    return {dim: float(np.exp(rng.uniform(low, high))) for dim in base_dimensions(declaration)}
+    return random_unit_scales(base_dimensions(declaration), np.random.default_rng(seed), *UNITS_RANGE)
 
 
 def rescaling(

@@ -139,7 +139,7 @@ def test_every_data_problem_is_named_at_once():
     raw["m"].attrs["units"] = "m"  # a length for a mass
     raw["v"] = (("sample", "component"), raw["v"].values[:, :2], {"units": "m/s"})  # two components for O(3)
     text = _problems(raw)
-    assert "3 problem(s) with toy.nc" in text and "(toy.nc has the variables m, v)" in text
+    assert "3 problem(s) with toy.nc" in text and "(toy.nc has variables m, v)" in text
     assert "variable 'E' is missing (declared as a scalar target in J)" in text
     assert "variable 'm'" in text and "kg" in text
     assert "variable 'v'" in text and "have length (2,), expected 3" in text
