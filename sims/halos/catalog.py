@@ -1,18 +1,23 @@
 """Dark-matter halos (docs/protocols.md#halos): the canonical halo catalog every reader and generator writes.
 
-A catalog (kind ``halos.catalog``) holds, per halo, its catalog properties and, as flat arrays with
-per-halo offsets and counts (the layout of simulation catalogs), its dark-matter particles:
+A catalog (kind ``halos.catalog``) holds, per halo, its catalog properties and, optionally, as flat
+arrays with per-halo offsets and counts (the layout of simulation catalogs), its dark-matter particles:
 
 - per halo (dim ``halo``): ``halo_id`` (int64), ``M200m`` (Msun), ``R200m`` (kpc), ``position``
-  (halo, space) the centre (potential minimum) in kpc, ``velocity`` (halo, space) the bulk velocity
-  in km s^-1, ``particle_offset`` and ``particle_count`` (int64); optional ``concentration``,
-  ``spin`` (both "1") and ``sigma_v`` (km s^-1); optional targets, e.g. ``log_mstar``
-  (log10 of the stellar mass in Msun, units "1"), named in :data:`TARGETS`.
-- per particle (dim ``particle``): ``particle_position`` (particle, space) in kpc, physical and
+  (halo, space) the centre in kpc, ``velocity`` (halo, space) the bulk velocity in km s^-1;
+  optional catalog properties (:data:`CATALOG_PROPERTIES`: concentration, Bullock spin, velocity
+  dispersion, axis ratios, centre and velocity offsets, Vmax, T/|U|, half-mass radius) and
+  optional targets, e.g. ``log_mstar`` (log10 of the stellar mass in Msun, units "1"), named in
+  :data:`TARGETS`.
+- the particles, all of :data:`PARTICLE_FIELDS` or none of them (a catalog without particles, as
+  halo finders publish them): ``particle_offset`` and ``particle_count`` (int64, per halo);
+  per particle (dim ``particle``): ``particle_position`` (particle, space) in kpc, physical and
   unwrapped around its halo's centre (no periodic jumps inside a halo), ``particle_velocity``
-  (particle, space) in km s^-1 (peculiar, physical), ``particle_mass`` in Msun.
-- attributes: ``source_format`` (tng, rockstar, hdf5, synthetic), ``redshift``, ``hubble`` (h);
-  optional ``box_size_kpc``.
+  (particle, space) in km s^-1 (peculiar, physical), ``particle_mass`` in Msun. With particles,
+  every halo has at least one.
+- attributes: ``source_format`` (tng, rockstar, ctrees, hdf5, synthetic ...), ``redshift``,
+  ``hubble`` (h); optional ``box_size_kpc`` and ``particle_mass_msun`` (the simulation's particle
+  mass, for catalogs that give it).
 
 Units are physical, without little h; readers convert (comoving kpc/h, 1e10 Msun/h, sqrt(a) km/s)
 and say so in ``units`` attributes. The particles of halo i are rows
@@ -44,10 +49,35 @@ HALO_UNITS = {
     "concentration": "1",
     "spin": "1",
     "sigma_v": "km s^-1",
+    "b_to_a": "1",
+    "c_to_a": "1",
+    "x_offset": "kpc",
+    "v_offset": "km s^-1",
+    "vmax": "km s^-1",
+    "virial_ratio": "1",
+    "r_half": "kpc",
 }
 PARTICLE_UNITS = {"particle_position": "kpc", "particle_velocity": "km s^-1", "particle_mass": "Msun"}
-REQUIRED = ("halo_id", "M200m", "R200m", "position", "velocity", "particle_offset", "particle_count")
-OPTIONAL = ("concentration", "spin", "sigma_v")
+REQUIRED = ("halo_id", "M200m", "R200m", "position", "velocity")
+#: The particles: a catalog holds all of these or none.
+PARTICLE_FIELDS = ("particle_offset", "particle_count", *PARTICLE_UNITS)
+#: What halo finders measure besides mass, radius, position and velocity, with the definitions the
+#: canonical catalog uses (readers convert theirs to these).
+CATALOG_PROPERTIES = {
+    "concentration": "R200m / Rs, Rs the NFW scale radius",
+    "spin": "Bullock lambda' = |J| / (sqrt(2) M V R) within the halo radius",
+    "sigma_v": "1-D velocity dispersion (3-D rms speed / sqrt(3))",
+    "b_to_a": "second over first axis of the shape ellipsoid (0: not measured)",
+    "c_to_a": "third over first axis of the shape ellipsoid (0: not measured)",
+    "x_offset": "distance from the centre to the mean position of the halo's particles",
+    "v_offset": "speed of the halo's bulk velocity relative to the mean velocity of its particles",
+    "vmax": "maximum circular velocity sqrt(G M(<r) / r)",
+    "virial_ratio": "T / |U|, kinetic over potential energy of the bound particles",
+    "r_half": "radius enclosing half of the halo mass",
+}
+OPTIONAL = tuple(CATALOG_PROPERTIES)
+#: Catalog properties that may be 0 (a halo finder writes 0 for a quantity it could not measure).
+NON_NEGATIVE = ("spin", "sigma_v", "b_to_a", "c_to_a", "x_offset", "v_offset", "virial_ratio")
 TARGETS = {
     "log_mstar": "log10 stellar mass / Msun",
     "log_ssfr": "log10 specific star formation rate / yr^-1",
@@ -214,35 +244,55 @@ def _dims(name: str) -> tuple[str, ...]:
     return (*base, "space") if name in VECTORS else base
 
 
+def has_particles(ds: xr.Dataset) -> bool:
+    """Whether a catalog holds its particles (all of :data:`PARTICLE_FIELDS`), not halo properties only."""
+    return all(name in ds for name in PARTICLE_FIELDS)
+
+
 def check_catalog(ds: xr.Dataset) -> list[str]:
     """Problems of a halo catalog, each a sentence naming the variable (empty list: fine)."""
-    problems = []
-    for name in (*REQUIRED, *PARTICLE_UNITS):
-        if name not in ds:
-            problems.append(f"{name}: missing (required)")
+    problems = [f"{name}: missing (required)" for name in REQUIRED if name not in ds]
+    present = [name for name in PARTICLE_FIELDS if name in ds]
+    if present and len(present) < len(PARTICLE_FIELDS):
+        missing = [name for name in PARTICLE_FIELDS if name not in ds]
+        problems.append(
+            f"{', '.join(missing)}: missing; a catalog holds all of {', '.join(PARTICLE_FIELDS)} (its particles) "
+            f"or none of them, this one has {', '.join(present)}"
+        )
     if problems:
         return problems
+    particles = bool(present)
     # reductions, not .values: on a lazily opened catalog they run chunk by chunk in bounded memory
     nonfinite = {}
-    for name in (*REQUIRED, *OPTIONAL, *PARTICLE_UNITS, *TARGETS):
+    for name in (*REQUIRED, *OPTIONAL, *PARTICLE_FIELDS, *TARGETS):
         if name in ds and ds[name].dtype.kind == "f":
             nonfinite[name] = int((~np.isfinite(ds[name])).sum())
             if nonfinite[name]:
                 problems.append(f"{name}: {nonfinite[name]} NaN or infinite value(s)")
-    for name in ("M200m", "R200m", "particle_mass", "concentration", "spin", "sigma_v"):
-        if name not in ds:  # the last three are optional
+    for name in ("M200m", "R200m", "particle_mass", *OPTIONAL):
+        if name not in ds:  # the particles and the catalog properties are optional
             continue
         smallest = float(ds[name].min()) if ds.sizes.get(ds[name].dims[0], 0) else np.inf
-        # a spin or a dispersion may be 0 (Rockstar prints Vrms = 0 for some small halos)
-        non_negative = name in ("spin", "sigma_v")
+        # a halo finder writes 0 for what it could not measure (Rockstar: Vrms, spins, shapes of small halos)
+        non_negative = name in NON_NEGATIVE
         if not nonfinite.get(name) and (smallest < 0 if non_negative else smallest <= 0):
             problems.append(f"{name}: values must be {'>= 0' if non_negative else 'positive'}, found {smallest:.6g}")
-    for name in ("halo_id", "particle_offset", "particle_count"):
+    for name in ("b_to_a", "c_to_a"):
+        if name in ds and not nonfinite.get(name) and ds.sizes.get("halo", 0) and float(ds[name].max()) > 1.0:
+            problems.append(f"{name}: an axis ratio is at most 1, found {float(ds[name].max()):.6g}")
+    for name in ("halo_id", "particle_offset", "particle_count") if particles else ("halo_id",):
         try:  # the casts below would truncate 30.4 to 30
             checked_values(ds[name].values, name, integer=True)
         except HaloCatalogError as exc:
             problems.append(str(exc))
     if problems:
+        return problems
+    ids = ds["halo_id"].values
+    if np.unique(ids).size != ids.size:
+        problems.append("halo_id: ids must be unique")
+    if not particles:
+        if ds.sizes.get("particle", 0):
+            problems.append(f"particle: {ds.sizes['particle']} particle rows but no particle fields")
         return problems
     counts = ds["particle_count"].values.astype(np.int64)
     offsets = ds["particle_offset"].values.astype(np.int64)
@@ -258,20 +308,21 @@ def check_catalog(ds: xr.Dataset) -> list[str]:
         problems.append(
             f"particle_count: counts sum to {int(counts.sum())} but there are {ds.sizes.get('particle', 0)} particles"
         )
-    ids = ds["halo_id"].values
-    if np.unique(ids).size != ids.size:
-        problems.append("halo_id: ids must be unique")
     return problems
 
 
 register_schema(
     DatasetSchema(
         kind=HALOS_KIND,
-        description="halo catalog: per-halo properties and DM particles as flat arrays with offsets and counts",
+        description="halo catalog: per-halo properties and, optionally, DM particles as flat arrays with offsets "
+        "and counts",
         variables={
             **{n: VariableSpec(dims=_dims(n), units=HALO_UNITS[n]) for n in REQUIRED},
             **{n: VariableSpec(dims=_dims(n), units=HALO_UNITS[n], required=False) for n in OPTIONAL},
-            **{n: VariableSpec(dims=_dims(n), units=u) for n, u in PARTICLE_UNITS.items()},
+            **{
+                n: VariableSpec(dims=_dims(n), units=HALO_UNITS.get(n) or PARTICLE_UNITS[n], required=False)
+                for n in PARTICLE_FIELDS
+            },
             **{n: VariableSpec(dims=("halo",), units="1", required=False) for n in TARGETS},
         },
         attrs=("source_format",),
@@ -282,7 +333,7 @@ register_schema(
 
 def catalog_dataset(
     halos: Mapping[str, Any],
-    particles: Mapping[str, Any],
+    particles: Mapping[str, Any] | None,
     *,
     source_format: str,
     redshift: float = 0.0,
@@ -293,11 +344,14 @@ def catalog_dataset(
 ) -> xr.Dataset:
     """A checked ``halos.catalog`` dataset from arrays in the canonical units.
 
-    ``halos`` maps REQUIRED (and any OPTIONAL or TARGETS) names to arrays; ``particle_offset`` may be
-    left out (computed from the counts). ``particles`` maps the PARTICLE_UNITS names to arrays.
+    ``halos`` maps REQUIRED (and any OPTIONAL or TARGETS) names to arrays, and ``particle_count``
+    when there are particles (``particle_offset`` may be left out: computed from the counts).
+    ``particles`` maps the PARTICLE_UNITS names to arrays, or is None (or empty) for a catalog
+    without particles.
     Raises :class:`HaloCatalogError` naming ``source`` and every problem.
     """
     halos = dict(halos)
+    particles = dict(particles or {})
     if "particle_offset" not in halos and "particle_count" in halos:
         counts = np.asarray(halos["particle_count"], dtype=np.int64)
         halos["particle_offset"] = (
@@ -306,7 +360,9 @@ def catalog_dataset(
     unknown = sorted(set(halos) - set(HALO_UNITS) - set(TARGETS)) + sorted(set(particles) - set(PARTICLE_UNITS))
     if unknown:
         raise HaloCatalogError(f"{source}: unknown field(s) {unknown}")
-    missing = [n for n in REQUIRED if n not in halos] + [n for n in PARTICLE_UNITS if n not in particles]
+    missing = [n for n in REQUIRED if n not in halos]
+    if particles or "particle_count" in halos:
+        missing += [n for n in PARTICLE_FIELDS if n not in halos and n not in particles]
     if missing:
         raise HaloCatalogError(f"{source}: missing field(s) {missing}")
     data = {}

@@ -37,6 +37,7 @@ from sims.halos.catalog import (
     HALOS_KIND,
     MAX_HUBBLE,
     OPTIONAL,
+    PARTICLE_FIELDS,
     PARTICLE_UNITS,
     REQUIRED,
     SPACE,
@@ -49,6 +50,7 @@ from sims.halos.catalog import (
     checked_number,
     checked_redshift,
     checked_values,
+    has_particles,
     scalar_value,
 )
 
@@ -88,6 +90,19 @@ def _is_particle_field(name: str) -> bool:
     return name in PARTICLE_UNITS
 
 
+def _particle_presence(where: str, names: Iterable[str]) -> bool:
+    """Whether ``names`` (a file's or a chunk's fields) hold the particles: all of
+    :data:`PARTICLE_FIELDS` (True) or none (False); some of them is an error naming what is missing."""
+    present = [n for n in PARTICLE_FIELDS if n in names]
+    if present and len(present) < len(PARTICLE_FIELDS):
+        missing = [n for n in PARTICLE_FIELDS if n not in names]
+        raise HaloCatalogError(
+            f"{where}: missing field(s) {missing}; a halo catalog holds all of {list(PARTICLE_FIELDS)} (its "
+            f"particles) or none of them (halo properties only)"
+        )
+    return bool(present)
+
+
 def _check_chunk_halos(chunk_halos: int) -> None:
     if not isinstance(chunk_halos, (int, np.integer)) or chunk_halos < 1:
         raise ValueError(f"chunk_halos must be a positive integer, got {chunk_halos!r}")
@@ -121,10 +136,14 @@ def _layout_problems(ids: np.ndarray, counts: np.ndarray, offsets: np.ndarray, n
         problems.append("particle_offset: offsets must be contiguous (offset[i + 1] = offset[i] + count[i], from 0)")
     if int(counts.sum()) != n_particles:
         problems.append(f"particle_count: counts sum to {int(counts.sum())} but there are {n_particles} particles")
+    return problems + _id_problems(ids)
+
+
+def _id_problems(ids: np.ndarray) -> list[str]:
     unique, first = np.unique(ids, return_counts=True)
     if (first > 1).any():
-        problems.append(f"halo_id: ids must be unique (repeated: {unique[first > 1][:5].tolist()})")
-    return problems
+        return [f"halo_id: ids must be unique (repeated: {unique[first > 1][:5].tolist()})"]
+    return []
 
 
 # -- HDF5 access with errors that name the file -------------------------------------------------
@@ -174,6 +193,7 @@ class _CanonicalWriter:
     def __init__(self, f: h5py.File, target: Path, compression: str | None) -> None:
         self.f, self.target, self.compression = f, target, compression
         self.names: tuple[str, ...] | None = None
+        self.dims: tuple[str, ...] = ()
         self.attrs: dict[str, Any] = {}
         self.summed: dict[str, Any] = {}
         self.n_halos = 0
@@ -215,12 +235,13 @@ class _CanonicalWriter:
 
     def _create(self, chunk: xr.Dataset, names: tuple[str, ...], where: str) -> None:
         f = self.f
-        for dimid, dim in enumerate(("halo", "particle")):
+        self.dims = ("halo", "particle") if _particle_presence(where, names) else ("halo",)
+        for dimid, dim in enumerate(self.dims):
             scale = f.create_dataset(dim, shape=(0,), maxshape=(None,), dtype=">f4")
             scale.attrs["_Netcdf4Dimid"] = np.int32(dimid)
             scale.make_scale(_NOT_A_VARIABLE + b"%10d" % 0)
         space = f.create_dataset("space", data=np.array(SPACE, dtype=object), dtype=h5py.string_dtype())
-        space.attrs["_Netcdf4Dimid"] = np.int32(2)
+        space.attrs["_Netcdf4Dimid"] = np.int32(len(self.dims))
         space.make_scale("space")
         for name in names:
             var = chunk[name]
@@ -250,8 +271,8 @@ class _CanonicalWriter:
     def finish(self) -> None:
         if self.names is None:
             raise HaloCatalogError(f"{self.target}: no chunks to write; a catalog needs at least one chunk")
-        self.f["halo"].resize((self.n_halos,))
-        self.f["particle"].resize((self.n_particles,))
+        for dim, rows in zip(self.dims, (self.n_halos, self.n_particles)):
+            self.f[dim].resize((rows,))
         # ids repeated across chunks are only visible here: one O(halos) read of halo_id
         ids = self.f["halo_id"][:]
         unique, counts = np.unique(ids, return_counts=True)
@@ -362,6 +383,11 @@ def _lazy_problems(ds: xr.Dataset, check_values: bool) -> list[str]:
     if problems or not check_values:
         return problems
     ids = np.asarray(ds["halo_id"].values, dtype=np.int64)
+    if not has_particles(ds):  # halo rows alone, one chunk at a time
+        for i0 in range(0, ids.size, DEFAULT_CHUNK_HALOS):
+            i1 = min(i0 + DEFAULT_CHUNK_HALOS, ids.size)
+            problems += [f"halos {i0}..{i1 - 1}: {p}" for p in check_catalog(ds.isel(halo=slice(i0, i1)).load())]
+        return problems + _id_problems(ids)
     counts = np.asarray(ds["particle_count"].values, dtype=np.int64)
     offsets = np.asarray(ds["particle_offset"].values, dtype=np.int64)
     problems = _layout_problems(ids, counts, offsets, ds.sizes.get("particle", 0))
@@ -406,16 +432,19 @@ def _unit_factor(path: Path, name: str, units: Any) -> float:
 def _hdf5_layout(path: Path) -> _Hdf5Layout:
     with _open_h5(path) as f:
         try:
-            known = [*REQUIRED, *OPTIONAL, *TARGETS, *PARTICLE_UNITS]
-            missing = [n for n in (*REQUIRED, *PARTICLE_UNITS) if not isinstance(f.get(n), h5py.Dataset)]
+            known = [*REQUIRED, *OPTIONAL, *TARGETS, *PARTICLE_FIELDS]
+            datasets = [n for n in known if isinstance(f.get(n), h5py.Dataset)]
+            missing = [n for n in REQUIRED if n not in datasets]
             if missing:
                 raise HaloCatalogError(
                     f"{path}: missing field(s) {missing}, required by {HALOS_KIND} "
                     f"(found: {sorted(k for k in f if isinstance(f[k], h5py.Dataset))})"
                 )
-            present = [n for n in known if isinstance(f.get(n), h5py.Dataset)]
+            particles = _particle_presence(str(path), datasets)
+            present = datasets
             fields = {n: _unit_factor(path, n, f[n].attrs.get("units")) for n in present}
-            n_halos, n_particles = f["halo_id"].shape[0], f["particle_mass"].shape[0]
+            n_halos = f["halo_id"].shape[0]
+            n_particles = f["particle_mass"].shape[0] if particles else 0
             for name in present:
                 rows = n_particles if _is_particle_field(name) else n_halos
                 shape = (rows, 3) if name in VECTORS else (rows,)
@@ -424,10 +453,14 @@ def _hdf5_layout(path: Path) -> _Hdf5Layout:
             if n_halos == 0:
                 raise HaloCatalogError(f"{path}: no halos (field 'halo_id' has 0 rows)")
             # integer-valued, not cast: a count of 30.4 must not become 30
-            ids, counts, offsets = (
-                checked_values(f[name][:], f"{path}: field {name!r}", integer=True)
-                for name in ("halo_id", "particle_count", "particle_offset")
-            )
+            ids = checked_values(f["halo_id"][:], f"{path}: field 'halo_id'", integer=True)
+            if particles:
+                counts, offsets = (
+                    checked_values(f[name][:], f"{path}: field {name!r}", integer=True)
+                    for name in ("particle_count", "particle_offset")
+                )
+            else:  # halo properties only: chunks of halos alone
+                counts = offsets = np.zeros(n_halos, dtype=np.int64)
             # reserved and netCDF-internal attributes are not passed on, so not read either
             attrs = {
                 str(k): _attr_value(path, str(k), f.attrs[k])
@@ -436,7 +469,7 @@ def _hdf5_layout(path: Path) -> _Hdf5Layout:
             }
         except OSError as exc:
             raise HaloCatalogError(f"{path}: cannot be read, the file is truncated or corrupted ({exc})") from exc
-    problems = _layout_problems(ids, counts, offsets, n_particles)
+    problems = _layout_problems(ids, counts, offsets, n_particles) if particles else _id_problems(ids)
     if problems:
         raise HaloCatalogError(f"{path}: " + "; ".join(problems))
     info = {k: attrs.pop(k, None) for k in ("source_format", "redshift", "hubble", "box_size_kpc")}
