@@ -1,6 +1,6 @@
 """Dark-matter halos in ``sims``: the canonical halo catalog (kind ``halos.catalog``) every reader and
 generator writes (:mod:`sims.halos.catalog`), the synthetic population (:mod:`sims.halos.population`),
-the readers of simulation formats (:mod:`sims.halos.readers`: Rockstar and the canonical HDF5;
+the readers of simulation formats (:mod:`sims.halos.readers`: the canonical HDF5; :mod:`sims.halos.rockstar`: Rockstar and consistent-trees;
 :mod:`sims.halos.tng`: IllustrisTNG) and their ingestion into the catalog (:mod:`sims.halos.ingest`)."""
 
 from sims.halos.catalog import (
@@ -9,6 +9,7 @@ from sims.halos.catalog import (
     PARTICLE_UNITS,
     TARGETS,
     HaloCatalogError,
+    HaloInputWarning,
     HaloOptionError,
     NegativeRedshiftWarning,
     catalog_dataset,
@@ -16,9 +17,22 @@ from sims.halos.catalog import (
     halo_particles,
     subsample_catalog,
 )
-from sims.halos.ingest import FORMATS, canonical_dataset, ingest_halos, iter_source, store_catalog
-from sims.halos.population import MAX_HALOS, MAX_SEED, PopulationConfig, generate_population, iter_population
-from sims.halos.readers import iter_hdf5, iter_rockstar, open_canonical, write_canonical
+from sims.halos.ingest import (
+    FORMATS,
+    canonical_dataset,
+    ingest_halos,
+    iter_source,
+    store_catalog,
+)
+from sims.halos.population import (
+    MAX_HALOS,
+    MAX_SEED,
+    PopulationConfig,
+    generate_population,
+    iter_population,
+)
+from sims.halos.readers import iter_hdf5, open_canonical, write_canonical
+from sims.halos.rockstar import iter_ctrees, iter_rockstar, iter_rockstar_binary
 from sims.halos.tng import iter_tng
 
 __all__ = [
@@ -30,6 +44,7 @@ __all__ = [
     "PARTICLE_UNITS",
     "TARGETS",
     "HaloCatalogError",
+    "HaloInputWarning",
     "HaloOptionError",
     "NegativeRedshiftWarning",
     "PopulationConfig",
@@ -39,9 +54,11 @@ __all__ = [
     "generate_population",
     "halo_particles",
     "ingest_halos",
+    "iter_ctrees",
     "iter_hdf5",
     "iter_population",
     "iter_rockstar",
+    "iter_rockstar_binary",
     "iter_source",
     "iter_tng",
     "open_canonical",

@@ -97,7 +97,12 @@ class HaloOptionError(HaloCatalogError):
     command line exits with status 2 and names the option), not a problem of the file."""
 
 
-class NegativeRedshiftWarning(UserWarning):
+class HaloInputWarning(UserWarning):
+    """Something of an input catalog that is used as it is, or left out, and said (the command line
+    prints it as a 'warning:' line)."""
+
+
+class NegativeRedshiftWarning(HaloInputWarning):
     """A snapshot slightly after a = 1 (an integrator stepping past z = 0): accepted, but said."""
 
 

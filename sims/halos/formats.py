@@ -131,9 +131,17 @@ def _read_tng(path: Any, *, chunk_halos: int, snapshot: int, **options: Any) -> 
 
 
 def _read_rockstar(path: Any, *, chunk_halos: int, particles: list[str] | None = None) -> Iterator[xr.Dataset]:
-    from sims.halos.readers import iter_rockstar
+    from sims.halos.rockstar import iter_rockstar
 
     return iter_rockstar(path, particles, chunk_halos=chunk_halos)
+
+
+def _read_ctrees(
+    path: Any, *, chunk_halos: int, snapshot: int | None = None, particles: list[str] | None = None
+) -> Iterator[xr.Dataset]:
+    from sims.halos.rockstar import iter_ctrees
+
+    return iter_ctrees(path, chunk_halos=chunk_halos, snapshot=snapshot, particles_path=particles)
 
 
 def _read_hdf5(path: Any, *, chunk_halos: int) -> Iterator[xr.Dataset]:
@@ -158,9 +166,20 @@ register_reader(
 register_reader(
     HaloReader(
         "rockstar",
-        "a Rockstar halo list (out_*.list, halos_*.ascii)",
+        "a Rockstar halo list (out_*.list, halos_*.ascii, halos_*.bin)",
         _read_rockstar,
         (ReaderOption("particles", "--particles", "its .particles files", check=_files),),
+    )
+)
+register_reader(
+    HaloReader(
+        "ctrees",
+        "a consistent-trees halo list (hlist_*.list; tree_*.dat with --snapshot)",
+        _read_ctrees,
+        (
+            ReaderOption("snapshot", "--snapshot", "the snapshot of a tree file's rows", check=_snapshot),
+            ReaderOption("particles", "--particles", "Rockstar .particles files of the same snapshot", check=_files),
+        ),
     )
 )
 register_reader(HaloReader("hdf5", "the canonical halo HDF5 file", _read_hdf5))

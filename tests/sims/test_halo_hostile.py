@@ -19,9 +19,15 @@ from tng_fixture import write_tng_fixture
 
 from data_catalog import Catalog
 from flows.cli import main
-from sims.halos.catalog import HaloCatalogError, NegativeRedshiftWarning, checked_number, checked_values
+from sims.halos.catalog import (
+    HaloCatalogError,
+    NegativeRedshiftWarning,
+    checked_number,
+    checked_values,
+)
 from sims.halos.population import PopulationConfig, generate_population
-from sims.halos.readers import iter_hdf5, iter_rockstar, read_rockstar_header, write_canonical
+from sims.halos.readers import iter_hdf5, write_canonical
+from sims.halos.rockstar import iter_rockstar, read_rockstar_header
 from sims.halos.tng import iter_tng
 
 REAL = Path(__file__).parents[2] / ".." / "shared" / "real_halos"
@@ -124,10 +130,10 @@ def test_the_real_gevolution_file_past_z0_is_warned_about(tmp_path):
     with pytest.warns(NegativeRedshiftWarning, match=message):
         header = read_rockstar_header(path)
     assert header.scale_factor == 1.030863
-    # the command says so too, then refuses the file for its real problem: Rockstar wrote no particles
+    # the command says so too, and ingests its halo properties (Rockstar wrote no particles)
     result = _eqs(tmp_path / "c", "ingest", "halos", path, "--format", "rockstar")
-    assert result.exit_code == 2, result.output
-    assert "warning: " in result.output and "z = -0.02994" in result.output and "no particle files" in result.output
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "z = -0.02994" in result.output
 
 
 def test_an_empty_rockstar_list_names_the_file_not_a_temporary_one(tmp_path):
@@ -243,11 +249,17 @@ def test_tng_mass_table_nan_and_a_negative_redshift(tmp_path):
 def test_options_that_do_not_apply_or_are_not_finite_are_usage_errors(tmp_path):
     rockstar = write_rockstar(tmp_path / "r")
     result = _eqs(tmp_path / "c", "ingest", "halos", rockstar, "--format", "rockstar", "--snapshot", 3)
-    assert result.exit_code == 2 and "--snapshot is only read with --format tng, not rockstar" in result.output
+    assert (
+        result.exit_code == 2
+        and "--snapshot is only read with --format tng or --format ctrees, not rockstar" in result.output
+    )
     truth = write_tng_fixture(tmp_path / "t", with_matching=False)
     args = ("--format", "tng", "--snapshot", truth["snapshot"], "--particles", rockstar)
     result = _eqs(tmp_path / "c", "ingest", "halos", truth["base_path"], *args)
-    assert result.exit_code == 2 and "--particles is only read with --format rockstar, not tng" in result.output
+    assert (
+        result.exit_code == 2
+        and "--particles is only read with --format rockstar or --format ctrees, not tng" in result.output
+    )
     for value in ("nan", "inf", "-3"):
         args = ("--format", "tng", "--snapshot", truth["snapshot"], "--min-log-mass", value)
         result = _eqs(tmp_path / "c", "ingest", "halos", truth["base_path"], *args)

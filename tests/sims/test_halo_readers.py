@@ -14,16 +14,15 @@ import pytest
 import xarray as xr
 
 from data_catalog import check_dataset
-from sims.halos.catalog import HALOS_KIND, HaloCatalogError
+from sims.halos.catalog import HALOS_KIND, HaloCatalogError, has_particles
 from sims.halos.readers import (
     DROPPED_ATTR,
     _chunk_bounds,
     iter_hdf5,
-    iter_rockstar,
     open_canonical,
-    read_rockstar_header,
     write_canonical,
 )
+from sims.halos.rockstar import iter_rockstar, read_rockstar_header
 
 KPC = 1000 * 0.5 / 0.7  # kpc per comoving Mpc/h at a = 0.5, h = 0.7
 BOX = 250.0  # Mpc/h
@@ -321,12 +320,19 @@ def test_rockstar_unknown_units(tmp_path):
         iter_rockstar(catalog)
 
 
-def test_rockstar_missing_particle_files(tmp_path):
+def test_rockstar_without_particle_files_is_a_catalog_of_halo_properties(tmp_path):
     catalog = write_rockstar(tmp_path / "r")
+    with_particles = _concat(list(iter_rockstar(catalog, chunk_halos=2)))
     for p in catalog.parent.glob("*.particles"):
         p.unlink()
-    with pytest.raises(HaloCatalogError, match=r"out_0\.list: no particle files 'halos_0\.\*\.particles'"):
-        iter_rockstar(catalog)
+    alone = xr.concat(list(iter_rockstar(catalog, chunk_halos=2)), dim="halo")
+    assert not has_particles(alone) and "particle" not in alone.dims
+    expected = {n for n in with_particles if not n.startswith("particle_")}
+    assert set(alone.data_vars) == expected
+    for name in expected:
+        np.testing.assert_array_equal(alone[name].values, with_particles[name])
+    stored = open_canonical(write_canonical(iter_rockstar(catalog, chunk_halos=2), tmp_path / "alone.h5"))
+    assert not has_particles(stored) and stored.sizes["halo"] == alone.sizes["halo"]
 
 
 def test_hdf5_missing_file_and_not_hdf5(tmp_path):
