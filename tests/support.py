@@ -1,6 +1,9 @@
-"""Test data shared by the test modules: a small registered dataset kind and its sample datasets."""
+"""Test data shared by the test modules: a small registered dataset kind and its sample datasets, and
+where the shared real halo catalogs are."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -10,6 +13,8 @@ from sims.declaration import Kind, Role, find_system
 from sims.pendulum import system as spring_pendulum
 
 DEMO_KIND = "test.demo"
+#: Real halo catalogs written by real halo finders, beside the repository (never copied into it).
+REAL_HALOS = Path(__file__).resolve().parents[1].parent / "shared" / "real_halos"
 
 register_schema(
     DatasetSchema(

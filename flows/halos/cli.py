@@ -83,18 +83,18 @@ def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, n
 
 @contextmanager
 def _input_warnings() -> Iterator[None]:
-    """Warnings about the input (a negative redshift) as 'warning: ...' lines on stderr, shown also
-    when the command then fails; other warnings go on as usual."""
-    from sims.halos.catalog import NegativeRedshiftWarning
+    """Warnings about the input (a negative redshift, halos left out) as 'warning: ...' lines on
+    stderr, shown also when the command then fails; other warnings go on as usual."""
+    from sims.halos.catalog import HaloInputWarning
 
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", NegativeRedshiftWarning)
+            warnings.simplefilter("always", HaloInputWarning)
             yield
     finally:
         for w in caught:
-            if issubclass(w.category, NegativeRedshiftWarning):
+            if issubclass(w.category, HaloInputWarning):
                 click.echo(f"warning: {w.message}", err=True)
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -114,7 +114,7 @@ def _input_warnings() -> Iterator[None]:
     "--particles",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Rockstar .particles file(s) [default: found beside the halo list].",
+    help="Rockstar .particles file(s) [default: those found beside the halo list; with none, the halos are read without particles].",
 )
 @click.option(
     "--matching",
@@ -177,10 +177,13 @@ def ingest_halos_command(
         raise UsageFailure(f"{exc}\nnothing was written to the catalog") from None
     except ValueError as exc:  # (catalog errors go to the command line's handler, as in sim halos)
         raise UsageFailure(str(exc)) from None
+    with cat.open(ref) as ds:
+        n_halos, particles = int(ds.sizes["halo"]), int(ds.sizes.get("particle", 0))
     if as_json:
-        with cat.open(ref) as ds:
-            _emit_json({"ref": ref, "halos": int(ds.sizes["halo"])})
+        _emit_json({"ref": ref, "halos": n_halos, "particles": particles})
     else:
+        if not particles:  # said on stderr, so that stdout stays the ref alone
+            click.echo(f"note: {path} has no particles: {n_halos} halos with their catalog properties only", err=True)
         click.echo(ref)
 
 

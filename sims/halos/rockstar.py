@@ -107,8 +107,9 @@ def _open_text(path: Path) -> IO[str]:
 def read_rockstar_header(path: PathLike, *, particles: bool = False) -> RockstarHeader:
     """The header of a Rockstar catalog (or, with ``particles``, of a ``.particles`` file).
 
-    The column line is the first comment line starting with ``ID`` (catalogs) or naming
-    ``external_haloid`` (particle tables). Reads comment lines up to the first data line.
+    The column line is the first comment line naming an ``ID`` column among at least eight, in any
+    order (catalogs; consistent-trees numbers them, ``id(1)``), or naming ``external_haloid``
+    (particle tables). Reads comment lines up to the first data line.
     """
     path = Path(path)
     header = RockstarHeader(path=path)
@@ -136,11 +137,15 @@ def _header_line(header: RockstarHeader, text: str, particles: bool) -> None:
     tokens = text.split()
     if tokens and tokens[0].endswith(":") and "external_haloid" in tokens:
         tokens = tokens[1:]  # old particle files: '#Format: X Y Z ...'
-    first = tokens[0].lower() if tokens else ""
-    is_columns = ("external_haloid" in tokens) if particles else first == "id" or first.startswith("scale(")
+    if particles:
+        is_columns = "external_haloid" in tokens
+    else:  # the line naming an 'ID' column among many, in any order; not a '#Key: text' or '#a = 1' line
+        names = [_column_name(token) for token in tokens]
+        is_columns = "id" in names and len(tokens) >= 8 and not tokens[0].endswith(":") and "=" not in text
     if not header.columns and is_columns:
         header.columns = tuple(tokens)
-        header.writer = "ctrees" if first.startswith("scale(") else "rockstar"
+        # consistent-trees numbers its columns: 'scale(0) id(1) desc_scale(2) ...'
+        header.writer = "ctrees" if all(re.search(r"\(\d+\)$", token) for token in tokens) else "rockstar"
         return
     version = _VERSION.match(text)
     if version:

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support import REAL_HALOS
 from test_halo_readers import INFO, write_rockstar
 from tng_fixture import write_tng_fixture
 
@@ -30,7 +31,7 @@ from sims.halos.readers import iter_hdf5, write_canonical
 from sims.halos.rockstar import iter_rockstar, read_rockstar_header
 from sims.halos.tng import iter_tng
 
-REAL = Path(__file__).parents[2] / ".." / "shared" / "real_halos"
+REAL = REAL_HALOS
 
 
 def _eqs(root, *args):
