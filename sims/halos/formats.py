@@ -11,13 +11,15 @@ adds a format.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from sims.halos.catalog import HaloOptionError, checked_number
+from sims.halos.catalog import HaloCatalogError, HaloOptionError, checked_number
 
 
 @dataclass(frozen=True)
@@ -117,10 +119,41 @@ def checked_options(reader: HaloReader, path: Any, options: Mapping[str, Any]) -
     return checked
 
 
+def guess_format(path: str | os.PathLike[str]) -> str | None:
+    """The format a file looks like from its first bytes: ``hdf5``, ``rockstar`` (a Rockstar list or
+    binary file), ``ctrees`` (a consistent-trees list), or None (a folder, or none of these)."""
+    import h5py
+
+    from sims.halos.rockstar import _is_rockstar_binary, read_rockstar_header
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if h5py.is_hdf5(path):
+        return "hdf5"
+    if _is_rockstar_binary(path):
+        return "rockstar"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the header is read again, and warned about, by its reader
+            return read_rockstar_header(path).writer
+    except (HaloCatalogError, OSError):
+        return None
+
+
 def read_source(path: str | os.PathLike[str], format: str, *, chunk_halos: int, **options: Any) -> Iterator[xr.Dataset]:
-    """The chunks of ``path`` read by the reader of ``format``, its options checked first."""
+    """The chunks of ``path`` read by the reader of ``format``, its options checked first. A file
+    given as the canonical HDF5 that is a halo finder's list is refused naming the format to use."""
     reader = get_reader(format)
-    return reader.read(path, chunk_halos=chunk_halos, **checked_options(reader, path, options))
+    checked = checked_options(reader, path, options)
+    if format == "hdf5":
+        guessed = guess_format(path)
+        if guessed not in (None, "hdf5"):
+            raise HaloOptionError(
+                f"{path}: a {readers()[guessed].description}, not the canonical halo HDF5 file; read it with "
+                f"--format {guessed}"
+            )
+    return reader.read(path, chunk_halos=chunk_halos, **checked)
 
 
 def _read_tng(path: Any, *, chunk_halos: int, snapshot: int, **options: Any) -> Iterator[xr.Dataset]:

@@ -155,7 +155,8 @@ def _open_h5(path: Path) -> h5py.File:
         raise HaloCatalogError(f"{path}: not a file")
     if not h5py.is_hdf5(path):
         raise HaloCatalogError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected a {HALOS_KIND} file written by write_canonical"
+            f"{path}: not an HDF5 file (no HDF5 signature); expected the canonical halo HDF5 file ({HALOS_KIND}) "
+            "that eqs writes"
         )
     try:
         return h5py.File(path, "r")

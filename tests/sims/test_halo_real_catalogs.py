@@ -141,7 +141,8 @@ def test_a_consistent_trees_tree_file_needs_a_snapshot(tmp_path):
         (OUT_LIST / "out_160.list", "ctrees", "a Rockstar halo list .* read it with --format rockstar"),
         (GEVOLUTION / "halos_0.0.bin", "ctrees", "a Rockstar binary catalog, not a consistent-trees list"),
         (GEVOLUTION / "rockstar.cfg", "rockstar", "rockstar.cfg: no column header line"),
-        (OUT_LIST / "out_160.list", "hdf5", "out_160.list: not an HDF5 file"),
+        (OUT_LIST / "out_160.list", "hdf5", r"a Rockstar halo list .*; read it with --format rockstar"),
+        (HLIST, "hdf5", r"a consistent-trees halo list .*; read it with --format ctrees"),
     ],
 )
 def test_a_file_read_with_the_wrong_format_names_the_right_one(tmp_path, path, fmt, message):
