@@ -5,7 +5,7 @@ and epoch attributes must agree with theirs after the project's unit conversions
 (Msun/h -> Msun: / h; comoving Mpc/h -> physical kpc: x 1000 a / h; comoving kpc/h -> physical
 kpc: x a / h; physical km/s unchanged).
 
-Peers used when this was written (installed into the project's .venv; nothing the project pins
+Peers used when this was written (the optional extra `peers`: pip install -e ".[peers]"; nothing the project pins
 changed): halotools 0.9.5 (with astropy 8.0.2), ytree 3.3.1 (with yt 4.4.3, unyt 3.2.0):
     .venv/bin/python -m pip install halotools==0.9.5 ytree==3.3.1
 Each test skips when its peer is not installed or the shared files are absent. Run with -m slow.
@@ -141,6 +141,16 @@ def _header_number(text: str, pattern: str) -> float:
     match = re.search(pattern + r"\s*([-+0-9.eE]+)", text, re.MULTILINE)
     assert match, f"no {pattern!r} in the header"
     return float(match.group(1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _astropy_cache_outside_home(tmp_path_factory):
+    """halotools makes ~/.astropy/cache/halotools when imported (Path.home()), and astropy its cache
+    and config folders: both go to a temporary home here."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        yield
 
 
 def _halotools_table(real: RealFile) -> PeerTable:
