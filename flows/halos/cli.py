@@ -197,13 +197,19 @@ def ingest_halos_command(
     show_default=True,
     help=f"SOURCE is a file or folder ({FORMAT_HELP}) or a catalog ref NAME[@vN] (catalog).",
 )
-@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng; ctrees tree files).")
+@click.option(
+    "--particles",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rockstar .particles file(s) of SOURCE [default: those found beside a Rockstar list].",
+)
 @click.option(
     "--model",
     "models",
     multiple=True,
-    help="Model ref NAME@vN (repeatable, one per target) [default: per target, the newest seeds' ensemble "
-    "halos-*-scalars-ensemble, else the newest halos-*-scalars model].",
+    help="Model ref NAME@vN (repeatable, one per target) [default: per target, the best stored model SOURCE "
+    "supports: scalars with particles, else catalog properties, else mass only; seeds' ensembles first].",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output file: .h5 or .csv.")
 @force_option
@@ -220,32 +226,34 @@ def predict_galaxies_command(
     source: str,
     fmt: str,
     snapshot: int | None,
+    particles: tuple[str, ...],
     models: tuple[str, ...],
     out: str,
     force: bool,
     dask_address: str,
     as_json: bool,
 ) -> None:
-    """Predict galaxy properties (mean and uncertainty) for every halo of SOURCE."""
+    """Predict galaxy properties (mean and uncertainty) for every halo of SOURCE, each by the best
+    model SOURCE supports; says which model and why."""
     from pipeline.halos.scalars import HaloScalarsError
     from pipeline.outputs import atomic_path
     from sims.halos.catalog import HaloCatalogError
     from sims.halos.ingest import canonical_dataset, iter_source
+    from surrogates.halos.choice import ModelChoiceError
     from surrogates.halos.predict import (
         FORMATS,
         NoHaloModelError,
-        default_models,
-        load_halo_models,
-        predict_galaxies,
+        best_predictions,
         write_predictions,
     )
 
     cat = _catalog(ctx)
-    if fmt == "catalog" and snapshot is not None:
-        raise UsageFailure("--snapshot is not read with --format catalog")
+    options = {"snapshot": snapshot, "particles": list(particles) or None}
+    if fmt == "catalog" and (snapshot is not None or particles):
+        raise UsageFailure("--snapshot and --particles are not read with --format catalog")
     if fmt != "catalog":  # the reader's own options, checked before any work
         try:
-            checked_options(get_reader(fmt), source, {"snapshot": snapshot})
+            checked_options(get_reader(fmt), source, options)
         except HaloOptionError as exc:
             raise UsageFailure(str(exc)) from None
     if Path(out).suffix.lower() not in FORMATS:
@@ -254,36 +262,45 @@ def predict_galaxies_command(
     if fmt != "catalog" and out_path == Path(os.path.realpath(source)):  # even --force must not eat the input
         raise UsageFailure(f"--out {out}: is SOURCE {source}; give another name")
     try:
-        refs = [cat.resolve(m) for m in models] if models else default_models(cat)
-        loaded = load_halo_models(cat, refs)
-        with _console().status(f"predicting {', '.join(str(m.attrs['target']) for m in loaded)} for {source}"):
+        with _input_warnings(), _console().status(f"predicting for {source}"):
             if fmt == "catalog":
                 concrete = cat.resolve(source)
                 with cat.open(concrete) as ds:
-                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=concrete)
+                    predictions, choices, notes = best_predictions(
+                        cat, ds, models=models, dask_address=dask_address, source=concrete
+                    )
             else:
                 if not os.path.exists(source):
                     raise UsageFailure(f"{source}: no such file or folder")
-                with canonical_dataset(iter_source(source, fmt, snapshot=snapshot), cat) as ds:
-                    predictions = predict_galaxies(ds, loaded, dask_address=dask_address, source=source)
+                chunks = iter_source(source, fmt, **{k: v for k, v in options.items() if v is not None})
+                with canonical_dataset(chunks, cat) as ds:
+                    predictions, choices, notes = best_predictions(
+                        cat, ds, models=models, dask_address=dask_address, source=source
+                    )
         with atomic_path(out_path) as tmp:  # synced, 0644, and renamed over --out only when complete
             write_predictions(predictions, tmp)
     except HaloCatalogError as exc:  # a bad halo file or option (HaloOptionError): an input error, status 2
         raise UsageFailure(str(exc)) from None
     except HaloScalarsError as exc:  # halos of SOURCE the scalars cannot use: an input error too
         raise UsageFailure(f"{source}: {exc}") from None
-    except (NoHaloModelError, ValueError) as exc:  # (catalog errors: the handler, as in sim halos)
+    except (NoHaloModelError, ModelChoiceError, ValueError) as exc:  # (catalog errors: the handler)
         raise UsageFailure(str(exc)) from None
     summary = {
         "out": out,
         "halos": int(predictions.sizes["halo"]),
-        "models": refs,
-        "targets": [str(m.attrs["target"]) for m in loaded],
+        "models": list(predictions.attrs["models"]),
+        "targets": [c.target for c in choices],
+        "choices": [c.summary() for c in choices],
+        "warnings": notes,
     }
     if as_json:
         _emit_json(summary)
-    else:
-        click.echo(f"{summary['halos']} halos, {', '.join(refs)} -> {out}")
+        return
+    for note in notes:
+        click.echo(f"warning: {note}", err=True)
+    for choice in choices:
+        click.echo(f"{choice.target}: " + "; ".join(choice.reasons))
+    click.echo(f"{summary['halos']} halos, {', '.join(summary['models'])} -> {out}")
 
 
 @click.command("halos")

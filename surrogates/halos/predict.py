@@ -1,16 +1,19 @@
 """Galaxy properties predicted for every halo of a catalog, and the files they are written to.
 
-:func:`predict_galaxies` computes the invariant scalars and features of a ``halos.catalog`` and runs
-one trained model per target on them; :func:`write_predictions` writes the result as HDF5 (.h5,
-through xarray and h5netcdf) or CSV (.csv). :func:`default_models` finds the models trained by
-``eqs reproduce halos``: per target, the newest ``halos-*-scalars-ensemble`` model of the catalog (the
-seeds' deep ensemble), else the newest ``halos-*-scalars`` one.
+:func:`best_predictions` picks, per target, the best stored model the catalog supports
+(:mod:`surrogates.halos.choice`: scalars when it has particles, else the halo finder's catalog
+properties, else mass only; halos a model cannot use go to the next) and says why;
+:func:`predict_galaxies` computes the invariant scalars (when there are particles) and features of a
+``halos.catalog`` and runs the models on them; :func:`write_predictions` writes the result as HDF5
+(.h5, through xarray and h5netcdf) or CSV (.csv). :func:`default_models` finds the newest
+``halos-*-scalars-ensemble`` model of each target, else the newest ``halos-*-scalars`` one.
 """
 
 from __future__ import annotations
 
 import csv
 import fnmatch
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -22,7 +25,16 @@ import xarray as xr
 from data_catalog import Catalog
 from pipeline.halos.features import halo_features
 from pipeline.halos.scalars import halo_scalars
+from sims.halos.catalog import PARTICLE_FIELDS, has_particles
 from surrogates.artifacts import MODEL_KIND, LoadedModel
+from surrogates.halos.choice import (
+    Candidate,
+    TargetChoice,
+    catalog_needs,
+    choose_models,
+    range_warnings,
+    stored_candidates,
+)
 from surrogates.halos.runs import load_halo_model, predict_loaded
 
 DEFAULT_PATTERNS = ("halos-*-scalars-ensemble", "halos-*-scalars")  # in order of preference
@@ -76,28 +88,95 @@ def predict_galaxies(
     catalog_ds: xr.Dataset,
     models: Sequence[LoadedModel],
     *,
+    choices: Sequence[TargetChoice] | None = None,
+    scalars: xr.Dataset | None = None,
     dask_address: str | None = "threads",
     chunk_halos: int = 64,
     source: str = "",
 ) -> xr.Dataset:
-    """Per halo of ``catalog_ds``: ``halo_id`` and, per model's target, the predicted mean ``<target>``
-    and uncertainty ``<target>_sigma`` (the target's units: dex for log masses).
+    """Per halo of ``catalog_ds``: ``halo_id`` and, per target, the predicted mean ``<target>``,
+    uncertainty ``<target>_sigma`` (the target's units: dex for log masses) and the model that made
+    them, ``<target>_model``.
 
-    Every halo needs 10 particles within R200m; otherwise the error names the halos.
+    ``choices`` (:func:`surrogates.halos.choice.choose_models`) say which of ``models`` predicts
+    which halo; without them every model predicts every halo, and a halo a model cannot use (too
+    few particles within R200m for the scalars) is an error naming the halos. ``scalars``: the
+    catalog's :func:`~pipeline.halos.scalars.halo_scalars`, when already computed.
     """
-    scalars = halo_scalars(catalog_ds, chunk_halos=chunk_halos, dask_address=dask_address)
+    if scalars is None and has_particles(catalog_ds) and any(_reads_particles(m) for m in models):
+        too_few = "raise" if choices is None else "mark"
+        scalars = halo_scalars(catalog_ds, chunk_halos=chunk_halos, dask_address=dask_address, too_few=too_few)
+    if scalars is not None:  # every halo kept: the choices say which model predicts which
+        scalars = scalars.assign(valid=xr.ones_like(scalars["valid"]))
     features = halo_features(catalog_ds, scalars, source=source)
+    by_ref = {m.ref: m for m in models}
+    if choices is None:
+        choices = [
+            TargetChoice(str(m.attrs["target"]), [m.ref], np.zeros(features.sizes["halo"], dtype=np.int64))
+            for m in models
+        ]
     data = {}
-    for model in models:
-        target = str(model.attrs["target"])
-        mean, sigma = predict_loaded(model, features)
-        data[target] = ("halo", mean, {"units": "1", "long_name": f"predicted {target} (mean)", "model": model.ref})
+    for choice in choices:
+        mean = np.full(features.sizes["halo"], np.nan)
+        sigma = np.full(features.sizes["halo"], np.nan)
+        for k, ref in enumerate(choice.refs):
+            rows = np.flatnonzero(choice.model_index == k)
+            mean[rows], sigma[rows] = predict_loaded(by_ref[ref], features.isel(halo=rows))
+        target = choice.target
+        data[target] = ("halo", mean, {"units": "1", "long_name": f"predicted {target} (mean)"})
         data[f"{target}_sigma"] = ("halo", sigma, {"units": "1", "long_name": f"predicted {target} (1 sigma)"})
+        data[f"{target}_model"] = (
+            "halo",
+            np.asarray(choice.refs, dtype=object)[choice.model_index].astype(str),
+            {"long_name": f"the model that predicted {target}"},
+        )
     return xr.Dataset(
         data,
         coords={"halo_id": ("halo", features["halo_id"].values.astype(np.int64), {"units": "1"})},
-        attrs={"source": source, "models": [m.ref for m in models], "global_source": features.attrs["global_source"]},
+        attrs={
+            "source": source,
+            "models": sorted({ref for c in choices for ref in c.refs}),
+            "choice": json.dumps([c.summary() for c in choices]),
+            "global_source": features.attrs["global_source"],
+        },
     )
+
+
+def _reads_particles(model: LoadedModel) -> bool:
+    return any(v.split(":")[0] in ("scalars", "global_particles") for v in json.loads(model.attrs["inputs"]))
+
+
+def best_predictions(
+    catalog: Catalog,
+    catalog_ds: xr.Dataset,
+    *,
+    models: Sequence[str] = (),
+    dask_address: str | None = "threads",
+    chunk_halos: int = 64,
+    source: str = "the catalog",
+) -> tuple[xr.Dataset, list[TargetChoice], list[str]]:
+    """Predictions for every halo of ``catalog_ds`` by the best stored models it supports
+    (:func:`surrogates.halos.choice.choose_models`; ``models``, refs given with ``--model``, replace
+    the choice for their targets), the choices, and warnings about the training range."""
+    candidates = stored_candidates(catalog)
+    explicit = [Candidate.of(catalog, catalog.resolve(ref)) for ref in models]
+    if not candidates and not explicit:
+        raise NoHaloModelError(
+            f"no trained halo model in the catalog {catalog.root}; run `eqs reproduce halos --preset quick` first, "
+            "or name one with --model NAME@vN"
+        )
+    considered = [*explicit, *(c for kinds in candidates.values() for c in kinds.values())]
+    scalars, within = None, None
+    if has_particles(catalog_ds) and any(set(catalog_needs(c.inputs)) & set(PARTICLE_FIELDS) for c in considered):
+        scalars = halo_scalars(catalog_ds, chunk_halos=chunk_halos, dask_address=dask_address, too_few="mark")
+        within = np.asarray(scalars["valid"].values, dtype=bool)
+    choices = choose_models(catalog_ds, candidates, within, explicit=explicit, source=source)
+    refs = list(dict.fromkeys(ref for choice in choices for ref in choice.refs))
+    loaded = [load_halo_model(catalog, ref) for ref in refs]
+    predictions = predict_galaxies(
+        catalog_ds, loaded, choices=choices, scalars=scalars, dask_address=dask_address, source=source
+    )
+    return predictions, choices, range_warnings(catalog, catalog_ds, refs, source)
 
 
 def write_predictions(predictions: xr.Dataset, path: str | os.PathLike[str]) -> Path:
@@ -118,7 +197,7 @@ def write_predictions(predictions: xr.Dataset, path: str | os.PathLike[str]) -> 
                 writer = csv.writer(handle)
                 writer.writerow(columns)
                 for row in zip(*values, strict=True):
-                    writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
+                    writer.writerow([int(row[0]), *(v if isinstance(v, str) else repr(float(v)) for v in row[1:])])
         else:
             predictions.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, path)

@@ -1,0 +1,304 @@
+"""Which halo model predicts which halo: the best model a catalog supports, and why.
+
+A halo model reads features that come from the catalog's quantities (:func:`catalog_needs`): the
+scalars model the particles, the catalog-properties model the halo finder's measured properties,
+the global model concentration, spin and sigma_v, the mass-only model M200m alone. For each target,
+:func:`choose_models` takes the newest stored model of each kind (a seeds' ensemble before a single
+seed; models trained on the random split only), and picks the first of :data:`PREFERENCE` whose
+quantities the catalog has. Halos that model cannot use (too few particles within R200m,
+properties the halo finder wrote 0 for) go to the next model that can, down to mass-only; the
+choice and every fallback are said in words.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_catalog import Catalog
+from pipeline.halos.features import CATALOG_MODEL_FIELDS, catalog_inputs_valid
+from sims.halos.catalog import HALOS_KIND, PARTICLE_FIELDS, has_particles
+from surrogates.artifacts import MODEL_KIND
+
+#: The kinds of halo model, best first: what a catalog supports decides which is used.
+PREFERENCE = ("scalars", "catalog", "global", "mass-only")
+#: The global model's catalog quantities (log10 of each enters its features).
+GLOBAL_FIELDS = ("concentration", "spin", "sigma_v")
+WHAT = {
+    "scalars": "the invariant scalars of the particles",
+    "catalog": "the halo finder's catalog properties",
+    "global": "concentration, spin and velocity dispersion",
+    "mass-only": "M200m alone",
+}
+
+
+class ModelChoiceError(ValueError):
+    """A model that needs what the catalog lacks, or no model for some halos; the message names them."""
+
+
+def base_kind(halo_model: str) -> str:
+    return halo_model.removesuffix("-ensemble")
+
+
+def catalog_needs(inputs: Sequence[str]) -> tuple[str, ...]:
+    """The catalog quantities a model reading the features ``inputs`` needs."""
+    needs: list[str] = []
+    for variable in inputs:
+        name = variable.split(":")[0]
+        if name == "log_m200m":
+            needs.append("M200m")
+        elif name == "global":
+            needs += GLOBAL_FIELDS
+        elif name in ("scalars", "global_particles"):
+            needs += PARTICLE_FIELDS
+        elif name == "catalog":
+            needs += CATALOG_MODEL_FIELDS
+        else:
+            raise ModelChoiceError(f"unknown model input {variable!r}")
+    return tuple(dict.fromkeys(needs))
+
+
+def missing_quantities(catalog: xr.Dataset, inputs: Sequence[str]) -> list[str]:
+    """What a model reading ``inputs`` needs and ``catalog`` lacks (the particles as one item)."""
+    needs = catalog_needs(inputs)
+    missing = [n for n in needs if n not in PARTICLE_FIELDS and n not in catalog]
+    if any(n in PARTICLE_FIELDS for n in needs) and not has_particles(catalog):
+        missing.insert(0, "particles (particle_position, particle_velocity, particle_mass)")
+    return missing
+
+
+def usable_halos(catalog: xr.Dataset, inputs: Sequence[str], particles_within: np.ndarray | None) -> np.ndarray:
+    """Per halo, whether a model reading ``inputs`` can predict it: every quantity measured (a halo
+    finder writes 0 for what it could not measure) and, for particle models, enough particles."""
+    n = catalog.sizes["halo"]
+    usable = np.ones(n, dtype=bool)
+    needs = catalog_needs(inputs)
+    if any(n_ in PARTICLE_FIELDS for n_ in needs):
+        usable &= particles_within if particles_within is not None else np.zeros(n, dtype=bool)
+    if any(n_ in GLOBAL_FIELDS for n_ in needs):
+        for name in GLOBAL_FIELDS:
+            usable &= np.asarray(catalog[name].values) > 0
+    if any(n_ in CATALOG_MODEL_FIELDS for n_ in needs):
+        usable &= catalog_inputs_valid(catalog)
+    return usable
+
+
+@dataclass
+class Candidate:
+    """A stored halo model: its ref, kind (``scalars`` ...), target and the features it reads."""
+
+    ref: str
+    kind: str
+    target: str
+    inputs: list[str]
+    created: str = ""
+
+    @classmethod
+    def of(cls, catalog: Catalog, ref: str) -> Candidate:
+        info = catalog.info(ref)
+        attrs = info.attrs
+        if not {"target", "inputs", "halo_model"} <= set(attrs):
+            raise ModelChoiceError(f"{info.ref} is not a halo model (no 'halo_model', 'target' and 'inputs')")
+        return cls(
+            info.ref, base_kind(str(attrs["halo_model"])), str(attrs["target"]), json.loads(attrs["inputs"]),
+            info.created_utc,
+        )  # fmt: skip
+
+
+def stored_candidates(catalog: Catalog) -> dict[str, dict[str, Candidate]]:
+    """Per target and kind, the newest halo model trained on the random split (an ensemble first)."""
+    best: dict[tuple[str, str], tuple[tuple[Any, ...], Candidate]] = {}
+    for name in catalog.names():
+        if not name.startswith("halos-"):
+            continue
+        info = catalog.info(name)
+        attrs = info.attrs
+        if info.kind != MODEL_KIND or not {"target", "inputs", "halo_model"} <= set(attrs):
+            continue
+        if str(attrs.get("split", "random")) != "random":
+            continue
+        halo_model = str(attrs["halo_model"])
+        candidate = Candidate(info.ref, base_kind(halo_model), str(attrs["target"]), json.loads(attrs["inputs"]))
+        key = (halo_model.endswith("-ensemble"), info.created_utc, info.version)
+        slot = (candidate.target, candidate.kind)
+        if slot not in best or key > best[slot][0]:
+            best[slot] = (key, candidate)
+    out: dict[str, dict[str, Candidate]] = {}
+    for (target, kind), (_, candidate) in best.items():
+        out.setdefault(target, {})[kind] = candidate
+    return out
+
+
+@dataclass
+class TargetChoice:
+    """The models of one target: ``refs[k]`` predicts the halos where ``model_index == k``."""
+
+    target: str
+    refs: list[str]
+    model_index: np.ndarray
+    reasons: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        counts = np.bincount(self.model_index, minlength=len(self.refs))
+        return {
+            "target": self.target,
+            "models": {ref: int(n) for ref, n in zip(self.refs, counts, strict=True) if n},
+            "why": self.reasons,
+        }
+
+
+def choose_models(
+    catalog_ds: xr.Dataset,
+    candidates: Mapping[str, Mapping[str, Candidate]],
+    particles_within: np.ndarray | None,
+    *,
+    explicit: Sequence[Candidate] = (),
+    source: str = "the catalog",
+) -> list[TargetChoice]:
+    """Per target, the model for each halo and the reasons, in words.
+
+    ``candidates`` are the stored models per target and kind (:func:`stored_candidates`);
+    ``explicit`` models (``--model``) replace the choice for their targets and must find every
+    quantity they need in the catalog. ``particles_within``: per halo, whether it has enough
+    particles within R200m for the scalars (None without particles).
+    """
+    explicit_by_target = {c.target: c for c in explicit}
+    targets = sorted(set(candidates) | set(explicit_by_target))
+    choices = []
+    for target in targets:
+        chain: list[Candidate] = []
+        reasons: list[str] = []
+        if target in explicit_by_target:
+            chosen = explicit_by_target[target]
+            missing = missing_quantities(catalog_ds, chosen.inputs)
+            if missing:
+                raise ModelChoiceError(
+                    f"--model {chosen.ref}: a {chosen.kind} model reads {', '.join(missing)}, which {source} lacks; "
+                    f"choose a model of what it has ({_has(catalog_ds)}), or leave out --model to let eqs choose"
+                )
+            chain.append(chosen)
+            reasons.append(f"{chosen.ref}: named with --model")
+        else:
+            stored = candidates.get(target, {})
+            for kind in PREFERENCE:
+                if kind not in stored:
+                    continue
+                missing = missing_quantities(catalog_ds, stored[kind].inputs)
+                if missing and not chain:
+                    reasons.append(f"not {kind} ({stored[kind].ref}): {source} lacks {', '.join(missing)}")
+                elif not missing:
+                    if not chain:
+                        reasons.insert(0, f"{stored[kind].ref}: the {kind} model, on {WHAT[kind]}")
+                    chain.append(stored[kind])
+        # the halos the first model cannot use go to the next one that can
+        for kind in PREFERENCE[PREFERENCE.index(chain[0].kind) + 1 :] if chain else PREFERENCE:
+            stored_kind = candidates.get(target, {}).get(kind)
+            if (
+                stored_kind is not None
+                and stored_kind not in chain
+                and not missing_quantities(catalog_ds, stored_kind.inputs)
+            ):
+                chain.append(stored_kind)
+        if not chain:
+            raise ModelChoiceError(f"no stored model of {target} can use {source}: it has {_has(catalog_ds)}")
+        index = np.full(catalog_ds.sizes["halo"], -1, dtype=np.int64)
+        for k, candidate in enumerate(chain):
+            free = (index < 0) & usable_halos(catalog_ds, candidate.inputs, particles_within)
+            index[free] = k
+            if k and free.any():
+                reasons.append(
+                    f"{int(free.sum())} halo(s) by {candidate.ref} ({candidate.kind}): {_unusable_why(chain[0].kind)}"
+                )
+        if (index < 0).any():
+            ids = np.asarray(catalog_ds["halo_id"].values)[index < 0][:5].tolist()
+            raise ModelChoiceError(
+                f"{int((index < 0).sum())} halo(s) of {source} (halo_id {ids}) cannot be predicted by "
+                f"{', '.join(c.ref for c in chain)} ({_unusable_why(chain[-1].kind)}), and there is no stored "
+                f"mass-only model of {target} to fall back on; train one with `eqs reproduce halos --model mass-only`"
+            )
+        used = sorted(set(index.tolist()))
+        refs = [chain[k].ref for k in used]
+        remap = np.zeros(len(chain), dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        choices.append(TargetChoice(target, refs, remap[index], reasons))
+    return choices
+
+
+def _unusable_why(kind: str) -> str:
+    return {
+        "scalars": "fewer than the scalars' minimum of particles within R200m",
+        "catalog": "catalog properties the halo finder did not measure (written as 0)",
+        "global": "a spin or velocity dispersion of 0 (not measured)",
+    }.get(kind, "not usable")
+
+
+def _has(catalog_ds: xr.Dataset) -> str:
+    held = ["particles"] if has_particles(catalog_ds) else ["no particles"]
+    held += [n for n in ("M200m", *GLOBAL_FIELDS, *CATALOG_MODEL_FIELDS) if n in catalog_ds]
+    return ", ".join(dict.fromkeys(held))
+
+
+# -- what the models were trained on ------------------------------------------------------------------
+
+
+def training_catalog(catalog: Catalog, model_ref: str) -> str | None:
+    """The ``halos.catalog`` a model was trained on (its nearest such ancestor), or None."""
+    for ref, node in catalog.lineage(model_ref).items():
+        if node.get("kind") == HALOS_KIND and not node.get("missing"):
+            return ref
+    return None
+
+
+def particle_mass_range(ds: xr.Dataset) -> tuple[float, float] | None:
+    """The smallest and largest particle mass (Msun) of a catalog: its particles', or the halo
+    finder's stated particle mass; None when it gives neither."""
+    if has_particles(ds) and ds.sizes.get("particle", 0):
+        return float(ds["particle_mass"].min()), float(ds["particle_mass"].max())
+    if "particle_mass_msun" in ds.attrs:
+        mass = float(ds.attrs["particle_mass_msun"])
+        return mass, mass
+    return None
+
+
+def range_warnings(catalog: Catalog, catalog_ds: xr.Dataset, refs: Sequence[str], source: str) -> list[str]:
+    """Sentences for each model whose training catalog had another redshift or particle mass than
+    ``catalog_ds``: its predictions are extrapolations there (mass-only models read M200m alone)."""
+    messages = []
+    seen: dict[str, tuple[float | None, tuple[float, float] | None]] = {}
+    redshift = float(catalog_ds.attrs.get("redshift", 0.0))
+    masses = particle_mass_range(catalog_ds)
+    for ref in refs:
+        trained_on = training_catalog(catalog, ref)
+        if trained_on is None:
+            continue
+        if trained_on not in seen:
+            with catalog.open(trained_on) as train:
+                seen[trained_on] = (float(train.attrs.get("redshift", 0.0)), particle_mass_range(train))
+        z_train, m_train = seen[trained_on]
+        if z_train is not None and not math.isclose(1 / (1 + redshift), 1 / (1 + z_train), abs_tol=0.01):
+            messages.append(
+                f"{ref} was trained on halos at z = {z_train:g} ({trained_on}); {source} is at z = {redshift:.4g}"
+            )
+        kind = base_kind(str(catalog.info(ref).attrs.get("halo_model", "")))
+        if (
+            kind != "mass-only"
+            and masses
+            and m_train
+            and (masses[0] < 0.99 * m_train[0] or masses[1] > 1.01 * m_train[1])
+        ):
+            messages.append(
+                f"{ref} was trained on particles of {_mass_text(m_train)} Msun ({trained_on}); {source} has "
+                f"{_mass_text(masses)} Msun: its resolution differs, so do the measured properties"
+            )
+    return messages
+
+
+def _mass_text(masses: tuple[float, float]) -> str:
+    low, high = masses
+    return f"{low:.3g}" if math.isclose(low, high, rel_tol=1e-3) else f"{low:.3g} to {high:.3g}"
