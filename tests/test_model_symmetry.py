@@ -117,7 +117,11 @@ def _halo_design(model: str) -> tuple[np.ndarray, np.ndarray]:
     """Features of random halos for the normalisation of a halo model, and targets near a relation."""
     rng = np.random.default_rng(1)
     variables = hr.input_variables(model, xr.Dataset(attrs={"global_source": "particles"}))
-    x = hr.design_matrix(hr.features_of_particles(*hr.sample_halos(FIT_SAMPLES, rng)), variables)
+    if "catalog" in variables:  # the catalog model reads a halo finder's properties, not particles
+        features = hr.features_of_catalog(*hr.sample_catalog_halos(FIT_SAMPLES, rng))
+    else:
+        features = hr.features_of_particles(*hr.sample_halos(FIT_SAMPLES, rng))
+    x = hr.design_matrix(features, variables)
     y = double_power_law(x[:, 0], -1.6, 11.7, 1.3, 0.6) + 0.1 * rng.normal(size=x.shape[0])
     return x, y
 

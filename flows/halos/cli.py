@@ -316,7 +316,7 @@ def predict_galaxies_command(
     "--model",
     "models",
     multiple=True,
-    type=click.Choice(["mass-only", "global", "scalars"]),
+    type=click.Choice(["mass-only", "global", "scalars", "catalog"]),
     help="Only these models (repeatable) [default: all three].",
 )
 @click.option("--target", "targets", multiple=True, help="Targets (repeatable) [default: log_mstar].")

@@ -1,8 +1,8 @@
 """Galaxy properties from dark-matter halos (docs/protocols.md#halos) as a Prefect flow.
 
 simulate (the synthetic population) or ingest (a file) -> features (invariant scalars, dask) ->
-train (mass-only, global, scalars) x seeds on the random 70/15/15 split and on the mass-threshold
-split -> evaluate on the random test halos, above the mass threshold, and on the test halos
+train (mass-only, global, scalars, catalog) x seeds on the random 70/15/15 split and on the
+mass-threshold split -> evaluate on the random test halos, above the mass threshold, and on the test halos
 subsampled to a quarter of their particles; with several seeds, also of the seeds' deep ensemble,
 stored as one model -> forward selection of the scalars -> summary.
 
@@ -36,7 +36,7 @@ from ..progress import epoch_progress, tracked
 from ..registry import SystemPreset
 from ..schedules import Choices
 
-MODELS = ("mass-only", "global", "scalars")
+MODELS = ("mass-only", "global", "scalars", "catalog")
 SPLITS = ("random", "mass_threshold")
 SUBSAMPLE_SEED = 7
 # Training per preset; the scalars MLP (103 inputs, a few thousand halos) overfits within a few
@@ -290,6 +290,15 @@ def halos_flow(
     cat = Catalog(root)
     with cat.open(features_ref) as ds:
         present = feature_targets(ds)
+        has_properties = "catalog" in ds.data_vars
+    if "catalog" in chosen and not has_properties:  # a catalog without the halo finder's properties (TNG)
+        if models:
+            raise ValueError(
+                f"{raw}: the catalog model reads the halo finder's properties, which this catalog lacks; "
+                "leave it out of the models"
+            )
+        log.info("%s has no catalog properties: the catalog model is left out", raw)
+        chosen = [m for m in chosen if m != "catalog"]
     wanted = list(targets or (["log_mstar"] if "log_mstar" in present else present[:1]))
     missing = [t for t in wanted if t not in present]
     if not wanted or missing:

@@ -9,7 +9,15 @@ section of the OOD report (:mod:`pipeline.halos.report`) and that section's own 
 scalars' throughput and the workers' peak memory."""
 
 from pipeline.halos.evaluation import EVALUATION_KIND, IMPORTANCE_KIND, evaluation_dataset, importance_dataset
-from pipeline.halos.features import FEATURES_KIND, feature_targets, halo_features, random_split, split_indices
+from pipeline.halos.features import (
+    CATALOG_MODEL_FIELDS,
+    FEATURES_KIND,
+    catalog_inputs_valid,
+    feature_targets,
+    halo_features,
+    random_split,
+    split_indices,
+)
 from pipeline.halos.figures import stellar_to_halo_figure
 from pipeline.halos.published import PUBLISHED
 from pipeline.halos.report import SECTION
@@ -17,6 +25,7 @@ from pipeline.halos.scalars import SCALAR_NAMES, HaloScalarsError, halo_scalar_a
 from pipeline.halos.summary import halos_summary, halos_table, summary_rows
 
 __all__ = [
+    "CATALOG_MODEL_FIELDS",
     "EVALUATION_KIND",
     "FEATURES_KIND",
     "IMPORTANCE_KIND",
@@ -24,6 +33,7 @@ __all__ = [
     "SCALAR_NAMES",
     "SECTION",
     "HaloScalarsError",
+    "catalog_inputs_valid",
     "evaluation_dataset",
     "feature_targets",
     "halo_features",

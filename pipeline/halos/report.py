@@ -27,13 +27,15 @@ from sims.halos.catalog import TARGETS
 NAME = "halos"
 TITLE = "Halos"
 SPLITS = ("random", "mass_threshold", "subsampled")
-MODELS = ("mass-only", "global", "scalars")
+MODELS = ("mass-only", "global", "scalars", "catalog")
 PUBLISHED_SOURCE = "Storey-Fisher, Hogg, Genel, Villar et al. (IllustrisTNG TNG100-1-Dark halos matched to TNG100-1)"
 READING = (
     "sigma68 is half the 16-84 percentile range of the residuals, true minus predicted log "
     "stellar mass, in dex; lower is better. Models: mass-only, the fitted stellar-to-halo relation; global, "
     "halo mass plus concentration, spin and velocity dispersion; scalars, halo mass plus the invariant scalars "
-    "of the particles. The ratio to mass-only is the model's sigma68 over the mass-only one on the same split. "
+    "of the particles; catalog, halo mass plus the ten properties a halo finder's catalog gives (concentration, "
+    "spin, velocity dispersion, axis ratios, centre and velocity offsets, Vmax, T/|U|, half-mass radius), no "
+    "particles. The ratio to mass-only is the model's sigma68 over the mass-only one on the same split. "
     "Splits: random, the test part of a 70/15/15 split (in distribution); mass_threshold, trained below the "
     "80 % quantile of halo mass and tested above it (extrapolation in mass); subsampled, the random test halos "
     "with a quarter of their particles (lower resolution). 'within 1 sigma' is the fraction of halos whose "

@@ -29,6 +29,15 @@ Particles
     x_off < 0.07 relaxed); substructure adds its own offsets on top. Triaxial stretching moves a few
     per cent of the particles beyond R200m, as in real halos; M200m stays the drawn mass, which the
     particle masses sum to.
+Catalog properties
+    What a halo finder would record, measured from each halo's particles within R200m by
+    :func:`sims.halos.properties.measure_halos` with Rockstar's definitions (stated there):
+    ``concentration`` (the NFW maximum-likelihood fit, not the drawn c), Bullock ``spin``,
+    ``sigma_v``, the iterative Allgood et al. (2006) ``b_to_a`` and ``c_to_a``, ``x_offset``,
+    ``v_offset`` (against the catalog ``velocity``, the frame the particle velocities were drawn
+    in), ``vmax``, ``virial_ratio`` (T/|U|, U by direct summation over pairs drawn from
+    ``SeedSequence([seed, 2, halo_id])``) and ``r_half``. The drawn values (concentration, axis ratios,
+    spin target) stay in :class:`HaloProperties` only.
 Galaxies
     log10 M* = Behroozi et al. (2013) mean relation at log10 M200m
     + s_f ``formation`` - s_o u + s_s ``shape`` + s_n ``noise``, with u = sqrt(12) (A0 / 0.8 - 1/2) the
@@ -37,7 +46,8 @@ Galaxies
     (0.12, 0.10, 0.05, 0.10) dex give 0.19 dex total at fixed mass.
 
 Random streams: halo properties come from ``SeedSequence([seed, 0])``, the particles of halo i from
-``SeedSequence([seed, 1, i])``, so a population can be generated in chunks of any size with an
+``SeedSequence([seed, 1, i])`` and the pairs drawn for its potential energy from
+``SeedSequence([seed, 2, i])``, so a population can be generated in chunks of any size with an
 identical result.
 
 colossus writes caches under the home directory unless told not to: the cosmology is set with
@@ -59,9 +69,8 @@ import xarray as xr
 from scipy.special import lambertw, ndtr
 
 from sims.halos.catalog import HALOS_KIND, catalog_dataset
+from sims.halos.properties import G_NEWTON, PROPERTIES, measure_halos, measured_properties
 
-#: Newton's constant in kpc (km s^-1)^2 Msun^-1.
-G_NEWTON = 4.300917270e-6
 #: Behroozi, Wechsler & Conroy (2013, ApJ 770, 57) eqs. 3-4: (value at z = 0, a-term, z-term[, a-term 2]).
 #: The z = 0 values (11.514, -1.777, -1.412, 3.508, 0.316) and the evolution terms (used only at
 #: z > 0) agree with two independent public implementations; the paper's masses are Msun for h = 0.7,
@@ -590,10 +599,13 @@ def _subhalos(
         r_host = x_sub * radius / conc
         host_inside = mass * nfw_mu(x_sub) / nfw_mu(conc)
         r_t = r_sub200.copy()
+        # loop invariants hoisted and nfw_mu inlined (the same float operations, so the same result)
+        mu_sub, three_host = nfw_mu(c_sub), 3.0 * host_inside
         for _ in range(60):  # fixed point from above: converges to the outermost solution
-            inside = m_inf * nfw_mu(r_t / rs) / nfw_mu(c_sub)
-            r_t = np.minimum(r_host * np.cbrt(inside / (3.0 * host_inside)), r_sub200)
-        bound = m_inf * nfw_mu(r_t / rs) / nfw_mu(c_sub)
+            x_t = r_t / rs
+            inside = m_inf * (np.log1p(x_t) - x_t / (1.0 + x_t)) / mu_sub
+            r_t = np.minimum(r_host * np.cbrt(inside / three_host), r_sub200)
+        bound = m_inf * nfw_mu(r_t / rs) / mu_sub
         ok = bound >= m_lo
         kept.append((bound[ok], x_sub[ok], rs[ok], r_t[ok] / rs[ok]))
         total += bound[ok].sum()
@@ -619,8 +631,19 @@ def halo_particles(
     """Particles of halo ``i``: positions (kpc), velocities (km s^-1), masses (Msun), Bullock spin, sigma_v.
 
     Deterministic given (config.seed, i). The spin lambda' = |J| / (sqrt(2) M V200 R200) and the 1D
-    velocity dispersion (km s^-1) are measured from the particles, as a halo finder would.
+    velocity dispersion (km s^-1) are measured from the particles within R200m as the catalog's are
+    (:func:`sims.halos.properties.measured_properties`).
     """
+    pos, vel, masses = _particles(config, props, i)
+    measured = measured_properties(
+        pos, vel, masses, props.position[i], props.velocity[i], props.R200m[i], props.M200m[i],
+        seed=config.seed, key=int(props.halo_id[i]),
+    )  # fmt: skip
+    return pos, vel, masses, measured["spin"], measured["sigma_v"]
+
+
+def _particles(config: PopulationConfig, props: HaloProperties, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (kpc), velocities (km s^-1) and masses (Msun) of the particles of halo ``i``."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1, int(i)]))
     mass, radius, conc = float(props.M200m[i]), float(props.R200m[i]), float(props.concentration[i])
     count, m_p = int(props.particle_count[i]), float(props.particle_mass[i])
@@ -672,12 +695,7 @@ def halo_particles(
         sub_vel = bulk[rep] + rng.standard_normal((rep.size, 3)) * sigma[:, None]
         pos, vel = np.concatenate([pos, sub_pos]), np.concatenate([vel, sub_vel])
 
-    masses = np.full(count, m_p)
-    rel_v = vel - np.average(vel, axis=0, weights=masses)
-    j = np.sum(masses[:, None] * np.cross(pos, rel_v), axis=0)
-    spin = float(np.linalg.norm(j) / (np.sqrt(2.0) * mass * v200 * radius))
-    sigma_v = float(np.sqrt(np.average(np.einsum("ij,ij->i", rel_v, rel_v), weights=masses) / 3.0))
-    return pos + props.position[i], vel + props.velocity[i], masses, spin, sigma_v
+    return pos + props.position[i], vel + props.velocity[i], np.full(count, m_p)
 
 
 # -- catalogs ---------------------------------------------------------------------------------
@@ -707,24 +725,27 @@ def _population_attrs(config: PopulationConfig, props: HaloProperties) -> dict[s
 
 
 def _chunk(config: PopulationConfig, props: HaloProperties, rows: range, attrs: dict[str, Any]) -> xr.Dataset:
-    parts = [halo_particles(config, props, i) for i in rows]
+    parts = [_particles(config, props, i) for i in rows]
     index = np.asarray(rows, dtype=np.int64)
+    particles = {
+        "particle_position": np.concatenate([p[0] for p in parts]),
+        "particle_velocity": np.concatenate([p[1] for p in parts]),
+        "particle_mass": np.concatenate([p[2] for p in parts]),
+    }
+    counts = np.array([p[2].size for p in parts], dtype=np.int64)
+    measured = measure_halos(
+        *particles.values(), counts, props.position[index], props.velocity[index], props.R200m[index],
+        props.M200m[index], seed=config.seed, keys=props.halo_id[index],
+    )  # fmt: skip
     halos = {
         "halo_id": props.halo_id[index],
         "M200m": props.M200m[index],
         "R200m": props.R200m[index],
         "position": props.position[index],
         "velocity": props.velocity[index],
-        "particle_count": np.array([p[2].size for p in parts], dtype=np.int64),
-        "concentration": props.concentration[index],
-        "spin": np.array([p[3] for p in parts]),
-        "sigma_v": np.array([p[4] for p in parts]),
+        "particle_count": counts,
+        **{name: measured[name] for name in PROPERTIES},
         "log_mstar": props.log_mstar[index],
-    }
-    particles = {
-        "particle_position": np.concatenate([p[0] for p in parts]),
-        "particle_velocity": np.concatenate([p[1] for p in parts]),
-        "particle_mass": np.concatenate([p[2] for p in parts]),
     }
     info = {**attrs, "chunk_first_halo": int(rows.start), "chunk_n_halos": len(rows)}
     return catalog_dataset(

@@ -1,4 +1,4 @@
-"""Galaxy properties from halos, end to end: the three models as catalog artefacts, their training on a
+"""Galaxy properties from halos, end to end: the four models as catalog artefacts, their training on a
 split of a ``halos.features`` dataset, their evaluations and the ranking of the scalars.
 
 Models (each predicts a mean and a sigma per halo, one target at a time):
@@ -16,15 +16,23 @@ Models (each predicts a mean and a sigma per halo, one target at a time):
   tails stop dominating the standardisation that follows, and round-off in the scalars stays
   round-off in the predictions. Both MLPs predict the scatter about the stellar-to-halo relation
   fitted to their training halos (without it the scalars MLP, 568 inputs for a few thousand halos,
-  fitted the steep mean relation poorly at high mass: 0.23 against 0.16 dex on 4,000 halos).
+  fitted the steep mean relation poorly at high mass: 0.23 against 0.16 dex on 4,000 halos);
+- ``catalog``: a Gaussian MLP on [log10 M200m, the ten dimensionless catalog properties] (the
+  features' ``catalog``: concentration, spin, sigma_v, axis ratios, centre and velocity offsets,
+  Vmax, T/|U|, half-mass radius, as a halo finder measures them), stored as
+  :class:`AsinhGaussianMLP` without asinh columns, learning the scatter about the fitted relation as
+  the others do. It reads no particles: it runs on halo finders' catalogs alone. It is trained and
+  evaluated on the halos whose catalog properties were all measured (``catalog_valid``); callers
+  predict the others with the mass-only model (``pipeline.halos.features.catalog_inputs_valid``).
 
 Inputs are dimensionless and invariant, so every prediction is invariant to rotations,
 reflections, particle permutations and changes of units of the catalog.
 
 :func:`model_io` says so in terms of the catalog's quantities (a ``pipeline.model_io.ModelIO``): a
 model reads halos as particles (positions, velocities, masses), centres, M200m and R200m, through
-the pipeline's scalars and features (:func:`features_of_particles`), and returns (mean, log sigma),
-invariant under E(3). Its numbers are in the catalog's canonical units (kpc, km s^-1, Msun); it is
+the pipeline's scalars and features (:func:`features_of_particles`), or, the catalog model, as their
+catalog properties (:data:`CATALOG_INPUTS`, :func:`features_of_catalog`), and returns (mean, log
+sigma), invariant under E(3). Its numbers are in the catalog's canonical units (kpc, km s^-1, Msun); it is
 units-invariant once the constants the features depend on are inputs too: the gravitational
 constant G of V200m, and the solar mass of log10(M200m / Msun).
 """
@@ -42,7 +50,7 @@ import xarray as xr
 
 from data_catalog import Catalog, parse_ref
 from pipeline.halos.evaluation import EVALUATION_KIND, IMPORTANCE_KIND, evaluation_dataset, importance_dataset
-from pipeline.halos.features import feature_targets, halo_features, split_indices
+from pipeline.halos.features import CATALOG_MODEL_FIELDS, feature_targets, halo_features, split_indices
 from pipeline.halos.scalars import G_KPC_KMS2_MSUN, SCALAR_KINDS, SCALAR_NAMES, halo_scalar_array
 from pipeline.model_io import ModelIO, Port
 from sims.halos.catalog import HALO_UNITS, PARTICLE_UNITS
@@ -63,11 +71,11 @@ from surrogates.halos.models import (
 )
 from surrogates.training import TrainConfig, TrainResult
 
-MODELS = ("mass-only", "global", "scalars")
+MODELS = ("mass-only", "global", "scalars", "catalog")
 SUBSET_MARK = ":"  # "scalars:elementary" reads the scalars whose kind is not "product"
-HIDDEN = {"global": (64, 64), "scalars": (64, 64)}
+HIDDEN = {"global": (64, 64), "scalars": (64, 64), "catalog": (64, 64)}
 # The MLPs learn the scatter about a fitted stellar-to-halo relation (see AsinhGaussianMLP).
-RELATION_BASELINE = {"global": True, "scalars": True}
+RELATION_BASELINE = {"global": True, "scalars": True, "catalog": True}
 IMPORTANCE_STEPS = 12
 LN10 = float(np.log(10.0))
 
@@ -208,6 +216,8 @@ def input_variables(model: str, features: xr.Dataset) -> list[str]:
         return ["log_m200m", "global" if features.attrs.get("global_source") == "catalog" else "global_particles"]
     if model == "scalars":
         return ["log_m200m", f"scalars{SUBSET_MARK}elementary"]
+    if model == "catalog":
+        return ["log_m200m", "catalog"]
     raise ValueError(f"unknown halo model {model!r}; choose from {MODELS}")
 
 
@@ -218,6 +228,11 @@ def design_matrix(features: xr.Dataset, variables: Sequence[str], *, where: str 
             f"{where}: this model was trained on a catalog's own concentration, spin and sigma_v, which this "
             "catalog lacks (global_source = particles); use a model trained on particle-derived global "
             "properties or the scalars model"
+        )
+    if "catalog" in variables and "catalog" not in features:
+        raise ValueError(
+            f"{where}: this model reads the halo finder's catalog properties ({', '.join(CATALOG_MODEL_FIELDS)}), "
+            "which this catalog lacks (no 'catalog' features); use the mass-only, global or scalars model"
         )
     missing = [v for v in variables if v.split(SUBSET_MARK)[0] not in features]
     if missing:
@@ -238,6 +253,15 @@ def _variable(features: xr.Dataset, spec: str) -> xr.DataArray:
         raise ValueError(f"unknown variable subset {spec!r}; known: 'scalars{SUBSET_MARK}elementary'")
     kinds = dict(zip(SCALAR_NAMES, SCALAR_KINDS, strict=True))
     return features[name].sel(scalar=[s for s in features["scalar"].values if kinds[str(s)] != "product"])
+
+
+def usable_rows(features: xr.Dataset, variables: Sequence[str]) -> np.ndarray:
+    """Per halo, whether a model reading ``variables`` can use it: for the catalog model, the halos
+    whose catalog properties were all measured (``catalog_valid``); every halo otherwise."""
+    rows = np.ones(features.sizes["halo"], dtype=bool)
+    if "catalog" in variables and "catalog_valid" in features:
+        rows &= np.asarray(features["catalog_valid"].values, dtype=bool)
+    return rows
 
 
 # -- what a halo model reads and returns -----------------------------------------------------------
@@ -323,11 +347,71 @@ def sample_halos(n: int, rng: np.random.Generator, particles: tuple[int, int] = 
     )
 
 
+CATALOG_INPUTS = (
+    Port.single("M200m", "scalar", HALO_UNITS["M200m"]),
+    Port.single("R200m", "scalar", HALO_UNITS["R200m"]),
+    *(Port.single(name, "scalar", HALO_UNITS[name]) for name in CATALOG_MODEL_FIELDS),
+    Port.single("G", "scalar", G_UNITS),
+    Port.single("Msun", "scalar", "Msun"),
+)
+"""Halos as a halo finder's catalog: M200m, R200m and the catalog properties (scalars: a rotation
+leaves them as they are, a change of units scales them by their units), and the constants G and Msun."""
+
+
+def features_of_catalog(M200m: np.ndarray, R200m: np.ndarray, *arrays: np.ndarray) -> xr.Dataset:
+    """The ``halos.features`` of halos given as :data:`CATALOG_INPUTS` (no particles): M200m, R200m,
+    the catalog properties in :data:`~pipeline.halos.features.CATALOG_MODEL_FIELDS` order, then the
+    constants G (of V200m) and Msun (the unit of log10 M200m), computed as the pipeline does
+    (:func:`pipeline.halos.features.halo_features` with ``scalars=None``)."""
+    *properties, G, Msun = arrays
+    if len(properties) != len(CATALOG_MODEL_FIELDS):
+        raise ValueError(f"expected the {len(CATALOG_MODEL_FIELDS)} catalog properties, got {len(properties)} arrays")
+    mass = np.asarray(M200m, dtype=np.float64) / Msun  # in Msun, so G is taken per Msun too
+    fields = {
+        name: ("halo", np.asarray(a, dtype=np.float64))
+        for name, a in zip(CATALOG_MODEL_FIELDS, properties, strict=True)
+    }
+    catalog = xr.Dataset(
+        {"M200m": ("halo", mass), "R200m": ("halo", np.asarray(R200m, dtype=np.float64)), **fields},
+        coords={"halo_id": ("halo", np.arange(mass.size, dtype=np.int64))},
+    )
+    return halo_features(catalog, G=float(np.asarray(G) * np.asarray(Msun)))
+
+
+def sample_catalog_halos(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``n`` random halos as :data:`CATALOG_INPUTS`, with properties in the ranges halo finders report
+    (kpc, km s^-1, Msun)."""
+    mass = 10 ** rng.uniform(11.0, 13.5, n)
+    radius = rng.uniform(100.0, 400.0, n)
+    v200 = np.sqrt(G_KPC_KMS2_MSUN * mass / radius)
+    b_to_a = rng.uniform(0.5, 1.0, n)
+    properties = {
+        "concentration": 10 ** rng.uniform(0.5, 1.3, n),
+        "spin": 10 ** rng.uniform(-2.0, -1.0, n),
+        "sigma_v": rng.uniform(0.5, 0.9, n) * v200,
+        "b_to_a": b_to_a,
+        "c_to_a": b_to_a * rng.uniform(0.5, 1.0, n),
+        "x_offset": rng.uniform(0.0, 0.1, n) * radius,
+        "v_offset": rng.uniform(0.0, 0.1, n) * v200,
+        "vmax": rng.uniform(1.0, 1.4, n) * v200,
+        "virial_ratio": rng.uniform(0.45, 0.8, n),
+        "r_half": rng.uniform(0.2, 0.5, n) * radius,
+    }
+    return (
+        mass,
+        radius,
+        *(properties[name] for name in CATALOG_MODEL_FIELDS),
+        np.asarray(G_KPC_KMS2_MSUN),
+        np.asarray(1.0),
+    )
+
+
 def model_io(model: str, variables: Sequence[str] | None = None) -> ModelIO:
     """What the halo model ``model`` (one of :data:`MODELS`, or an ``-ensemble`` of one) reads and
-    returns: halos as particles -> (mean, log sigma), E(3)- and units-invariant. ``variables`` are
-    the features it reads (its stored ``inputs``; default :func:`input_variables` with global
-    properties measured from the particles)."""
+    returns: halos as particles (:data:`HALO_INPUTS`), or for the catalog model as catalog properties
+    (:data:`CATALOG_INPUTS`), -> (mean, log sigma), E(3)- and units-invariant. ``variables`` are the
+    features it reads (its stored ``inputs``; default :func:`input_variables` with global properties
+    measured from the particles)."""
     base = model.removesuffix("-ensemble")
     if variables is None:
         variables = input_variables(base, xr.Dataset(attrs={"global_source": "particles"}))
@@ -337,21 +421,26 @@ def model_io(model: str, variables: Sequence[str] | None = None) -> ModelIO:
             f"halo model {model!r} reads a catalog's own concentration, spin and sigma_v, which the "
             "particle description of ModelIO does not hold; describe models on global_particles"
         )
+    reads_catalog = "catalog" in variables
+    if reads_catalog and any(v.split(SUBSET_MARK)[0] in ("scalars", "global_particles") for v in variables):
+        raise ValueError(f"halo model {model!r} reads both particles and catalog properties: {variables}")
+    features_of = features_of_catalog if reads_catalog else features_of_particles
 
     def apply(module: torch.nn.Module, *arrays: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = design_matrix(features_of_particles(*arrays), variables)
+        x = design_matrix(features_of(*arrays), variables)
         reference = next(itertools.chain(module.parameters(), module.buffers()))
         return module(torch.as_tensor(x, dtype=reference.dtype, device=reference.device))
 
     return ModelIO(
-        HALO_INPUTS,
+        CATALOG_INPUTS if reads_catalog else HALO_INPUTS,
         PREDICTION,
         group=HALO_GROUP,
         units="invariant",
         system="halos",
-        description=f"halo model {model!r} on {variables}",
+        description=f"halo model {model!r} on {variables}"
+        + (" (catalog properties, no particles)" if reads_catalog else ""),
         apply=apply,
-        sampler=sample_halos,
+        sampler=sample_catalog_halos if reads_catalog else sample_halos,
         array="numpy",
     )
 
@@ -383,8 +472,9 @@ def train_halo_model(
     """A trained model on the train (and, for MLPs, val) halos of ``split``; its TrainResult (None for
     the least-squares mass-only fit) and the features variables it reads."""
     variables = input_variables(model, features)
-    index = split_indices(features, split)
     x = design_matrix(features, variables)
+    usable = usable_rows(features, variables)
+    index = {part: rows[usable[rows]] for part, rows in split_indices(features, split).items()}
     y = _target(features, target, f"training {model}")
     if model == "mass-only":
         relation = StellarToHaloRelation.fit(x[index["train"], 0], y[index["train"]])
@@ -504,8 +594,13 @@ def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, spl
     loaded = load_halo_model(catalog, model_ref)
     features = catalog.open(features_ref).load()
     target = str(loaded.attrs["target"])
-    rows = split_indices(features, split)["test"] if split in ("random", "mass_threshold") else slice(None)
-    part = features.isel(halo=rows)
+    rows = (
+        split_indices(features, split)["test"]
+        if split in ("random", "mass_threshold")
+        else np.arange(features.sizes["halo"])
+    )
+    usable = usable_rows(features, model_json_attr(loaded.ref, loaded.attrs, "inputs"))
+    part = features.isel(halo=rows[usable[rows]])
     mean, sigma = predict_loaded(loaded, part)
     ds = evaluation_dataset(
         part["halo_id"].values,
@@ -517,7 +612,11 @@ def evaluate_halo_model(catalog: Catalog, model_ref: str, features_ref: str, spl
         data=catalog.resolve(features_ref),
         split=split,
         target=target,
-        extra_attrs={"system": "halos", "halo_model": str(loaded.attrs["halo_model"])},
+        extra_attrs={
+            "system": "halos",
+            "halo_model": str(loaded.attrs["halo_model"]),
+            "left_out_unmeasured": int((~usable[rows]).sum()),  # catalog properties a halo finder did not measure
+        },
     )
     name = f"{parse_ref(model_ref).name}-on-{split}"
     return catalog.write(ds, name, kind=EVALUATION_KIND, parents=(model_ref, features_ref))
