@@ -244,6 +244,7 @@ def predict_galaxies_command(
         FORMATS,
         NoHaloModelError,
         best_predictions,
+        require_models,
         write_predictions,
     )
 
@@ -262,12 +263,13 @@ def predict_galaxies_command(
     if fmt != "catalog" and out_path == Path(os.path.realpath(source)):  # even --force must not eat the input
         raise UsageFailure(f"--out {out}: is SOURCE {source}; give another name")
     try:
+        candidates = require_models(cat, models)  # before SOURCE is read
         with _input_warnings(), _console().status(f"predicting for {source}"):
             if fmt == "catalog":
                 concrete = cat.resolve(source)
                 with cat.open(concrete) as ds:
                     predictions, choices, notes = best_predictions(
-                        cat, ds, models=models, dask_address=dask_address, source=concrete
+                        cat, ds, models=models, candidates=candidates, dask_address=dask_address, source=concrete
                     )
             else:
                 if not os.path.exists(source):
@@ -275,7 +277,7 @@ def predict_galaxies_command(
                 chunks = iter_source(source, fmt, **{k: v for k, v in options.items() if v is not None})
                 with canonical_dataset(chunks, cat) as ds:
                     predictions, choices, notes = best_predictions(
-                        cat, ds, models=models, dask_address=dask_address, source=source
+                        cat, ds, models=models, candidates=candidates, dask_address=dask_address, source=source
                     )
         with atomic_path(out_path) as tmp:  # synced, 0644, and renamed over --out only when complete
             write_predictions(predictions, tmp)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,11 @@ WHAT = {
     "global": "concentration, spin and velocity dispersion",
     "mass-only": "M200m alone",
 }
+
+
+#: Names ``eqs reproduce halos`` gives the models it trains on the random split (a seed's, or the
+#: seeds' ensemble): ``halos-<catalog>-<target>-s<seed>-<kind>``, ``halos-<catalog>-<target>-<kind>-ensemble``.
+MODEL_NAME = re.compile(rf"halos-.+-(?:{'|'.join(map(re.escape, PREFERENCE))})(?:-ensemble)?")
 
 
 class ModelChoiceError(ValueError):
@@ -76,16 +82,15 @@ def missing_quantities(catalog: xr.Dataset, inputs: Sequence[str]) -> list[str]:
 def usable_halos(catalog: xr.Dataset, inputs: Sequence[str], particles_within: np.ndarray | None) -> np.ndarray:
     """Per halo, whether a model reading ``inputs`` can predict it: every quantity measured (a halo
     finder writes 0 for what it could not measure) and, for particle models, enough particles."""
-    n = catalog.sizes["halo"]
-    usable = np.ones(n, dtype=bool)
-    needs = catalog_needs(inputs)
-    if any(n_ in PARTICLE_FIELDS for n_ in needs):
-        usable &= particles_within if particles_within is not None else np.zeros(n, dtype=bool)
-    if any(n_ in GLOBAL_FIELDS for n_ in needs):
-        for name in GLOBAL_FIELDS:
-            usable &= np.asarray(catalog[name].values) > 0
-    if any(n_ in CATALOG_MODEL_FIELDS for n_ in needs):
-        usable &= catalog_inputs_valid(catalog)
+    usable = np.ones(catalog.sizes["halo"], dtype=bool)
+    for name in {variable.split(":")[0] for variable in inputs}:
+        if name in ("scalars", "global_particles"):
+            usable &= particles_within if particles_within is not None else False
+        elif name == "global":
+            for field_name in GLOBAL_FIELDS:
+                usable &= np.asarray(catalog[field_name].values) > 0
+        elif name == "catalog":
+            usable &= catalog_inputs_valid(catalog)
     return usable
 
 
@@ -115,7 +120,7 @@ def stored_candidates(catalog: Catalog) -> dict[str, dict[str, Candidate]]:
     """Per target and kind, the newest halo model trained on the random split (an ensemble first)."""
     best: dict[tuple[str, str], tuple[tuple[Any, ...], Candidate]] = {}
     for name in catalog.names():
-        if not name.startswith("halos-"):
+        if not MODEL_NAME.fullmatch(name):  # read only what may be a model: each info opens a file
             continue
         info = catalog.info(name)
         attrs = info.attrs

@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,25 +146,34 @@ def _reads_particles(model: LoadedModel) -> bool:
     return any(v.split(":")[0] in ("scalars", "global_particles") for v in json.loads(model.attrs["inputs"]))
 
 
+def require_models(catalog: Catalog, models: Sequence[str] = ()) -> dict[str, dict[str, Candidate]]:
+    """The stored halo models (:func:`~surrogates.halos.choice.stored_candidates`); without any, and
+    without ``models`` named, a :class:`NoHaloModelError` saying how to train one."""
+    candidates = stored_candidates(catalog)
+    if not candidates and not models:
+        raise NoHaloModelError(
+            f"no trained halo model in the catalog {catalog.root}; run `eqs reproduce halos --preset quick` first, "
+            "or name one with --model NAME@vN"
+        )
+    return candidates
+
+
 def best_predictions(
     catalog: Catalog,
     catalog_ds: xr.Dataset,
     *,
     models: Sequence[str] = (),
+    candidates: Mapping[str, Mapping[str, Candidate]] | None = None,
     dask_address: str | None = "threads",
     chunk_halos: int = 64,
     source: str = "the catalog",
 ) -> tuple[xr.Dataset, list[TargetChoice], list[str]]:
     """Predictions for every halo of ``catalog_ds`` by the best stored models it supports
     (:func:`surrogates.halos.choice.choose_models`; ``models``, refs given with ``--model``, replace
-    the choice for their targets), the choices, and warnings about the training range."""
-    candidates = stored_candidates(catalog)
+    the choice for their targets; ``candidates``: :func:`require_models`' answer, when at hand), the
+    choices, and warnings about the training range."""
+    candidates = require_models(catalog, models) if candidates is None else candidates
     explicit = [Candidate.of(catalog, catalog.resolve(ref)) for ref in models]
-    if not candidates and not explicit:
-        raise NoHaloModelError(
-            f"no trained halo model in the catalog {catalog.root}; run `eqs reproduce halos --preset quick` first, "
-            "or name one with --model NAME@vN"
-        )
     considered = [*explicit, *(c for kinds in candidates.values() for c in kinds.values())]
     scalars, within = None, None
     if has_particles(catalog_ds) and any(set(catalog_needs(c.inputs)) & set(PARTICLE_FIELDS) for c in considered):

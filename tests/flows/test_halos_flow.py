@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import h5py
 import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from support import REAL_HALOS
 
 from data_catalog import Catalog
 from flows.cli import main
@@ -33,7 +35,10 @@ def _eqs(root, *args):
 def _read_csv(path) -> dict[str, np.ndarray]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
-    return {name: np.array([float(r[j]) for r in rows[1:]]) for j, name in enumerate(rows[0])}
+    return {
+        name: np.array([r[j] if name.endswith("_model") else float(r[j]) for r in rows[1:]])
+        for j, name in enumerate(rows[0])
+    }
 
 
 def test_the_flow_runs_every_step_and_reuses_its_cache(smoke, monkeypatch):
@@ -80,6 +85,57 @@ def test_reproduce_and_predict_galaxies_commands(smoke, tmp_path):
         assert np.isfinite(np.asarray(table["log_mstar"])).all() and (np.asarray(table["log_mstar_sigma"]) > 0).all()
     bad = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", tmp_path / "x.txt")
     assert bad.exit_code == 2 and ".csv" in bad.output
+
+
+@pytest.mark.skipif(not REAL_HALOS.is_dir(), reason="shared real halo files absent")
+def test_predict_galaxies_picks_the_best_model_a_real_catalog_supports(smoke, tmp_path):
+    root, result = smoke
+    scalars = result.models["log_mstar/scalars"]["random"][0]
+    best = {kind: result.models[f"log_mstar/{kind}"]["random"][0] for kind in ("catalog", "global")}
+    for path, fmt, n_halos, kind in (
+        (REAL_HALOS / "halodatamanager_out_list" / "out_160.list", "rockstar", 4867, "catalog"),
+        (REAL_HALOS / "turnaround_gevolution_ascii" / "halos_0.0.bin", "rockstar", 126, "catalog"),
+        # consistent-trees writes no half-mass radius: the global model is the best it supports
+        (REAL_HALOS / "halotools_ctrees_hlist" / "dummy_halocat_0.07812.list", "ctrees", 431, "global"),
+    ):
+        out = tmp_path / f"{path.stem}.csv"
+        done = _eqs(root, "predict-galaxies", path, "--format", fmt, "--out", out)
+        assert done.exit_code == 0, done.output
+        # no particles: not the scalars model, and said why
+        assert f"not scalars ({scalars}): {path} lacks particles" in done.stdout
+        assert f"{best[kind]}: the {kind} model" in done.stdout
+        if kind == "global":
+            assert f"not catalog ({best['catalog']}): {path} lacks r_half" in done.stdout
+        table = _read_csv(out)
+        assert table["halo_id"].size == n_halos and np.isfinite(table["log_mstar"]).all()
+        used = set(table["log_mstar_model"])
+        assert best[kind] in used and scalars not in used
+        # halos whose properties the halo finder wrote as 0 go to a model that does not read them
+        fallback = int((table["log_mstar_model"] != best[kind]).sum())
+        assert (fallback > 0) == (" halo(s) by " in done.stdout)
+        # trained at z = 0 on the population's particles: another epoch is said
+        assert "warning: " in done.stderr and "was trained on halos at z = 0" in done.stderr
+    as_json = _eqs(root, "predict-galaxies", path, "--format", "ctrees", "--out", tmp_path / "j.csv", "--json")
+    summary = json.loads(as_json.stdout)
+    assert summary["choices"][0]["target"] == "log_mstar" and summary["warnings"]
+
+
+@pytest.mark.skipif(not REAL_HALOS.is_dir(), reason="shared real halo files absent")
+def test_a_model_that_needs_particles_is_refused_for_a_catalog_without_them(smoke, tmp_path):
+    root, result = smoke
+    scalars = result.models["log_mstar/scalars"]["random"][0]
+    path = REAL_HALOS / "halodatamanager_out_list" / "out_163.list"
+    args = ("--format", "rockstar", "--model", scalars, "--out", tmp_path / "p.csv")
+    done = _eqs(root, "predict-galaxies", path, *args, "--json")
+    assert done.exit_code == 2
+    error = json.loads(done.stdout)["error"]
+    assert f"--model {scalars}: a scalars model reads particles" in error and "which " in error
+    assert not (tmp_path / "p.csv").exists()
+    # a catalog with particles is predicted by the scalars model
+    out = tmp_path / "raw.csv"
+    done = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", out)
+    assert done.exit_code == 0 and f"{scalars}: the scalars model" in done.stdout, done.output
+    assert set(_read_csv(out)["log_mstar_model"]) == {scalars}
 
 
 def test_predict_galaxies_without_a_model_says_what_to_run(tmp_path):
@@ -139,8 +195,10 @@ def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
         halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), snapshot=99)
     source = tmp_path / "halos.list"
     source.write_text("")
-    with pytest.raises(ValueError, match="--snapshot is only read with --format tng, not rockstar"):
-        halos_flow(preset="smoke", seeds=1, catalog=str(tmp_path / "c"), source=str(source), format="rockstar", snapshot=9)
+    with pytest.raises(ValueError, match="--snapshot is only read with --format tng or --format ctrees, not rockstar"):
+        halos_flow(
+            preset="smoke", seeds=1, catalog=str(tmp_path / "c"), source=str(source), format="rockstar", snapshot=9
+        )
     assert Catalog(tmp_path / "c").names() == []
 
 
