@@ -136,10 +136,12 @@ def features(catalog: str, ref: str, dask_address: str | None = "threads") -> st
     """The invariant scalars (dask over chunks of halos) and the features of a catalog."""
     from pipeline.halos.features import FEATURES_KIND, halo_features
     from pipeline.halos.scalars import halo_scalars
+    from sims.halos.catalog import has_particles
 
     cat = Catalog(catalog)
     with cat.open(ref) as ds:
-        scalars = halo_scalars(ds, dask_address=dask_address, too_few="mark")
+        # a catalog of halo properties only (as halo finders publish them) has no scalars
+        scalars = halo_scalars(ds, dask_address=dask_address, too_few="mark") if has_particles(ds) else None
         dataset = halo_features(ds, scalars, source=cat.resolve(ref))  # reads the per-halo rows only
     return cat.write(dataset, f"{parse_ref(ref).name}-features", kind=FEATURES_KIND, parents=(ref,))
 
@@ -229,9 +231,10 @@ def _split_suffix(split: str) -> str:
     return "" if split == "random" else "-masscut"
 
 
-def _test_sets(features: str, low_features: str, split: str) -> list[tuple[str, str]]:
-    """The (features ref, split name) pairs a model trained on ``split`` is evaluated on."""
-    return [(features, split)] + ([(low_features, "subsampled")] if split == "random" else [])
+def _test_sets(features: str, low_features: str | None, split: str) -> list[tuple[str, str]]:
+    """The (features ref, split name) pairs a model trained on ``split`` is evaluated on (no
+    subsampled set for a catalog without particles)."""
+    return [(features, split)] + ([(low_features, "subsampled")] if split == "random" and low_features else [])
 
 
 @flow(name="halos")
@@ -291,6 +294,14 @@ def halos_flow(
     with cat.open(features_ref) as ds:
         present = feature_targets(ds)
         has_properties = "catalog" in ds.data_vars
+        has_scalars = "scalars" in ds.data_vars
+        global_source = ds.attrs.get("global_source")
+    needs_particles = [m for m in chosen if m == "scalars" or (m == "global" and global_source != "catalog")]
+    if needs_particles and not has_scalars:  # a catalog of halo properties only
+        if models:
+            raise ValueError(f"{raw}: has no particles, which the {', '.join(needs_particles)} model(s) read")
+        log.info("%s has no particles: the %s model(s) are left out", raw, ", ".join(needs_particles))
+        chosen = [m for m in chosen if m not in needs_particles]
     if "catalog" in chosen and not has_properties:  # a catalog without the halo finder's properties (TNG)
         if models:
             raise ValueError(
@@ -303,8 +314,11 @@ def halos_flow(
     missing = [t for t in wanted if t not in present]
     if not wanted or missing:
         raise ValueError(f"{raw}: no target {missing or 'at all'} to train on; the catalog has {present or 'none'}")
-    low = in_catalog(subsample_test_halos, root)(root, raw, features_ref, float(settings["subsample"]), SUBSAMPLE_SEED)
-    low_features_ref = in_catalog(features, root)(root, low, dask_address)
+    low = low_features_ref = None
+    if has_scalars:  # the subsampled test set needs particles to drop
+        factor = float(settings["subsample"])
+        low = in_catalog(subsample_test_halos, root)(root, raw, features_ref, factor, SUBSAMPLE_SEED)
+        low_features_ref = in_catalog(features, root)(root, low, dask_address)
     trained: dict[str, dict[str, list[str]]] = {}
     evaluations: dict[str, dict[str, list[str]]] = {}
     for target in wanted:
@@ -326,7 +340,7 @@ def halos_flow(
                     for data, name_of_split in _test_sets(features_ref, low_features_ref, split):
                         done = in_catalog(evaluate, root)(root, ref, data, name_of_split)
                         evaluations.setdefault(f"{key}-ensemble", {}).setdefault(name_of_split, []).append(done)
-    importance = {t: in_catalog(feature_importance, root)(root, features_ref, t) for t in wanted}
+    importance = {t: in_catalog(feature_importance, root)(root, features_ref, t) for t in wanted} if has_scalars else {}
     summary = halos_summary(cat, evaluations, importance)
     summary.update(preset=preset, catalog=raw, seeds=seeds, settings=settings)
     log.info("summary: %s", json.dumps(summary["rows"]))

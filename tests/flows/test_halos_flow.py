@@ -202,6 +202,19 @@ def test_a_snapshot_without_a_tng_source_is_refused(tmp_path):
     assert Catalog(tmp_path / "c").names() == []
 
 
+def test_a_catalog_without_particles_trains_the_models_of_its_properties(tmp_path):
+    population = generate_population(PopulationConfig(n_halos=160, max_particles=200, seed=11))
+    alone = population.drop_vars([n for n in population.data_vars if n.startswith("particle_")])
+    source = write_canonical([alone], tmp_path / "properties.h5")
+    root = str(tmp_path / "c")
+    result = halos_flow(preset="smoke", seeds=1, catalog=root, source=str(source), format="hdf5")
+    assert {r["model"] for r in result.details["rows"]} == {"mass-only", "global", "catalog"}
+    assert {r["split"] for r in result.details["rows"]} == {"random", "mass_threshold"}
+    assert result.data["subsampled"] is None and "scalars" not in Catalog(root).open(result.data["features"])
+    with pytest.raises(ValueError, match="has no particles, which the scalars model"):
+        halos_flow(preset="smoke", seeds=1, catalog=root, source=str(source), format="hdf5", models=["scalars"])
+
+
 def test_several_seeds_add_their_ensemble(smoke, tmp_path):
     # last in the file: its ensemble becomes predict-galaxies' default model
     root, first = smoke
