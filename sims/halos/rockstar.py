@@ -16,6 +16,7 @@ kpc, km s^-1 and Msun, without little h) are written beside the code.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import re
@@ -99,9 +100,13 @@ def _unit_category(what: str) -> str | None:
 
 
 def _open_text(path: Path) -> IO[str]:
+    """The file as UTF-8 text; gzip-compressed files (``hlist_1.00000.list.gz``, as catalogs are
+    often published) are decompressed as they are read."""
     if not path.exists():
         raise HaloCatalogError(f"{path}: file not found")
-    return open(path, encoding="utf-8")
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")
 
 
 def read_rockstar_header(path: PathLike, *, particles: bool = False) -> RockstarHeader:

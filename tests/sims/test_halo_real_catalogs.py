@@ -4,6 +4,7 @@ columns are found by name in any order; consistent-trees tree files need a snaps
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import warnings
@@ -165,3 +166,18 @@ def test_the_command_ingests_a_real_catalog_and_says_it_has_no_particles(tmp_pat
     assert result.stdout.strip() == "halos-halos_0@v1"
     with Catalog(tmp_path / "c").open("halos-halos_0@v1") as ds:
         assert ds.sizes["halo"] == 126 and not has_particles(ds)
+
+
+def test_a_gzip_compressed_list_reads_as_the_list(tmp_path):
+    path = tmp_path / "hlist_0.07812.list.gz"
+    path.write_bytes(gzip.compress(HLIST.read_bytes()))
+    a, b = _read(HLIST, "ctrees"), _read(path, "ctrees")
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_a_header_without_halos_is_no_halos_not_a_particle_error(tmp_path):
+    path = tmp_path / "out_163.list"
+    path.write_text("".join(line for line in (OUT_LIST / "out_163.list").open() if line.startswith("#")))
+    with pytest.raises(HaloCatalogError, match=r"out_163\.list: no halos \(the header is followed by no data row\)"):
+        _read(path, "rockstar")
