@@ -85,7 +85,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, groupby
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -748,8 +748,9 @@ def attach_snapshot_particles(
 
     A halo without a particle within R200m raises :class:`~sims.halos.catalog.HaloCatalogError`
     naming its id, before any chunk is yielded; with ``drop_empty`` it is left out and counted in the
-    attribute ``dropped_empty_halos``. So do a halo with R200m of half the box or more, repeated
-    particle IDs within a halo and repeated halo ids.
+    attribute ``dropped_empty_halos``. The same error is raised for a halo with R200m of half the box
+    or more, for halo ids repeated across chunks, and (when its chunk is built) for a particle ID
+    repeated within a halo.
 
     Work and memory (the design: this module's docstring): the snapshot is read once in slabs of
     ``chunk_particles`` rows, ``workers`` (default: the usable cores) slab tasks at a time on dask:
@@ -845,7 +846,8 @@ def _plan_buckets(inputs: list[_Chunk], header: SnapshotHeader, chunk_particles:
 
 def _compute(tasks: list[Any], scheduler: Any, workers: int, pool: ProcessPoolExecutor | None) -> tuple[Any, ...]:
     if pool is not None:
-        return dask.compute(*tasks, scheduler="processes", pool=pool)
+        # chunksize 1: dask's process scheduler otherwise hands up to 6 ready tasks to one worker at once
+        return dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1)
     if scheduler is None:
         return dask.compute(*tasks)  # the scheduler in effect (a caller's context or distributed Client)
     if scheduler == "threads":
@@ -875,10 +877,11 @@ def _pass_one(
         context = get_context(dask.config.get("multiprocessing.context", "spawn"))
         pool = ProcessPoolExecutor(workers, mp_context=context)
     try:
-        batch = 2 * workers
-        for first in range(0, len(slabs), batch):
-            tasks = [dask.delayed(_slab_pairs, pure=False)(spec, lo, hi) for lo, hi in slabs[first : first + batch]]
-            for records in _compute(tasks, scheduler, workers, pool):
+        for first in range(0, len(slabs), workers):  # one slab per worker at a time: bounded memory
+            tasks = [dask.delayed(_slab_pairs, pure=False)(spec, lo, hi) for lo, hi in slabs[first : first + workers]]
+            results = list(_compute(tasks, scheduler, workers, pool))
+            while results:
+                records = results.pop()
                 if records.size:
                     counts += np.bincount(records["halo"], minlength=n_halos)
                     _spill(records, bucket_of, folder)
@@ -897,12 +900,13 @@ def _spill(records: np.ndarray, bucket_of: np.ndarray, folder: Path) -> None:
     """Append records to their buckets' files (raw, in the record dtype)."""
     ensure_room(folder / "bucket", records.nbytes)
     bucket = bucket_of[records["halo"]]
-    order = np.argsort(bucket, kind="stable")
-    records, bucket = records[order], bucket[order]
-    cuts = np.flatnonzero(np.diff(bucket)) + 1
-    for part in np.split(np.arange(records.size), cuts):
-        with open(_bucket_file(folder, int(bucket[part[0]])), "ab") as handle:
-            records[part[0] : part[-1] + 1].tofile(handle)
+    if (np.diff(bucket) < 0).any():  # a slab's records come in halo order; sort only if they do not
+        order = np.argsort(bucket, kind="stable")
+        records, bucket = records[order], bucket[order]
+    cuts = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), records.size]
+    for start, stop in zip(cuts[:-1], cuts[1:], strict=True):
+        with open(_bucket_file(folder, int(bucket[start])), "ab") as handle:
+            records[start:stop].tofile(handle)
 
 
 # -- pass 2: buckets back in halo order -----------------------------------------------------------------
@@ -933,6 +937,51 @@ def _split_bucket(path: Path, dtype: np.dtype, edges: np.ndarray, folder: Path, 
     return parts
 
 
+@dataclass
+class _Piece:
+    """One output chunk: halos [i0, i1) of input chunk ``chunk``, from bucket ``bucket``, and its summed attributes."""
+
+    chunk: int
+    bucket: int
+    i0: int
+    i1: int
+    summed: dict[str, int]
+    empty: bool
+
+
+def _pieces(inputs: list[_Chunk], buckets: np.ndarray, counts: np.ndarray, chunk_particles: int, drop_empty: bool):
+    """Every output chunk, planned from the counts before any is built, with the attributes summed over
+    chunks (the input's on its first piece, the halos dropped here) moved off pieces left empty onto
+    the next piece that has halos, or the last one."""
+    pieces: list[_Piece] = []
+    b = 0
+    for k, chunk in enumerate(inputs):
+        inherited = {key: int(chunk.attrs[key]) for key in SUMMED_ATTRS if key in chunk.attrs}
+        while b < buckets.size - 1 and buckets[b] < chunk.start + chunk.size:
+            lo, hi = int(buckets[b]), int(buckets[b + 1])
+            for i0, i1, _, _ in _chunk_bounds(counts[lo:hi], hi - lo, chunk_particles):
+                kept = counts[lo + i0 : lo + i1] > 0
+                summed = dict(inherited)
+                inherited = {key: 0 for key in inherited}
+                if drop_empty:
+                    summed[DROPPED_ATTR] = summed.get(DROPPED_ATTR, 0) + int((~kept).sum())
+                pieces.append(_Piece(k, b, lo + i0, lo + i1, summed, not kept.any()))
+            b += 1
+    carry: dict[str, int] = {}
+    for piece in pieces:
+        if piece.empty:
+            for key, value in piece.summed.items():
+                carry[key] = carry.get(key, 0) + value
+        else:
+            for key, value in carry.items():
+                piece.summed[key] = piece.summed.get(key, 0) + value
+            carry = {}
+    last = next(p for p in reversed(pieces) if not p.empty)  # every halo empty was refused before
+    for key, value in carry.items():
+        last.summed[key] = last.summed.get(key, 0) + value
+    return pieces
+
+
 def _pass_two(
     inputs: list[_Chunk],
     header: SnapshotHeader,
@@ -944,6 +993,7 @@ def _pass_two(
     chunk_particles: int,
     drop_empty: bool,
 ) -> Iterator[xr.Dataset]:
+    """The chunks, bucket by bucket; each yielded as soon as it is built (none held back)."""
     info = {
         "particles_source": f"gadget-hdf5 snapshot {header.name}",
         "particles_within": "R200m (periodic, nearest image; a particle may belong to several halos)",
@@ -954,54 +1004,28 @@ def _pass_two(
     }
     if header.particle_mass_msun is not None:
         info["particle_mass_msun"] = header.particle_mass_msun
-    pending: xr.Dataset | None = None
-    carry = {k: 0 for k in SUMMED_ATTRS}
-    b = 0
-    for chunk in inputs:
-        inherited = {k: chunk.attrs[k] for k in SUMMED_ATTRS if k in chunk.attrs}
-        first_piece = True
-        end = chunk.start + chunk.size
-        while b < buckets.size - 1 and buckets[b] < end:
-            lo, hi = int(buckets[b]), int(buckets[b + 1])
-            path = _bucket_file(folder, b)
-            pieces = [(lo + i0, lo + i1) for i0, i1, _, _ in _chunk_bounds(counts[lo:hi], hi - lo, chunk_particles)]
-            if len(pieces) == 1:
-                files = [path]
-            else:  # more records than planned: split the bucket by streaming it, then one piece at a time
-                files = _split_bucket(
-                    path, spec.record, np.array([p[0] for p in pieces] + [hi]), folder, chunk_particles
-                )
-            for (i0, i1), part in zip(pieces, files, strict=True):
-                records = _read_records(part, spec.record)
+    pieces = _pieces(inputs, buckets, counts, chunk_particles, drop_empty)
+    for b, group in groupby(pieces, key=lambda p: p.bucket):  # pieces come in bucket order
+        mine = list(group)
+        path = _bucket_file(folder, b)
+        if len(mine) == 1:
+            files = [path]
+        else:  # more records than planned: split the bucket by streaming it, then one piece at a time
+            edges = np.array([p.i0 for p in mine] + [mine[-1].i1])
+            files = _split_bucket(path, spec.record, edges, folder, chunk_particles)
+        for piece, part in zip(mine, files, strict=True):
+            if piece.empty:
                 part.unlink(missing_ok=True)
-                kept = counts[i0:i1] > 0
-                summed = {k: (inherited.get(k, 0) if first_piece else 0) for k in SUMMED_ATTRS}
-                if drop_empty:
-                    summed[DROPPED_ATTR] = summed.get(DROPPED_ATTR, 0) + int((~kept).sum())
-                first_piece = False
-                if not kept.any():
-                    carry = {k: carry[k] + summed[k] for k in SUMMED_ATTRS}
-                    continue
-                summed = {k: summed[k] + carry[k] for k in SUMMED_ATTRS}
-                carry = {k: 0 for k in SUMMED_ATTRS}
-                present = {k: v for k, v in summed.items() if v or k in inherited or (k == DROPPED_ATTR and drop_empty)}
-                ds = _build(chunk, header, records, i0, i1, counts, centres_kpc, spec, info | present)
-                if pending is not None:
-                    yield pending
-                pending = ds
-            b += 1
-    if pending is None:  # every halo empty: refused before pass two
-        raise HaloCatalogError(f"{header.name}: no halo has particles")
-    for key, value in carry.items():
-        if value:
-            pending.attrs[key] = pending.attrs.get(key, 0) + value
-    yield pending
+                continue
+            yield _build(
+                inputs[piece.chunk], header, part, piece.i0, piece.i1, counts, centres_kpc, spec, info | piece.summed
+            )
 
 
 def _build(
     chunk: _Chunk,
     header: SnapshotHeader,
-    records: np.ndarray,
+    path: Path,
     i0: int,
     i1: int,
     counts: np.ndarray,
@@ -1009,7 +1033,9 @@ def _build(
     spec: _Slabs,
     extra: dict[str, Any],
 ) -> xr.Dataset:
-    """The checked chunk of halos [i0, i1) (global indices) from their records."""
+    """The checked chunk of halos [i0, i1) (global indices) from their records in the file ``path`` (removed)."""
+    records = _read_records(path, spec.record)
+    path.unlink(missing_ok=True)
     records = records[np.lexsort((records["id"], records["halo"]))]
     halo = records["halo"]
     local = counts[i0:i1]
@@ -1026,21 +1052,25 @@ def _build(
             f"halo_id {halo_id}; expected unique particle IDs"
         )
     box = header.box
+    # in place, one temporary at a time: an output chunk is the largest thing held in pass 2
     offset = records["x"].astype(np.float64)
     offset -= spec.centres[halo]
-    offset -= box * np.rint(offset / box)  # the image nearest the centre
+    images = offset / box
+    np.rint(images, out=images)
+    images *= box
+    offset -= images  # the image nearest the centre
+    del images
     offset *= header.length_kpc
     offset += centres_kpc[halo]
-    particles = {
-        "particle_position": offset,
-        "particle_velocity": records["v"].astype(np.float64) * header.velocity_kms,
-        "particle_mass": (
-            records["m"].astype(np.float64) * header.mass_msun
-            if spec.masses
-            else np.full(records.size, header.particle_mass_msun)
-        ),
-    }
+    velocity = records["v"].astype(np.float64)
+    velocity *= header.velocity_kms
+    if spec.masses:
+        mass = records["m"].astype(np.float64)
+        mass *= header.mass_msun
+    else:
+        mass = np.full(records.size, header.particle_mass_msun)
     del records, halo
+    particles = {"particle_position": offset, "particle_velocity": velocity, "particle_mass": mass}
     kept = local > 0
     rows = slice(i0 - chunk.start, i1 - chunk.start)
     halos = {n: v[rows][kept] for n, v in chunk.halos.items()}
