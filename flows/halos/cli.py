@@ -31,6 +31,21 @@ from ..cli.core import (
     write_summary,
 )
 
+# particles for a catalog without them, from a simulation snapshot (sims.halos.snapshot)
+particles_snapshot_option = click.option(
+    "--particles-snapshot",
+    "particles_snapshot",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="A Gadget-HDF5 snapshot (Gadget-4, Arepo/TNG, SWIFT: one file, its numbered files, or their folder): "
+    "each halo gets its dark-matter particles within R200m (docs/snapshots.md).",
+)
+drop_empty_option = click.option(
+    "--drop-empty",
+    is_flag=True,
+    help="With --particles-snapshot: leave out halos without a particle within R200m (counted in the catalog).",
+)
+
 # the registered halo readers (sims.halos.formats): their names, and what each reads
 FORMAT_CHOICE = click.Choice(list(readers()))
 FORMAT_HELP = "; ".join(f"{r.name}: {r.description}" for r in readers().values())
@@ -79,6 +94,11 @@ def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, n
             seed=seed,
         )
     _emit_json({"ref": ref, "halos": n_halos}) if as_json else click.echo(ref)
+
+
+def _snapshot_files(paths: tuple[str, ...]) -> str | list[str] | None:
+    """--particles-snapshot as sims.halos.snapshot reads it: one path (a file or a folder) or the files in order."""
+    return None if not paths else paths[0] if len(paths) == 1 else list(paths)
 
 
 @contextmanager
@@ -134,6 +154,8 @@ def _input_warnings() -> Iterator[None]:
     default=None,
     help="tng only: keep halos with log10 M200m >= this, in Msun/h (docs/protocols.md#halos uses 10.25) [default: all].",
 )
+@particles_snapshot_option
+@drop_empty_option
 @click.option("--name", default=None, help="Catalog name [default: halos-<file or folder name>[-<snapshot>]].")
 @json_option
 @click.pass_context
@@ -146,6 +168,8 @@ def ingest_halos_command(
     matching: str | None,
     hydro: str | None,
     min_log_mass: float | None,
+    particles_snapshot: tuple[str, ...],
+    drop_empty: bool,
     name: str | None,
     as_json: bool,
 ) -> None:
@@ -170,6 +194,8 @@ def ingest_halos_command(
                 matching=matching,
                 hydro=hydro,
                 min_log_mass=min_log_mass,
+                particles_snapshot=_snapshot_files(particles_snapshot),
+                drop_empty=drop_empty,
             )
     except HaloOptionError as exc:
         raise UsageFailure(str(exc)) from None
@@ -204,6 +230,8 @@ def ingest_halos_command(
     type=click.Path(exists=True, dir_okay=False),
     help="Rockstar .particles file(s) of SOURCE [default: those found beside a Rockstar list].",
 )
+@particles_snapshot_option
+@drop_empty_option
 @click.option(
     "--model",
     "models",
@@ -227,6 +255,8 @@ def predict_galaxies_command(
     fmt: str,
     snapshot: int | None,
     particles: tuple[str, ...],
+    particles_snapshot: tuple[str, ...],
+    drop_empty: bool,
     models: tuple[str, ...],
     out: str,
     force: bool,
@@ -250,8 +280,11 @@ def predict_galaxies_command(
 
     cat = _catalog(ctx)
     options = {"snapshot": snapshot, "particles": list(particles) or None}
-    if fmt == "catalog" and (snapshot is not None or particles):
-        raise UsageFailure("--snapshot and --particles are not read with --format catalog")
+    if fmt == "catalog" and (snapshot is not None or particles or particles_snapshot or drop_empty):
+        raise UsageFailure(
+            "--snapshot, --particles, --particles-snapshot and --drop-empty read a halo file, not --format catalog "
+            "(ingest the file with them first)"
+        )
     if fmt != "catalog":  # the reader's own options, checked before any work
         try:
             checked_options(get_reader(fmt), source, options)
@@ -274,11 +307,16 @@ def predict_galaxies_command(
             else:
                 if not os.path.exists(source):
                     raise UsageFailure(f"{source}: no such file or folder")
-                chunks = iter_source(source, fmt, **{k: v for k, v in options.items() if v is not None})
-                with canonical_dataset(chunks, cat) as ds:
-                    predictions, choices, notes = best_predictions(
-                        cat, ds, models=models, candidates=candidates, dask_address=dask_address, source=source
+                given = {k: v for k, v in options.items() if v is not None}
+                with cat.scratch() as folder:
+                    snapshot_files = _snapshot_files(particles_snapshot)
+                    chunks = iter_source(
+                        source, fmt, particles_snapshot=snapshot_files, drop_empty=drop_empty, scratch=folder, **given
                     )
+                    with canonical_dataset(chunks, cat) as ds:
+                        predictions, choices, notes = best_predictions(
+                            cat, ds, models=models, candidates=candidates, dask_address=dask_address, source=source
+                        )
         with atomic_path(out_path) as tmp:  # synced, 0644, and renamed over --out only when complete
             write_predictions(predictions, tmp)
     except HaloCatalogError as exc:  # a bad halo file or option (HaloOptionError): an input error, status 2

@@ -19,7 +19,7 @@ from typing import Any
 import xarray as xr
 
 from data_catalog import Catalog
-from sims.halos.catalog import HALOS_KIND, HaloCatalogError
+from sims.halos.catalog import HALOS_KIND, HaloCatalogError, HaloOptionError
 from sims.halos.formats import read_source, readers
 from sims.halos.readers import open_canonical, write_canonical
 
@@ -28,17 +28,42 @@ LAZY_CHUNKS = {"halo": 16384, "particle": 2**21}
 
 
 def iter_source(
-    path: str | os.PathLike[str], format: str, *, chunk_halos: int = 4096, **options: Any
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    chunk_halos: int = 4096,
+    particles_snapshot: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    drop_empty: bool = False,
+    scratch: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> Iterator[xr.Dataset]:
     """The ``halos.catalog`` chunks of a source in one of the registered formats
-    (:mod:`sims.halos.formats`: ``tng``, ``rockstar``, ``hdf5`` ...), with that format's options
-    (``snapshot``, ``particles``, ``matching``, ``hydro``, ``min_log_mass`` ...).
+    (:mod:`sims.halos.formats`: ``tng``, ``rockstar``, ``ctrees``, ``hdf5`` ...), with that format's
+    options (``snapshot``, ``particles``, ``matching``, ``hydro``, ``min_log_mass`` ...).
+
+    ``particles_snapshot``: a simulation snapshot in the Gadget HDF5 layout (a file, a numbered set
+    or its folder) whose dark-matter particles within R200m are given to every halo of a catalog
+    without particles (:func:`sims.halos.snapshot.attach_snapshot_particles`; its header is checked
+    now, and ``drop_empty`` leaves out halos it gives no particle; ``scratch`` holds its temporary
+    files).
 
     An option the format does not read, a missing required option and an out-of-range value raise
     :class:`~sims.halos.catalog.HaloOptionError` (a usage error) naming the option; problems of the
     file raise :class:`~sims.halos.catalog.HaloCatalogError` naming the file.
     """
-    return _not_empty(read_source(path, format, chunk_halos=chunk_halos, **options), path)
+    if particles_snapshot is None:
+        if drop_empty:
+            raise HaloOptionError("--drop-empty is only read with --particles-snapshot")
+        return _not_empty(read_source(path, format, chunk_halos=chunk_halos, **options), path)
+    if format == "tng":
+        raise HaloOptionError(
+            "--particles-snapshot is not read with --format tng, whose particles come from the run's own snapdir"
+        )
+    from sims.halos.snapshot import attach_snapshot_particles, read_snapshot_header
+
+    header = read_snapshot_header(particles_snapshot)  # a bad snapshot is refused before any work
+    chunks = _not_empty(read_source(path, format, chunk_halos=chunk_halos, **options), path)
+    return attach_snapshot_particles(chunks, header, drop_empty=drop_empty, scratch=scratch, catalog=str(path))
 
 
 def _not_empty(chunks: Iterator[xr.Dataset], path: str | os.PathLike[str]) -> Iterator[xr.Dataset]:
@@ -84,12 +109,14 @@ def ingest_halos(catalog: Catalog, path: str | os.PathLike[str], format: str, na
     """Ingest a halo catalog file (or TNG run) into ``catalog`` as ``name``; its ref. ``options``
     are the format's (:mod:`sims.halos.formats`), e.g. for tng ``snapshot`` and ``min_log_mass``
     (keep halos with log10 M200m >= it, in Msun/h; docs/protocols.md#halos uses 10.25). The
-    options given are recorded in the dataset's params."""
-    chunks = iter_source(path, format, **options)
+    options given are recorded in the dataset's params. With ``particles_snapshot``, the snapshot's
+    temporary files go to a scratch folder of ``catalog`` (its file system, removed on exit)."""
     given = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
     params = {
         "source": str(Path(path).absolute()),
         "format": format,
-        **{k: v for k, v in given.items() if v is not None and v != []},
+        **{k: v for k, v in given.items() if v is not None and v != [] and v is not False},
     }
-    return store_catalog(catalog, chunks, name, params=params)
+    with catalog.scratch() as folder:
+        chunks = iter_source(path, format, scratch=folder, **options)
+        return store_catalog(catalog, chunks, name, params=params)

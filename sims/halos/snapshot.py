@@ -828,7 +828,7 @@ def _attach(
         if empty.any() and not drop_empty:
             raise HaloCatalogError(
                 f"{catalog or 'halo catalog'}: particle_count: {int(empty.sum())} halo(s) without a particle within R200m "
-                f"in {header.name} (halo_id {ids[empty][:5].tolist()}); pass drop_empty=True to leave such halos out"
+                f"in {header.name} (halo_id {ids[empty][:5].tolist()}); are the catalog and the snapshot of one simulation? (--drop-empty leaves such halos out)"
             )
         yield from _pass_two(
             inputs, header, buckets, Path(folder), counts, centres_kpc, spec, chunk_particles, drop_empty

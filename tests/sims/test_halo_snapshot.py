@@ -9,7 +9,10 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from click.testing import CliRunner
 
+from data_catalog import Catalog
+from flows.cli import main
 from sims.halos.catalog import PARTICLE_FIELDS, HaloCatalogError, catalog_dataset
 from sims.halos.population import PopulationConfig, iter_population
 from sims.halos.readers import open_canonical, write_canonical
@@ -417,3 +420,37 @@ def test_catalog_errors_name_both_sides(population, tmp_path):
     _edit(far[0], lambda f: f["PartType1/Coordinates"].write_direct(f["PartType1/Coordinates"][:] * 10))
     with pytest.raises(HaloCatalogError, match=r"Coordinates row \d+ = .* lies more than a box outside"):
         list(attach_snapshot_particles(_catalog(population), far[0], scheduler="synchronous"))
+
+
+# -- the command line: --particles-snapshot on ingest halos and predict-galaxies ---------------------------
+
+
+def _eqs(root, *args):
+    return CliRunner().invoke(main, ["--catalog", str(root), *map(str, args)])
+
+
+def test_ingest_attaches_a_snapshot_to_a_catalog_without_particles(population, tmp_path):
+    _write_snapshot(tmp_path / "snap", population)
+    source = write_canonical(_catalog(population), tmp_path / "properties.h5")
+    args = ("ingest", "halos", source, "--format", "hdf5", "--particles-snapshot", tmp_path / "snap", "--json")
+    done = _eqs(tmp_path / "c", *args)
+    assert done.exit_code == 0, done.output
+    ref = json.loads(done.stdout)["ref"]
+    with Catalog(tmp_path / "c").open(ref) as ds:
+        _assert_exact([ds.load()], _reference(population), population["halos"])
+        assert Catalog(tmp_path / "c").info(ref).params["particles_snapshot"] == str(tmp_path / "snap")
+    assert not list((tmp_path / "c").glob(".tmp/*"))  # the scratch folder is gone
+
+
+def test_the_snapshot_options_are_checked_before_any_work(population, tmp_path):
+    source = write_canonical(_catalog(population), tmp_path / "properties.h5")
+    bad = tmp_path / "bad.hdf5"
+    bad.write_bytes(b"not hdf5")
+    done = _eqs(tmp_path / "c", "ingest", "halos", source, "--format", "hdf5", "--particles-snapshot", bad, "--json")
+    assert done.exit_code == 2 and "bad.hdf5" in json.loads(done.stdout)["error"]
+    done = _eqs(tmp_path / "c", "ingest", "halos", source, "--format", "hdf5", "--drop-empty")
+    assert done.exit_code == 2 and "--drop-empty is only read with --particles-snapshot" in done.output
+    args = ("predict-galaxies", "x@v1", "--format", "catalog", "--particles-snapshot", bad, "--out", tmp_path / "p.csv")
+    done = _eqs(tmp_path / "c", *args)
+    assert done.exit_code == 2 and "not --format catalog" in done.output
+    assert not Catalog(tmp_path / "c").names()
