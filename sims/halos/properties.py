@@ -398,16 +398,15 @@ def measure_halos(
         twice_t = np.maximum(sums[:, 7] - m_in * np.einsum("hk,hk->h", mean_u, mean_u), 0.0)
     v200 = np.sqrt(G * mass / radius)
 
-    # each halo's particles by radius
-    order = np.empty(r.size, dtype=np.int64)
+    # each halo's particles by radius, and the mass enclosed at each (the particle itself included),
+    # halo by halo so that a halo's values do not depend on the halos measured with it
+    order = np.arange(r.size)
     for k in np.flatnonzero(n > 1):
         order[starts[k] : starts[k] + n[k]] = starts[k] + np.argsort(r[starts[k] : starts[k] + n[k]])
-    single = starts[n == 1]
-    order[single] = single
     r_sorted, m_sorted = r[order], m[order]
-    cumulative = np.cumsum(m_sorted)  # enclosed mass, the particle itself included
-    if full.any():
-        cumulative -= np.repeat(cumulative[starts[full]] - m_sorted[starts[full]], n[full])
+    cumulative = np.empty_like(m_sorted)
+    for k in np.flatnonzero(full):
+        np.cumsum(m_sorted[starts[k] : starts[k] + n[k]], out=cumulative[starts[k] : starts[k] + n[k]])
     eps = SOFTENING * radius
     eps_rows = np.repeat(eps, n)
     rank = np.arange(r.size) - np.repeat(starts, n) + 1

@@ -1,5 +1,5 @@
 """Galaxy properties from halos: the stellar-to-halo relation and the Gaussian MLPs
-(:mod:`surrogates.halos.models`), the three models as catalog artefacts with their training, evaluation
+(:mod:`surrogates.halos.models`), the four models as catalog artefacts with their training, evaluation
 and the ranking of the scalars (:mod:`surrogates.halos.runs`; the model classes ``halo-*``), and
 predictions for every halo of a catalog (:mod:`surrogates.halos.predict`, ``eqs predict-galaxies``)."""
 

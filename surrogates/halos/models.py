@@ -1,13 +1,15 @@
 """Galaxy properties from halos: baselines and scalar MLPs with a Gaussian likelihood (docs/protocols.md#halos).
 
-Three models, each predicting a mean and an uncertainty per halo:
+Four models, each predicting a mean and an uncertainty per halo:
 
 - ``mass-only``: a fitted stellar-to-halo relation, the double power law
   log M* = log(2 N M) - log((M / M1)^-beta + (M / M1)^gamma) (Moster et al. 2010), fitted by least
   squares, with the scatter of its residuals as the (constant) uncertainty;
 - ``global``: a Gaussian MLP on log M200m and the global properties (concentration, spin,
   sigma_v / V200);
-- ``scalars``: a Gaussian MLP on log M200m and the invariant halo scalars.
+- ``scalars``: a Gaussian MLP on log M200m and the invariant halo scalars;
+- ``catalog``: a Gaussian MLP on log M200m and the properties a halo finder's catalog gives
+  (concentration, spin, sigma_v / V200, axis ratios, offsets, Vmax / V200, T/|U|, half-mass radius).
 
 The MLPs output (mean, log sigma) and are trained on the Gaussian negative log-likelihood. The
 metric is sigma68: half the 16-84 percentile range of the residuals (dex).

@@ -17,6 +17,7 @@ from data_catalog import Catalog
 from flows.cli import main
 from flows.halos.flow import halos_flow
 from pipeline.symmetry import random_orthogonal, random_permutation
+from sims.halos.catalog import CATALOG_PROPERTIES, HALOS_KIND
 from sims.halos.population import PopulationConfig, generate_population
 from sims.halos.readers import write_canonical
 from surrogates.halos import runs as hr
@@ -213,6 +214,14 @@ def test_a_catalog_without_particles_trains_the_models_of_its_properties(tmp_pat
     assert result.data["subsampled"] is None and "scalars" not in Catalog(root).open(result.data["features"])
     with pytest.raises(ValueError, match="has no particles, which the scalars model"):
         halos_flow(preset="smoke", seeds=1, catalog=root, source=str(source), format="hdf5", models=["scalars"])
+
+
+def test_the_catalog_model_needs_catalog_properties(tmp_path):
+    root = str(tmp_path / "c")
+    ds = generate_population(PopulationConfig(n_halos=40, max_particles=200, seed=3))
+    ref = Catalog(root).write(ds.drop_vars(list(CATALOG_PROPERTIES)), "halos-bare", kind=HALOS_KIND)
+    with pytest.raises(ValueError, match="the catalog model reads the halo finder's properties, which this catalog"):
+        halos_flow(preset="smoke", seeds=1, catalog=root, raw_ref=ref, models=["mass-only", "catalog"])
 
 
 def test_several_seeds_add_their_ensemble(smoke, tmp_path):

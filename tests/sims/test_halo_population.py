@@ -16,7 +16,8 @@ from scipy.special import spence
 
 from data_catalog import validate_dataset
 from sims.halos import population as hp
-from sims.halos.catalog import HALOS_KIND, check_catalog
+from sims.halos.catalog import CATALOG_PROPERTIES, HALOS_KIND, check_catalog, halo_particles
+from sims.halos.properties import measured_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,7 +137,8 @@ def test_chunked_generation_equals_one_shot():
     whole, latents = hp.generate_population(config, return_latents=True)
     chunks = list(hp.iter_population(config, chunk_halos=4))
     assert [c.sizes["halo"] for c in chunks] == [4, 4, 1]
-    for name in ("halo_id", "M200m", "R200m", "position", "velocity", "particle_count", "spin", "sigma_v", "log_mstar"):
+    names = ("halo_id", "M200m", "R200m", "position", "velocity", "particle_count", *CATALOG_PROPERTIES, "log_mstar")
+    for name in names:
         assert np.array_equal(np.concatenate([c[name].values for c in chunks]), whole[name].values), name
     for name in ("particle_position", "particle_velocity", "particle_mass"):
         assert np.array_equal(np.concatenate([c[name].values for c in chunks]), whole[name].values), name
@@ -165,6 +167,36 @@ def test_catalog_is_canonical_and_physical(catalog):
     assert np.all((ds["spin"].values > 0) & (ds["spin"].values < 0.3))
     v200 = np.sqrt(hp.G_NEWTON * ds["M200m"].values / ds["R200m"].values)
     assert np.all((ds["sigma_v"].values > 0.4 * v200) & (ds["sigma_v"].values < 1.2 * v200))
+
+
+def test_the_catalog_properties_are_measured_from_the_particles():
+    config = hp.PopulationConfig(n_halos=150, seed=12, max_particles=3000)
+    props = hp.sample_halo_properties(config)
+    ds = hp.generate_population(config)
+    assert set(CATALOG_PROPERTIES) <= set(ds.data_vars)
+    for i in (0, 17, 99):
+        p = halo_particles(ds, i)
+        centre, bulk = ds["position"].values[i], ds["velocity"].values[i]
+        measured = measured_properties(
+            p["x"] + centre, p["v"], p["m"], centre, bulk, ds["R200m"].values[i], ds["M200m"].values[i],
+            seed=config.seed, key=int(ds["halo_id"].values[i]),
+        )  # fmt: skip
+        for name in CATALOG_PROPERTIES:
+            assert ds[name].values[i] == pytest.approx(measured[name], rel=1e-12), name
+        _, _, _, spin, sigma_v = hp.halo_particles(config, props, i)
+        assert (spin, sigma_v) == (measured["spin"], measured["sigma_v"])
+    # what was drawn shows through what is measured
+    assert stats.spearmanr(ds["concentration"].values, props.concentration)[0] > 0.6
+    assert stats.spearmanr(ds["c_to_a"].values, props.c_over_a)[0] > 0.5  # 0.6 on these 150 halos
+    assert stats.spearmanr(ds["spin"].values, props.spin_target)[0] > 0.6
+    assert (
+        stats.spearmanr(ds["x_offset"].values / ds["R200m"].values, props.offset_amplitude)[0] > 0.2
+    )  # substructure blurs it
+    v200 = np.sqrt(hp.G_NEWTON * ds["M200m"].values / ds["R200m"].values)
+    assert np.all((ds["vmax"].values > v200) & (ds["vmax"].values < 2 * v200))
+    assert np.all((ds["virial_ratio"].values > 0.3) & (ds["virial_ratio"].values < 1.2))
+    assert np.all((ds["r_half"].values > 0.1 * ds["R200m"].values) & (ds["r_half"].values < 0.7 * ds["R200m"].values))
+    assert np.all((ds["c_to_a"].values > 0) & (ds["c_to_a"].values <= ds["b_to_a"].values))
 
 
 def test_stellar_mass_follows_behroozi13():

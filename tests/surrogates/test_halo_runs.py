@@ -1,21 +1,26 @@
-"""Halo features, splits, subsampling and the stored models, on a small synthetic population."""
+"""Halo features (with particles and without), splits, subsampling and the stored models, on a small
+synthetic population."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
-from data_catalog import Catalog
+from data_catalog import Catalog, validate_dataset
 from pipeline.halos.features import (
+    CATALOG_FEATURES,
+    CATALOG_MODEL_FIELDS,
     FEATURES_KIND,
+    catalog_inputs_valid,
     concentration_from_inner_fraction,
     halo_features,
     mass_threshold_split,
     random_split,
 )
 from pipeline.halos.scalars import G_KPC_KMS2_MSUN, halo_scalars
-from sims.halos.catalog import halo_particles, subsample_catalog
+from sims.halos.catalog import PARTICLE_FIELDS, halo_particles, subsample_catalog
 from sims.halos.population import PopulationConfig, generate_population
 from surrogates.artifacts import load_model
 from surrogates.halos import runs as hr
@@ -160,3 +165,85 @@ def test_the_ensemble_is_the_members_gaussian_mixture(catalog_and_features, tmp_
     with pytest.raises(ValueError, match=r"must share \['halo_model', 'inputs'\]"):
         hr.store_halo_ensemble(cat, [members[0], stored["global", 0]], "mixed")
     assert "one" not in cat.names() and "mixed" not in cat.names()
+
+
+def _without_particles(ds):
+    return ds.drop_vars([n for n in PARTICLE_FIELDS if n in ds]).drop_dims("particle", errors="ignore")
+
+
+def test_features_of_a_catalog_without_particles(catalog_and_features):
+    ds, features = catalog_and_features
+    bare = halo_features(_without_particles(ds), source="bare")
+    validate_dataset(bare, FEATURES_KIND, subject="features without particles")
+    assert not {"scalars", "global_particles", "particles_within"} & set(bare.data_vars)
+    assert bare.attrs["global_source"] == "catalog" and bare.attrs["dropped_invalid"] == 0
+    np.testing.assert_array_equal(bare["halo_id"].values, features["halo_id"].values)
+    for name in ("log_m200m", "global", "catalog", "catalog_valid", "log_mstar"):
+        np.testing.assert_array_equal(bare[name].values, features[name].values)
+    assert list(bare["catalog_property"].values) == list(CATALOG_FEATURES) and bare["catalog_valid"].values.all()
+    # the dimensionless forms
+    v200 = np.sqrt(G_KPC_KMS2_MSUN * ds["M200m"].values / ds["R200m"].values)
+    column = {name: bare["catalog"].values[:, k] for k, name in enumerate(CATALOG_FEATURES)}
+    np.testing.assert_allclose(column["log_concentration"], np.log10(ds["concentration"].values), rtol=1e-12)
+    np.testing.assert_allclose(column["vmax_over_v200m"], ds["vmax"].values / v200, rtol=1e-12)
+    np.testing.assert_allclose(column["x_offset_over_r200m"], ds["x_offset"].values / ds["R200m"].values, rtol=1e-12)
+    np.testing.assert_allclose(column["c_to_a"], ds["c_to_a"].values, rtol=0)
+    # a catalog with mass and radius only: the log mass and the targets
+    plain = _without_particles(ds).drop_vars(list(CATALOG_MODEL_FIELDS))
+    only_mass = halo_features(plain)
+    validate_dataset(only_mass, FEATURES_KIND, subject="features of masses")
+    assert only_mass.attrs["global_source"] == "none"
+    assert set(only_mass.data_vars) == {"log_m200m", "log_mstar"}
+
+
+def test_catalog_inputs_are_valid_only_when_measured(catalog_and_features):
+    ds, _ = catalog_and_features
+    bare = _without_particles(ds)
+    assert catalog_inputs_valid(bare).all()
+    zeros = bare.copy()
+    for name in CATALOG_MODEL_FIELDS:
+        zeros[name] = xr.zeros_like(bare[name])
+    assert not catalog_inputs_valid(zeros).any()
+    # Rockstar writes 0 for shapes it could not measure; NaN and b/a > 1 are no measurement either
+    spoiled = bare.copy(deep=True)
+    spoiled["b_to_a"].values[3] = 0.0
+    spoiled["spin"].values[5] = np.nan
+    spoiled["c_to_a"].values[7] = 1.5
+    valid = catalog_inputs_valid(spoiled)
+    assert list(np.flatnonzero(~valid)) == [3, 5, 7]
+    assert not catalog_inputs_valid(bare.drop_vars("virial_ratio")).any()
+    assert hr.input_variables("catalog", halo_features(bare)) == ["log_m200m", "catalog"]
+    with pytest.raises(ValueError, match="catalog properties .* which this catalog lacks"):
+        hr.design_matrix(halo_features(bare.drop_vars("vmax")), ["log_m200m", "catalog"])
+
+
+def test_the_catalog_model_trains_and_predicts_without_particles(catalog_and_features, tmp_path):
+    ds, features = catalog_and_features
+    cat = Catalog(tmp_path / "c")
+    # two halos a halo finder did not measure: left out of training and of the evaluation
+    features = features.copy(deep=True)
+    features["catalog_valid"].values[[2, 40]] = False
+    ref = cat.write(features, "f", kind=FEATURES_KIND)
+    config = TrainConfig(seed=0, epochs=6, batch_size=32, progress=False)
+    module, result, variables = hr.train_halo_model("catalog", features, "random", "log_mstar", config)
+    assert variables == ["log_m200m", "catalog"] and module.n_in == 1 + len(CATALOG_FEATURES)
+    stored = hr.store_halo_model(cat, "m-catalog", "catalog", module, result, config, features_ref=ref,
+                                 split="random", target="log_mstar", variables=variables)  # fmt: skip
+    loaded = load_model(cat, stored, device="cpu")
+    with_particles = hr.predict_loaded(loaded, features)
+    without = hr.predict_loaded(loaded, halo_features(_without_particles(ds)))
+    np.testing.assert_array_equal(with_particles[0], without[0])
+    assert np.isfinite(without[0]).all() and (without[1] > 0).all()
+    evaluation = cat.open(hr.evaluate_halo_model(cat, stored, ref, "random")).load()
+    test = random_split(80)["test"]
+    assert evaluation.sizes["halo"] == len(set(test) - {2, 40})
+    assert evaluation.attrs["left_out_unmeasured"] == len(set(test) & {2, 40})
+    # what it reads: catalog properties (no particles), as arrays of the catalog's quantities
+    io = hr.model_io("catalog")
+    assert [p.name for p in io.inputs] == ["M200m", "R200m", *CATALOG_MODEL_FIELDS, "G", "Msun"]
+    arrays = (
+        ds["M200m"].values, ds["R200m"].values, *(ds[n].values for n in CATALOG_MODEL_FIELDS),
+        np.asarray(G_KPC_KMS2_MSUN), np.asarray(1.0),
+    )  # fmt: skip
+    mean, _ = io.call(loaded.model, *arrays)
+    np.testing.assert_allclose(mean.detach().numpy(), without[0], rtol=1e-12)
