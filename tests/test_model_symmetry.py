@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import fit_examples
 import numpy as np
 import pytest
 import torch
@@ -39,7 +40,6 @@ from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
 from surrogates.rietkerk import discovery as rd
 from surrogates.rietkerk import runs as sr
-from tests import fit_examples
 
 HIDDEN = (16, 16)
 FIT_SAMPLES = 48

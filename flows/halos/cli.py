@@ -357,7 +357,7 @@ def predict_galaxies_command(
     "models",
     multiple=True,
     type=click.Choice(["mass-only", "global", "scalars", "catalog"]),
-    help="Only these models (repeatable) [default: all three].",
+    help="Only these models (repeatable) [default: all of them; those the catalog lacks the inputs of are left out].",
 )
 @click.option("--target", "targets", multiple=True, help="Targets (repeatable) [default: log_mstar].")
 @click.option(

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from browser import CHROMIUM, COUNT_IMAGES, chromium
 from click.testing import CliRunner
+from fit_examples import dataset, declaration_path
 
 from data_catalog import Catalog
 from flows.cli import main as cli
-from tests.browser import CHROMIUM, COUNT_IMAGES, chromium
-from tests.fit_examples import dataset, declaration_path
 
 ROUND_OFF = 1e-10
 

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from fit_examples import NAMES, dataset, declaration, declaration_path
 
 from pipeline.declared.data import DataError, checked_data, read_data
 from pipeline.declared.design import (
@@ -19,7 +20,6 @@ from pipeline.declared.design import (
 )
 from pipeline.features import FeatureError
 from sims.declaration import DeclarationError, FitOptions, SystemDeclaration
-from tests.fit_examples import NAMES, dataset, declaration, declaration_path
 
 BASE = {
     "name": "toy",

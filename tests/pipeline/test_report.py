@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, COUNT_IMAGES, chromium
 from report_factory import make_result
 
 from data_catalog import Catalog
@@ -34,7 +35,6 @@ from pipeline.report import (
 )
 from pipeline.results import ResultFormatError, SystemResult
 from pipeline.rietkerk import snapshot_indices
-from tests.browser import CHROMIUM, COUNT_IMAGES, chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The built-in systems' sections in the registry's order.

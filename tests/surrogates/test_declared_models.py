@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fit_examples import dataset, declaration
 
 from pipeline.declared.data import checked_data
 from pipeline.declared.design import conditions_on_data
@@ -25,7 +26,6 @@ from sims.declaration import SystemDeclaration
 from surrogates.artifacts import model_from_dataset, model_to_dataset
 from surrogates.declared.models import DeclaredSurrogate, fit_surrogate, predict
 from surrogates.training import TrainConfig
-from tests.fit_examples import dataset, declaration
 
 ROUND_OFF = 1e-10
 CONFIG = TrainConfig(seed=0, epochs=3, batch_size=64, lr=3e-3, progress=False)

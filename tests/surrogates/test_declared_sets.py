@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from fit_examples import dataset, declaration, declaration_path
 
 from pipeline.declared.data import DataError, checked_data
 from pipeline.declared.design import conditions_on_data, view_declaration
@@ -27,7 +28,6 @@ from sims.declaration import DeclarationError, SystemDeclaration
 from surrogates.declared.models import fit_surrogate, predict
 from surrogates.declared.runs import evaluate_model
 from surrogates.training import TrainConfig
-from tests.fit_examples import dataset, declaration, declaration_path
 
 ROUND_OFF = 1e-10
 CONFIG = TrainConfig(seed=0, epochs=3, batch_size=32, lr=3e-3, progress=False)
