@@ -4,8 +4,8 @@ A halo model reads features that come from the catalog's quantities (:func:`cata
 scalars model the particles, the catalog-properties model the halo finder's measured properties,
 the global model concentration, spin and sigma_v, the mass-only model M200m alone. For each target,
 :func:`choose_models` takes the newest stored model of each kind (a seeds' ensemble before a single
-seed; models trained on the random split only), and picks the first of :data:`PREFERENCE` whose
-quantities the catalog has. Halos that model cannot use (too few particles within R200m,
+seed; models trained on the random split only) and picks the first of :data:`PREFERENCE` whose
+quantities the catalog has, saying the sigma68 each scored on its test halos (its stored evaluation). Halos that model cannot use (too few particles within R200m,
 properties the halo finder wrote 0 for) go to the next model that can, down to mass-only; the
 choice and every fallback are said in words.
 """
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from data_catalog import Catalog
+from data_catalog import Catalog, parse_ref
+from pipeline.halos.evaluation import EVALUATION_KIND
 from pipeline.halos.features import CATALOG_MODEL_FIELDS, catalog_inputs_valid
 from sims.halos.catalog import HALOS_KIND, PARTICLE_FIELDS, has_particles
 from surrogates.artifacts import MODEL_KIND
@@ -103,6 +104,8 @@ class Candidate:
     target: str
     inputs: list[str]
     created: str = ""
+    #: sigma68 of the target on the model's test halos (its stored evaluation on the random split)
+    score: float | None = None
 
     @classmethod
     def of(cls, catalog: Catalog, ref: str) -> Candidate:
@@ -135,9 +138,24 @@ def stored_candidates(catalog: Catalog) -> dict[str, dict[str, Candidate]]:
         if slot not in best or key > best[slot][0]:
             best[slot] = (key, candidate)
     out: dict[str, dict[str, Candidate]] = {}
+    names = set(catalog.names())
     for (target, kind), (_, candidate) in best.items():
+        candidate.score = _test_score(catalog, candidate.ref, names)
         out.setdefault(target, {})[kind] = candidate
     return out
+
+
+def _test_score(catalog: Catalog, ref: str, names: set[str]) -> float | None:
+    """The sigma68 of the model's evaluation on its random split's test halos, when stored (the
+    flow names it ``<model>-on-random``)."""
+    name = f"{parse_ref(ref).name}-on-random"
+    if name not in names:
+        return None
+    info = catalog.info(name)
+    if info.kind != EVALUATION_KIND or str(info.attrs.get("model")) != ref:
+        return None
+    with catalog.open(info.ref) as ds:
+        return float(ds["sigma68"].values)
 
 
 @dataclass
@@ -192,24 +210,15 @@ def choose_models(
         else:
             stored = candidates.get(target, {})
             for kind in PREFERENCE:
-                if kind not in stored:
-                    continue
-                missing = missing_quantities(catalog_ds, stored[kind].inputs)
-                if missing and not chain:
+                if kind in stored and missing_quantities(catalog_ds, stored[kind].inputs):
+                    missing = missing_quantities(catalog_ds, stored[kind].inputs)
                     reasons.append(f"not {kind} ({stored[kind].ref}): {source} lacks {', '.join(missing)}")
-                elif not missing:
-                    if not chain:
-                        reasons.insert(0, f"{stored[kind].ref}: the {kind} model, on {WHAT[kind]}")
-                    chain.append(stored[kind])
+            chain = ranked([c for c in stored.values() if not missing_quantities(catalog_ds, c.inputs)])
+            if chain:
+                reasons.insert(0, f"{chain[0].ref}: the {chain[0].kind} model, on {WHAT[chain[0].kind]}{_score(chain)}")
         # the halos the first model cannot use go to the next one that can
-        for kind in PREFERENCE[PREFERENCE.index(chain[0].kind) + 1 :] if chain else PREFERENCE:
-            stored_kind = candidates.get(target, {}).get(kind)
-            if (
-                stored_kind is not None
-                and stored_kind not in chain
-                and not missing_quantities(catalog_ds, stored_kind.inputs)
-            ):
-                chain.append(stored_kind)
+        rest = [c for c in candidates.get(target, {}).values() if c not in chain]
+        chain += ranked([c for c in rest if not missing_quantities(catalog_ds, c.inputs)])
         if not chain:
             raise ModelChoiceError(f"no stored model of {target} can use {source}: it has {_has(catalog_ds)}")
         index = np.full(catalog_ds.sizes["halo"], -1, dtype=np.int64)
@@ -233,6 +242,20 @@ def choose_models(
         remap[used] = np.arange(len(used))
         choices.append(TargetChoice(target, refs, remap[index], reasons))
     return choices
+
+
+def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Best first, in the order of :data:`PREFERENCE`: the models that read more of a halo first."""
+    return sorted(candidates, key=lambda c: PREFERENCE.index(c.kind))
+
+
+def _score(chain: Sequence[Candidate]) -> str:
+    if chain[0].score is None:
+        return ""
+    others = ", ".join(f"{c.kind} {c.score:.3f}" for c in chain[1:] if c.score is not None)
+    return f": sigma68 {chain[0].score:.3f} on its test halos" + (
+        f" (the others it supports: {others})" if others else ""
+    )
 
 
 def _unusable_why(kind: str) -> str:
