@@ -331,3 +331,22 @@ def test_predict_galaxies_exits_2_for_a_bad_halo_file(model_catalog, tmp_path):
         result = _eqs(cat.root, "predict-galaxies", empty, *args)
     assert result.exit_code == 2 and "out_0.list: no halos" in result.output, result.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_galaxies_reads_rockstar_particle_files_named_with_particles(model_catalog, tmp_path):
+    cat, model = model_catalog
+    listing = write_rockstar(tmp_path / "r")
+    named = tmp_path / "elsewhere"
+    named.mkdir()
+    particle_files = []
+    for path in sorted(listing.parent.glob("*.particles")):  # moved away: found only when named
+        particle_files += ["--particles", path.rename(named / path.name)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = ("--format", "rockstar", "--model", model, "--out", tmp_path / "p.csv", "--json")
+        result = _eqs(cat.root, "predict-galaxies", listing, *particle_files, *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["halos"] == 5
+    # the particle files are the listing's: --particles is a reader option, refused with hdf5
+    bad = _eqs(cat.root, "predict-galaxies", listing, "--format", "hdf5", *particle_files, "--out", tmp_path / "q.csv")
+    assert bad.exit_code == 2 and "--particles is only read with --format rockstar or --format ctrees" in bad.output
