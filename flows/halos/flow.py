@@ -61,8 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "val_every": 2,
             "patience": 12,
         },
-        # the catalog MLP (11 inputs): weight decay 1e-2 chosen on the validation halos among 1e-4 ... 1e-1
-        # (sigma68 0.155 against 0.157 at 1e-4, and a third of the seeds' spread)
+        # the catalog MLP (11 inputs): weight decay chosen on the validation halos among 1e-4 ... 1e-1
+        # (RESULTS, "the catalog model, quick preset")
         "model_training": {"scalars": {"lr": 1e-3, "weight_decay": 0.1}, "catalog": {"weight_decay": 1e-2}},
     },
     "paper": {
