@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import types
 
 import pytest
 from click.testing import CliRunner
@@ -247,12 +246,12 @@ def test_an_unreachable_dask_scheduler_is_a_usage_error(tmp_path, monkeypatch):
     import surrogates.halos.predict as halo_predict
     from sims.halos.population import PopulationConfig, generate_population
     from sims.halos.readers import write_canonical
+    from surrogates.halos.choice import Candidate
 
     source = write_canonical([generate_population(PopulationConfig(n_halos=3, max_particles=50, seed=1))],
                              tmp_path / "halos.h5")  # fmt: skip
-    model = types.SimpleNamespace(ref="m@v1", attrs={"target": "log_mstar"})
-    monkeypatch.setattr(halo_predict, "default_models", lambda catalog: [model.ref])
-    monkeypatch.setattr(halo_predict, "load_halo_models", lambda catalog, refs: [model])
+    scalars = Candidate("m@v1", "scalars", "log_mstar", ["log_m200m", "scalars:elementary"])
+    monkeypatch.setattr(halo_predict, "require_models", lambda catalog, models=(): {"log_mstar": {"scalars": scalars}})
     # the real connection attempt, given up after 1 s instead of 10
     monkeypatch.setattr(halo_scalars, "dask_scheduler", functools.partial(cluster.dask_scheduler, connect_timeout="1s"))
     args = ("predict-galaxies", source, "--out", tmp_path / "p.csv", "--dask-address", "tcp://127.0.0.1:1")

@@ -80,7 +80,8 @@ def no_work(monkeypatch):
     stub("flows.declared.predict", predict_file=work)
     stub("surrogates.pendulum.runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []})
     stub("surrogates.halos.predict", FORMATS=(".h5", ".hdf5", ".csv"), NoHaloModelError=LookupError,
-         default_models=work, load_halo_models=work, predict_galaxies=work, write_predictions=work)  # fmt: skip
+         require_models=work, best_predictions=work, write_predictions=work, load_halo_models=work,
+         predict_galaxies=work)  # fmt: skip
     return "WorkStarted"
 
 
@@ -212,6 +213,7 @@ def test_a_writer_that_makes_its_own_file_still_gets_0644(tmp_path, umask_022):
 def predicting(catalog, monkeypatch):
     """predict-galaxies on a catalog dataset, its models and predictions stubbed (torch-free data)."""
     import surrogates.halos.predict as hp
+    from surrogates.halos.choice import TargetChoice
 
     ref = catalog.write(demo_dataset(n=4), "raw")
     model = types.SimpleNamespace(ref="m@v1", attrs={"target": "log_mstar"})
@@ -219,9 +221,10 @@ def predicting(catalog, monkeypatch):
         {"log_mstar": ("halo", np.array([9.5, 10.25, 11.0, 8.125])), "log_mstar_sigma": ("halo", np.full(4, 0.1))},
         coords={"halo_id": ("halo", np.arange(4))},
     )
-    monkeypatch.setattr(hp, "default_models", lambda cat: [model.ref])
-    monkeypatch.setattr(hp, "load_halo_models", lambda cat, refs: [model])
-    monkeypatch.setattr(hp, "predict_galaxies", lambda ds, models, **kwargs: predictions)
+    choice = TargetChoice("log_mstar", [model.ref], np.zeros(4, dtype=np.int64), [f"{model.ref}: stubbed"])
+    predictions.attrs["models"] = [model.ref]
+    monkeypatch.setattr(hp, "require_models", lambda cat, models=(): {})
+    monkeypatch.setattr(hp, "best_predictions", lambda cat, ds, **kwargs: (predictions, [choice], []))
     return catalog, ref
 
 

@@ -3,12 +3,17 @@
 and the ranking of the scalars (:mod:`surrogates.halos.runs`; the model classes ``halo-*``), and
 predictions for every halo of a catalog (:mod:`surrogates.halos.predict`, ``eqs predict-galaxies``)."""
 
-from surrogates.halos.models import GaussianMLP, StellarToHaloRelation, forward_selection
+from surrogates.halos.models import (
+    GaussianMLP,
+    StellarToHaloRelation,
+    forward_selection,
+)
 from surrogates.halos.predict import (
     NoHaloModelError,
-    default_models,
+    best_predictions,
     load_halo_models,
     predict_galaxies,
+    require_models,
     write_predictions,
 )
 from surrogates.halos.runs import (
@@ -30,7 +35,7 @@ __all__ = [
     "GaussianMLP",
     "NoHaloModelError",
     "StellarToHaloRelation",
-    "default_models",
+    "best_predictions",
     "evaluate_halo_model",
     "feature_importance",
     "forward_selection",
@@ -38,6 +43,7 @@ __all__ = [
     "load_halo_models",
     "model_io",
     "predict_galaxies",
+    "require_models",
     "predict_loaded",
     "store_halo_ensemble",
     "store_halo_model",

@@ -5,14 +5,12 @@
 properties, else mass only; halos a model cannot use go to the next) and says why;
 :func:`predict_galaxies` computes the invariant scalars (when there are particles) and features of a
 ``halos.catalog`` and runs the models on them; :func:`write_predictions` writes the result as HDF5
-(.h5, through xarray and h5netcdf) or CSV (.csv). :func:`default_models` finds the newest
-``halos-*-scalars-ensemble`` model of each target, else the newest ``halos-*-scalars`` one.
+(.h5, through xarray and h5netcdf) or CSV (.csv).
 """
 
 from __future__ import annotations
 
 import csv
-import fnmatch
 import json
 import os
 import uuid
@@ -26,7 +24,7 @@ from data_catalog import Catalog
 from pipeline.halos.features import halo_features
 from pipeline.halos.scalars import halo_scalars
 from sims.halos.catalog import PARTICLE_FIELDS, has_particles
-from surrogates.artifacts import MODEL_KIND, LoadedModel
+from surrogates.artifacts import LoadedModel
 from surrogates.halos.choice import (
     Candidate,
     TargetChoice,
@@ -37,35 +35,11 @@ from surrogates.halos.choice import (
 )
 from surrogates.halos.runs import load_halo_model, predict_loaded
 
-DEFAULT_PATTERNS = ("halos-*-scalars-ensemble", "halos-*-scalars")  # in order of preference
 FORMATS = (".h5", ".hdf5", ".csv")
 
 
 class NoHaloModelError(LookupError):
     """The catalog holds no model to predict with; the message says how to train one."""
-
-
-def default_models(catalog: Catalog, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[str]:
-    """Per target, the newest model (creation time, then version) whose name matches the first of
-    ``patterns`` that any model of that target matches."""
-    newest: dict[str, tuple[int, str, int, str]] = {}
-    for name in catalog.names():
-        rank = next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(name, p)), None)
-        if rank is None:
-            continue
-        info = catalog.info(name)
-        if info.kind != MODEL_KIND or "target" not in info.attrs:
-            continue
-        key = (-rank, info.created_utc, info.version, info.ref)
-        target = str(info.attrs["target"])
-        if target not in newest or key > newest[target]:
-            newest[target] = key
-    if not newest:
-        raise NoHaloModelError(
-            f"no trained halo model ({' or '.join(map(repr, patterns))}) in the catalog {catalog.root}; run "
-            "`eqs reproduce halos --preset quick` first, or name one with --model NAME@vN"
-        )
-    return [newest[t][3] for t in sorted(newest)]
 
 
 def load_halo_models(catalog: Catalog, refs: Sequence[str]) -> list[LoadedModel]:

@@ -58,7 +58,7 @@ def test_intervals_must_be_finite_positive_seconds(tmp_path, interval):
         ("eqs-main", 'systems = "halos"', "expected a list, each item one of"),
         ("pendulum", 'activation = "swish"', "expected one of 'relu'"),
         ("pendulum", 'models = ["nope"]', "got 'nope'"),
-        ("halo-watch", 'directory = "/d"\nformat = "fits"', "expected one of 'tng', 'rockstar', 'hdf5'"),
+        ("halo-watch", 'directory = "/d"\nformat = "fits"', "expected one of 'tng', 'rockstar', 'ctrees', 'hdf5'"),
         ("halo-watch", 'directory = "/d"\npreset = "gigantic"', "parameter 'preset' of flow 'halo-watch'"),
         ("halos", "snapshot = -1", "expected an integer >= 0, got -1"),
         ("catalog-check", "catalog = 1979-05-27", "expected a string"),
