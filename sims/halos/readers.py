@@ -147,17 +147,20 @@ def _id_problems(ids: np.ndarray) -> list[str]:
 # -- HDF5 access with errors that name the file -------------------------------------------------
 
 
+def check_hdf5_path(path: Path, expected: str) -> None:
+    """A missing path, a folder and a file without the HDF5 signature raise HaloCatalogError saying
+    what was ``expected`` there."""
+    if not path.exists():
+        raise HaloCatalogError(f"{path}: file not found; expected {expected}")
+    if not path.is_file():
+        raise HaloCatalogError(f"{path}: not a file; expected {expected}")
+    if not h5py.is_hdf5(path):
+        raise HaloCatalogError(f"{path}: not an HDF5 file (no HDF5 signature); expected {expected}")
+
+
 def _open_h5(path: Path) -> h5py.File:
     """The file opened read-only; missing, non-HDF5 and truncated files raise HaloCatalogError."""
-    if not path.exists():
-        raise HaloCatalogError(f"{path}: file not found")
-    if not path.is_file():
-        raise HaloCatalogError(f"{path}: not a file")
-    if not h5py.is_hdf5(path):
-        raise HaloCatalogError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected the canonical halo HDF5 file ({HALOS_KIND}) "
-            "that eqs writes"
-        )
+    check_hdf5_path(path, f"the canonical halo HDF5 file ({HALOS_KIND}) that eqs writes")
     try:
         return h5py.File(path, "r")
     except OSError as exc:

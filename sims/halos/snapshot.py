@@ -111,7 +111,13 @@ from sims.halos.catalog import (
     checked_values,
     has_particles,
 )
-from sims.halos.readers import DROPPED_ATTR, MSUN_KG, SUMMED_ATTRS, _chunk_bounds
+from sims.halos.readers import (
+    DROPPED_ATTR,
+    MSUN_KG,
+    SUMMED_ATTRS,
+    _chunk_bounds,
+    check_hdf5_path,
+)
 from sims.halos.tng import HEADER_CHECKS, _check_num_files, _open, _SplitFiles
 
 PathLike = str | os.PathLike[str]
@@ -195,15 +201,11 @@ class SnapshotHeader:
 
 
 def _checked_file(path: Path) -> None:
-    if not path.exists():
-        raise HaloCatalogError(f"{path}: file not found; expected a Gadget-HDF5 snapshot file")
-    if not path.is_file():
-        raise HaloCatalogError(f"{path}: not a file; expected a Gadget-HDF5 snapshot file")
-    if not h5py.is_hdf5(path):
-        raise HaloCatalogError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected a Gadget-HDF5 snapshot (Header, "
-            "PartType1/Coordinates, Velocities, ParticleIDs) as Gadget-4, Arepo, SWIFT and IllustrisTNG write them"
-        )
+    check_hdf5_path(
+        path,
+        "a Gadget-HDF5 snapshot (Header, PartType1/Coordinates, Velocities, ParticleIDs) as Gadget-4, Arepo, SWIFT "
+        "and IllustrisTNG write them",
+    )
 
 
 def _group_attrs(handle: h5py.File, name: str) -> dict[str, Any]:
