@@ -11,7 +11,7 @@ from data_catalog import check_dataset
 from pipeline.units import change_units, scale_factor, substitute_units
 from sims.rietkerk import data as rd
 from sims.rietkerk import system as rk
-from sims.rietkerk.solver import explicit_reference, simulate
+from sims.rietkerk.solver import METHODS, explicit_reference, phi_functions, simulate
 
 
 def _system(R: float = 1.0, base=rk.RIETKERK_2002, n: int = 24, seed: int = 1, dtype=torch.float64):
@@ -69,10 +69,11 @@ def test_jacobian_matches_finite_differences():
 # -- the solver -------------------------------------------------------------------------------
 
 
-def test_solver_agrees_with_independent_explicit_euler_at_200_days():
+@pytest.mark.parametrize("method, dt", [("sbdf2", 0.5), ("etdrk4", 5.0), ("etdrk2", 2.0)])
+def test_solver_agrees_with_independent_explicit_euler_at_200_days(method, dt):
     values, params, grid, z0 = _system(R=1.0)
     reference = explicit_reference(values, z0[0].numpy(), grid.dl, 200.0, dt=0.005)
-    fields = simulate(params, grid, z0, T=200.0, dt=0.5).fields[0, -1].numpy()
+    fields = simulate(params, grid, z0, T=200.0, dt=dt, method=method).fields[0, -1].numpy()
     assert reference[2].std() > 0.1 * reference[2].mean()  # a pattern, not a uniform state
     assert _rel(fields, reference) < 1e-2
     assert _rel(fields[2], reference[2]) < 1e-2
@@ -90,6 +91,51 @@ def test_convergence_order(method, order):
     assert np.all(np.abs(observed - order) < 0.25), observed
 
 
+@pytest.mark.parametrize("method, order, dts", [("etdrk4", 4.0, (4.0, 2.0, 1.0)), ("etdrk2", 2.0, (1.0, 0.5, 0.25))])
+def test_exponential_convergence_order(method, order, dts):
+    """Error ratios when halving dt, against ETDRK4 at dt = 1/32 d (which agrees with SBDF2 at 1/64 d to 4e-7).
+
+    ETDRK4 (Cox-Matthews) shows order 4 at these steps; below dt = 1 d its error (1e-5) falls more slowly
+    (order reduction of the scheme on this stiff problem, Hochbruck & Ostermann 2005), far below 1e-2.
+    """
+    _, params, grid, z0 = _system(R=1.0, n=16)
+    fine = simulate(params, grid, z0, T=40.0, dt=1 / 32, method="etdrk4").fields[0, -1].numpy()
+    sbdf2 = simulate(params, grid, z0, T=40.0, dt=1 / 64, method="sbdf2").fields[0, -1].numpy()
+    assert _rel(sbdf2, fine) < 1e-6  # the same semi-discrete system, so the same limit
+    errors = [_rel(simulate(params, grid, z0, T=40.0, dt=dt, method=method).fields[0, -1].numpy(), fine) for dt in dts]
+    observed = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(observed > order - 0.3), observed
+
+
+def test_phi_functions_are_accurate_across_the_series_switch():
+    z = torch.tensor([0.0, -1e-12, -0.5, -1.0 + 1e-12, -1.0, -1.0 - 1e-12, -7.0, -1e6], dtype=torch.float64)
+    p1, p2, p3 = phi_functions(z, 3)
+    torch.testing.assert_close(p1[:2], torch.tensor([1.0, 1.0 - 5e-13], dtype=torch.float64), rtol=1e-15, atol=0)
+    torch.testing.assert_close(p3[0], torch.tensor(1 / 6, dtype=torch.float64))
+    exact = np.array([1 - np.exp(-1.0), np.exp(-1.0), 0.5 - np.exp(-1.0)])  # phi_1..3(-1)
+    for i in (3, 4, 5):  # the series just inside |z| = 1, the closed forms on and just outside it
+        np.testing.assert_allclose([p1[i], p2[i], p3[i]], exact, rtol=1e-11)
+    e = np.exp(-7.0)
+    np.testing.assert_allclose(
+        [p1[6], p2[6], p3[6]], [(e - 1) / -7, (e - 1 + 7) / 49, (e - 1 + 7 - 24.5) / -343], rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        [p1[7], p2[7], p3[7]], [1e-6, 1e-6 * (1 - 1e-6), 1e-6 * (0.5 - 1e-6 + 1e-12)], rtol=1e-12
+    )
+
+
+def test_method_is_selectable_and_sbdf2_is_the_default():
+    import inspect
+
+    assert inspect.signature(simulate).parameters["method"].default == "sbdf2"
+    assert set(METHODS) == {"sbdf2", "sbdf1", "etdrk4", "etdrk2"}
+    _, params, grid, z0 = _system(R=1.0, n=16)
+    with pytest.raises(rk.RietkerkInputError, match="method must be one of"):
+        simulate(params, grid, z0, T=1.0, dt=0.5, method="rk4")
+    etd = simulate(params, grid, z0, T=20.0, dt=2.0, method="etdrk4").fields
+    assert _rel(etd.numpy(), simulate(params, grid, z0, T=20.0, dt=0.25).fields.numpy()) < 1e-3
+
+
 def test_batch_equals_single_runs_and_float32_agrees():
     values = rk.sample_parameters(3, np.random.default_rng(0), {"R": (0.8, 1.2), "Dv": (0.05, 0.2)})
     params = rk.Parameters.from_mapping(values)
@@ -101,6 +147,11 @@ def test_batch_equals_single_runs_and_float32_agrees():
         torch.testing.assert_close(batch[i], single[0], rtol=1e-12, atol=1e-12)
     low = simulate(params.to(dtype=torch.float32), grid, z0.float(), T=20.0, dt=0.5).fields
     assert low.dtype == torch.float32 and _rel(low.double().numpy(), batch.numpy()) < 1e-4
+    etd = simulate(params, grid, z0, T=20.0, dt=2.0, method="etdrk4").fields
+    etd_single = simulate(params.index([1]), grid, z0[1:2], T=20.0, dt=2.0, method="etdrk4").fields
+    torch.testing.assert_close(etd[1], etd_single[0], rtol=1e-12, atol=1e-12)
+    etd32 = simulate(params.to(dtype=torch.float32), grid, z0.float(), T=20.0, dt=2.0, method="etdrk4").fields
+    assert etd32.dtype == torch.float32 and _rel(etd32.double().numpy(), etd.numpy()) < 1e-4
 
 
 def test_fields_stay_non_negative_even_where_the_spectral_laplacian_rings():
@@ -111,9 +162,10 @@ def test_fields_stay_non_negative_even_where_the_spectral_laplacian_rings():
     np.testing.assert_allclose(solution.times, np.arange(0, 51, 5.0))
 
 
-def test_translations_and_square_symmetries_are_exact():
+@pytest.mark.parametrize("method", ["sbdf2", "etdrk4"])
+def test_translations_and_square_symmetries_are_exact(method):
     _, params, grid, z0 = _system(R=1.0, n=16)
-    run = lambda z: simulate(params, grid, z, T=30.0, dt=0.5).fields[0, -1]
+    run = lambda z: simulate(params, grid, z, T=30.0, dt=0.5 if method == "sbdf2" else 3.0, method=method).fields[0, -1]
     base = run(z0)
     torch.testing.assert_close(
         run(torch.roll(z0, (3, -5), dims=(-2, -1))), torch.roll(base, (3, -5), dims=(-2, -1)), rtol=1e-10, atol=1e-10
