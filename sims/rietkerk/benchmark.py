@@ -1,10 +1,12 @@
-"""Speed and accuracy of the Rietkerk solver against py-pde's explicit Euler, and batched throughput.
+"""Speed and accuracy of the Rietkerk solvers against py-pde's explicit Euler, and batched throughput.
 
 Units: lengths in m (cell side dl = 2 m, patch side L = n dl), times in days (T, dt), wall times in seconds,
 throughput in simulations per minute. Errors are relative L2 norms over the three fields (u, w, v) stacked.
 Rietkerk (2002) parameters at R = 1.0 (labyrinths), seeded bare-soil start with seed 0 (seeds 0..B-1 in batches).
 py-pde is optional (``pip install py-pde``, the ``reference`` extra); it integrates the same semi-discrete system
 (5-point Laplacian, periodic) with forward Euler at dt = 0.005 d, below the explicit limit dl^2 / (4 Du) = 0.01 d.
+Ours: each ``--methods`` x ``--dtypes`` x ``--dts`` (a step that is unstable for a method is recorded as such), then
+batched throughput of each method at its largest step within the 1e-2 target; speedups per simulation.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sims.rietkerk.solver import explicit_reference, simulate
-from sims.rietkerk.system import RIETKERK_2002, Grid, Parameters, initial_state
+from sims.rietkerk.solver import METHODS, explicit_reference, simulate
+from sims.rietkerk.system import RIETKERK_2002, Grid, Parameters, RietkerkInputError, initial_state
 
 DL, PYPDE_DT, TOLERANCE = 2.0, 0.005, 1e-2  # cell side (m), py-pde's Euler step (d), relative L2 target
 EQUATIONS = {  # docs/protocols.md#rietkerk, with the parameters passed to py-pde as named constants
@@ -95,12 +97,14 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def time_simulate(params: Parameters, grid: Grid, state0: torch.Tensor, T: float, dt: float, repeats: int):
+def time_simulate(
+    params: Parameters, grid: Grid, state0: torch.Tensor, T: float, dt: float, repeats: int, method: str = "sbdf2"
+):
     """(solution, best wall time in s) of ``repeats`` fd5 runs after one warm-up (allocator, cuFFT plans)."""
-    out, best = simulate(params, grid, state0, T=T, dt=dt, laplacian="fd5"), float("inf")
+    out, best = simulate(params, grid, state0, T=T, dt=dt, laplacian="fd5", method=method), float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        out = simulate(params, grid, state0, T=T, dt=dt, laplacian="fd5")
+        out = simulate(params, grid, state0, T=T, dt=dt, laplacian="fd5", method=method)
         if state0.device.type == "cuda":
             torch.cuda.synchronize(state0.device)
         best = min(best, time.perf_counter() - start)
@@ -170,33 +174,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if use_pypde:  # two independent forward-Euler codes: should agree to round-off
             report["pypde"]["rel_l2_vs_explicit_reference"] = rel_l2(targets["pypde"], targets["explicit_reference"])
 
-    p, z0 = params.to(device=device), state0.to(device=device)
     ours = []
-    for dt in args.dts:
-        sol, seconds = time_simulate(p, grid, z0, T, dt, args.repeats)
-        final = sol.fields[0, -1].cpu().numpy()
-        row = {"dt_d": dt, "device": device.type, "seconds": seconds, "clipped": sol.clipped}
-        for name, target in targets.items():
-            row[f"rel_l2_vs_{name}"] = rel_l2(final, target)
-        if use_pypde:
-            row["speedup_vs_pypde_second_solve"] = report["pypde"]["second_solve_s"] / seconds
-            row["speedup_vs_pypde_stepping"] = report["pypde"]["stepping_only_s"] / seconds
-        errors = [row[f"rel_l2_vs_{name}"] for name in targets]
-        row["meets_1e-2"] = max(errors) <= TOLERANCE if errors else None
-        ours.append(row)
-    report["ours_fd5_sbdf2_float64"] = ours
-    meeting = [row["dt_d"] for row in ours if row["meets_1e-2"]]
-    dt = max(meeting) if meeting else args.dts[-1]
+    for method in args.methods:
+        for dtype_name in args.dtypes:
+            dtype = getattr(torch, dtype_name)
+            p, z0 = params.to(device=device, dtype=dtype), state0.to(device=device, dtype=dtype)
+            for dt in args.dts:
+                row = {"method": method, "dtype": dtype_name, "dt_d": dt, "device": device.type}
+                try:
+                    sol, seconds = time_simulate(p, grid, z0, T, dt, args.repeats, method)
+                except RietkerkInputError as error:  # unstable at this step: recorded, not fatal
+                    ours.append(row | {"error": str(error), "meets_1e-2": False})
+                    continue
+                final = sol.fields[0, -1].double().cpu().numpy()
+                row |= {"steps": sol.steps, "seconds": seconds, "clipped": sol.clipped}
+                for name, target in targets.items():
+                    row[f"rel_l2_vs_{name}"] = rel_l2(final, target)
+                if use_pypde:
+                    row["speedup_vs_pypde_second_solve"] = report["pypde"]["second_solve_s"] / seconds
+                    row["speedup_vs_pypde_stepping"] = report["pypde"]["stepping_only_s"] / seconds
+                errors = [row[f"rel_l2_vs_{name}"] for name in targets]
+                row["meets_1e-2"] = max(errors) <= TOLERANCE if errors else None
+                ours.append(row)
+    report["ours"] = ours
 
     devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
     throughput = []
-    for dev in devices:
-        for dtype in (torch.float64, torch.float32):
-            for batch in args.batches:
-                pb, zb = _problem(batch, grid, dtype, dev)
-                seconds = time_simulate(pb, grid, zb, T, dt, args.repeats)[1]
-                row = {"device": dev.type, "dtype": str(dtype).removeprefix("torch."), "batch": batch, "dt_d": dt}
-                throughput.append(row | {"seconds": seconds, "sims_per_minute": 60.0 * batch / seconds})
+    for method in args.methods:
+        meeting = [row["dt_d"] for row in ours if row["method"] == method and row["meets_1e-2"]]
+        if not meeting and targets:
+            continue  # no step of this method is within the target: no throughput to report
+        dt = max(meeting) if meeting else args.dts[-1]
+        for dev in devices:
+            for dtype in (torch.float64, torch.float32):
+                for batch in args.batches:
+                    pb, zb = _problem(batch, grid, dtype, dev)
+                    seconds = time_simulate(pb, grid, zb, T, dt, args.repeats, method)[1]
+                    row = {"method": method, "device": dev.type, "dtype": str(dtype).removeprefix("torch.")}
+                    row |= {"batch": batch, "dt_d": dt, "seconds": seconds, "sims_per_minute": 60.0 * batch / seconds}
+                    if use_pypde:  # py-pde's one stepping run against our wall time per simulation in the batch
+                        row["speedup_per_sim_vs_pypde_stepping"] = report["pypde"]["stepping_only_s"] * batch / seconds
+                    throughput.append(row)
     report["throughput"] = throughput
     return report
 
@@ -212,14 +230,22 @@ def print_table(report: dict[str, Any]) -> None:
         )
     columns = {"rel_l2_vs_pypde": ".2e", "rel_l2_vs_explicit_reference": ".2e"}
     columns |= {"speedup_vs_pypde_second_solve": ".1f", "speedup_vs_pypde_stepping": ".1f"}
-    print("dt  device  s  relL2(py-pde)  relL2(numpy ref)  x(py-pde 2nd solve)  x(py-pde stepping)  <=1e-2")
-    for row in report["ours_fd5_sbdf2_float64"]:
+    print(
+        "method  dtype  dt  steps  s  relL2(py-pde)  relL2(numpy ref)  x(py-pde 2nd solve)  x(py-pde stepping)  <=1e-2"
+    )
+    for row in report["ours"]:
+        if "error" in row:
+            print(f"{row['method']}  {row['dtype']}  {row['dt_d']:g}  unstable: {row['error'][:80]}")
+            continue
         cells = [format(row[k], f) if k in row else "-" for k, f in columns.items()]
-        print(f"{row['dt_d']:g}  {row['device']}  {row['seconds']:.3f}  " + "  ".join(cells) + f"  {row['meets_1e-2']}")
-    print("device  dtype  batch  dt  s  sims/min")
+        head = f"{row['method']}  {row['dtype']}  {row['dt_d']:g}  {row['steps']}  {row['seconds']:.4f}  "
+        print(head + "  ".join(cells) + f"  {row['meets_1e-2']}")
+    print("method  device  dtype  batch  dt  s  sims/min  x(py-pde stepping) per simulation")
     for r in report["throughput"]:
+        x = r.get("speedup_per_sim_vs_pypde_stepping")
         print(
-            f"{r['device']}  {r['dtype']}  {r['batch']}  {r['dt_d']:g}  {r['seconds']:.3f}  {r['sims_per_minute']:.1f}"
+            f"{r['method']}  {r['device']}  {r['dtype']}  {r['batch']}  {r['dt_d']:g}  {r['seconds']:.4f}  "
+            f"{r['sims_per_minute']:.1f}  " + (f"{x:.0f}" if x is not None else "-")
         )
 
 
@@ -229,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--T", type=float, default=200.0, help="run length in days")
     parser.add_argument("--dts", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="our time steps in days")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="batch sizes for throughput")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["sbdf2", "etdrk4"], help="our time steppers")
+    parser.add_argument("--dtypes", nargs="+", choices=("float64", "float32"), default=["float64"])
     parser.add_argument("--pypde", action=argparse.BooleanOptionalAction, default=None, help="default: if installed")
     parser.add_argument("--reference", action="store_true", help="also run the numpy explicit Euler (slow)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
