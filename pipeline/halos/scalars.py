@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import dask
+import numba
 import numpy as np
 import xarray as xr
 
@@ -102,7 +103,159 @@ def scalar_names(kind: str | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# the maths, vectorised over the particles of a batch of halos
+# the maths: one fused pass over the particles of a batch of halos (numba), then per-halo algebra
+
+N_SUMS = 28  # per shell: m; x (3); v (3); xx, vv (6 each, upper triangle); xv (9)
+_UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+
+
+@numba.njit(cache=True, nogil=True)
+def _moment_sums(position, velocity, mass, counts, centre, R, sums, within):  # pragma: no cover - compiled
+    """Raw (unnormalised) shell sums of each halo, accumulated in float64 in particle order.
+
+    ``sums`` (H, 3, N_SUMS) and ``within`` (H,) are filled. Per halo: pass 1 finds each particle's
+    shell (r / R against SHELL_EDGES; r >= R or NaN: ignored), the mass within R and the
+    mass-weighted velocity sum; pass 2 accumulates, shell by shell, the moments of x relative to the
+    centre and v relative to the mean velocity. The arithmetic is that of the former bincount version
+    (same products, same summation order per shell), so the sums agree with it to round-off.
+    """
+    n_halos = counts.shape[0]
+    longest = 0
+    for h in range(n_halos):
+        longest = max(longest, counts[h])
+    order = np.empty((3, max(longest, 1)), dtype=np.int64)  # particle indices, per shell
+    filled = np.zeros(3, dtype=np.int64)
+    start = 0
+    for h in range(n_halos):
+        stop = start + counts[h]
+        c0 = np.float64(centre[h, 0])
+        c1 = np.float64(centre[h, 1])
+        c2 = np.float64(centre[h, 2])
+        radius = np.float64(R[h])
+        filled[:] = 0
+        m_in = 0.0
+        p0 = 0.0
+        p1 = 0.0
+        p2 = 0.0
+        for i in range(start, stop):
+            x0 = np.float64(position[i, 0]) - c0
+            x1 = np.float64(position[i, 1]) - c1
+            x2 = np.float64(position[i, 2]) - c2
+            # in the order numpy's einsum("ij,ij->i") adds them, so that a particle on a shell edge
+            # falls in the same shell as in the former bincount version
+            s = np.sqrt((x0 * x0 + x2 * x2) + x1 * x1) / radius
+            if s < 1.0:
+                m = np.float64(mass[i])
+                m_in += m
+                p0 += m * np.float64(velocity[i, 0])
+                p1 += m * np.float64(velocity[i, 1])
+                p2 += m * np.float64(velocity[i, 2])
+                shell = np.int64(s >= 0.1) + np.int64(s >= 0.4)
+                order[shell, filled[shell]] = i
+                filled[shell] += 1
+        within[h] = filled[0] + filled[1] + filled[2]
+        safe = m_in if m_in > 0.0 else 1.0
+        u0 = p0 / safe
+        u1 = p1 / safe
+        u2 = p2 / safe
+        for shell in range(3):
+            sm = 0.0
+            sx0 = sx1 = sx2 = 0.0
+            sv0 = sv1 = sv2 = 0.0
+            xx00 = xx01 = xx02 = xx11 = xx12 = xx22 = 0.0
+            vv00 = vv01 = vv02 = vv11 = vv12 = vv22 = 0.0
+            xv00 = xv01 = xv02 = xv10 = xv11 = xv12 = xv20 = xv21 = xv22 = 0.0
+            for k in range(filled[shell]):
+                i = order[shell, k]
+                x0 = np.float64(position[i, 0]) - c0
+                x1 = np.float64(position[i, 1]) - c1
+                x2 = np.float64(position[i, 2]) - c2
+                v0 = np.float64(velocity[i, 0]) - u0
+                v1 = np.float64(velocity[i, 1]) - u1
+                v2 = np.float64(velocity[i, 2]) - u2
+                m = np.float64(mass[i])
+                mx0 = m * x0
+                mx1 = m * x1
+                mx2 = m * x2
+                mv0 = m * v0
+                mv1 = m * v1
+                mv2 = m * v2
+                sm += m
+                sx0 += mx0
+                sx1 += mx1
+                sx2 += mx2
+                sv0 += mv0
+                sv1 += mv1
+                sv2 += mv2
+                xx00 += mx0 * x0
+                xx01 += mx0 * x1
+                xx02 += mx0 * x2
+                xx11 += mx1 * x1
+                xx12 += mx1 * x2
+                xx22 += mx2 * x2
+                vv00 += mv0 * v0
+                vv01 += mv0 * v1
+                vv02 += mv0 * v2
+                vv11 += mv1 * v1
+                vv12 += mv1 * v2
+                vv22 += mv2 * v2
+                xv00 += mx0 * v0
+                xv01 += mx0 * v1
+                xv02 += mx0 * v2
+                xv10 += mx1 * v0
+                xv11 += mx1 * v1
+                xv12 += mx1 * v2
+                xv20 += mx2 * v0
+                xv21 += mx2 * v1
+                xv22 += mx2 * v2
+            out = sums[h, shell]
+            out[0] = sm
+            out[1] = sx0
+            out[2] = sx1
+            out[3] = sx2
+            out[4] = sv0
+            out[5] = sv1
+            out[6] = sv2
+            out[7] = xx00
+            out[8] = xx01
+            out[9] = xx02
+            out[10] = xx11
+            out[11] = xx12
+            out[12] = xx22
+            out[13] = vv00
+            out[14] = vv01
+            out[15] = vv02
+            out[16] = vv11
+            out[17] = vv12
+            out[18] = vv22
+            out[19] = xv00
+            out[20] = xv01
+            out[21] = xv02
+            out[22] = xv10
+            out[23] = xv11
+            out[24] = xv12
+            out[25] = xv20
+            out[26] = xv21
+            out[27] = xv22
+        start = stop
+
+
+def _particles(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A particle array as the kernel reads it: float32 or float64 as stored (no copy), else float64."""
+    array = np.asarray(values)
+    if array.dtype not in (np.float32, np.float64) or not array.dtype.isnative:
+        array = array.astype(np.float64)
+    if array.shape != shape:
+        raise ValueError(f"shell_moments: {name} must be shaped {shape}, got {array.shape}")
+    return array
+
+
+def _symmetric(upper: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) from the (..., 6) upper triangle in _UPPER order."""
+    out = np.empty((*upper.shape[:-1], 3, 3))
+    for k, (a, b) in enumerate(_UPPER):
+        out[..., a, b] = out[..., b, a] = upper[..., k]
+    return out
 
 
 def shell_moments(
@@ -123,45 +276,25 @@ def shell_moments(
     ``R200m`` (H,). Any consistent units (kpc, km/s, Msun with the default ``G`` in kpc (km/s)^2 /
     Msun). Returns ``m`` (H, 3 shells), ``x`` and ``v`` (H, 3 shells, 3), ``xx``, ``vv``, ``xv+``
     and ``xv-`` (H, 3 shells, 3, 3), and ``particles_within`` (H,), the particles with r < R200m.
+
+    The particle arrays are read in their stored dtype (float32 or float64; others are converted)
+    and everything is accumulated in float64, in one compiled pass per halo (:func:`_moment_sums`).
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    n_halos = counts.size
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError("shell_moments: counts must be a 1-D array of non-negative integers")
+    n_halos, n_particles = counts.size, int(counts.sum())
     M = np.asarray(M200m, dtype=np.float64)
-    R = np.asarray(R200m, dtype=np.float64)
-    halo = np.repeat(np.arange(n_halos), counts)
-    x = np.asarray(position, dtype=np.float64) - np.asarray(centre, dtype=np.float64)[halo]
-    s = np.sqrt(np.einsum("ij,ij->i", x, x)) / R[halo]
-    inside = s < SHELL_EDGES[-1]
-    x, s, halo = x[inside], s[inside], halo[inside]
-    v = np.asarray(velocity, dtype=np.float64)[inside]
-    m = np.asarray(mass, dtype=np.float64)[inside]
-    within = np.bincount(halo, minlength=n_halos)
-
-    # velocities relative to the mass-weighted mean of the particles within R200m
-    mass_in = np.bincount(halo, m, minlength=n_halos)
-    safe = np.where(mass_in > 0, mass_in, 1.0)  # a halo with nothing inside keeps zeros
-    mean_v = np.stack([np.bincount(halo, m * v[:, k], minlength=n_halos) for k in range(3)], -1) / safe[:, None]
-    v = v - mean_v[halo]
-
-    shell = np.searchsorted(np.asarray(SHELL_EDGES[1:-1]), s, side="right")  # half-open [a, b)
-    group = halo * N_SHELLS + shell
-    n_groups = n_halos * N_SHELLS
-
-    def total(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(group, weights, minlength=n_groups).reshape(n_halos, N_SHELLS)
-
-    mx, mv = m[:, None] * x, m[:, None] * v
-    out_x = np.stack([total(mx[:, a]) for a in range(3)], -1)
-    out_v = np.stack([total(mv[:, a]) for a in range(3)], -1)
-    xx = np.empty((n_halos, N_SHELLS, 3, 3))
-    vv = np.empty((n_halos, N_SHELLS, 3, 3))
-    xv = np.empty((n_halos, N_SHELLS, 3, 3))
-    for a in range(3):
-        for b in range(3):
-            xv[..., a, b] = total(mx[:, a] * v[:, b])
-            if b >= a:  # exactly symmetric by construction
-                xx[..., a, b] = xx[..., b, a] = total(mx[:, a] * x[:, b])
-                vv[..., a, b] = vv[..., b, a] = total(mv[:, a] * v[:, b])
+    R = np.ascontiguousarray(R200m, dtype=np.float64).reshape(n_halos)
+    centre = np.ascontiguousarray(centre, dtype=np.float64).reshape(n_halos, 3)
+    pos = _particles(position, "position", (n_particles, 3))
+    vel = _particles(velocity, "velocity", (n_particles, 3))
+    m = _particles(mass, "mass", (n_particles,))
+    sums = np.zeros((n_halos, N_SHELLS, N_SUMS))
+    within = np.zeros(n_halos, dtype=np.int64)
+    _moment_sums(pos, vel, m, counts, centre, R, sums, within)
+    xx, vv = _symmetric(sums[..., 7:13]), _symmetric(sums[..., 13:19])
+    xv = sums[..., 19:28].reshape(n_halos, N_SHELLS, 3, 3)
 
     V = np.sqrt(G * M / R)
     per = (slice(None), None)  # broadcast a per-halo factor over shells
@@ -169,9 +302,9 @@ def shell_moments(
     ten = (slice(None), None, None, None)
     xv_t = np.swapaxes(xv, -1, -2)
     return {
-        "m": total(m) / M[per],
-        "x": out_x / (M * R)[vec],
-        "v": out_v / (M * V)[vec],
+        "m": sums[..., 0] / M[per],
+        "x": sums[..., 1:4] / (M * R)[vec],
+        "v": sums[..., 4:7] / (M * V)[vec],
         "xx": xx / (M * R**2)[ten],
         "vv": vv / (M * V**2)[ten],
         "xv+": 0.5 * (xv + xv_t) / (M * R * V)[ten],
@@ -278,8 +411,9 @@ def _chunk_task(
     """One chunk of halos: its particle rows arrive as arrays (read here, from a lazy file if so)."""
 
     def scaled(values: Any, name: str) -> np.ndarray:
-        values = np.asarray(values, dtype=np.float64)
-        return values * factors[name] if factors[name] != 1.0 else values
+        # as stored (float32 or float64) unless a unit factor applies: the kernel reads it as it is
+        values = np.asarray(values)
+        return values * np.float64(factors[name]) if factors[name] != 1.0 else values
 
     return halo_scalar_array(
         scaled(position, "particle_position"),
