@@ -33,7 +33,8 @@ unless ``too_few="mark"`` (its row is then NaN and ``valid`` is False).
 
 :func:`halo_scalars` computes them across halos with dask: each task reads only the particle
 rows of its chunk of halos (through the offsets), so a catalog opened lazily
-(``xr.open_dataset(path, engine="h5netcdf", chunks=...)``) streams through in bounded memory.
+(``xr.open_dataset(path, engine="h5netcdf")``, fastest: each task reads its own rows from the file;
+or with dask ``chunks=...``) streams through in bounded memory.
 ``python -m pipeline.halos.benchmark --out FILE.json`` measures the throughput and the
 workers' peak memory on synthetic catalogs of growing size.
 """
@@ -441,9 +442,10 @@ def halo_scalars(
     """The 567 invariant, dimensionless scalars of every halo of a ``halos.catalog`` dataset.
 
     Each dask task handles ``chunk_halos`` consecutive halos and reads only their particle rows
-    (``particle_offset`` / ``particle_count``); ``ds`` may be in memory or opened lazily with dask
-    chunks. Variables whose ``units`` differ from the canonical ones (kpc, km s^-1, Msun) are
-    converted with pint first. ``dask_address``: ``"threads"`` or ``"synchronous"`` (in process),
+    (``particle_offset`` / ``particle_count``); ``ds`` may be in memory or opened lazily, with or
+    without dask chunks (without, each task reads its rows itself: the fastest from a file).
+    Variables whose ``units`` differ from the canonical ones (kpc, km s^-1, Msun) are converted with
+    pint first. ``dask_address``: ``"threads"`` or ``"synchronous"`` (in process),
     ``"local"`` (a local cluster of ``n_workers`` processes), a scheduler address, or None
     (``$EQS_DASK_ADDRESS``, else local); see :func:`pipeline.cluster.dask_scheduler`.
 
@@ -470,8 +472,11 @@ def _tasks(ds: xr.Dataset, chunk_halos: int, min_particles: int, too_few: str) -
     missing = [n for n in _NEEDED if n not in ds]
     if missing:
         raise HaloScalarsError(f"halo catalog {ds.attrs.get('name', '')!r}: missing variable(s) {missing}")
-    halos = {n: np.asarray(ds[n].values) for n in ("halo_id", "M200m", "R200m", "position", "particle_count")}
-    offsets = np.asarray(ds["particle_offset"].values, dtype=np.int64)
+    per_halo = ("halo_id", "M200m", "R200m", "position", "particle_count", "particle_offset")
+    # one compute for all the per-halo arrays (each .values of a lazy variable would be a round trip)
+    values = dask.compute(*[ds[n].data for n in per_halo])
+    halos = {n: np.asarray(v) for n, v in zip(per_halo, values, strict=True)}
+    offsets = np.asarray(halos.pop("particle_offset"), dtype=np.int64)
     counts = np.asarray(halos["particle_count"], dtype=np.int64)
     n_halos = counts.size
     if n_halos and not np.array_equal(offsets[1:], offsets[:-1] + counts[:-1]):
@@ -480,16 +485,14 @@ def _tasks(ds: xr.Dataset, chunk_halos: int, min_particles: int, too_few: str) -
             "(offset[i + 1] = offset[i] + count[i]); rewrite the catalog with sims.halos.catalog_dataset"
         )
     factors = {n: _factor(ds, n, u) for n, u in {**HALO_UNITS, **PARTICLE_UNITS}.items() if n in _SCALED}
-    particles = {n: ds[n].data for n in PARTICLE_UNITS}
+    particles = {n: ds[n].variable for n in PARTICLE_UNITS}
     token = uuid.uuid4().hex  # keys unique per call: a shared scheduler may hold another catalog's
     tasks = []
     for start in range(0, n_halos, chunk_halos):
         stop = min(start + chunk_halos, n_halos)
         first = int(offsets[start])
         last = int(offsets[stop - 1] + counts[stop - 1])
-        # slicing a lazy (dask) array here adds a getitem that dask fuses into the file read, so a
-        # task reads only these rows; in-memory arrays are sliced as views
-        rows = [particles[n][first:last] for n in PARTICLE_UNITS]
+        rows = [_rows(particles[n], first, last) for n in PARTICLE_UNITS]
         part = {n: v[start:stop] for n, v in halos.items()}
         tasks.append(
             dask.delayed(_chunk_task, nout=2)(
@@ -497,6 +500,21 @@ def _tasks(ds: xr.Dataset, chunk_halos: int, min_particles: int, too_few: str) -
             )
         )
     return tasks, np.asarray(halos["halo_id"], dtype=np.int64)
+
+
+def _rows(variable: xr.Variable, first: int, last: int) -> Any:
+    """Particle rows ``first:last`` as a task reads them, without reading anything here.
+
+    A dask-backed variable: a dask slice (dask fuses the getitem into the file read; the rows reach
+    the task as a separate input). A lazily opened one (``xr.open_dataset`` without ``chunks``): a
+    lazily indexed Variable, pickled with the task and read in it (no other task, no transfer
+    between workers: the fastest way from a file). In memory: a view.
+    """
+    if variable.chunks is not None:
+        return variable.data[first:last]
+    if not getattr(variable, "_in_memory", True):
+        return variable[first:last]
+    return variable.values[first:last]
 
 
 def _assemble(results: Sequence[tuple[np.ndarray, np.ndarray]], halo_id: np.ndarray, min_particles: int) -> xr.Dataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -17,6 +18,7 @@ from pipeline.halos.scalars import (
     SCALAR_NAMES,
     SHELL_EDGES,
     HaloScalarsError,
+    _tasks,
     halo_scalar_array,
     halo_scalars,
     scalar_names,
@@ -392,6 +394,12 @@ def test_chunking_and_lazy_files_do_not_change_the_result(tmp_path):
         streamed = halo_scalars(lazy, chunk_halos=2, dask_address="threads")
     np.testing.assert_array_equal(streamed["scalars"].values, whole["scalars"].values)
     assert streamed["scalar_kind"].values.tolist() == list(SCALAR_KINDS)
+    with xr.open_dataset(path, engine="h5netcdf") as lazy:  # no dask chunks: each task reads its own rows
+        tasks, _ = _tasks(lazy, 2, 10, "raise")
+        assert not lazy["particle_position"].variable._in_memory  # planning read no particles
+        assert len(dict(dask.delayed(list)(tasks).__dask_graph__())) == len(tasks) + 1  # no read tasks
+        read_in_tasks = halo_scalars(lazy, chunk_halos=2, dask_address="threads")
+    np.testing.assert_array_equal(read_in_tasks["scalars"].values, whole["scalars"].values)
 
 
 def test_a_local_cluster_gives_the_same_scalars():
