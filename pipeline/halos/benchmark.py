@@ -208,12 +208,14 @@ def throughput(
     seed: int = 0,
     repeats: int = 3,
     with_limits: bool = True,
+    particle_chunk: int | None = None,
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Particles per second and the workers' peak memory, for catalogs of ``scale * n_halos`` halos.
 
     Each catalog is written to a temporary HDF5 file and opened lazily, as a real one would be, so
-    the workers read their chunks from disk. Per worker count one local cluster runs a warm-up and
+    the workers read their chunks from disk: without dask chunks (each task reads its own rows), or
+    with dask chunks of ``particle_chunk`` particles. Per worker count one local cluster runs a warm-up and
     then the scales in increasing order. Each worker's peak RSS during each run (Linux: VmHWM,
     reset before the run; elsewhere the lifetime peak) shows whether memory grows with the
     catalog (it should not: a task holds one chunk of halos). Each (workers, chunk_halos, scale) is
@@ -231,6 +233,8 @@ def throughput(
         "chunk_halos": chunk_sizes,
         "scales": list(scales),
         "repeats": repeats,
+        # None: no dask chunks, each task reads its own rows (the fast path); else dask chunks of particles
+        "open_chunks": None if particle_chunk is None else {"particle": particle_chunk},
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "runs": [],
@@ -262,7 +266,7 @@ def _run(
     """End to end from the file: plan the tasks, compute them, assemble; the best of ``repeats``."""
     seconds = []
     for _ in range(repeats):
-        with xr.open_dataset(path, engine="h5netcdf", chunks={"particle": 1_000_000}) as ds:
+        with xr.open_dataset(path, engine="h5netcdf", chunks=report["open_chunks"]) as ds:
             n_particles = ds.sizes["particle"]
             before = client.run(_worker_memory_mib)
             reset = all(client.run(_reset_peak_rss).values())
@@ -303,6 +307,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chunk-halos", type=int, nargs="+", default=[256], help="halos per dask task (each is run)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the best is kept)")
     parser.add_argument("--no-limits", action="store_true", help="skip the in-memory kernel and the limits")
+    parser.add_argument(
+        "--particle-chunk", type=int, default=None, help="open the files with dask chunks of this many particles"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="halo_scalars_benchmark.json", help="JSON report path")
     args = parser.parse_args(argv)
@@ -315,11 +322,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         repeats=args.repeats,
         with_limits=not args.no_limits,
+        particle_chunk=args.particle_chunk,
         out=args.out,
     )
     for run in report["runs"]:
         print(
-            f"end to end from file, {run['workers']} worker(s), {run['chunk_halos']} halos/task, {run['halos']:>6} halos, {run['particles']:>9} particles: "
+            f"end to end from file, {run['workers']} worker(s), {run['chunk_halos']} halos/task, "
+            f"{run['halos']:>6} halos, {run['particles']:>9} particles: "
             f"{run['particles_per_second']:.3g} particles/s, worker peak RSS "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_rss_mib'])} MiB (above the RSS before the run: "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_above_before_mib'])} MiB)"
