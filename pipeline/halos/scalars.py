@@ -65,7 +65,7 @@ VECTORS = ("x", "v")
 ANTISYMMETRIC = "xv-"
 SCALAR_DIM = "scalar"
 HALO_DIM = "halo"
-DEFAULT_CHUNK_HALOS = 64
+DEFAULT_CHUNK_HALOS = 256  # halos per dask task: 1 M particles at 4,000 a halo (docs/RESULTS.md, 2026-12-06)
 DEFAULT_MIN_PARTICLES = 10
 KINDS = ("single", "vector-contraction", "tensor-contraction", "antisymmetric-contraction", "product")
 
