@@ -41,6 +41,7 @@ workers' peak memory on synthetic catalogs of growing size.
 
 from __future__ import annotations
 
+import collections
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -400,6 +401,12 @@ def _factor(ds: xr.Dataset, name: str, canonical: str) -> float:
     return 1.0 if units == canonical else scale_factor(units, canonical, where=f"halo catalog variable {name}")
 
 
+# zero-row slices of the lazily opened particle variables the last tasks read: they keep xarray's
+# file manager referenced in this worker, so the HDF5 file stays open for the next task (reopening it
+# costs about 50 ms a task); the oldest are dropped, and with them the file once nothing else holds it
+_KEEP_OPEN: collections.deque[xr.Variable] = collections.deque(maxlen=3 * len(PARTICLE_UNITS))
+
+
 def _chunk_task(
     position: np.ndarray,
     velocity: np.ndarray,
@@ -412,6 +419,8 @@ def _chunk_task(
     """One chunk of halos: its particle rows arrive as arrays (read here, from a lazy file if so)."""
 
     def scaled(values: Any, name: str) -> np.ndarray:
+        if isinstance(values, xr.Variable):  # lazily indexed rows of a file: read them here
+            _KEEP_OPEN.append(values[:0])
         # as stored (float32 or float64) unless a unit factor applies: the kernel reads it as it is
         values = np.asarray(values)
         return values * np.float64(factors[name]) if factors[name] != 1.0 else values
