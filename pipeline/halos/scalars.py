@@ -109,6 +109,7 @@ def scalar_names(kind: str | None = None) -> list[str]:
 
 N_SUMS = 28  # per shell: m; x (3); v (3); xx, vv (6 each, upper triangle); xv (9)
 _UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+_INNER, _MIDDLE, _OUTER = SHELL_EDGES[1:]  # compile-time constants of the kernel (3 shells)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,13 +147,13 @@ def _moment_sums(position, velocity, mass, counts, centre, R, sums, within):  # 
             # in the order numpy's einsum("ij,ij->i") adds them, so that a particle on a shell edge
             # falls in the same shell as in the former bincount version
             s = np.sqrt((x0 * x0 + x2 * x2) + x1 * x1) / radius
-            if s < 1.0:
+            if s < _OUTER:
                 m = np.float64(mass[i])
                 m_in += m
                 p0 += m * np.float64(velocity[i, 0])
                 p1 += m * np.float64(velocity[i, 1])
                 p2 += m * np.float64(velocity[i, 2])
-                shell = np.int64(s >= 0.1) + np.int64(s >= 0.4)
+                shell = np.int64(s >= _INNER) + np.int64(s >= _MIDDLE)
                 order[shell, filled[shell]] = i
                 filled[shell] += 1
         within[h] = filled[0] + filled[1] + filled[2]
