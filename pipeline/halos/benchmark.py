@@ -1,8 +1,12 @@
-"""Halo-scalar throughput and the workers' peak memory: ``python -m pipeline.halos.benchmark --out FILE.json``.
+"""Halo-scalar throughput beside the machine's limits: ``python -m pipeline.halos.benchmark --out FILE.json``.
 
 Synthetic NFW-like clouds (:func:`synthetic_catalog`, numpy only) of growing size are written to
 temporary HDF5 files, opened lazily and reduced to their invariant scalars
-(:func:`pipeline.halos.scalars.halo_scalars`' tasks) on local clusters of 1, 2 ... worker processes.
+(:func:`pipeline.halos.scalars.halo_scalars`' tasks) on local clusters of 1, 2 ... worker processes,
+for each ``--chunk-halos``. Beside them, on the largest catalog (:func:`limits`): the in-memory
+moment kernel and the whole in-memory scalars on 1 and 2 threads, a plain numpy pass
+``(x * x).sum(1)`` over the same position array, and a plain read of the same three particle
+arrays from the same file (h5py, one process).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,15 @@ import numpy as np
 import xarray as xr
 
 from pipeline.cluster import dask_scheduler
-from pipeline.halos.scalars import DEFAULT_MIN_PARTICLES, G_KPC_KMS2_MSUN, HALO_DIM, _assemble, _tasks
+from pipeline.halos.scalars import (
+    DEFAULT_MIN_PARTICLES,
+    G_KPC_KMS2_MSUN,
+    HALO_DIM,
+    _assemble,
+    _tasks,
+    halo_scalar_array,
+    shell_moments,
+)
 from sims.halos.catalog import catalog_dataset
 
 
@@ -104,33 +117,125 @@ def _worker_memory_mib() -> dict[str, float]:
     return {"rss": _status_mib("VmRSS") or float("nan"), "peak": peak}
 
 
+PARTICLE_ARRAYS = ("particle_position", "particle_velocity", "particle_mass")
+
+
+def _best_rate(n: int, run: Callable[[], Any], repeats: int) -> float:
+    """n / (the fastest of ``repeats`` timed calls), after one untimed call."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def _in_threads(function: Callable[..., Any], arrays: dict[str, np.ndarray], chunk_halos: int, threads: int) -> None:
+    """``function`` over chunks of ``chunk_halos`` halos on ``threads`` threads (the kernel releases the GIL)."""
+    counts = arrays["counts"]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    pieces = []
+    for start in range(0, counts.size, chunk_halos):
+        stop = min(start + chunk_halos, counts.size)
+        rows = slice(int(offsets[start]), int(offsets[stop]))
+        pieces.append(
+            {
+                **{n: arrays[n][rows] for n in ("position", "velocity", "mass")},
+                **{n: arrays[n][start:stop] for n in ("counts", "centre", "M200m", "R200m")},
+            }
+        )
+    if threads == 1:
+        for piece in pieces:
+            function(**piece)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda piece: function(**piece), pieces))
+
+
+def limits(ds: xr.Dataset, path: str | Path, *, chunk_halos: int = 256, repeats: int = 3) -> dict[str, Any]:
+    """Particles per second of the in-memory kernel and of the machine's limits on the same arrays.
+
+    ``ds``: the catalog in memory; ``path``: the same catalog as an HDF5 file. In memory, on 1 and 2
+    threads (chunks of ``chunk_halos`` halos): the moment kernel (:func:`shell_moments`), the whole
+    scalars (:func:`halo_scalar_array`, moments and eigenvalues and contractions); the plain numpy
+    pass ``(x * x).sum(1)`` over the positions; and a plain read of the three particle arrays from
+    ``path`` with h5py (one process; the file is in the page cache, as for the end-to-end runs).
+    Each is the fastest of ``repeats`` after a warm-up.
+    """
+    import h5py
+
+    arrays = {
+        "position": ds["particle_position"].values,
+        "velocity": ds["particle_velocity"].values,
+        "mass": ds["particle_mass"].values,
+        "counts": ds["particle_count"].values,
+        "centre": ds["position"].values,
+        "M200m": ds["M200m"].values,
+        "R200m": ds["R200m"].values,
+    }
+    n = int(arrays["mass"].size)
+    x = arrays["position"]
+
+    def read() -> None:
+        with h5py.File(path, "r") as f:
+            for name in PARTICLE_ARRAYS:
+                f[name][...]
+
+    def all_scalars(**piece: np.ndarray) -> Any:
+        return halo_scalar_array(**piece, too_few="mark")
+
+    out: dict[str, Any] = {"particles": n, "chunk_halos": chunk_halos, "repeats": repeats}
+    for threads in (1, 2):
+        out[f"moments_kernel_{threads}_threads"] = _best_rate(
+            n, lambda t=threads: _in_threads(shell_moments, arrays, chunk_halos, t), repeats
+        )
+        out[f"scalars_in_memory_{threads}_threads"] = _best_rate(
+            n, lambda t=threads: _in_threads(all_scalars, arrays, chunk_halos, t), repeats
+        )
+    out["numpy_xx_sum_1_thread"] = _best_rate(n, lambda: (x * x).sum(1), repeats)
+    out["plain_read_h5py_1_process"] = _best_rate(n, read, repeats)
+    return out
+
+
 def throughput(
     n_halos: int = 200,
     particles_per_halo: int = 2000,
     *,
     scales: Sequence[int] = (1, 2, 4),
     workers: Sequence[int] = (1, 2),
-    chunk_halos: int = 16,
+    chunk_halos: int | Sequence[int] = 256,
     seed: int = 0,
+    repeats: int = 3,
+    with_limits: bool = True,
+    particle_chunk: int | None = None,
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Particles per second and the workers' peak memory, for catalogs of ``scale * n_halos`` halos.
 
     Each catalog is written to a temporary HDF5 file and opened lazily, as a real one would be, so
-    the workers read their chunks from disk. Per worker count one local cluster runs a warm-up and
+    the workers read their chunks from disk: without dask chunks (each task reads its own rows), or
+    with dask chunks of ``particle_chunk`` particles. Per worker count one local cluster runs a warm-up and
     then the scales in increasing order. Each worker's peak RSS during each run (Linux: VmHWM,
     reset before the run; elsewhere the lifetime peak) shows whether memory grows with the
-    catalog (it should not: a task holds one chunk of halos).
+    catalog (it should not: a task holds one chunk of halos). Each (workers, chunk_halos, scale) is
+    run ``repeats`` times; ``particles_per_second`` is the best. With ``with_limits``, ``limits``
+    holds :func:`limits` on the largest catalog.
     Writes JSON to ``out`` when given and returns the report.
     """
     from distributed import get_client
 
+    chunk_sizes = [chunk_halos] if isinstance(chunk_halos, int) else list(chunk_halos)
     report: dict[str, Any] = {
         "benchmark": "pipeline.halos.benchmark",
         "n_halos": n_halos,
         "particles_per_halo": particles_per_halo,
-        "chunk_halos": chunk_halos,
+        "chunk_halos": chunk_sizes,
         "scales": list(scales),
+        "repeats": repeats,
+        # None: no dask chunks, each task reads its own rows (the fast path); else dask chunks of particles
+        "open_chunks": None if particle_chunk is None else {"particle": particle_chunk},
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "runs": [],
     }
@@ -138,47 +243,59 @@ def throughput(
         paths = {}
         for scale in [0, *scales]:  # scale 0: a small warm-up catalog
             path = Path(tmp) / f"catalog_{scale}.nc"
-            synthetic_catalog(max(chunk_halos, n_halos * scale), particles_per_halo, seed + scale).to_netcdf(
-                path, engine="h5netcdf"
-            )
+            catalog = synthetic_catalog(max(min(chunk_sizes), n_halos * scale), particles_per_halo, seed + scale)
+            catalog.to_netcdf(path, engine="h5netcdf")
             paths[scale] = path
+            if with_limits and scale == max(scales):
+                report["limits"] = limits(catalog, path, chunk_halos=max(chunk_sizes), repeats=repeats)
+            del catalog
         for n_workers in workers:
             with dask_scheduler("local", n_workers=n_workers) as where:
                 client = get_client()
-                for scale in [0, *scales]:
-                    with xr.open_dataset(paths[scale], engine="h5netcdf", chunks={"particle": 1_000_000}) as ds:
-                        n_particles = ds.sizes["particle"]
-                        before = client.run(_worker_memory_mib)
-                        reset = all(client.run(_reset_peak_rss).values())
-                        # planning included, connecting to the cluster not (it is per catalog, not per particle)
-                        t0 = time.perf_counter()
-                        tasks, ids = _tasks(ds, chunk_halos, DEFAULT_MIN_PARTICLES, "raise")
-                        result = _assemble(dask.compute(*tasks), ids, DEFAULT_MIN_PARTICLES)
-                        seconds = time.perf_counter() - t0
-                    if scale == 0:
-                        continue
-                    after = client.run(_worker_memory_mib)
-                    report["runs"].append(
-                        {
-                            "workers": n_workers,
-                            "scheduler": where,
-                            "scale": scale,
-                            "halos": int(result.sizes[HALO_DIM]),
-                            "particles": int(n_particles),
-                            "seconds": seconds,
-                            "particles_per_second": n_particles / seconds,
-                            "worker_rss_before_mib": [before[w]["rss"] for w in sorted(before)],
-                            "worker_peak_rss_mib": [after[w]["peak"] for w in sorted(after)],
-                            "worker_peak_above_before_mib": [
-                                after[w]["peak"] - before[w]["rss"] for w in sorted(after)
-                            ],
-                            "peak_is_per_run": reset,
-                            "chunk_particle_mib": chunk_halos * particles_per_halo * 7 * 8 / 2**20,
-                        }
-                    )
+                for chunk in chunk_sizes:
+                    for scale in [0, *scales]:
+                        _run(report, client, where, paths[scale], scale, chunk, n_workers, repeats if scale else 1)
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=2))
     return report
+
+
+def _run(
+    report: dict[str, Any], client: Any, where: str, path: Path, scale: int, chunk: int, n_workers: int, repeats: int
+) -> None:
+    """End to end from the file: plan the tasks, compute them, assemble; the best of ``repeats``."""
+    seconds = []
+    for _ in range(repeats):
+        with xr.open_dataset(path, engine="h5netcdf", chunks=report["open_chunks"]) as ds:
+            n_particles = ds.sizes["particle"]
+            before = client.run(_worker_memory_mib)
+            reset = all(client.run(_reset_peak_rss).values())
+            # planning included, connecting to the cluster not (it is per catalog, not per particle)
+            t0 = time.perf_counter()
+            tasks, ids = _tasks(ds, chunk, DEFAULT_MIN_PARTICLES, "raise")
+            result = _assemble(dask.compute(*tasks), ids, DEFAULT_MIN_PARTICLES)
+            seconds.append(time.perf_counter() - t0)
+    if scale == 0:
+        return
+    after = client.run(_worker_memory_mib)
+    report["runs"].append(
+        {
+            "workers": n_workers,
+            "scheduler": where,
+            "chunk_halos": chunk,
+            "scale": scale,
+            "halos": int(result.sizes[HALO_DIM]),
+            "particles": int(n_particles),
+            "seconds": min(seconds),
+            "seconds_all": seconds,
+            "particles_per_second": n_particles / min(seconds),
+            "worker_rss_before_mib": [before[w]["rss"] for w in sorted(before)],
+            "worker_peak_rss_mib": [after[w]["peak"] for w in sorted(after)],
+            "worker_peak_above_before_mib": [after[w]["peak"] - before[w]["rss"] for w in sorted(after)],
+            "peak_is_per_run": reset,
+            "chunk_particle_mib": chunk * report["particles_per_halo"] * 7 * 8 / 2**20,
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -187,7 +304,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--particles", type=int, default=2000, help="particles per halo")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="catalog sizes, in units of --halos")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local-cluster worker processes")
-    parser.add_argument("--chunk-halos", type=int, default=16)
+    parser.add_argument("--chunk-halos", type=int, nargs="+", default=[256], help="halos per dask task (each is run)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the best is kept)")
+    parser.add_argument("--no-limits", action="store_true", help="skip the in-memory kernel and the limits")
+    parser.add_argument(
+        "--particle-chunk", type=int, default=None, help="open the files with dask chunks of this many particles"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="halo_scalars_benchmark.json", help="JSON report path")
     args = parser.parse_args(argv)
@@ -198,15 +320,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         workers=args.workers,
         chunk_halos=args.chunk_halos,
         seed=args.seed,
+        repeats=args.repeats,
+        with_limits=not args.no_limits,
+        particle_chunk=args.particle_chunk,
         out=args.out,
     )
     for run in report["runs"]:
         print(
-            f"{run['workers']} worker(s), {run['halos']:>6} halos, {run['particles']:>9} particles: "
+            f"end to end from file, {run['workers']} worker(s), {run['chunk_halos']} halos/task, "
+            f"{run['halos']:>6} halos, {run['particles']:>9} particles: "
             f"{run['particles_per_second']:.3g} particles/s, worker peak RSS "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_rss_mib'])} MiB (above the RSS before the run: "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_above_before_mib'])} MiB)"
         )
+    if "limits" in report:
+        lim = report["limits"]
+        best = {}
+        for run in report["runs"]:
+            if run["scale"] == max(args.scales):
+                key = run["workers"]
+                best[key] = max(best.get(key, 0.0), run["particles_per_second"])
+        print(f"ours beside the limits, {lim['particles']} particles (particles/s):")
+        rows = [
+            ("moment kernel, in memory, 1 thread", lim["moments_kernel_1_threads"]),
+            ("moment kernel, in memory, 2 threads", lim["moments_kernel_2_threads"]),
+            ("all scalars, in memory, 1 thread", lim["scalars_in_memory_1_threads"]),
+            ("all scalars, in memory, 2 threads", lim["scalars_in_memory_2_threads"]),
+            *((f"all scalars, end to end from file, {w} worker(s), best chunk", r) for w, r in sorted(best.items())),
+            ("limit: numpy (x * x).sum(1) over the positions, 1 thread", lim["numpy_xx_sum_1_thread"]),
+            ("limit: plain h5py read of the 3 particle arrays, 1 process", lim["plain_read_h5py_1_process"]),
+        ]
+        for label, rate in rows:
+            print(f"  {label:<62} {rate / 1e6:8.2f} M")
+        if 2 in best:
+            print(f"  end to end (2 workers) / plain read: {best[2] / lim['plain_read_h5py_1_process']:.2f}")
     print(f"wrote {args.out}")
     return report
 

@@ -22,7 +22,7 @@ import xarray as xr
 
 from data_catalog import Catalog
 from pipeline.halos.features import halo_features
-from pipeline.halos.scalars import halo_scalars
+from pipeline.halos.scalars import DEFAULT_CHUNK_HALOS, halo_scalars
 from sims.halos.catalog import PARTICLE_FIELDS, has_particles
 from surrogates.artifacts import LoadedModel
 from surrogates.halos.choice import (
@@ -65,7 +65,7 @@ def predict_galaxies(
     choices: Sequence[TargetChoice] | None = None,
     scalars: xr.Dataset | None = None,
     dask_address: str | None = "threads",
-    chunk_halos: int = 64,
+    chunk_halos: int = DEFAULT_CHUNK_HALOS,
     source: str = "",
 ) -> xr.Dataset:
     """Per halo of ``catalog_ds``: ``halo_id`` and, per target, the predicted mean ``<target>``,
@@ -139,7 +139,7 @@ def best_predictions(
     models: Sequence[str] = (),
     candidates: Mapping[str, Mapping[str, Candidate]] | None = None,
     dask_address: str | None = "threads",
-    chunk_halos: int = 64,
+    chunk_halos: int = DEFAULT_CHUNK_HALOS,
     source: str = "the catalog",
 ) -> tuple[xr.Dataset, list[TargetChoice], list[str]]:
     """Predictions for every halo of ``catalog_ds`` by the best stored models it supports

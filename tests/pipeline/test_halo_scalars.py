@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -12,9 +13,12 @@ import xarray as xr
 from pipeline.halos.scalars import (
     G_KPC_KMS2_MSUN,
     KINDS,
+    N_SHELLS,
     SCALAR_KINDS,
     SCALAR_NAMES,
+    SHELL_EDGES,
     HaloScalarsError,
+    _tasks,
     halo_scalar_array,
     halo_scalars,
     scalar_names,
@@ -390,6 +394,12 @@ def test_chunking_and_lazy_files_do_not_change_the_result(tmp_path):
         streamed = halo_scalars(lazy, chunk_halos=2, dask_address="threads")
     np.testing.assert_array_equal(streamed["scalars"].values, whole["scalars"].values)
     assert streamed["scalar_kind"].values.tolist() == list(SCALAR_KINDS)
+    with xr.open_dataset(path, engine="h5netcdf") as lazy:  # no dask chunks: each task reads its own rows
+        tasks, _ = _tasks(lazy, 2, 10, "raise")
+        assert not lazy["particle_position"].variable._in_memory  # planning read no particles
+        assert len(dict(dask.delayed(list)(tasks).__dask_graph__())) == len(tasks) + 1  # no read tasks
+        read_in_tasks = halo_scalars(lazy, chunk_halos=2, dask_address="threads")
+    np.testing.assert_array_equal(read_in_tasks["scalars"].values, whole["scalars"].values)
 
 
 def test_a_local_cluster_gives_the_same_scalars():
@@ -409,3 +419,144 @@ def test_scalars_from_moments_on_torch_match_numpy():
     np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-12, atol=1e-15)
     got.sum().backward()
     assert torch.isfinite(tensors["x"].grad).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# the compiled kernel against the former bincount implementation
+
+
+def bincount_shell_moments(
+    position: np.ndarray,
+    velocity: np.ndarray,
+    mass: np.ndarray,
+    counts: np.ndarray,
+    centre: np.ndarray,
+    M200m: np.ndarray,
+    R200m: np.ndarray,
+    *,
+    G: float = G_KPC_KMS2_MSUN,
+) -> dict[str, np.ndarray]:
+    """The former implementation (about 25 float64 bincount passes), kept as the kernel's reference."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n_halos = counts.size
+    M = np.asarray(M200m, dtype=np.float64)
+    R = np.asarray(R200m, dtype=np.float64)
+    halo = np.repeat(np.arange(n_halos), counts)
+    x = np.asarray(position, dtype=np.float64) - np.asarray(centre, dtype=np.float64)[halo]
+    s = np.sqrt(np.einsum("ij,ij->i", x, x)) / R[halo]
+    inside = s < SHELL_EDGES[-1]
+    x, s, halo = x[inside], s[inside], halo[inside]
+    v = np.asarray(velocity, dtype=np.float64)[inside]
+    m = np.asarray(mass, dtype=np.float64)[inside]
+    within = np.bincount(halo, minlength=n_halos)
+
+    # velocities relative to the mass-weighted mean of the particles within R200m
+    mass_in = np.bincount(halo, m, minlength=n_halos)
+    safe = np.where(mass_in > 0, mass_in, 1.0)  # a halo with nothing inside keeps zeros
+    mean_v = np.stack([np.bincount(halo, m * v[:, k], minlength=n_halos) for k in range(3)], -1) / safe[:, None]
+    v = v - mean_v[halo]
+
+    shell = np.searchsorted(np.asarray(SHELL_EDGES[1:-1]), s, side="right")  # half-open [a, b)
+    group = halo * N_SHELLS + shell
+    n_groups = n_halos * N_SHELLS
+
+    def total(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights, minlength=n_groups).reshape(n_halos, N_SHELLS)
+
+    mx, mv = m[:, None] * x, m[:, None] * v
+    out_x = np.stack([total(mx[:, a]) for a in range(3)], -1)
+    out_v = np.stack([total(mv[:, a]) for a in range(3)], -1)
+    xx = np.empty((n_halos, N_SHELLS, 3, 3))
+    vv = np.empty((n_halos, N_SHELLS, 3, 3))
+    xv = np.empty((n_halos, N_SHELLS, 3, 3))
+    for a in range(3):
+        for b in range(3):
+            xv[..., a, b] = total(mx[:, a] * v[:, b])
+            if b >= a:  # exactly symmetric by construction
+                xx[..., a, b] = xx[..., b, a] = total(mx[:, a] * x[:, b])
+                vv[..., a, b] = vv[..., b, a] = total(mv[:, a] * v[:, b])
+
+    V = np.sqrt(G * M / R)
+    per = (slice(None), None)  # broadcast a per-halo factor over shells
+    vec = (slice(None), None, None)
+    ten = (slice(None), None, None, None)
+    xv_t = np.swapaxes(xv, -1, -2)
+    return {
+        "m": total(m) / M[per],
+        "x": out_x / (M * R)[vec],
+        "v": out_v / (M * V)[vec],
+        "xx": xx / (M * R**2)[ten],
+        "vv": vv / (M * V**2)[ten],
+        "xv+": 0.5 * (xv + xv_t) / (M * R * V)[ten],
+        "xv-": 0.5 * (xv - xv_t) / (M * R * V)[ten],
+        "particles_within": within,
+    }
+
+
+def kernel_cases():
+    """Random halos, and the awkward ones: empty shells, one particle, none, huge and tiny coordinates."""
+    rng = np.random.default_rng(11)
+    for seed in range(3):
+        yield f"random-{seed}", arrays(random_catalog(n_halos=5, seed=20 + seed))
+    counts = np.array([0, 1, 1, 2, 40, 3])
+    n = counts.sum()
+    R = np.array([100.0, 100.0, 100.0, 50.0, 200.0, 10.0])
+    centre = rng.uniform(-1e3, 1e3, (6, 3))
+    halo = np.repeat(np.arange(6), counts)
+    unit = rng.normal(size=(n, 3))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    s = rng.uniform(0, 1.3, n)
+    s[counts[0]] = 0.05  # the single particle of halo 1: shell 0 (shells 1 and 2 empty)
+    s[counts[:2].sum()] = 1.0  # halo 2's only particle sits at R200m: nothing within
+    s[counts[:4].sum() : counts[:5].sum()] = rng.uniform(0.4, 0.99, 40)  # shells 0 and 1 empty
+    position = centre[halo] + unit * (s * R[halo])[:, None]
+    centre[3] = np.round(centre[3])  # halo 3: one particle on each inner shell edge, exactly
+    position[counts[:3].sum() : counts[:4].sum()] = centre[3] + np.array([[5.0, 0, 0], [0, -20.0, 0]])
+    base = {
+        "position": position,
+        "velocity": rng.normal(0, 200, (n, 3)) + 1e3,
+        "mass": rng.uniform(0.5, 2.0, n) * 1e8,
+        "counts": counts,
+        "centre": centre,
+        "M200m": 10 ** rng.uniform(11, 13, 6),
+        "R200m": R,
+    }
+    yield "edge-cases", base
+    for name, length in (("huge", 1e15), ("tiny", 1e-15)):
+        scaled = {k: v * length if k in ("position", "centre", "R200m") else v for k, v in base.items()}
+        yield name, scaled
+    far = arrays(random_catalog(n_halos=3, seed=30))
+    shift = 1e9  # coordinates far from the origin: x = position - centre loses digits in both the same way
+    yield "far-from-origin", {**far, "position": far["position"] + shift, "centre": far["centre"] + shift}
+    a = arrays(random_catalog(n_halos=4, seed=31))
+    yield "float32", {**a, **{k: a[k].astype(np.float32) for k in ("position", "velocity", "mass")}}
+
+
+@pytest.mark.parametrize("name,case", list(kernel_cases()), ids=[name for name, _ in kernel_cases()])
+def test_the_kernel_matches_the_former_bincount_moments(name, case):
+    got = shell_moments(**case)
+    expected = bincount_shell_moments(**case)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key].shape == value.shape and got[key].dtype == value.dtype, key
+        np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=0, err_msg=f"{name}: {key}")
+    if name == "edge-cases":
+        assert got["particles_within"].tolist() == [0, 1, 0, 2, 40, int(got["particles_within"][5])]
+        assert (got["m"][1, 1:] == 0).all() and (got["m"][4, :2] == 0).all()
+        assert (got["m"][3] > 0).tolist() == [False, True, True]  # r = 0.1 R and r = 0.4 R: half-open shells
+    if name == "float32":  # read as stored: the same as converting to float64 first
+        wide = {
+            k: np.asarray(v, dtype=np.float64) if k in ("position", "velocity", "mass") else v for k, v in case.items()
+        }
+        for key, value in shell_moments(**wide).items():
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_the_kernel_checks_its_inputs():
+    a = arrays(random_catalog(n_halos=2, seed=32))
+    with pytest.raises(ValueError, match="position must be shaped"):
+        shell_moments(**{**a, "position": a["position"][:-1]})
+    with pytest.raises(ValueError, match="non-negative"):
+        shell_moments(**{**a, "counts": -a["counts"]})
+    empty = shell_moments(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), [], np.zeros((0, 3)), [], [])
+    assert empty["m"].shape == (0, 3) and empty["xv-"].shape == (0, 3, 3, 3)
