@@ -96,6 +96,14 @@ def sim_halos(ctx: click.Context, n_halos: int, seed: int, max_particles: int, n
     _emit_json({"ref": ref, "halos": n_halos}) if as_json else click.echo(ref)
 
 
+def _catalog_stem(name: str) -> str:
+    """A file's name without the suffixes of halo files, so that hlist_0.07812.list and
+    hlist_0.50000.list get two names, not one."""
+    for suffix in (".gz", ".list", ".ascii", ".bin", ".dat", ".hdf5", ".h5"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def _snapshot_files(paths: tuple[str, ...]) -> str | list[str] | None:
     """--particles-snapshot as sims.halos.snapshot reads it: one path (a file or a folder) or the files in order."""
     return None if not paths else paths[0] if len(paths) == 1 else list(paths)
@@ -129,7 +137,7 @@ def _input_warnings() -> Iterator[None]:
     required=True,
     help=f"{FORMAT_HELP}.",
 )
-@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng only).")
+@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng; ctrees tree files).")
 @click.option(
     "--particles",
     multiple=True,
@@ -180,7 +188,7 @@ def ingest_halos_command(
     if (matching is None) != (hydro is None):
         raise UsageFailure("--matching and --hydro go together: give both (to attach targets) or neither")
     cat = _catalog(ctx)
-    stem = Path(path).absolute().name.split(".")[0]
+    stem = _catalog_stem(Path(path).absolute().name)
     name = name or (f"halos-{stem}" if snapshot is None else f"halos-{stem}-{snapshot:03d}")
     try:
         with _input_warnings(), _console().status(f"ingesting {path} ({fmt})"):

@@ -77,7 +77,7 @@ CATALOG_PROPERTIES = {
 }
 OPTIONAL = tuple(CATALOG_PROPERTIES)
 #: Catalog properties that may be 0 (a halo finder writes 0 for a quantity it could not measure).
-NON_NEGATIVE = ("spin", "sigma_v", "b_to_a", "c_to_a", "x_offset", "v_offset", "virial_ratio")
+NON_NEGATIVE = ("spin", "sigma_v", "b_to_a", "c_to_a", "x_offset", "v_offset", "vmax", "virial_ratio", "r_half")
 TARGETS = {
     "log_mstar": "log10 stellar mass / Msun",
     "log_ssfr": "log10 specific star formation rate / yr^-1",

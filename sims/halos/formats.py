@@ -150,7 +150,7 @@ def read_source(path: str | os.PathLike[str], format: str, *, chunk_halos: int, 
         guessed = guess_format(path)
         if guessed not in (None, "hdf5"):
             raise HaloOptionError(
-                f"{path}: a {readers()[guessed].description}, not the canonical halo HDF5 file; read it with "
+                f"{path}: {readers()[guessed].description}, not the canonical halo HDF5 file; read it with "
                 f"--format {guessed}"
             )
     return reader.read(path, chunk_halos=chunk_halos, **checked)

@@ -142,15 +142,16 @@ def _header_line(header: RockstarHeader, text: str, particles: bool) -> None:
     tokens = text.split()
     if tokens and tokens[0].endswith(":") and "external_haloid" in tokens:
         tokens = tokens[1:]  # old particle files: '#Format: X Y Z ...'
+    names = [_column_name(token) for token in tokens]
     if particles:
         is_columns = "external_haloid" in tokens
     else:  # the line naming an 'ID' column among many, in any order; not a '#Key: text' or '#a = 1' line
-        names = [_column_name(token) for token in tokens]
         is_columns = "id" in names and len(tokens) >= 8 and not tokens[0].endswith(":") and "=" not in text
     if not header.columns and is_columns:
         header.columns = tuple(tokens)
-        # consistent-trees numbers its columns: 'scale(0) id(1) desc_scale(2) ...'
-        header.writer = "ctrees" if all(re.search(r"\(\d+\)$", token) for token in tokens) else "rockstar"
+        # consistent-trees: 'scale(0) id(1) desc_scale(2) ...' (older versions without the indices)
+        numbered = all(re.search(r"\(\d+\)$", token) for token in tokens)
+        header.writer = "ctrees" if numbered or {"scale", "desc_scale"} <= set(names) else "rockstar"
         return
     version = _VERSION.match(text)
     if version:
@@ -238,19 +239,21 @@ def _particle_paths(path: Path, particles_path: PathLike | Sequence[PathLike] | 
         paths = [particles_path] if isinstance(particles_path, (str, os.PathLike)) else list(particles_path)
         return [Path(p) for p in paths]
     # Rockstar's names: out_<snap>.list and halos_<snap>.<chunk>.ascii beside halos_<snap>.<chunk>.particles
-    name = path.name
+    name = path.name.removesuffix(".gz")
     if name.startswith("out_") and name.endswith(".list"):
         pattern = f"halos_{name[len('out_') : -len('.list')]}.*.particles"
     else:
-        pattern = path.stem + ".particles"
+        pattern = Path(name).stem + ".particles"
     return sorted(path.parent.glob(pattern))
 
 
-def _data_lines(path: Path) -> Iterator[tuple[str, str]]:
-    """('line N', line) of the data lines of an ASCII table (comments and blank lines skipped)."""
+def _data_lines(path: Path, *, trees: bool = False) -> Iterator[tuple[str, str]]:
+    """('line N', line) of the data lines of an ASCII table (comments and blank lines skipped). With
+    ``trees`` (consistent-trees), also the single number a tree file writes after its header (the
+    count of its trees)."""
     with _open_text(path) as f:
         for number, line in enumerate(f, start=1):
-            if line.strip() and not line.startswith("#"):
+            if line.strip() and not line.startswith("#") and not (trees and len(line.split()) == 1):
                 yield f"line {number}", line
 
 
@@ -260,7 +263,12 @@ def _column_name(name: str) -> str:
 
 
 def _columns(header: RockstarHeader) -> dict[str, int]:
-    return {_column_name(name): i for i, name in enumerate(header.columns)}
+    """Lookup name -> index; a name written twice (Rockstar run with MASS_DEFINITION = "200b" prints the
+    main mass and the alternative one both as M200b) is the first, the main one."""
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header.columns):
+        columns.setdefault(_column_name(name), i)
+    return columns
 
 
 def _tokens(path: Path, block: Sequence[tuple[str, str | bytes]], n_columns: int) -> np.ndarray:
@@ -701,7 +709,7 @@ def _ctrees_epoch(path: Path, header: RockstarHeader, snapshot: int | None) -> t
     if snapshot is not None and snap_col is None:
         raise HaloOptionError(f"{path}: --snapshot {snapshot}: the file has no Snap_num column to pick rows by")
     scales: dict[tuple[float, int | None], int] = {}
-    lines = _data_lines(path)
+    lines = _data_lines(path, trees=True)
     try:
         for label, line in lines:
             fields = line.split()
@@ -733,7 +741,7 @@ def _ctrees_epoch(path: Path, header: RockstarHeader, snapshot: int | None) -> t
 
 def _rows(path: Path, setup: _RockstarSetup) -> Iterator[tuple[str, str]]:
     """The data lines of the halos to read: all, or those of one snapshot (``setup.rows``)."""
-    lines = _data_lines(path)
+    lines = _data_lines(path, trees=setup.attrs.get("source_format") == "ctrees")
     if setup.rows is None:
         yield from lines
         return

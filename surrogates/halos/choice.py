@@ -191,7 +191,14 @@ def choose_models(
     quantity they need in the catalog. ``particles_within``: per halo, whether it has enough
     particles within R200m for the scalars (None without particles).
     """
-    explicit_by_target = {c.target: c for c in explicit}
+    explicit_by_target: dict[str, Candidate] = {}
+    for candidate in explicit:
+        if candidate.target in explicit_by_target:
+            raise ModelChoiceError(
+                f"--model {explicit_by_target[candidate.target].ref} and --model {candidate.ref} both predict "
+                f"{candidate.target}; give one per target"
+            )
+        explicit_by_target[candidate.target] = candidate
     targets = sorted(set(candidates) | set(explicit_by_target))
     choices = []
     for target in targets:
@@ -226,9 +233,10 @@ def choose_models(
             free = (index < 0) & usable_halos(catalog_ds, candidate.inputs, particles_within)
             index[free] = k
             if k and free.any():
-                reasons.append(
-                    f"{int(free.sum())} halo(s) by {candidate.ref} ({candidate.kind}): {_unusable_why(chain[0].kind)}"
-                )
+                why = "; ".join(f"not {c.kind}: {_unusable_why(c.kind)}" for c in chain[:k])
+                reasons.append(f"{int(free.sum())} halo(s) by {candidate.ref} ({candidate.kind}), {why}")
+        if chain and not (index == 0).any():
+            reasons[0] += f" (but no halo of {source} can use it: {_unusable_why(chain[0].kind)})"
         if (index < 0).any():
             ids = np.asarray(catalog_ds["halo_id"].values)[index < 0][:5].tolist()
             raise ModelChoiceError(
@@ -261,7 +269,7 @@ def _score(chain: Sequence[Candidate]) -> str:
 def _unusable_why(kind: str) -> str:
     return {
         "scalars": "fewer than the scalars' minimum of particles within R200m",
-        "catalog": "catalog properties the halo finder did not measure (written as 0)",
+        "catalog": "a catalog property the halo finder did not measure (written as 0)",
         "global": "a spin or velocity dispersion of 0 (not measured)",
     }.get(kind, "not usable")
 
@@ -298,17 +306,28 @@ def range_warnings(catalog: Catalog, catalog_ds: xr.Dataset, refs: Sequence[str]
     """Sentences for each model whose training catalog had another redshift or particle mass than
     ``catalog_ds``: its predictions are extrapolations there (mass-only models read M200m alone)."""
     messages = []
-    seen: dict[str, tuple[float | None, tuple[float, float] | None]] = {}
+    seen: dict[str, tuple[float | None, tuple[float, float] | None, tuple[float, float]]] = {}
     redshift = float(catalog_ds.attrs.get("redshift", 0.0))
     masses = particle_mass_range(catalog_ds)
+    halo_masses = np.asarray(catalog_ds["M200m"].values)
     for ref in refs:
         trained_on = training_catalog(catalog, ref)
         if trained_on is None:
             continue
         if trained_on not in seen:
             with catalog.open(trained_on) as train:
-                seen[trained_on] = (float(train.attrs.get("redshift", 0.0)), particle_mass_range(train))
-        z_train, m_train = seen[trained_on]
+                seen[trained_on] = (
+                    float(train.attrs.get("redshift", 0.0)),
+                    particle_mass_range(train),
+                    (float(train["M200m"].min()), float(train["M200m"].max())),
+                )
+        z_train, m_train, (low, high) = seen[trained_on]
+        outside = int(((halo_masses < low) | (halo_masses > high)).sum())
+        if outside:
+            messages.append(
+                f"{ref} was trained on halos of M200m {low:.3g} to {high:.3g} Msun ({trained_on}); {outside} of "
+                f"{halo_masses.size} halo(s) of {source} lie outside that range: extrapolations"
+            )
         if z_train is not None and not math.isclose(1 / (1 + redshift), 1 / (1 + z_train), abs_tol=0.01):
             messages.append(
                 f"{ref} was trained on halos at z = {z_train:g} ({trained_on}); {source} is at z = {redshift:.4g}"

@@ -123,6 +123,8 @@ def _reads_particles(model: LoadedModel) -> bool:
 def require_models(catalog: Catalog, models: Sequence[str] = ()) -> dict[str, dict[str, Candidate]]:
     """The stored halo models (:func:`~surrogates.halos.choice.stored_candidates`); without any, and
     without ``models`` named, a :class:`NoHaloModelError` saying how to train one."""
+    for ref in models:  # a --model that is not in the catalog is said before SOURCE is read
+        catalog.resolve(ref)
     candidates = stored_candidates(catalog)
     if not candidates and not models:
         raise NoHaloModelError(

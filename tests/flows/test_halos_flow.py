@@ -114,8 +114,10 @@ def test_predict_galaxies_picks_the_best_model_a_real_catalog_supports(smoke, tm
         # halos whose properties the halo finder wrote as 0 go to a model that does not read them
         fallback = int((table["log_mstar_model"] != best[kind]).sum())
         assert (fallback > 0) == (" halo(s) by " in done.stdout)
-        # trained at z = 0 on the population's particles: another epoch is said
+        # trained at z = 0 on the population's particles: another epoch is said, and masses beyond the training's
         assert "warning: " in done.stderr and "was trained on halos at z = 0" in done.stderr
+        if path.suffix == ".bin":  # the gevolution halos are all heavier than the smoke population's
+            assert "126 of 126 halo(s)" in done.stderr and "lie outside that range" in done.stderr
     as_json = _eqs(root, "predict-galaxies", path, "--format", "ctrees", "--out", tmp_path / "j.csv", "--json")
     summary = json.loads(as_json.stdout)
     assert summary["choices"][0]["target"] == "log_mstar" and summary["warnings"]
@@ -132,6 +134,13 @@ def test_a_model_that_needs_particles_is_refused_for_a_catalog_without_them(smok
     error = json.loads(done.stdout)["error"]
     assert f"--model {scalars}: a scalars model reads particles" in error and "which " in error
     assert not (tmp_path / "p.csv").exists()
+    # one model per target, and a model that is not there is said before the file is read
+    mass_only = result.models["log_mstar/mass-only"]["random"][0]
+    both = _eqs(root, "predict-galaxies", path, *args[:-2], "--model", mass_only, "--out", tmp_path / "p.csv")
+    assert both.exit_code == 2 and "both predict log_mstar; give one per target" in both.output
+    missing = _eqs(root, "predict-galaxies", tmp_path / "nothing.list", "--format", "rockstar", "--model", "nosuch@v1",
+                   "--out", tmp_path / "p.csv")  # fmt: skip
+    assert missing.exit_code == 2 and "nosuch" in missing.output and "nothing.list" not in missing.output
     # a catalog with particles is predicted by the scalars model
     out = tmp_path / "raw.csv"
     done = _eqs(root, "predict-galaxies", result.data["raw"], "--format", "catalog", "--out", out)

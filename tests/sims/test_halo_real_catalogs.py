@@ -122,7 +122,8 @@ def test_a_consistent_trees_tree_file_needs_a_snapshot(tmp_path):
         )
         earlier.append(" ".join(fields))
     tree = tmp_path / "tree_0_0_0.dat"
-    tree.write_text("\n".join([*header, "#tree 1", *earlier, "#tree 2", *rows]) + "\n")
+    # consistent-trees writes the number of trees after the header, then '#tree ID' before each tree
+    tree.write_text("\n".join([*header, "2", "#tree 1", *earlier, "#tree 2", *rows]) + "\n")
     snapshot = int(rows[0].split()[snap])
     with pytest.raises(HaloOptionError, match=r"rows of 2 snapshots \(a tree file\): pick one with --snapshot"):
         _read(tree, "ctrees")
@@ -163,8 +164,8 @@ def test_the_command_ingests_a_real_catalog_and_says_it_has_no_particles(tmp_pat
     assert result.exit_code == 0, result.output
     assert "warning: " in result.stderr and "z = -0.02994" in result.stderr
     assert "has no particles: 126 halos with their catalog properties only" in result.stderr
-    assert result.stdout.strip() == "halos-halos_0@v1"
-    with Catalog(tmp_path / "c").open("halos-halos_0@v1") as ds:
+    assert result.stdout.strip() == "halos-halos_0.0@v1"
+    with Catalog(tmp_path / "c").open("halos-halos_0.0@v1") as ds:
         assert ds.sizes["halo"] == 126 and not has_particles(ds)
 
 
@@ -181,3 +182,42 @@ def test_a_header_without_halos_is_no_halos_not_a_particle_error(tmp_path):
     path.write_text("".join(line for line in (OUT_LIST / "out_163.list").open() if line.startswith("#")))
     with pytest.raises(HaloCatalogError, match=r"out_163\.list: no halos \(the header is followed by no data row\)"):
         _read(path, "rockstar")
+
+
+def test_an_older_consistent_trees_header_without_column_indices_is_read_as_one(tmp_path):
+    lines = HLIST.read_text().splitlines(keepends=True)
+    lines[0] = "#" + " ".join(c.split("(")[0] for c in lines[0][1:].split()) + "\n"
+    path = tmp_path / "hlist_0.07812.list"
+    path.write_text("".join(lines))
+    a, b = _read(HLIST, "ctrees"), _read(path, "ctrees")
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_a_property_written_as_0_is_kept_as_not_measured(tmp_path):
+    lines = (OUT_LIST / "out_160.list").read_text().splitlines(keepends=True)
+    columns = lines[0][1:].split()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    fields = lines[first].split()
+    for name in ("Vmax", "Halfmass_Radius", "Voff", "b_to_a"):
+        fields[columns.index(name)] = "0.00"
+    lines[first] = " ".join(fields) + "\n"
+    path = tmp_path / "out_160.list"
+    path.write_text("".join(lines))
+    ds = _read(path, "rockstar")
+    assert ds.sizes["halo"] == 4867
+    assert ds["vmax"].values[0] == 0 and ds["r_half"].values[0] == 0 and ds["v_offset"].values[0] == 0
+
+
+def test_the_default_names_of_two_epochs_differ(tmp_path):
+    runner = CliRunner()
+    refs = []
+    for scale in ("0.07812", "0.50000"):
+        path = tmp_path / f"hlist_{scale}.list"
+        path.write_bytes(HLIST.read_bytes())
+        done = runner.invoke(
+            main, ["--catalog", str(tmp_path / "c"), "ingest", "halos", str(path), "--format", "ctrees"]
+        )
+        assert done.exit_code == 0, done.output
+        refs.append(done.stdout.strip())
+    assert refs == ["halos-hlist_0.07812@v1", "halos-hlist_0.50000@v1"]
