@@ -169,12 +169,10 @@ def _read_rockstar(path: Any, *, chunk_halos: int, particles: list[str] | None =
     return iter_rockstar(path, particles, chunk_halos=chunk_halos)
 
 
-def _read_ctrees(
-    path: Any, *, chunk_halos: int, snapshot: int | None = None, particles: list[str] | None = None
-) -> Iterator[xr.Dataset]:
+def _read_ctrees(path: Any, *, chunk_halos: int, snapshot: int | None = None) -> Iterator[xr.Dataset]:
     from sims.halos.rockstar import iter_ctrees
 
-    return iter_ctrees(path, chunk_halos=chunk_halos, snapshot=snapshot, particles_path=particles)
+    return iter_ctrees(path, chunk_halos=chunk_halos, snapshot=snapshot)
 
 
 def _read_hdf5(path: Any, *, chunk_halos: int) -> Iterator[xr.Dataset]:
@@ -209,10 +207,9 @@ register_reader(
         "ctrees",
         "a consistent-trees halo list (hlist_*.list; tree_*.dat with --snapshot)",
         _read_ctrees,
-        (
-            ReaderOption("snapshot", "--snapshot", "the snapshot of a tree file's rows", check=_snapshot),
-            ReaderOption("particles", "--particles", "Rockstar .particles files of the same snapshot", check=_files),
-        ),
+        # no --particles: Rockstar's particle files name their halos by the Rockstar ID (Orig_halo_ID),
+        # not by the consistent-trees id; particles come from --particles-snapshot
+        (ReaderOption("snapshot", "--snapshot", "the snapshot of a tree file's rows", check=_snapshot),),
     )
 )
 register_reader(HaloReader("hdf5", "the canonical halo HDF5 file", _read_hdf5))

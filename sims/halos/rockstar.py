@@ -659,9 +659,10 @@ def iter_ctrees(
     ``#VX/VY/VZ: Halo velocity (km/s physical).``), read and converted as for Rockstar
     (:func:`iter_rockstar`: the same columns, units and definitions). The scale factor is the rows'
     ``scale`` column: a file whose rows hold several (a tree file) needs ``snapshot``. Halo IDs are
-    the ``id`` column (unique across the simulation). Consistent-trees writes no particles; Rockstar
-    ``.particles`` files of the same snapshot may be named with ``particles_path`` (their
-    ``external_haloid`` is the Rockstar ID, the ``Orig_halo_ID`` column, so this is rarely useful).
+    the ``id`` column (unique across the simulation). Consistent-trees writes no particles, and
+    ``particles_path`` (Rockstar ``.particles`` files) matches their ``external_haloid`` against that
+    ``id``, right only where it equals the Rockstar ID (``Orig_halo_ID``): the command line does not
+    offer it; particles come from a snapshot (:mod:`sims.halos.snapshot`).
     """
     _check_chunk_halos(chunk_halos)
     path = Path(path)

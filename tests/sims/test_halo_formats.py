@@ -24,7 +24,7 @@ def test_every_option_of_another_format_is_named_with_the_format_that_reads_it()
         checked_options(get_reader("rockstar"), "x.list", {"snapshot": 3})
     with pytest.raises(HaloOptionError) as both:
         checked_options(get_reader("hdf5"), "x.h5", {"particles": ["p"], "matching": "m.h5"})
-    assert "--particles is only read with --format rockstar or --format ctrees" in str(both.value)
+    assert "--particles is only read with --format rockstar" in str(both.value)
     assert "--matching is only read with --format tng" in str(both.value)
     with pytest.raises(HaloOptionError, match="--format tng needs --snapshot"):
         checked_options(get_reader("tng"), "run/output", {})

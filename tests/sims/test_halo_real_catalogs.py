@@ -221,3 +221,9 @@ def test_the_default_names_of_two_epochs_differ(tmp_path):
         assert done.exit_code == 0, done.output
         refs.append(done.stdout.strip())
     assert refs == ["halos-hlist_0.07812@v1", "halos-hlist_0.50000@v1"]
+
+
+def test_particle_files_are_not_matched_to_consistent_trees_ids():
+    # Rockstar's particle files name their halos by the Rockstar ID, not the consistent-trees id
+    with pytest.raises(HaloOptionError, match="--particles is only read with --format rockstar, not ctrees"):
+        _read(HLIST, "ctrees", particles=[str(HLIST)])
