@@ -36,6 +36,7 @@ from pipeline.halos.scalars import (
     _assemble,
     _tasks,
     halo_scalar_array,
+    shell_moment_arrays,
     shell_moments,
 )
 from sims.halos.catalog import catalog_dataset
@@ -165,15 +166,7 @@ def limits(ds: xr.Dataset, path: str | Path, *, chunk_halos: int = 256, repeats:
     """
     import h5py
 
-    arrays = {
-        "position": ds["particle_position"].values,
-        "velocity": ds["particle_velocity"].values,
-        "mass": ds["particle_mass"].values,
-        "counts": ds["particle_count"].values,
-        "centre": ds["position"].values,
-        "M200m": ds["M200m"].values,
-        "R200m": ds["R200m"].values,
-    }
+    arrays = shell_moment_arrays(ds)
     n = int(arrays["mass"].size)
     x = arrays["position"]
 

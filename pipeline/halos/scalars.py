@@ -261,6 +261,19 @@ def _symmetric(upper: np.ndarray) -> np.ndarray:
     return out
 
 
+def shell_moment_arrays(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """A ``halos.catalog`` held in memory as the keyword arguments of :func:`shell_moments`."""
+    return {
+        "position": ds["particle_position"].values,
+        "velocity": ds["particle_velocity"].values,
+        "mass": ds["particle_mass"].values,
+        "counts": ds["particle_count"].values,
+        "centre": ds["position"].values,
+        "M200m": ds["M200m"].values,
+        "R200m": ds["R200m"].values,
+    }
+
+
 def shell_moments(
     position: np.ndarray,
     velocity: np.ndarray,

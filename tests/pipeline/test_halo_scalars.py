@@ -17,6 +17,7 @@ from pipeline.halos.scalars import (
     SCALAR_KINDS,
     SCALAR_NAMES,
     SHELL_EDGES,
+    shell_moment_arrays,
     HaloScalarsError,
     _tasks,
     halo_scalar_array,
@@ -70,18 +71,6 @@ def random_catalog(n_halos: int = 4, seed: int = 0) -> xr.Dataset:
     )
 
 
-def arrays(ds: xr.Dataset) -> dict[str, np.ndarray]:
-    return {
-        "position": ds["particle_position"].values,
-        "velocity": ds["particle_velocity"].values,
-        "mass": ds["particle_mass"].values,
-        "counts": ds["particle_count"].values,
-        "centre": ds["position"].values,
-        "M200m": ds["M200m"].values,
-        "R200m": ds["R200m"].values,
-    }
-
-
 def natural_scales(moments: dict[str, np.ndarray]) -> np.ndarray:
     """(H, 567): the size of each scalar's ingredients, the Cauchy-Schwarz bound on its value.
 
@@ -112,7 +101,7 @@ def natural_scales(moments: dict[str, np.ndarray]) -> np.ndarray:
 
 def assert_same_scalars(actual: np.ndarray, expected: np.ndarray, ds: xr.Dataset) -> None:
     """Equal to RTOL relative to each scalar's natural scale (exact invariance up to round-off)."""
-    bound = RTOL * natural_scales(shell_moments(**arrays(ds)))
+    bound = RTOL * natural_scales(shell_moments(**shell_moment_arrays(ds)))
     error = np.abs(actual - expected)
     worst = np.unravel_index(np.argmax(error / bound), error.shape)
     assert (error <= bound).all(), f"{SCALAR_NAMES[worst[1]]} of halo {worst[0]}: {actual[worst]} vs {expected[worst]}"
@@ -177,7 +166,7 @@ def test_invariant_under_rotations_reflections_translations_boosts_and_permutati
 def test_invariant_under_changes_of_units(extra):
     """kpc -> Mpc, km/s -> m/s, Msun -> kg (times an arbitrary extra factor): arrays and G rescaled."""
     ds = random_catalog(seed=2)
-    a = arrays(ds)
+    a = shell_moment_arrays(ds)
     length, speed, mass = MPC_PER_KPC * extra, MS_PER_KMS / extra, KG_PER_MSUN * extra**2
     scaled = {
         **a,
@@ -411,7 +400,7 @@ def test_a_local_cluster_gives_the_same_scalars():
 
 def test_scalars_from_moments_on_torch_match_numpy():
     torch = pytest.importorskip("torch")
-    moments = shell_moments(**arrays(random_catalog(n_halos=2, seed=9)))
+    moments = shell_moments(**shell_moment_arrays(random_catalog(n_halos=2, seed=9)))
     moments.pop("particles_within")
     expected = scalars_from_moments(moments)
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in moments.items()}
@@ -497,7 +486,7 @@ def kernel_cases():
     """Random halos, and the awkward ones: empty shells, one particle, none, huge and tiny coordinates."""
     rng = np.random.default_rng(11)
     for seed in range(3):
-        yield f"random-{seed}", arrays(random_catalog(n_halos=5, seed=20 + seed))
+        yield f"random-{seed}", shell_moment_arrays(random_catalog(n_halos=5, seed=20 + seed))
     counts = np.array([0, 1, 1, 2, 40, 3])
     n = counts.sum()
     R = np.array([100.0, 100.0, 100.0, 50.0, 200.0, 10.0])
@@ -525,10 +514,10 @@ def kernel_cases():
     for name, length in (("huge", 1e15), ("tiny", 1e-15)):
         scaled = {k: v * length if k in ("position", "centre", "R200m") else v for k, v in base.items()}
         yield name, scaled
-    far = arrays(random_catalog(n_halos=3, seed=30))
+    far = shell_moment_arrays(random_catalog(n_halos=3, seed=30))
     shift = 1e9  # coordinates far from the origin: x = position - centre loses digits in both the same way
     yield "far-from-origin", {**far, "position": far["position"] + shift, "centre": far["centre"] + shift}
-    a = arrays(random_catalog(n_halos=4, seed=31))
+    a = shell_moment_arrays(random_catalog(n_halos=4, seed=31))
     yield "float32", {**a, **{k: a[k].astype(np.float32) for k in ("position", "velocity", "mass")}}
 
 
@@ -553,7 +542,7 @@ def test_the_kernel_matches_the_former_bincount_moments(name, case):
 
 
 def test_the_kernel_checks_its_inputs():
-    a = arrays(random_catalog(n_halos=2, seed=32))
+    a = shell_moment_arrays(random_catalog(n_halos=2, seed=32))
     with pytest.raises(ValueError, match="position must be shaped"):
         shell_moments(**{**a, "position": a["position"][:-1]})
     with pytest.raises(ValueError, match="non-negative"):
