@@ -31,6 +31,17 @@ from ..cli.core import (
     write_summary,
 )
 
+# the readers' options shared by ingest halos and predict-galaxies (sims.halos.formats checks which apply)
+snapshot_option = click.option(
+    "--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng; ctrees tree files)."
+)
+particles_option = click.option(
+    "--particles",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rockstar .particles file(s) [default: those found beside the halo list; with none, the halos are read "
+    "without particles].",
+)
 # particles for a catalog without them, from a simulation snapshot (sims.halos.snapshot)
 particles_snapshot_option = click.option(
     "--particles-snapshot",
@@ -137,13 +148,8 @@ def _input_warnings() -> Iterator[None]:
     required=True,
     help=f"{FORMAT_HELP}.",
 )
-@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng; ctrees tree files).")
-@click.option(
-    "--particles",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Rockstar .particles file(s) [default: those found beside the halo list; with none, the halos are read without particles].",
-)
+@snapshot_option
+@particles_option
 @click.option(
     "--matching",
     type=click.Path(exists=True, dir_okay=False),
@@ -231,13 +237,8 @@ def ingest_halos_command(
     show_default=True,
     help=f"SOURCE is a file or folder ({FORMAT_HELP}) or a catalog ref NAME[@vN] (catalog).",
 )
-@click.option("--snapshot", type=click.IntRange(min=0), default=None, help="Snapshot number (tng; ctrees tree files).")
-@click.option(
-    "--particles",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Rockstar .particles file(s) of SOURCE [default: those found beside a Rockstar list].",
-)
+@snapshot_option
+@particles_option
 @particles_snapshot_option
 @drop_empty_option
 @click.option(

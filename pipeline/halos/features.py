@@ -44,6 +44,8 @@ from sims.halos.catalog import CATALOG_PROPERTIES, TARGETS
 
 FEATURES_KIND = "halos.features"
 GLOBAL_PROPERTIES = ("log_concentration", "log_spin", "log_sigma_v_over_v200m")
+#: The catalog fields the global properties are made of.
+GLOBAL_FIELDS = ("concentration", "spin", "sigma_v")
 GLOBAL_DIM = "global_property"
 #: The catalog fields the ``catalog`` model reads besides M200m and R200m, and their features.
 CATALOG_MODEL_FIELDS = tuple(CATALOG_PROPERTIES)
@@ -133,7 +135,7 @@ def catalog_globals(catalog: xr.Dataset, G: float = G_KPC_KMS2_MSUN) -> np.ndarr
     """(halo, 3) the catalog's own global properties as in :data:`GLOBAL_PROPERTIES`, or None when
     the catalog lacks any of ``concentration``, ``spin``, ``sigma_v``. Units: the catalog's canonical
     ones (``G`` in kpc (km/s)^2 per unit of its M200m)."""
-    if any(name not in catalog for name in ("concentration", "spin", "sigma_v")):
+    if any(name not in catalog for name in GLOBAL_FIELDS):
         return None
     mass, radius = catalog["M200m"].values, catalog["R200m"].values
     v200 = np.sqrt(G * mass / radius)  # km/s, from Msun and kpc

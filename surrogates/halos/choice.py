@@ -24,14 +24,12 @@ import xarray as xr
 
 from data_catalog import Catalog, parse_ref
 from pipeline.halos.evaluation import EVALUATION_KIND
-from pipeline.halos.features import CATALOG_MODEL_FIELDS, catalog_inputs_valid
+from pipeline.halos.features import CATALOG_MODEL_FIELDS, GLOBAL_FIELDS, catalog_inputs_valid
 from sims.halos.catalog import HALOS_KIND, PARTICLE_FIELDS, has_particles
 from surrogates.artifacts import MODEL_KIND
 
 #: The kinds of halo model, best first: what a catalog supports decides which is used.
 PREFERENCE = ("scalars", "catalog", "global", "mass-only")
-#: The global model's catalog quantities (log10 of each enters its features).
-GLOBAL_FIELDS = ("concentration", "spin", "sigma_v")
 WHAT = {
     "scalars": "the invariant scalars of the particles",
     "catalog": "the halo finder's catalog properties",
@@ -202,7 +200,9 @@ def choose_models(
     targets = sorted(set(candidates) | set(explicit_by_target))
     choices = []
     for target in targets:
-        chain: list[Candidate] = []
+        stored = candidates.get(target, {})
+        lacks = {kind: missing_quantities(catalog_ds, c.inputs) for kind, c in stored.items()}
+        supported = ranked([c for kind, c in stored.items() if not lacks[kind]])
         reasons: list[str] = []
         if target in explicit_by_target:
             chosen = explicit_by_target[target]
@@ -212,20 +212,21 @@ def choose_models(
                     f"--model {chosen.ref}: a {chosen.kind} model reads {', '.join(missing)}, which {source} lacks; "
                     f"choose a model of what it has ({_has(catalog_ds)}), or leave out --model to let eqs choose"
                 )
-            chain.append(chosen)
+            chain = [chosen]
             reasons.append(f"{chosen.ref}: named with --model")
         else:
-            stored = candidates.get(target, {})
-            for kind in PREFERENCE:
-                if kind in stored and missing_quantities(catalog_ds, stored[kind].inputs):
-                    missing = missing_quantities(catalog_ds, stored[kind].inputs)
-                    reasons.append(f"not {kind} ({stored[kind].ref}): {source} lacks {', '.join(missing)}")
-            chain = ranked([c for c in stored.values() if not missing_quantities(catalog_ds, c.inputs)])
+            chain = supported[:1]
             if chain:
-                reasons.insert(0, f"{chain[0].ref}: the {chain[0].kind} model, on {WHAT[chain[0].kind]}{_score(chain)}")
+                reasons.append(
+                    f"{chain[0].ref}: the {chain[0].kind} model, on {WHAT[chain[0].kind]}{_score(supported)}"
+                )
+            reasons += [
+                f"not {kind} ({stored[kind].ref}): {source} lacks {', '.join(lacks[kind])}"
+                for kind in PREFERENCE
+                if lacks.get(kind)
+            ]
         # the halos the first model cannot use go to the next one that can
-        rest = [c for c in candidates.get(target, {}).values() if c not in chain]
-        chain += ranked([c for c in rest if not missing_quantities(catalog_ds, c.inputs)])
+        chain += [c for c in supported if c.ref not in {chosen.ref for chosen in chain}]
         if not chain:
             raise ModelChoiceError(f"no stored model of {target} can use {source}: it has {_has(catalog_ds)}")
         index = np.full(catalog_ds.sizes["halo"], -1, dtype=np.int64)
