@@ -51,6 +51,15 @@ def base_kind(halo_model: str) -> str:
     return halo_model.removesuffix("-ensemble")
 
 
+#: The features variables measured from a halo's particles.
+PARTICLE_VARIABLES = ("scalars", "global_particles")
+
+
+def reads_particles(inputs: Sequence[str]) -> bool:
+    """Whether a model reading the features ``inputs`` needs the catalog's particles."""
+    return any(variable.split(":")[0] in PARTICLE_VARIABLES for variable in inputs)
+
+
 def catalog_needs(inputs: Sequence[str]) -> tuple[str, ...]:
     """The catalog quantities a model reading the features ``inputs`` needs."""
     needs: list[str] = []
@@ -60,7 +69,7 @@ def catalog_needs(inputs: Sequence[str]) -> tuple[str, ...]:
             needs.append("M200m")
         elif name == "global":
             needs += GLOBAL_FIELDS
-        elif name in ("scalars", "global_particles"):
+        elif name in PARTICLE_VARIABLES:
             needs += PARTICLE_FIELDS
         elif name == "catalog":
             needs += CATALOG_MODEL_FIELDS
@@ -82,10 +91,10 @@ def usable_halos(catalog: xr.Dataset, inputs: Sequence[str], particles_within: n
     """Per halo, whether a model reading ``inputs`` can predict it: every quantity measured (a halo
     finder writes 0 for what it could not measure) and, for particle models, enough particles."""
     usable = np.ones(catalog.sizes["halo"], dtype=bool)
+    if reads_particles(inputs):
+        usable &= particles_within if particles_within is not None else False
     for name in {variable.split(":")[0] for variable in inputs}:
-        if name in ("scalars", "global_particles"):
-            usable &= particles_within if particles_within is not None else False
-        elif name == "global":
+        if name == "global":
             for field_name in GLOBAL_FIELDS:
                 usable &= np.asarray(catalog[field_name].values) > 0
         elif name == "catalog":

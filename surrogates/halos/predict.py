@@ -23,14 +23,14 @@ import xarray as xr
 from data_catalog import Catalog
 from pipeline.halos.features import halo_features
 from pipeline.halos.scalars import DEFAULT_CHUNK_HALOS, halo_scalars
-from sims.halos.catalog import PARTICLE_FIELDS, has_particles
+from sims.halos.catalog import has_particles
 from surrogates.artifacts import LoadedModel
 from surrogates.halos.choice import (
     Candidate,
     TargetChoice,
-    catalog_needs,
     choose_models,
     range_warnings,
+    reads_particles,
     stored_candidates,
 )
 from surrogates.halos.runs import load_halo_model, predict_loaded
@@ -77,7 +77,11 @@ def predict_galaxies(
     few particles within R200m for the scalars) is an error naming the halos. ``scalars``: the
     catalog's :func:`~pipeline.halos.scalars.halo_scalars`, when already computed.
     """
-    if scalars is None and has_particles(catalog_ds) and any(_reads_particles(m) for m in models):
+    if (
+        scalars is None
+        and has_particles(catalog_ds)
+        and any(reads_particles(json.loads(m.attrs["inputs"])) for m in models)
+    ):
         too_few = "raise" if choices is None else "mark"
         scalars = halo_scalars(catalog_ds, chunk_halos=chunk_halos, dask_address=dask_address, too_few=too_few)
     if scalars is not None:  # every halo kept: the choices say which model predicts which
@@ -116,10 +120,6 @@ def predict_galaxies(
     )
 
 
-def _reads_particles(model: LoadedModel) -> bool:
-    return any(v.split(":")[0] in ("scalars", "global_particles") for v in json.loads(model.attrs["inputs"]))
-
-
 def require_models(catalog: Catalog, models: Sequence[str] = ()) -> dict[str, dict[str, Candidate]]:
     """The stored halo models (:func:`~surrogates.halos.choice.stored_candidates`); without any, and
     without ``models`` named, a :class:`NoHaloModelError` saying how to train one."""
@@ -152,7 +152,7 @@ def best_predictions(
     explicit = [Candidate.of(catalog, catalog.resolve(ref)) for ref in models]
     considered = [*explicit, *(c for kinds in candidates.values() for c in kinds.values())]
     scalars, within = None, None
-    if has_particles(catalog_ds) and any(set(catalog_needs(c.inputs)) & set(PARTICLE_FIELDS) for c in considered):
+    if has_particles(catalog_ds) and any(reads_particles(c.inputs) for c in considered):
         scalars = halo_scalars(catalog_ds, chunk_halos=chunk_halos, dask_address=dask_address, too_few="mark")
         within = np.asarray(scalars["valid"].values, dtype=bool)
     choices = choose_models(catalog_ds, candidates, within, explicit=explicit, source=source)
