@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.declared.methods import METHODS
+
 from ..cli.core import (
     UsageFailure,
     _catalog,
@@ -65,9 +67,10 @@ def _input_problem(exc: Exception, data: str, declaration: str) -> UsageFailure:
     "--method",
     "methods",
     multiple=True,
-    type=click.Choice(["pi", "scalars", "raw"]),
-    help="Methods to train (repeat) [default: all: pi, the invariant and units-equivariant model; scalars and raw, "
-    "the two baselines].",
+    type=click.Choice(METHODS),
+    help="Methods to train (repeat) [default: pi, the invariant and units-equivariant model; scalars and raw, the "
+    "two baselines]. Also: frame (frame averaging over PCA frames, exact; O(d), SO(d), E(d), SE(d)), canonical "
+    "(one PCA frame), augment (randomly moved samples) and penalty (an equivariance penalty), for comparison.",
 )
 @click.option("--name", default=None, help="Catalog name of the data [default: fit-<the declaration's name>].")
 @click.option(
@@ -132,6 +135,10 @@ def fit(
         decl, canonical, _, chosen = checked_input(data, declaration, shift_by, list(targets) or None)
     except DeclarationError as exc:
         raise _input_problem(exc, data, declaration) from None
+    from .flow import method_refusals
+
+    for method, why in method_refusals(methods, decl).items():
+        raise UsageFailure(f"--method {method}: {why}")
     where = report_dir or os.path.join("reports", result_name(decl.name))
     _refuse_inside_catalog(ctx, "--report-dir", where, os.path.realpath(where))
     cat = _catalog(ctx)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from annotated_types import Ge
 from prefect import flow, get_run_logger
 
 from data_catalog import Catalog, parse_ref
-from pipeline.declared.summary import METHOD_TITLES
+from pipeline.declared.methods import DEFAULT_METHODS, METHODS
 from pipeline.results import SystemResult
 
 from ..conventions import (
@@ -35,7 +36,6 @@ from ..conventions import (
 from ..progress import epoch_progress
 from ..schedules import Choices
 
-METHODS = tuple(METHOD_TITLES)
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "seeds": 1,
@@ -123,6 +123,23 @@ def checked_input(data: str, declaration_path: str, shift_by: str | None, target
     if declaration.fit.shift_by:
         shift_values(canonical, declaration, plan, declaration.fit.shift_by)
     return declaration, canonical, conditions, chosen
+
+
+def method_refusals(methods: Sequence[str], declaration) -> dict[str, str]:
+    """Why each method that cannot model the declared system cannot (``eqs fit --method``)."""
+    from surrogates.declared.models import method_refusal
+
+    return {m: why for m in methods if (why := method_refusal(m, declaration))}
+
+
+def checked_methods(methods: Sequence[str] | None, declaration) -> list[str]:
+    """The methods to train (the default ones when none are named), refused with a ValueError when one
+    is unknown or cannot model the system."""
+    chosen = checked_choice(list(methods or DEFAULT_METHODS), METHODS, "method(s)")
+    refused = method_refusals(chosen, declaration)
+    if refused:
+        raise ValueError("; ".join(f"method {m!r}: {why}" for m, why in refused.items()))
+    return chosen
 
 
 @catalog_task(cache=False)  # the file may change under the same path; identical content gives the same ref
@@ -338,10 +355,10 @@ def fit_flow(
 
     settings = preset_settings(preset)
     seeds = checked_seeds(settings["seeds"] if seeds is None else seeds)
-    chosen_methods = checked_choice(methods, METHODS, "method(s)")
     from pipeline.declared.design import targets_of
 
     decl = load_declaration(declaration, shift_by)  # the data are checked by the ingest step
+    chosen_methods = checked_methods(methods, decl)
     chosen = targets_of(decl, targets)
     root = str(Catalog(catalog).root)
     log = get_run_logger()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.declared.summary import METHOD_TITLES, METRIC
+from pipeline.declared.methods import METHOD_TITLES
+from pipeline.declared.summary import METRIC
 from pipeline.report import (
     Document,
     ReportSection,

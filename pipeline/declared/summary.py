@@ -9,16 +9,12 @@ import numpy as np
 
 from data_catalog import Catalog
 from pipeline.declared.evaluation import scores
+from pipeline.declared.methods import METHOD_TITLES
 from pipeline.declared.splits import IN_DISTRIBUTION, SPLITS
 from pipeline.results import SummaryRow
 from pipeline.summaries import sample_std
 
 METRIC = "median relative error"
-METHOD_TITLES = {
-    "pi": "Pi groups (invariant, units-equivariant)",
-    "scalars": "invariant scalars (dimensional)",
-    "raw": "raw components",
-}
 
 
 def _spread(values: Sequence[float]) -> tuple[float, float]:

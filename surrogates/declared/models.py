@@ -10,7 +10,17 @@ noisy target, its uncertainty sigma, in the target's units):
   data), so none follows the training units;
 - ``scalars``: an MLP of the dimensional invariant scalars, standardised in the training units: exactly
   invariant or equivariant under the group, not under a change of units (a baseline);
-- ``raw``: an MLP of the raw components in the training units (a baseline with no symmetry).
+- ``raw``: an MLP of the raw components in the training units (a baseline with no symmetry);
+- ``frame``: the ``raw`` MLP averaged over each sample's PCA frame (:mod:`pipeline.frames`): exactly
+  invariant or equivariant under O(d), SO(d), E(d) and SE(d), whatever the MLP;
+- ``canonical``: the ``raw`` MLP in one element of that frame (canonicalization): exact away from the
+  inputs whose frame is degenerate, at 1 / |frame| of the cost;
+- ``augment``: the ``raw`` MLP trained on samples each moved by a random group element (approximate);
+- ``penalty``: the ``raw`` MLP trained with an equivariance penalty, the mean squared difference between
+  its output on randomly moved inputs and its moved output, normalised like the loss (approximate).
+
+The last four read the components as ``raw`` does (with a relabelled set, every member in the data's
+order: no invariance under relabelling).
 
 Each is fitted by the shared trainer (``surrogates.training``): a mean squared error normalised per
 sample (``pi``: by the target's own scale monomial; baselines: by the training spread), or a Gaussian
@@ -34,14 +44,29 @@ from pipeline.declared.design import (
     input_plan,
     view_values,
 )
-from pipeline.declared.summary import METHOD_TITLES
+from pipeline.declared.methods import METHOD_TITLES, METHODS
+from pipeline.frames import (
+    FRAME_GROUPS,
+    act,
+    canonical_frame,
+    directions,
+    from_frame,
+    pca_frames,
+    random_elements,
+    second_moment,
+    to_frame,
+)
 from pipeline.model_io import ModelIO, Port, Slot
 from sims.declaration import Kind, Role, SystemDeclaration
 from surrogates.artifacts import register_model
 from surrogates.mlp import MLP
 from surrogates.training import TrainConfig, TrainResult, seed_everything, train
 
-METHODS = tuple(METHOD_TITLES)
+RAW_LAYOUT = ("raw", "frame", "canonical", "augment", "penalty")  # read every component of every input
+FRAMED = ("frame", "canonical")
+MOVED = ("augment", "penalty")  # train on randomly moved samples
+EXACT = ("pi", "scalars", "frame", "canonical")  # exactly invariant or equivariant under the group
+PENALTY_WEIGHT = 1.0
 LOG_SIGMA_RANGE = (-12.0, 6.0)  # relative to the model's scale; keeps the likelihood finite
 TARGET_KEY = "target"
 INPUT_PREFIX = "in:"
@@ -50,6 +75,18 @@ INPUT_PREFIX = "in:"
 def _rms(x: np.ndarray) -> float:
     value = float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
     return value if math.isfinite(value) and value > 0 else 1.0
+
+
+def method_refusal(method: str, decl: SystemDeclaration) -> str | None:
+    """Why ``method`` cannot model the system (None when it can)."""
+    if method in FRAMED and decl.group not in FRAME_GROUPS:
+        return (
+            f"{method} is built on frames of O(d), SO(d), E(d) or SE(d); the system's symmetry is {decl.symmetry}"
+            + (" (the Lorentz group is not compact: no frame averages over it)" if decl.group == "Lorentz" else "")
+        )
+    if method in MOVED and decl.group == "none":
+        return f"{method} moves samples by the symmetry group, and the system declares none"
+    return None
 
 
 @register_model("declared-surrogate")
@@ -89,19 +126,23 @@ class DeclaredSurrogate(torch.nn.Module):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.declaration_json = dict(declaration)
         decl = SystemDeclaration.from_dict(self.declaration_json, source="the model's declaration")
+        refusal = method_refusal(method, decl)
+        if refusal:
+            raise ValueError(refusal)
+        self.raw_layout = method in RAW_LAYOUT
         self.decl, self.target, self.method = decl, target, method
         self.hidden, self.gaussian, self.activation = tuple(int(h) for h in hidden), bool(gaussian), activation
         self.signed = None if signed is None else [str(s) for s in signed]
         self.zero = [str(z) for z in zero]
         self.set_size = None if set_size is None else int(set_size)
-        if decl.permutation is not None and method == "raw" and not self.set_size:
+        if decl.permutation is not None and self.raw_layout and not self.set_size:
             raise ValueError(
-                "the raw baseline of a system with a relabelled set needs set_size (its number of members)"
+                f"the {method} model of a system with a relabelled set needs set_size (its number of members)"
             )
         self.design: TargetDesign = design_for(decl, target, input_plan(decl, self.signed))
         self.inputs = [q for q in decl.quantities if q.role is not Role.TARGET]
         self.d = decl.space_dim
-        self.pairs = decl.permutation is not None and method != "raw"
+        self.pairs = decl.permutation is not None and not self.raw_layout
         self.member_target = decl.is_member(target)
         plan, design = self.design.plan, self.design
         if gaussian and design.is_vector and method == "pi" and design.scaling is None:
@@ -118,14 +159,14 @@ class DeclaredSurrogate(torch.nn.Module):
             "pi": max(1, len(self.pi_columns)) + int(self.pairs and not design.is_vector),  # + log(scale_ij / S)
             "scalars": max(1, len(self.scalar_columns)),
             "raw": sum(widths[q.kind] * copies[q.name] for q in self.inputs),
-        }[method]
+        }["raw" if self.raw_layout else method]
         if not design.is_vector:
             n_coef = 1
         else:
-            n_coef = self.d if method == "raw" else len(design.basis)
+            n_coef = self.d if self.raw_layout else len(design.basis)
         self.n_coef = n_coef
         n_out = n_coef + int(self.gaussian)
-        if method == "raw" and self.member_target:
+        if self.raw_layout and self.member_target:
             n_out = n_coef * self.set_size  # one output (or d) per member, in the data's member order
         if self.pairs:
             width = self.hidden[-1]
@@ -142,9 +183,11 @@ class DeclaredSurrogate(torch.nn.Module):
         self.register_buffer("pi_scale", torch.ones(max(1, len(self.pi_columns))))
         self.register_buffer("coef_scale", torch.ones(n_coef))  # pure numbers (pi), training units (baselines)
         raw_width = n_coef * ((self.set_size or 1) if self.member_target else 1)
-        self.register_buffer("y_shift", torch.zeros(raw_width if method == "raw" and design.is_vector else 1))
+        self.register_buffer("y_shift", torch.zeros(raw_width if self.raw_layout and design.is_vector else 1))
         self.register_buffer("y_scale", torch.ones(()))
         self.register_buffer("sigma_scale", torch.ones(()))
+        self.register_buffer("translation_scale", torch.ones(()))  # augment, penalty: under E(d), in training units
+        self.kinds = {q.name: q.kind.value for q in decl.quantities}
         q = design.target
         outputs = [Port(q.name, (Slot(q.name, q.kind.value, q.units),), packed=False)]
         if self.gaussian:
@@ -153,7 +196,7 @@ class DeclaredSurrogate(torch.nn.Module):
             decl,
             [Port.of(decl, i.name, [i.name], packed=False) for i in self.inputs],
             outputs,
-            equivariant=method != "raw",
+            equivariant=method in EXACT,
             units="equivariant" if method == "pi" else "none",
             description=f"{METHOD_TITLES[method]} surrogate of {q.name}",
             sampler=self._sample if decl.permutation is not None else None,
@@ -202,8 +245,8 @@ class DeclaredSurrogate(torch.nn.Module):
         if self.decl.permutation is None:
             return (n,)
         members = next(values[name].shape[1] for name in self.decl.inputs_only().permutation.quantities)
-        if self.method == "raw" and members != self.set_size:
-            raise ValueError(f"the raw baseline was trained on sets of {self.set_size} members, got {members}")
+        if self.raw_layout and members != self.set_size:
+            raise ValueError(f"the {self.method} model was trained on sets of {self.set_size} members, got {members}")
         if members < 2:
             raise ValueError(f"a relabelled set needs at least 2 members, got {members}")
         return (n, members, members) if self.pairs else (n,)
@@ -233,7 +276,7 @@ class DeclaredSurrogate(torch.nn.Module):
     def _features(self, values: Mapping[str, Any], computed: Mapping[str, Any], batch: tuple[int, ...]) -> torch.Tensor:
         """The input of the first MLP, (n, F) or per pair (n, N, N, F)."""
         dtype = self.y_scale.dtype
-        if self.method == "raw":
+        if self.raw_layout:
             n = batch[0]
             return torch.cat([values[q.name].reshape(n, -1) for q in self.inputs], -1)
         if self.method == "pi":
@@ -286,14 +329,16 @@ class DeclaredSurrogate(torch.nn.Module):
 
     def _predict(self, values: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         """Mean, sigma (None unless gaussian) and the normaliser of the loss (per sample, or per member)."""
+        if self.method in FRAMED:
+            return self._predict_framed(values)
         design = self.design
         batch = self._batch(values)
         view = view_values(self.decl, values)
-        computed = design.plan.compute(view) if self.method != "raw" else {}
+        computed = design.plan.compute(view) if not self.raw_layout else {}
         h = self._head(self._features(values, computed, batch))
         out = h.shape[:-1]  # (n,), (n, N) or (n, N, N)
         log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
-        if self.method == "raw":
+        if self.raw_layout:
             return self._assemble_raw(h, log_sigma)
         coef = h[..., : self.n_coef] * self.coef_scale
         if not design.is_vector:
@@ -331,6 +376,70 @@ class DeclaredSurrogate(torch.nn.Module):
             sigma = base * torch.exp(log_sigma)
         return mean, sigma, norm
 
+    # -- frame averaging and canonicalization --------------------------------------------------------
+
+    def _centre(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The centroid of every position input (each member's), (n, d); None without positions."""
+        positions = [values[q.name] for q in self.inputs if q.kind is Kind.POSITION]
+        if not positions:
+            return None
+        n = positions[0].shape[0]
+        return torch.cat([p.reshape(n, -1, self.d) for p in positions], 1).mean(1)
+
+    def _centred(self, values: Mapping[str, torch.Tensor], centre: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        out = dict(values)
+        for q in self.inputs:
+            if q.kind is Kind.POSITION and centre is not None:
+                x = values[q.name]
+                out[q.name] = x - centre.reshape(len(x), *([1] * (x.ndim - 2)), self.d)
+        return out
+
+    def _frames(self, centred: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each sample's frame elements (n, F, d, d) and, for the canonical frame, the output axes it
+        determines (n, d) (:mod:`pipeline.frames`)."""
+        vectors = [centred[q.name] for q in self.inputs if q.kind in (Kind.VECTOR, Kind.POSITION)]
+        vectors, tensors = directions(vectors, [centred[q.name] for q in self.inputs if q.kind is Kind.TENSOR])
+        moment = second_moment(vectors, tensors)
+        proper = self.decl.group in ("SO", "SE")
+        if self.method == "frame":
+            return pca_frames(moment, proper), None
+        frame, keep = canonical_frame(moment, vectors, proper)
+        return frame[:, None], keep
+
+    def _in_frames(self, values: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any, Any, Any]:
+        """The inputs in every frame element, as a batch of n * F samples; the frames, the axes kept and
+        the centre."""
+        centre = self._centre(values)
+        centred = self._centred(values, centre)
+        frames, keep = self._frames(centred)
+        n, count = frames.shape[:2]
+        moved = {}
+        for q in self.inputs:
+            x = to_frame(centred[q.name], frames, "scalar" if q.kind is Kind.SCALAR else q.kind.value)
+            moved[q.name] = x.reshape(n * count, *x.shape[2:])
+        return moved, frames, keep, centre
+
+    def _predict_framed(self, values: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        moved, frames, keep, centre = self._in_frames(values)
+        n, count = frames.shape[:2]
+        batch = self._batch(moved)
+        h = self._head(self._features(moved, {}, batch))
+        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
+        mean, sigma, _ = self._assemble_raw(h, log_sigma)
+        mean = mean.reshape(n, count, *mean.shape[1:])
+        if self.design.is_vector:
+            if keep is not None:
+                mean = mean * keep.reshape(n, 1, *([1] * (mean.ndim - 3)), self.d)
+            mean = from_frame(mean, frames).mean(1)
+            if self.design.target.kind is Kind.POSITION and centre is not None:
+                mean = mean + centre.reshape(n, *([1] * (mean.ndim - 2)), self.d)
+        else:
+            mean = mean.mean(1)
+        if sigma is not None:
+            sigma = sigma.reshape(n, count, *sigma.shape[1:]).mean(1)
+        norm = self.y_scale.expand(mean.shape[:-1] if self.design.is_vector else mean.shape)
+        return mean, sigma, norm
+
     def _assemble_raw(self, h: torch.Tensor, log_sigma: torch.Tensor | None) -> tuple[Any, Any, Any]:
         n = h.shape[0]
         coef = h[:, : self.n_out_raw]
@@ -361,15 +470,41 @@ class DeclaredSurrogate(torch.nn.Module):
     def n_out_raw(self) -> int:
         return self.n_coef * (self.set_size if self.member_target else 1)
 
+    def _moved(
+        self, values: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The samples each moved by its own random group element, and how that element moves an output."""
+        n = target.shape[0]
+        to = {"dtype": target.dtype, "device": target.device}
+        matrices, translations = random_elements(
+            self.decl.group, self.d, n, translation_scale=float(self.translation_scale), **to
+        )
+        name, kind = self.target, self.design.target.kind.value
+
+        def move(y: torch.Tensor) -> torch.Tensor:
+            return act({name: y}, {name: kind}, matrices, translations)[name]
+
+        return act(values, self.kinds, matrices, translations), move(target), move
+
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = {q.name: batch[INPUT_PREFIX + q.name] for q in self.inputs}
+        target = batch[TARGET_KEY]
+        moved = self._moved(values, target) if self.training and self.method in MOVED else None
+        if moved is not None and self.method == "augment":
+            values, target = moved[0], moved[1]
         mean, sigma, norm = self._predict(values)
-        residual = mean - batch[TARGET_KEY]
+        residual = mean - target
         squared = residual.pow(2).sum(-1) if self.design.is_vector else residual.pow(2)
         if sigma is None:
-            return torch.mean(squared / norm.pow(2))
-        dof = self.d if self.design.is_vector else 1
-        return torch.mean(0.5 * squared / sigma.pow(2) + dof * torch.log(sigma / norm))
+            loss = torch.mean(squared / norm.pow(2))
+        else:
+            dof = self.d if self.design.is_vector else 1
+            loss = torch.mean(0.5 * squared / sigma.pow(2) + dof * torch.log(sigma / norm))
+        if moved is not None and self.method == "penalty":  # f(g x) against g f(x), on the training samples
+            gap = self._predict(moved[0])[0] - moved[2](mean)
+            gap = gap.pow(2).sum(-1) if self.design.is_vector else gap.pow(2)
+            loss = loss + PENALTY_WEIGHT * torch.mean(gap / norm.pow(2))
+        return loss
 
     # -- normalisation from the training data --------------------------------------------------------
 
@@ -381,9 +516,14 @@ class DeclaredSurrogate(torch.nn.Module):
         to = {"dtype": self.y_scale.dtype, "device": self.y_scale.device}
         tensors = {q.name: torch.as_tensor(np.asarray(values[q.name]), **to) for q in self.inputs}
         y = torch.as_tensor(np.asarray(target), **to)
+        if self.method in MOVED:
+            self._fit_translations(tensors)
+        if self.method in FRAMED:
+            self._fit_framed(tensors, y)
+            return
         batch = self._batch(tensors)
         view = view_values(self.decl, tensors)
-        computed = design.plan.compute(view) if self.method != "raw" else {}
+        computed = design.plan.compute(view) if not self.raw_layout else {}
 
         def rows(x: torch.Tensor) -> torch.Tensor:  # every sample, or every distinct pair, as rows
             if not self.pairs:
@@ -395,7 +535,7 @@ class DeclaredSurrogate(torch.nn.Module):
             self.pi_scale.copy_(torch.where(median > 0, median, torch.ones_like(median)))
         first = self.phi if self.pairs else self.net
         first.fit_input(rows(self._features(tensors, computed, batch)))
-        if self.method == "raw":
+        if self.raw_layout:
             flat = y.reshape(len(y), -1)
             shift = flat.mean(0) if design.is_vector else flat.mean().reshape(1)
             self.y_shift.copy_(shift)
@@ -433,6 +573,28 @@ class DeclaredSurrogate(torch.nn.Module):
         if self.method == "pi" and design.scaling is not None:
             scale = rows(self._target_scale(computed, batch)).cpu().numpy()
             self.sigma_scale.fill_(size / _rms(scale))
+
+    def _fit_translations(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """The spread of the positions' centroid across the training samples: the size of the random
+        translations under E(d) and SE(d)."""
+        centre = self._centre(tensors)
+        if centre is not None:
+            self.translation_scale.fill_(_rms((centre - centre.mean(0)).norm(dim=-1).cpu().numpy()))
+
+    def _fit_framed(self, tensors: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
+        """The MLP's input scales from the training inputs in every frame element; the output's from the
+        target (a vector's without a shift, which no rotation would keep; a position's about the centroid)."""
+        moved, _, _, centre = self._in_frames(tensors)
+        self.net.fit_input(self._features(moved, {}, self._batch(moved)))
+        if not self.design.is_vector:
+            flat = y.reshape(len(y), -1)
+            self.y_shift.fill_(float(flat.mean()))
+            self.y_scale.fill_(_rms((flat - flat.mean()).cpu().numpy()))
+            return
+        if self.design.target.kind is Kind.POSITION and centre is not None:
+            y = y - centre.reshape(len(y), *([1] * (y.ndim - 2)), self.d)
+        self.y_shift.zero_()
+        self.y_scale.fill_(_rms(y.cpu().numpy()))
 
 
 def training_data(

@@ -205,6 +205,21 @@ def test_bad_options_exit_2(options, words, tmp_path, monkeypatch):
     assert result.exit_code == 2 and words in result.stderr, result.output
 
 
+def test_a_method_that_cannot_model_the_system_is_refused_before_anything_is_stored(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def lorentz(spec):
+        spec["symmetry"] = "O(1,2)"  # the declared 3-vectors as (t, x, y)
+
+    data, decl = _bad(tmp_path, None, lorentz)
+    root = tmp_path / "catalog"
+    result = _run(root, "fit", data, "--declaration", decl, "--method", "pi", "--method", "frame")
+    assert result.exit_code == 2, result.output
+    assert "--method frame: frame is built on frames of O(d), SO(d), E(d) or SE(d)" in result.stderr
+    assert "O(1,2)" in result.stderr and "not compact" in result.stderr
+    assert not root.exists() or not list(root.rglob("*.h5"))
+
+
 def test_a_missing_data_file_is_named_as_itself(tmp_path):
     _, decl = _bad(tmp_path)
     result = _run(tmp_path / "catalog", "fit", tmp_path / "nothing.nc", "--declaration", decl)

@@ -1,0 +1,121 @@
+"""The other ways of building symmetry into a declared system's surrogate (frame averaging,
+canonicalization, augmentation, a penalty): the exact ones stay exact after training and a round trip
+through the catalog, the approximate ones move the raw model towards the symmetry, augmented training
+resumes bit for bit, and a method that cannot model a system is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fit_examples import dataset, declaration
+
+from pipeline.declared.data import checked_data
+from pipeline.declared.design import conditions_on_data
+from pipeline.declared.evaluation import relative_deviation, relative_errors
+from pipeline.declared.splits import group_elements, moved_by_group, random_split
+from surrogates.artifacts import model_from_dataset, model_to_dataset
+from surrogates.declared.models import (
+    DeclaredSurrogate,
+    fit_surrogate,
+    method_refusal,
+    predict,
+)
+from surrogates.training import TrainConfig
+
+ROUND_OFF = 1e-10
+
+
+def _prepared(name: str, target: str | None = None, n: int = 240):
+    decl = declaration(name)
+    data = checked_data(dataset(name, n), decl, name)
+    inputs = [q.name for q in decl.inputs_only().quantities]
+    target = target or next(q.name for q in decl.quantities if q.role.value == "target")
+    parts = random_split(n, decl.fit.split)
+
+    def take(idx):
+        return {q: data[q].values[idx] for q in inputs}, data[target].values[idx]
+
+    conditions = conditions_on_data(decl, {q: data[q].values for q in inputs})
+    return decl, target, take(parts["train"]), take(parts["val"]), take(parts["test"]), conditions
+
+
+def _fit(prepared, method: str, config: TrainConfig, checkpoint: str | None = None) -> DeclaredSurrogate:
+    decl, target, train, val, _, conditions = prepared
+    return fit_surrogate(
+        decl.to_dict(),
+        target,
+        method,
+        train,
+        val,
+        config,
+        hidden=(16, 16),
+        gaussian=target in decl.fit.noisy,
+        signed=list(conditions.signed),
+        zero=list(conditions.zero),
+        checkpoint=checkpoint,
+    )[0]
+
+
+def _group_deviation(prepared, model: DeclaredSurrogate, typical: bool = False) -> float:
+    """How far the predictions on group-moved test samples are from the moved predictions: the largest
+    relative distance, or with ``typical`` the median."""
+    decl, target, _, _, test, _ = prepared
+    matrices, translations = group_elements(decl, len(test[1]), seed=1)
+    on_moved = predict(model, moved_by_group(test[0], decl, matrices, translations))[0]
+    expected = moved_by_group({target: predict(model, test[0])[0]}, decl, matrices, translations)[target]
+    return float(np.median(relative_errors(on_moved, expected))) if typical else relative_deviation(on_moved, expected)
+
+
+@pytest.mark.parametrize("example, target", [("charged-particle", "dx"), ("n-body", "a"), ("n-body", "E")])
+@pytest.mark.parametrize("method", ["frame", "canonical"])
+def test_frame_methods_stay_exact_after_training_and_a_round_trip(example, target, method):
+    prepared = _prepared(example, target)
+    model = _fit(prepared, method, TrainConfig(seed=0, epochs=3, batch_size=64, lr=3e-3, progress=False))
+    assert _group_deviation(prepared, model) < ROUND_OFF
+    rebuilt = model_from_dataset(model_to_dataset(model)).model
+    test = prepared[4][0]
+    np.testing.assert_array_equal(predict(model, test)[0], predict(rebuilt, test)[0])
+
+
+def test_augmentation_and_the_penalty_move_the_raw_model_towards_the_symmetry():
+    """The typical (median) distance from invariance of the n-body energy, E(3), after the same training."""
+    prepared = _prepared("n-body", "E")
+    config = TrainConfig(seed=0, epochs=30, batch_size=32, lr=3e-3, progress=False)
+    deviation = {m: _group_deviation(prepared, _fit(prepared, m, config), True) for m in ("raw", "augment", "penalty")}
+    assert deviation["augment"] < 0.7 * deviation["raw"], deviation
+    assert deviation["penalty"] < 0.7 * deviation["raw"], deviation
+    assert deviation["augment"] > ROUND_OFF and deviation["penalty"] > ROUND_OFF  # approximate, not exact
+
+
+def test_augmented_training_resumes_bit_for_bit(tmp_path):
+    """The random group elements come from torch's generator, whose state the checkpoint keeps."""
+    prepared = _prepared("n-body")
+    config = TrainConfig(seed=0, epochs=6, batch_size=64, lr=3e-3, progress=False, checkpoint_every=1)
+    straight = _fit(prepared, "augment", config, str(tmp_path / "straight.h5"))
+    halfway = str(tmp_path / "halfway.h5")
+    _fit(prepared, "augment", TrainConfig(**{**config.to_dict(), "epochs": 3}), halfway)
+    torch.manual_seed(123)  # the resumed run must not depend on the generator's state before it
+    resumed = _fit(prepared, "augment", config, halfway)
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_a_method_that_cannot_model_a_system_is_refused():
+    lorentz = declaration("ee-to-mumu")
+    for method in ("frame", "canonical"):
+        assert "not compact" in method_refusal(method, lorentz)
+        with pytest.raises(ValueError, match="frames of O\\(d\\), SO\\(d\\), E\\(d\\) or SE\\(d\\)"):
+            DeclaredSurrogate(lorentz.to_dict(), "dsigma_domega", method)
+    assert method_refusal("augment", lorentz) is None and method_refusal("penalty", lorentz) is None
+    spec = {
+        "name": "plain",
+        "symmetry": "none",
+        "quantities": [
+            {"name": "a", "units": "m", "kind": "scalar", "role": "parameter"},
+            {"name": "y", "units": "m", "kind": "scalar", "role": "target"},
+        ],
+    }
+    for method in ("frame", "augment", "penalty"):
+        with pytest.raises(ValueError, match="none"):
+            DeclaredSurrogate(spec, "y", method)
