@@ -1,6 +1,6 @@
 """Frames and random elements of a declared system's group, batched over samples (torch).
 
-These are the tools of the other ways of building symmetry into a model (docs/fit.md#methods):
+These are the tools of the other ways of building symmetry into a model (docs/fit.md#other-methods):
 
 - **PCA frames** (Puny et al., "Frame averaging for invariant and equivariant network design", ICLR
   2022): the eigenvectors of the inputs' second moment ``C = sum_k w_k^2 u_k u_k^T`` over the direction

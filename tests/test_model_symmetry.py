@@ -222,6 +222,7 @@ DECLARED_EXPECTED = {  # (group, units); augment and penalty are approximate, an
     "canonical": (True, False),
     "augment": (False, False),
     "penalty": (False, False),
+    "e3nn": (True, False),
 }
 DECLARED_SYSTEMS = {fit_examples.declaration(name).name: name for name in fit_examples.NAMES}
 

@@ -80,12 +80,12 @@ def _predict_file(
     canonical = checked_data(raw, model.decl, str(data), need_targets=False, min_samples=1)
     values = {q.name: np.asarray(canonical[q.name].values) for q in model.inputs}
     perm = model.decl.permutation
-    if perm is not None and model.method == "raw":
+    if perm is not None and model.raw_layout:
         members = canonical.sizes[perm.dim]
         if members != model.set_size:
             raise DataError(
-                f"{data}: {members} members along {perm.dim!r}; model {resolved} (a raw baseline) reads sets of "
-                f"{model.set_size}, in their order (the pi and scalars surrogates take any number)"
+                f"{data}: {members} members along {perm.dim!r}; model {resolved} (method {model.method}) reads sets "
+                f"of {model.set_size}, in their order (the pi and scalars surrogates take any number)"
             )
     mean, sigma = predict(model, values)
     target = model.design.target

@@ -1,5 +1,5 @@
-"""The methods a declared system's surrogates are built by (docs/fit.md#methods): their names and
-titles, without the imports of the models themselves, so that the command line can offer them."""
+"""The methods a declared system's surrogates are built by (docs/fit.md, "What eqs fit does" and
+"Other methods"): their names and titles, without the models' imports, so the command line can offer them."""
 
 METHOD_TITLES = {
     "pi": "Pi groups (invariant, units-equivariant)",
@@ -9,6 +9,7 @@ METHOD_TITLES = {
     "canonical": "canonicalization (one PCA frame)",
     "augment": "raw components, randomly moved samples (approximate)",
     "penalty": "raw components, equivariance penalty (approximate)",
+    "e3nn": "irreps tensor products (e3nn, exact)",
 }
 METHODS = tuple(METHOD_TITLES)
 DEFAULT_METHODS = ("pi", "scalars", "raw")  # the other methods of the comparison are asked for by name

@@ -1,6 +1,6 @@
 """Surrogates of a declared system's targets, built from its declaration alone (docs/fit.md#what-eqs-fit-does).
 
-Three methods, each a :class:`DeclaredSurrogate` called with the declared inputs in their declared
+Eight methods, each a :class:`DeclaredSurrogate` called with the declared inputs in their declared
 units (one tensor per input quantity, in declaration order) and returning the target (and, for a
 noisy target, its uncertainty sigma, in the target's units):
 
@@ -17,9 +17,11 @@ noisy target, its uncertainty sigma, in the target's units):
   inputs whose frame is degenerate, at 1 / |frame| of the cost;
 - ``augment``: the ``raw`` MLP trained on samples each moved by a random group element (approximate);
 - ``penalty``: the ``raw`` MLP trained with an equivariance penalty, the mean squared difference between
-  its output on randomly moved inputs and its moved output, normalised like the loss (approximate).
+  its output on randomly moved inputs and its moved output, normalised like the loss (approximate);
+- ``e3nn``: a tensor-product network of the inputs as irreps of O(3) (:mod:`surrogates.declared.irreps`),
+  exact, for 3-D systems.
 
-The last four read the components as ``raw`` does (with a relabelled set, every member in the data's
+The last five read the components as ``raw`` does (with a relabelled set, every member in the data's
 order: no invariance under relabelling).
 
 Each is fitted by the shared trainer (``surrogates.training``): a mean squared error normalised per
@@ -59,13 +61,20 @@ from pipeline.frames import (
 from pipeline.model_io import ModelIO, Port, Slot
 from sims.declaration import Kind, Role, SystemDeclaration
 from surrogates.artifacts import register_model
+from surrogates.declared.irreps import (
+    E3NN_GROUPS,
+    TO_E3NN,
+    IrrepsNet,
+    e3nn_missing,
+    symmetric_tensor_basis,
+)
 from surrogates.mlp import MLP
 from surrogates.training import TrainConfig, TrainResult, seed_everything, train
 
-RAW_LAYOUT = ("raw", "frame", "canonical", "augment", "penalty")  # read every component of every input
+RAW_LAYOUT = ("raw", "frame", "canonical", "augment", "penalty", "e3nn")  # every component of every input
 FRAMED = ("frame", "canonical")
 MOVED = ("augment", "penalty")  # train on randomly moved samples
-EXACT = ("pi", "scalars", "frame", "canonical")  # exactly invariant or equivariant under the group
+EXACT = ("pi", "scalars", "frame", "canonical", "e3nn")  # exactly invariant or equivariant under the group
 PENALTY_WEIGHT = 1.0
 LOG_SIGMA_RANGE = (-12.0, 6.0)  # relative to the model's scale; keeps the likelihood finite
 TARGET_KEY = "target"
@@ -86,6 +95,14 @@ def method_refusal(method: str, decl: SystemDeclaration) -> str | None:
         )
     if method in MOVED and decl.group == "none":
         return f"{method} moves samples by the symmetry group, and the system declares none"
+    if method == "e3nn":
+        if decl.group not in E3NN_GROUPS or decl.space_dim != 3:
+            return (
+                f"e3nn builds models of 3-D systems under O(3), SO(3), E(3) or SE(3); the system's is {decl.symmetry}"
+            )
+        missing = e3nn_missing()
+        if missing:
+            return f"e3nn: {missing}"
     return None
 
 
@@ -178,6 +195,8 @@ class DeclaredSurrogate(torch.nn.Module):
                 (True, True): n_in + 2 * width,  # member vector: pair features, a_i, g
             }[self.member_target, design.is_vector]
             self.net = MLP(head_in, n_out, self.hidden, activation)
+        elif method == "e3nn":
+            self.net = self._irreps_net(copies, n_out)
         else:
             self.net = MLP(n_in, n_out, self.hidden, activation)
         self.register_buffer("pi_scale", torch.ones(max(1, len(self.pi_columns))))
@@ -201,6 +220,56 @@ class DeclaredSurrogate(torch.nn.Module):
             description=f"{METHOD_TITLES[method]} surrogate of {q.name}",
             sampler=self._sample if decl.permutation is not None else None,
         )
+
+    def _irreps_net(self, copies: Mapping[str, int], n_out: int) -> IrrepsNet:
+        """The e3nn network, and the layout of its input features: per input (each member), a scalar as
+        0e, a vector or position as 1o, a symmetric tensor as 0e + 2e."""
+        irreps, blocks, start = [], [], 0
+        for q in self.inputs:
+            per = {Kind.SCALAR: ("0e", 1), Kind.TENSOR: ("0e + 1x2e", 6)}.get(q.kind, ("1o", 3))
+            irreps += [f"1x{per[0]}"] * copies[q.name]
+            blocks.append((start, start + per[1] * copies[q.name]))
+            start += per[1] * copies[q.name]
+        self.irreps_blocks = blocks
+        self.register_buffer("irreps_shift", torch.zeros(start))  # scalars only: vectors have no shift
+        self.register_buffer("irreps_scale", torch.ones(start))  # one per quantity: irreps keep their shape
+        if any(q.kind is Kind.TENSOR for q in self.inputs):
+            self.register_buffer("tensor_basis", symmetric_tensor_basis(torch.float64))
+        members = (self.set_size or 1) if self.member_target else 1
+        n_vectors = members if self.design.is_vector else 0
+        return IrrepsNet(
+            " + ".join(irreps),
+            n_out - 3 * n_vectors,
+            n_vectors,
+            self.hidden,
+            proper=self.decl.group in ("SO", "SE"),
+        )
+
+    def _irreps_features(self, values: Mapping[str, torch.Tensor], centre: torch.Tensor | None) -> torch.Tensor:
+        """The e3nn input (n, features), before standardisation; vectors in e3nn's (y, z, x) order."""
+        centred = self._centred(values, centre)
+        parts = []
+        for q in self.inputs:
+            x = centred[q.name]
+            n = x.shape[0]
+            if q.kind is Kind.SCALAR:
+                parts.append(x.reshape(n, -1))
+            elif q.kind is Kind.TENSOR:
+                t = x.reshape(n, -1, 3, 3)[..., TO_E3NN, :][..., TO_E3NN]
+                parts.append(torch.einsum("kij,nmij->nmk", self.tensor_basis, t).reshape(n, -1))
+            else:
+                parts.append(x.reshape(n, -1, 3)[..., TO_E3NN].reshape(n, -1))
+        return torch.cat(parts, -1)
+
+    def _predict_irreps(self, values: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        self._batch(values)
+        centre = self._centre(values)
+        h = self.net((self._irreps_features(values, centre) - self.irreps_shift) / self.irreps_scale)
+        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
+        mean, sigma, norm = self._assemble_raw(h, log_sigma)
+        if self.design.is_vector and self.design.target.kind is Kind.POSITION and centre is not None:
+            mean = mean + centre.reshape(len(mean), *([1] * (mean.ndim - 2)), self.d)
+        return mean, sigma, norm
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
         """Random inputs of a system with a relabelled set (the checks' default draws no member axis):
@@ -331,6 +400,8 @@ class DeclaredSurrogate(torch.nn.Module):
         """Mean, sigma (None unless gaussian) and the normaliser of the loss (per sample, or per member)."""
         if self.method in FRAMED:
             return self._predict_framed(values)
+        if self.method == "e3nn":
+            return self._predict_irreps(values)
         design = self.design
         batch = self._batch(values)
         view = view_values(self.decl, values)
@@ -521,6 +592,9 @@ class DeclaredSurrogate(torch.nn.Module):
         if self.method in FRAMED:
             self._fit_framed(tensors, y)
             return
+        if self.method == "e3nn":
+            self._fit_irreps(tensors, y)
+            return
         batch = self._batch(tensors)
         view = view_values(self.decl, tensors)
         computed = design.plan.compute(view) if not self.raw_layout else {}
@@ -581,11 +655,25 @@ class DeclaredSurrogate(torch.nn.Module):
         if centre is not None:
             self.translation_scale.fill_(_rms((centre - centre.mean(0)).norm(dim=-1).cpu().numpy()))
 
-    def _fit_framed(self, tensors: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
-        """The MLP's input scales from the training inputs in every frame element; the output's from the
-        target (a vector's without a shift, which no rotation would keep; a position's about the centroid)."""
-        moved, _, _, centre = self._in_frames(tensors)
-        self.net.fit_input(self._features(moved, {}, self._batch(moved)))
+    def _fit_irreps(self, tensors: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
+        """A scalar input's mean and spread; a vector's or tensor's root mean square size, one per
+        quantity (no shift, which no rotation would keep); the output's as for the frame methods."""
+        centre = self._centre(tensors)
+        features = self._irreps_features(tensors, centre)
+        for q, (start, stop) in zip(self.inputs, self.irreps_blocks):
+            block = features[:, start:stop]
+            if q.kind is Kind.SCALAR:  # as MLP.fit_input: a constant (to round-off) keeps scale 1
+                mean, spread = block.mean(0), block.std(0) if len(block) > 1 else torch.zeros_like(block[0])
+                self.irreps_shift[start:stop] = mean
+                self.irreps_scale[start:stop] = torch.where(spread > 1e-12 * (1 + mean.abs()), spread, 1.0)
+            else:
+                width = 6 if q.kind is Kind.TENSOR else 3
+                self.irreps_scale[start:stop] = _rms(block.reshape(len(block), -1, width).norm(dim=-1).cpu().numpy())
+        self._fit_target(y, centre)
+
+    def _fit_target(self, y: torch.Tensor, centre: torch.Tensor | None) -> None:
+        """The output's shift and scale: a scalar's mean and spread; a vector's size, without a shift
+        (a position's about the centroid)."""
         if not self.design.is_vector:
             flat = y.reshape(len(y), -1)
             self.y_shift.fill_(float(flat.mean()))
@@ -595,6 +683,13 @@ class DeclaredSurrogate(torch.nn.Module):
             y = y - centre.reshape(len(y), *([1] * (y.ndim - 2)), self.d)
         self.y_shift.zero_()
         self.y_scale.fill_(_rms(y.cpu().numpy()))
+
+    def _fit_framed(self, tensors: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
+        """The MLP's input scales from the training inputs in every frame element; the output's from the
+        target (a vector's without a shift, which no rotation would keep; a position's about the centroid)."""
+        moved, _, _, centre = self._in_frames(tensors)
+        self.net.fit_input(self._features(moved, {}, self._batch(moved)))
+        self._fit_target(y, centre)
 
 
 def training_data(
