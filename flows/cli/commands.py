@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .. import registry
 from ..declared import cli as declared_cli
+from ..declared import discover as declared_discover
 from .core import (
     GROUP_HELP,
     RegistryGroup,
@@ -199,6 +200,7 @@ def run(
 # a system of the user's own: from a data file and a declaration (docs/fit.md)
 main.add_command(declared_cli.fit)
 main.add_command(declared_cli.predict)
+main.add_command(declared_discover.discover)
 
 # the generic benchmarks; each system's come from the registry ("bench <system>")
 bench = RegistryGroup("bench", path="bench", help=GROUP_HELP["bench"])

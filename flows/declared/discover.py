@@ -1,0 +1,175 @@
+"""``eqs discover``: the symmetries of a declared system found from its data alone (docs/discovery.md).
+
+Read-only: the data and declaration are checked as ``eqs fit`` checks them, an unconstrained model
+is fitted in memory, and the result goes to the terminal (and ``--out``); nothing is written to the
+catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import numpy as np
+
+from ..cli.core import (
+    UsageFailure,
+    _emit_json,
+    checked_output,
+    force_option,
+    json_option,
+    write_summary,
+)
+from .cli import PRESET_HELP, _input_problem
+
+
+def discover_symmetries(
+    data: str, declaration: str, targets: list[str] | None, preset: str, seed: int, threshold: float
+) -> dict[str, Any]:
+    """Per target: the fitted model's error and what it respects (``surrogates.declared.discovery``)."""
+    from pipeline.declared.splits import random_split
+    from surrogates.declared import discovery
+    from surrogates.declared.models import fit_surrogate
+
+    from .flow import checked_input, preset_settings, training_config
+
+    decl, canonical, conditions, chosen = checked_input(data, declaration, None, targets)
+    names = [q.name for q in decl.inputs_only().quantities]
+    values = {n: np.asarray(canonical[n].values, dtype=np.float64) for n in names}
+    parts = random_split(canonical.sizes["sample"], decl.fit.split)
+    constant = discovery.constant_inputs(decl, values)
+    out: dict[str, Any] = {"system": decl.name, "symmetry_declared": decl.symmetry, "targets": []}
+    for target in chosen:
+        y = np.asarray(canonical[target].values, dtype=np.float64)
+
+        def take(part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            index = parts[part]
+            return {n: v[index] for n, v in values.items()}, y[index]
+
+        model, _ = fit_surrogate(
+            decl.to_dict(),
+            target,
+            "raw",
+            take("train"),
+            take("val"),
+            training_config(preset, seed),
+            hidden=preset_settings(preset)["hidden"],
+            signed=list(conditions.signed),
+            zero=list(conditions.zero),
+        )
+        test_values, test_target = take("test")
+        found = discovery.discover(model, test_values, threshold, constant)
+        found["model_error"] = discovery.median_error(model, test_values, test_target)
+        out["targets"].append(found)
+    return out
+
+
+def _angles(values: list[float]) -> str:
+    return ", ".join(f"{a:.2g}" for a in values) + " degrees" if values else "none"
+
+
+def _residuals(values: list[float], dimension: int) -> str:
+    shown = values[: dimension + 2]
+    return " ".join(f"{v:.3g}" for v in shown[:dimension]) + " | " + " ".join(f"{v:.3g}" for v in shown[dimension:])
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    lines = [f"system {result['system']!r} (declared symmetry {result['symmetry_declared']})"]
+    for t in result["targets"]:
+        lines.append("")
+        lines.append(
+            f"target {t['target']}: an unconstrained MLP, median relative error {t['model_error']:.3g} on the "
+            f"{t['samples']} held-out samples the discovery reads (threshold {t['threshold']:g})"
+        )
+        if "linear" in t:
+            lin = t["linear"]
+            d = len(lin["generators"][0]) if lin["generators"] else int(round(len(lin["relative_residuals"]) ** 0.5))
+            lines.append(
+                f"  linear symmetries of the {d}-D vector space: {lin['dimension']} generator(s); "
+                f"relative residuals {_residuals(lin['relative_residuals'], lin['dimension'])}"
+            )
+            if lin["dimension"]:
+                lines.append(f"    principal angles to so({d}): {_angles(lin['angles_to_rotations'])}")
+                if "angles_to_lorentz" in lin:
+                    lines.append(f"    principal angles to so(1,{d - 1}): {_angles(lin['angles_to_lorentz'])}")
+                if "axis" in lin:
+                    axis = ", ".join(f"{c:+.3f}" for c in lin["axis"])
+                    lines.append(
+                        f"    a rotation about ({axis}); angle to so(2) about that axis: "
+                        f"{_angles(lin['angles_to_rotations_about_axis'])}"
+                    )
+        sc = t["scalings"]
+        lines.append(
+            f"  scalings: {sc['dimension']} found, {sc['expected_dimension']} predicted by the units "
+            f"({', '.join(sc['base_dimensions'])}); relative residuals {_residuals(sc['relative_residuals'], sc['dimension'])}"
+        )
+        if sc["dimension"]:
+            lines.append(f"    principal angles to the dimensional analysis: {_angles(sc['angles_to_dimensional'])}")
+            for row in sc["exponents"]:
+                row = np.asarray(row) / np.abs(row).max()
+                terms = ", ".join(f"{q} {e:+.3f}" for q, e in zip(sc["quantities"], row))
+                lines.append(f"    exponents: {terms}")
+        if sc["left_out_as_constant"]:
+            lines.append(f"    left out (constant in the data): {', '.join(sc['left_out_as_constant'])}")
+    return "\n".join(lines)
+
+
+@click.command("discover")
+@click.argument("data", type=click.Path(dir_okay=True))
+@click.option(
+    "--declaration",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The declaration of DATA (as for eqs fit): which variables are vectors, their units, the targets.",
+)
+@click.option("--target", "targets", multiple=True, help="A declared target (repeat) [default: every target].")
+@click.option(
+    "--preset", type=click.Choice(["smoke", "quick", "full"]), default="quick", show_default=True, help=PRESET_HELP
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Training seed.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True, max=1),
+    default=0.2,
+    show_default=True,
+    help="A direction is a symmetry when its residual is below this fraction of the typical direction's.",
+)
+@click.option("--out", default=None, help="Also write the result here (JSON for a .json name, else text).")
+@force_option
+@json_option
+@click.pass_context
+def discover(
+    ctx: click.Context,
+    data: str,
+    declaration: str,
+    targets: tuple[str, ...],
+    preset: str,
+    seed: int,
+    threshold: float,
+    out: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Find the symmetries of DATA's targets from the data alone.
+
+    An MLP of the raw components (no symmetry built in) is fitted to each target, differentiated at
+    held-out samples, and the linear transformations of the declared vectors (a Lie algebra, compared
+    with the rotations and, under O(1,d), the Lorentz algebra) and the scalings of the quantities
+    (compared with their units) that leave it invariant, or equivariant for a vector target, are
+    found by one SVD (LieGG's method). The declared symmetry group is not used.
+    """
+    from sims.declaration import DeclarationError
+
+    out_path = checked_output(ctx, "--out", out, force)
+    try:
+        result = discover_symmetries(data, declaration, list(targets) or None, preset, seed, threshold)
+    except DeclarationError as exc:
+        raise _input_problem(exc, data, declaration) from None
+    except ValueError as exc:
+        raise UsageFailure(f"{data}: {exc}") from None
+    text = summary_text(result)
+    write_summary(out_path, out, result, text)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(text)

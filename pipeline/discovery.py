@@ -1,0 +1,166 @@
+"""Symmetries discovered from data: the linear algebra (docs/discovery.md).
+
+The method is LieGG's (Moskalev, Sepliarskaia, Sosnovik and Smeulders, "LieGG: Studying learned Lie
+group generators", NeurIPS 2022): a model fitted without any symmetry is differentiated at the data,
+and the generators of its symmetries are the solutions of a linear system, found by one SVD.
+
+- **Linear symmetries of the vector space.** A generator ``A`` (d x d) acts on every vector input
+  together, ``v_k -> v_k + eps A v_k``. A scalar output f is invariant when, at every sample,
+  ``sum_k grad_k f . (A v_k) = 0``: one row ``vec(sum_k grad_k f v_k^T)`` per sample, linear in
+  ``vec(A)``. A vector output is equivariant when ``sum_k J_k A v_k - A f = 0``: d rows per sample.
+  The discovered algebra is the span of the right singular vectors whose singular value is small
+  against the typical one (each sample's rows scaled to unit norm first, so that every sample weighs
+  the same whatever its size).
+- **Scalings.** Exponents ``a_q`` per quantity and ``a_y`` for the target, ``x_q -> lambda^a_q x_q``,
+  leave the target invariant up to its own scaling when ``sum_q a_q x_q . grad_q f = a_y f``: one row
+  per sample (d for a vector output), linear in ``(a, a_y)``. Dimensional analysis predicts the span
+  of the base dimensions' exponent vectors; the two spans are compared by their principal angles.
+
+Inputs that are constant over the data carry no information on how the model depends on them; a
+caller leaves them out of the scalings (the prediction is then the scalings that keep them fixed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import null_space, subspace_angles
+
+THRESHOLD = 0.2  # a symmetry's residual is below this fraction of the typical direction's
+
+
+@dataclass(frozen=True)
+class NullSpace:
+    """The discovered solutions (rows of ``basis``, unit norm, orthonormal) and every direction's
+    residual relative to the typical one (``relative``, ascending, one per unknown)."""
+
+    basis: np.ndarray
+    relative: np.ndarray
+    threshold: float
+
+    @property
+    def dimension(self) -> int:
+        return int(self.basis.shape[0])
+
+
+def _unit_blocks(rows: np.ndarray) -> np.ndarray:
+    """(n, r, p) -> (n * r, p), each sample's block of r rows scaled to unit Frobenius norm (a sample
+    whose rows are all zero says nothing and is dropped)."""
+    norms = np.sqrt((rows**2).sum(axis=(1, 2)))
+    keep = norms > 0
+    return (rows[keep] / norms[keep, None, None]).reshape(-1, rows.shape[-1])
+
+
+def solve(rows: np.ndarray, threshold: float = THRESHOLD) -> NullSpace:
+    """The approximate null space of the constraints ``rows`` (n samples, r rows each, p unknowns)."""
+    if rows.ndim == 2:
+        rows = rows[:, None, :]
+    matrix = _unit_blocks(rows)
+    if matrix.shape[0] < matrix.shape[1]:
+        raise ValueError(f"{matrix.shape[0]} constraints cannot determine {matrix.shape[1]} unknowns: use more samples")
+    _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
+    typical = np.sqrt(np.mean(singular**2))
+    order = np.argsort(singular)
+    relative = singular[order] / typical
+    chosen = order[relative < threshold]
+    return NullSpace(vt[chosen], relative, threshold)
+
+
+def invariance_rows(gradients: Sequence[np.ndarray], vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows (n, d^2) of the invariance of a scalar output: ``vec(sum_k grad_k v_k^T)``; each gradient
+    and vector (n, ..., d), the members of a set summed over like separate vectors."""
+    n, d = vectors[0].shape[0], vectors[0].shape[-1]
+    total = np.zeros((n, d, d))
+    for g, v in zip(gradients, vectors):
+        total += np.einsum("nma,nmb->nab", g.reshape(n, -1, d), v.reshape(n, -1, d))
+    return total.reshape(n, d * d)
+
+
+def equivariance_rows(jacobians: Sequence[np.ndarray], vectors: Sequence[np.ndarray], output: np.ndarray) -> np.ndarray:
+    """Rows (n, d, d^2) of the equivariance of a vector output f (n, d): for output component i,
+    ``vec(sum_k J_k[i, :] v_k^T - e_i f^T)``; each Jacobian (n, d_out, ..., d)."""
+    n, d = output.shape
+    total = np.zeros((n, d, d, d))  # (sample, i, a, b)
+    for jac, v in zip(jacobians, vectors):
+        total += np.einsum("nima,nmb->niab", jac.reshape(n, d, -1, d), v.reshape(n, -1, d))
+    total -= np.einsum("ia,nb->niab", np.eye(d), output)
+    return total.reshape(n, d, d * d)
+
+
+def scaling_rows(directional: Sequence[np.ndarray], output: np.ndarray) -> np.ndarray:
+    """Rows of the scalings: per sample (and output component), ``[x_q . grad_q f for each q, -f]``;
+    ``directional[q]`` is (n,) for a scalar output, (n, d) for a vector one."""
+    columns = [np.asarray(c) for c in directional] + [-np.asarray(output)]
+    rows = np.stack(columns, -1)
+    return rows if rows.ndim == 3 else rows[:, None, :]
+
+
+# -- the algebras the discovered ones are compared with ------------------------------------------------
+
+
+def rotation_algebra(d: int) -> np.ndarray:
+    """so(d): the d(d-1)/2 generators E_ij - E_ji (i < j), flattened and orthonormal (rows of d^2)."""
+    out = []
+    for i in range(d):
+        for j in range(i + 1, d):
+            a = np.zeros((d, d))
+            a[i, j], a[j, i] = -1.0, 1.0
+            out.append(a.ravel() / np.sqrt(2))
+    return np.array(out).reshape(-1, d * d)
+
+
+def lorentz_algebra(d: int) -> np.ndarray:
+    """so(1, d-1) with time first: rotations of the d-1 spatial axes and boosts E_0i + E_i0 (rows of d^2)."""
+    out = []
+    for i in range(1, d):
+        boost = np.zeros((d, d))
+        boost[0, i] = boost[i, 0] = 1.0
+        out.append(boost.ravel() / np.sqrt(2))
+    spatial = rotation_algebra(d - 1).reshape(-1, d - 1, d - 1)
+    for r in spatial:
+        a = np.zeros((d, d))
+        a[1:, 1:] = r
+        out.append(a.ravel())
+    return np.array(out)
+
+
+def rotation_axis(generator: np.ndarray) -> np.ndarray:
+    """The axis (unit, 3) of the rotation a 3 x 3 generator's antisymmetric part describes."""
+    a = 0.5 * (generator - generator.T)
+    axis = np.array([a[2, 1], a[0, 2], a[1, 0]])
+    return axis / np.linalg.norm(axis)
+
+
+def rotations_about(axis: np.ndarray) -> np.ndarray:
+    """so(2) about ``axis`` in 3-D: its one generator, the cross product with the axis (1, 9)."""
+    x, y, z = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    a = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return (a / np.linalg.norm(a)).reshape(1, 9)
+
+
+def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The principal angles in degrees between the spans of the rows of ``a`` and of ``b``, ascending
+    (min of their dimensions of them; the largest says whether the smaller span lies in the larger)."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros(0)
+    return np.sort(np.degrees(subspace_angles(a.T, b.T)))
+
+
+def dimensional_scalings(exponents: np.ndarray, fixed: Sequence[int] = ()) -> np.ndarray:
+    """The scalings dimensional analysis predicts (rows, orthonormal): ``exponents`` is (unknowns, base
+    dimensions), the dimension vector of every input quantity and then of the target; the scalings of
+    the base units, restricted to those that leave the rows ``fixed`` (constant inputs) unscaled."""
+    exponents = np.asarray(exponents, dtype=float)
+    if fixed:
+        allowed = null_space(exponents[list(fixed)])  # base-unit changes that keep them fixed
+        if allowed.size == 0:
+            return np.zeros((0, exponents.shape[0]))
+        span = exponents @ allowed
+    else:
+        span = exponents
+    if not np.any(span):
+        return np.zeros((0, exponents.shape[0]))
+    u, s, _ = np.linalg.svd(span, full_matrices=False)
+    return u[:, s > 1e-10 * s.max()].T

@@ -1,0 +1,104 @@
+"""The linear algebra of symmetry discovery (pipeline.discovery) on functions whose gradients are known
+exactly: the algebras found are the right ones to round-off, and nothing is found where there is none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import discovery as dv
+
+RNG = np.random.default_rng(0)
+N = 400
+
+
+def _pair(d: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    return RNG.normal(size=(N, d)), RNG.normal(size=(N, d))
+
+
+def test_an_o3_invariant_gives_so3():
+    a, b = _pair()
+    # f = a.b + |a|^2: grad_a = b + 2a, grad_b = a
+    found = dv.solve(dv.invariance_rows([b + 2 * a, a], [a, b]))
+    assert found.dimension == 3
+    assert max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
+    assert found.relative[3] > 0.3  # the next direction is far from a symmetry
+
+
+def test_rotations_about_one_axis_give_one_generator_along_it():
+    a, b = _pair()
+    axis = np.array([1.0, 2.0, 2.0]) / 3.0
+    # f = |a|^2 - (a.n)^2 + (b.n): invariant under rotations about n only
+    grad_a = 2 * a - 2 * (a @ axis)[:, None] * axis
+    grad_b = np.broadcast_to(axis, b.shape)
+    found = dv.solve(dv.invariance_rows([grad_a, grad_b], [a, b]))
+    assert found.dimension == 1
+    found_axis = dv.rotation_axis(found.basis[0].reshape(3, 3))
+    assert np.degrees(np.arccos(min(1.0, abs(found_axis @ axis)))) < 1e-6
+    assert dv.principal_angles(found.basis, dv.rotations_about(axis))[0] < 1e-6
+
+
+def test_a_minkowski_product_gives_the_lorentz_algebra():
+    p, q = _pair(4)
+    eta = np.diag([1.0, -1.0, -1.0, -1.0])
+    found = dv.solve(dv.invariance_rows([q @ eta, p @ eta], [p, q]))
+    assert found.dimension == 6
+    assert max(dv.principal_angles(found.basis, dv.lorentz_algebra(4))) < 1e-6
+    assert max(dv.principal_angles(found.basis, dv.rotation_algebra(4))) > 45  # boosts are not rotations
+
+
+def test_an_equivariant_vector_output_gives_so3():
+    a, b = _pair()
+    s, t = (a * b).sum(1), (b * b).sum(1)
+    f = s[:, None] * a + t[:, None] * b  # (a.b) a + |b|^2 b
+    eye = np.eye(3)
+    # J_a[i, j] = d f_i / d a_j = s delta_ij + a_i b_j ; J_b[i, j] = a_i a_j + t delta_ij + 2 b_i b_j
+    jac_a = s[:, None, None] * eye + np.einsum("ni,nj->nij", a, b)
+    jac_b = np.einsum("ni,nj->nij", a, a) + t[:, None, None] * eye + 2 * np.einsum("ni,nj->nij", b, b)
+    found = dv.solve(dv.equivariance_rows([jac_a, jac_b], [a, b], f))
+    assert found.dimension == 3
+    assert max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
+
+
+def test_a_function_without_symmetry_gives_nothing():
+    """f = sin(w1.a) + (w2.b)^2 (w3.a) + exp(w4.b / 3) + (w5.a)(w6.b) with generic directions w_k (an
+    axis-aligned f such as a_y b_z^2 would keep the scaling of a_y against b_z, which is found)."""
+    a, b = _pair()
+    w = np.random.default_rng(7).normal(size=(6, 3))
+    u = [a @ w[0], b @ w[1], a @ w[2], b @ w[3], a @ w[4], b @ w[5]]
+    grad_a = np.cos(u[0])[:, None] * w[0] + (u[1] ** 2)[:, None] * w[2] + u[5][:, None] * w[4]
+    grad_b = (2 * u[1] * u[2])[:, None] * w[1] + (np.exp(u[3] / 3) / 3)[:, None] * w[3] + u[4][:, None] * w[5]
+    found = dv.solve(dv.invariance_rows([grad_a, grad_b], [a, b]))
+    assert found.dimension == 0 and found.relative[0] > 0.2
+
+
+def test_scalings_match_the_dimensional_analysis():
+    """f = m (a.b + |a|^2) (kg m^2) of m (kg), a and b (m): the changes of kg and of m are its scalings
+    (a.b alone would also let a and b scale apart)."""
+    a, b = _pair()
+    m = RNG.uniform(1, 3, size=N)
+    ab, aa = (a * b).sum(1), (a * a).sum(1)
+    f = m * (ab + aa)
+    directional = [f, m * (ab + 2 * aa), m * ab]  # m df/dm, a . grad_a f, b . grad_b f
+    found = dv.solve(dv.scaling_rows(directional, f))
+    exponents = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 2.0]])  # (kg, m) of m, a, b, f
+    expected = dv.dimensional_scalings(exponents)
+    assert found.dimension == expected.shape[0] == 2
+    assert max(dv.principal_angles(found.basis, expected)) < 1e-6
+
+
+def test_constant_inputs_restrict_the_predicted_scalings():
+    """G (m^3 kg^-1 s^-2) constant: only the unit changes that keep G fixed are predicted."""
+    # rows: G, m (kg), x (m), v (m/s), E (kg m^2 s^-2); columns: kg, m, s
+    exponents = np.array([[-1, 3, -2], [1, 0, 0], [0, 1, 0], [0, 1, -1], [1, 2, -2]], dtype=float)
+    assert dv.dimensional_scalings(exponents).shape[0] == 3
+    kept = dv.dimensional_scalings(exponents, fixed=[0])
+    assert kept.shape[0] == 2
+    assert np.allclose(kept[:, 0], 0)  # G does not scale
+    assert dv.dimensional_scalings(np.array([[1.0], [1.0]]), fixed=[0]).shape[0] == 0
+
+
+def test_too_few_samples_are_refused():
+    a, b = _pair()
+    with pytest.raises(ValueError, match="cannot determine 9 unknowns"):
+        dv.solve(dv.invariance_rows([b[:5], a[:5]], [a[:5], b[:5]]))

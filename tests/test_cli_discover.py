@@ -1,0 +1,53 @@
+"""``eqs discover`` on the command line: its result in words and in JSON, the same checks of the data
+and declaration as ``eqs fit`` (exit status 2, the option named), and nothing written to the catalog."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from fit_examples import dataset, declaration_path
+
+from flows.cli import main as cli
+from flows.declared.discover import summary_text
+
+
+def _run(root, *args):
+    return CliRunner().invoke(cli, ["--catalog", str(root), *map(str, args)])
+
+
+def test_discover_reports_generators_and_scalings_and_stores_nothing(tmp_path):
+    data = tmp_path / "particles.nc"
+    dataset("charged-particle", 200).to_netcdf(data)
+    decl = declaration_path("charged-particle")
+    root = tmp_path / "catalog"
+    out = tmp_path / "found.json"
+    result = _run(root, "discover", data, "--declaration", decl, "--preset", "smoke", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found == json.loads(out.read_text())
+    assert found["system"] == "charged_particle" and found["symmetry_declared"] == "SO(3)"
+    (target,) = found["targets"]
+    assert target["target"] == "dx" and target["samples"] == 30  # the test part of the declaration's fit.split
+    linear, scalings = target["linear"], target["scalings"]
+    assert len(linear["relative_residuals"]) == 9 and linear["relative_residuals"] == sorted(
+        linear["relative_residuals"]
+    )
+    assert linear["dimension"] == len(linear["generators"]) == sum(r < 0.2 for r in linear["relative_residuals"])
+    assert scalings["quantities"] == ["m", "q", "B", "v0", "t", "dx"]
+    assert scalings["expected_dimension"] == 4  # kg, m, s, A: every base unit of the declaration
+    assert not root.exists()
+    words = summary_text(found)  # what the command prints without --json
+    assert "linear symmetries of the 3-D vector space" in words and "predicted by the units" in words
+
+
+def test_discover_refuses_bad_input_in_the_command_line_words(tmp_path):
+    data = tmp_path / "particles.nc"
+    dataset("charged-particle", 60).to_netcdf(data)
+    decl = declaration_path("charged-particle")
+    result = _run(tmp_path / "catalog", "discover", data, "--declaration", decl, "--target", "dy")
+    assert result.exit_code == 2 and "--target dy: system 'charged_particle' declares no target dy" in result.stderr
+    result = _run(tmp_path / "catalog", "discover", tmp_path / "none.nc", "--declaration", decl)
+    assert result.exit_code == 2 and "none.nc" in result.stderr
+    result = _run(tmp_path / "catalog", "discover", data, "--declaration", decl, "--threshold", "0")
+    assert result.exit_code == 2 and "--threshold" in result.stderr
