@@ -10,7 +10,8 @@ and the generators of its symmetries are the solutions of a linear system, found
   ``vec(A)``. A vector output is equivariant when ``sum_k J_k A v_k - A f = 0``: d rows per sample.
   The discovered algebra is the span of the right singular vectors whose singular value is small
   against the typical one (each sample's rows scaled to unit norm first, so that every sample weighs
-  the same whatever its size).
+  the same whatever its size) and separated from the next by a gap: the numerical rank deficiency of
+  the constraints (:func:`solve`).
 - **Scalings.** Exponents ``a_q`` per quantity and ``a_y`` for the target, ``x_q -> lambda^a_q x_q``,
   leave the target invariant up to its own scaling when ``sum_q a_q x_q . grad_q f = a_y f``: one row
   per sample (d for a vector output), linear in ``(a, a_y)``. Dimensional analysis predicts the span
@@ -29,6 +30,7 @@ import numpy as np
 from scipy.linalg import null_space, subspace_angles
 
 THRESHOLD = 0.2  # a symmetry's residual is below this fraction of the typical direction's
+GAP = 2.5  # and the first direction that is not a symmetry has at least this many times the residual
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class NullSpace:
     basis: np.ndarray
     relative: np.ndarray
     threshold: float
+    gap: float
 
     @property
     def dimension(self) -> int:
@@ -53,8 +56,10 @@ def _unit_blocks(rows: np.ndarray) -> np.ndarray:
     return (rows[keep] / norms[keep, None, None]).reshape(-1, rows.shape[-1])
 
 
-def solve(rows: np.ndarray, threshold: float = THRESHOLD) -> NullSpace:
-    """The approximate null space of the constraints ``rows`` (n samples, r rows each, p unknowns)."""
+def solve(rows: np.ndarray, threshold: float = THRESHOLD, gap: float = GAP) -> NullSpace:
+    """The approximate null space of the constraints ``rows`` (n samples, r rows each, p unknowns): the k
+    directions of smallest residual, for the largest k whose k-th residual (relative to the typical
+    one) is below ``threshold`` and at most 1 / ``gap`` of the next (all p below the threshold: all)."""
     if rows.ndim == 2:
         rows = rows[:, None, :]
     matrix = _unit_blocks(rows)
@@ -64,8 +69,13 @@ def solve(rows: np.ndarray, threshold: float = THRESHOLD) -> NullSpace:
     typical = np.sqrt(np.mean(singular**2))
     order = np.argsort(singular)
     relative = singular[order] / typical
-    chosen = order[relative < threshold]
-    return NullSpace(vt[chosen], relative, threshold)
+    dimension = 0
+    for k in range(1, len(relative) + 1):
+        if relative[k - 1] >= threshold:
+            break
+        if k == len(relative) or relative[k] >= gap * max(relative[k - 1], np.finfo(float).tiny):
+            dimension = k
+    return NullSpace(vt[order[:dimension]], relative, threshold, gap)
 
 
 def invariance_rows(gradients: Sequence[np.ndarray], vectors: Sequence[np.ndarray]) -> np.ndarray:

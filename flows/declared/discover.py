@@ -24,7 +24,7 @@ from .cli import PRESET_HELP, _input_problem
 
 
 def discover_symmetries(
-    data: str, declaration: str, targets: list[str] | None, preset: str, seed: int, threshold: float
+    data: str, declaration: str, targets: list[str] | None, preset: str, seed: int, threshold: float, gap: float
 ) -> dict[str, Any]:
     """Per target: the fitted model's error and what it respects (``surrogates.declared.discovery``)."""
     from pipeline.declared.splits import random_split
@@ -58,7 +58,7 @@ def discover_symmetries(
             zero=list(conditions.zero),
         )
         test_values, test_target = take("test")
-        found = discovery.discover(model, test_values, threshold, constant)
+        found = discovery.discover(model, test_values, threshold, constant, gap)
         found["model_error"] = discovery.median_error(model, test_values, test_target)
         out["targets"].append(found)
     return out
@@ -79,7 +79,7 @@ def summary_text(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"target {t['target']}: an unconstrained MLP, median relative error {t['model_error']:.3g} on the "
-            f"{t['samples']} held-out samples the discovery reads (threshold {t['threshold']:g})"
+            f"{t['samples']} held-out samples the discovery reads (threshold {t['threshold']:g}, gap {t['gap']:g})"
         )
         if "linear" in t:
             lin = t["linear"]
@@ -134,6 +134,13 @@ def summary_text(result: dict[str, Any]) -> str:
     show_default=True,
     help="A direction is a symmetry when its residual is below this fraction of the typical direction's.",
 )
+@click.option(
+    "--gap",
+    type=click.FloatRange(min=1),
+    default=2.5,
+    show_default=True,
+    help="...and the first direction that is not a symmetry has at least this many times the last one's residual.",
+)
 @click.option("--out", default=None, help="Also write the result here (JSON for a .json name, else text).")
 @force_option
 @json_option
@@ -146,6 +153,7 @@ def discover(
     preset: str,
     seed: int,
     threshold: float,
+    gap: float,
     out: str | None,
     force: bool,
     as_json: bool,
@@ -162,7 +170,7 @@ def discover(
 
     out_path = checked_output(ctx, "--out", out, force)
     try:
-        result = discover_symmetries(data, declaration, list(targets) or None, preset, seed, threshold)
+        result = discover_symmetries(data, declaration, list(targets) or None, preset, seed, threshold, gap)
     except DeclarationError as exc:
         raise _input_problem(exc, data, declaration) from None
     except ValueError as exc:

@@ -284,8 +284,12 @@ def conditions_on_data(declaration: SystemDeclaration, values: Mapping[str, np.n
     return DataConditions(tuple(signed), tuple(zero))
 
 
-def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | None = None) -> TargetDesign:
-    """The output design of ``target``; a FeatureError names what makes it impossible."""
+def design_for(
+    declaration: SystemDeclaration, target: str, plan: FeaturePlan | None = None, units_equivariant: bool = True
+) -> TargetDesign:
+    """The output design of ``target``; a FeatureError names what makes it impossible. Without
+    ``units_equivariant`` (a model that is not units-equivariant), a scalar target whose units no
+    monomial of the inputs carries gets no scaling instead of an error."""
     where = f"system {declaration.name!r}, target {target!r}"
     q = declaration.quantity(target)
     if q.role is not Role.TARGET:
@@ -297,7 +301,7 @@ def design_for(declaration: SystemDeclaration, target: str, plan: FeaturePlan | 
     plan = plan or input_plan(declaration)
     scaling = _scaling(plan, q.units)
     if q.kind is Kind.SCALAR:
-        if scaling is None:
+        if scaling is None and units_equivariant:
             raise FeatureError(
                 f"{where}: no monomial of the invariant scalars of the inputs has the units {q.units!r}, so no "
                 "units-equivariant model exists; declare the input that carries the missing dimension "

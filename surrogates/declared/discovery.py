@@ -83,15 +83,21 @@ def discover(
     values: Mapping[str, np.ndarray],
     threshold: float = dv.THRESHOLD,
     constant: Sequence[str] = (),
+    gap: float = dv.GAP,
 ) -> dict[str, Any]:
     """The linear symmetries of the declared vector space and the scalings the fitted ``model``
     respects at the samples ``values``, compared with the rotations, the Lorentz algebra and the
     dimensional analysis of the declaration (angles in degrees)."""
     decl, d = model.decl, model.d
     out, jac = derivatives(model, values)
-    result: dict[str, Any] = {"target": model.target, "samples": int(out.shape[0]), "threshold": threshold}
+    result: dict[str, Any] = {
+        "target": model.target,
+        "samples": int(out.shape[0]),
+        "threshold": threshold,
+        "gap": gap,
+    }
     if any(q.kind in (Kind.VECTOR, Kind.POSITION) for q in model.inputs):
-        found = dv.solve(_linear_rows(model, values, out, jac), threshold)
+        found = dv.solve(_linear_rows(model, values, out, jac), threshold, gap)
         generators = found.basis.reshape(-1, d, d)
         linear: dict[str, Any] = {
             "dimension": found.dimension,
@@ -108,11 +114,11 @@ def discover(
                 found.basis, dv.rotations_about(axis)
             ).tolist()
         result["linear"] = linear
-    result["scalings"] = _scalings(model, values, out, jac, constant, threshold)
+    result["scalings"] = _scalings(model, values, out, jac, constant, threshold, gap)
     return result
 
 
-def _scalings(model, values, out, jac, constant: Sequence[str], threshold: float) -> dict[str, Any]:
+def _scalings(model, values, out, jac, constant: Sequence[str], threshold: float, gap: float) -> dict[str, Any]:
     decl = model.decl
     n = out.shape[0]
     names = [q.name for q in model.inputs if q.name not in constant]
@@ -121,7 +127,7 @@ def _scalings(model, values, out, jac, constant: Sequence[str], threshold: float
         x = np.asarray(values[name], dtype=float)
         j = jac[name].reshape(n, -1, x[0].size)  # (n, outputs, input components)
         directional.append(np.einsum("noi,ni->no", j, x.reshape(n, -1)))
-    found = dv.solve(dv.scaling_rows(directional, out.reshape(n, -1)), threshold)
+    found = dv.solve(dv.scaling_rows(directional, out.reshape(n, -1)), threshold, gap)
     units = [q.units for q in model.inputs] + [model.design.target.units]
     vectors = [dict(dimension_vector(u, decl.independent_units)) for u in units]
     base = sorted({b for v in vectors for b in v})

@@ -156,7 +156,9 @@ class DeclaredSurrogate(torch.nn.Module):
             raise ValueError(
                 f"the {method} model of a system with a relabelled set needs set_size (its number of members)"
             )
-        self.design: TargetDesign = design_for(decl, target, input_plan(decl, self.signed))
+        self.design: TargetDesign = design_for(
+            decl, target, input_plan(decl, self.signed), units_equivariant=method == "pi"
+        )
         self.inputs = [q for q in decl.quantities if q.role is not Role.TARGET]
         self.d = decl.space_dim
         self.pairs = decl.permutation is not None and not self.raw_layout

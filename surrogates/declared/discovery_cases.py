@@ -1,0 +1,162 @@
+"""The acceptance cases of symmetry discovery on the spring pendulum (docs/discovery.md#the-pendulum-cases):
+its energy from states drawn as the EMLP protocol draws them, with gravity fixed along -z (rotations
+about z), with gravity an input (all rotations), with every parameter varying (the scalings of kg, m and
+s), and with a term added that breaks every symmetry (nothing).
+
+``python -m surrogates.declared.discovery_cases --samples 4000 --out discovery.json`` runs them at full
+size and writes every number; the tests run them at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.declared.splits import random_split
+from sims.pendulum.system import (
+    Parameters,
+    hamiltonian,
+    sample_initial_states,
+    sample_parameters,
+)
+from surrogates.declared import discovery
+from surrogates.declared.models import fit_surrogate
+from surrogates.training import TrainConfig
+
+STATE = [("q1", "m"), ("q2", "m"), ("p1", "kg m/s"), ("p2", "kg m/s")]
+SCALARS = [("m1", "kg"), ("m2", "kg"), ("k1", "kg/s^2"), ("k2", "kg/s^2"), ("l1", "m"), ("l2", "m")]
+CASES = ("gravity-fixed", "gravity-input", "units", "no-symmetry")
+SPLIT = (0.7, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a case must find: the number of generators and the algebra they lie in, or the scalings."""
+
+    generators: int | None = None
+    axis: tuple[float, float, float] | None = None
+    rotations: bool = False
+    scalings: int | None = None
+
+
+EXPECTED = {
+    "gravity-fixed": Expected(generators=1, axis=(0.0, 0.0, 1.0)),
+    "gravity-input": Expected(generators=3, rotations=True),
+    "units": Expected(scalings=3),
+    "no-symmetry": Expected(generators=0),
+}
+
+
+def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
+    """The declaration, inputs and energy of ``case`` (n samples)."""
+    rng = np.random.default_rng(seed)
+    states = sample_initial_states(n, rng)
+    if case == "units":  # every parameter varies, so that the target's dependence on each is seen
+        params = sample_parameters(
+            n, rng, mass=(0.5, 2.0), stiffness=(0.5, 2.0), length=(0.5, 2.0), gravity=(0.5, 2.0), random_direction=True
+        )
+    else:
+        params = sample_parameters(n, rng, random_direction=case == "gravity-input")
+    energy = hamiltonian(torch.as_tensor(states), Parameters.from_mapping(params)).numpy()
+    values = {name: states[:, 3 * i : 3 * i + 3] for i, (name, _) in enumerate(STATE)}
+    quantities = [{"name": name, "units": units, "kind": "vector", "role": "state"} for name, units in STATE]
+    if case in ("gravity-input", "units"):
+        values["g"] = params["g"]
+        quantities.append({"name": "g", "units": "m/s^2", "kind": "vector", "role": "parameter"})
+    if case == "units":
+        for name, units in SCALARS:
+            values[name] = params[name]
+            quantities.append({"name": name, "units": units, "kind": "scalar", "role": "parameter"})
+    if case == "no-symmetry":  # terms along fixed generic directions: no rotation, no scaling keeps them
+        w = np.random.default_rng(99).normal(size=(3, 3))
+        q1, p2 = values["q1"], values["p2"]
+        energy = energy + 0.5 * np.sin(2 * q1 @ w[0]) + (p2 @ w[1]) ** 2 * (q1 @ w[2])
+    quantities.append({"name": "H", "units": "kg m^2/s^2", "kind": "scalar", "role": "target"})
+    spec = {"name": f"pendulum_{case.replace('-', '_')}", "symmetry": "O(3)", "quantities": quantities}
+    return spec, values, energy
+
+
+def training_config(epochs: int, seed: int = 0) -> TrainConfig:
+    """The training of the unconstrained model: eqs fit's quick preset with ``epochs``."""
+    return TrainConfig(
+        seed=seed, epochs=epochs, batch_size=128, lr=3e-3, lr_decay=0.5, lr_decay_every=100, val_every=2, patience=25
+    )
+
+
+def run_case(case: str, n: int, config: TrainConfig, hidden: Sequence[int], threshold: float) -> dict[str, Any]:
+    """Fit the unconstrained model on the case's data and discover what it respects at held-out samples;
+    with the checks of :data:`EXPECTED` (``passed``)."""
+    spec, values, energy = case_data(case, n)
+    parts = random_split(n, SPLIT)
+
+    def take(part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return {k: v[parts[part]] for k, v in values.items()}, energy[parts[part]]
+
+    started = time.perf_counter()
+    model, _ = fit_surrogate(spec, "H", "raw", take("train"), take("val"), config, hidden=hidden)
+    result = discovery.discover(model, take("test")[0], threshold)
+    result.update(
+        case=case,
+        model_error=discovery.median_error(model, *take("test")),
+        seconds=time.perf_counter() - started,
+    )
+    result["checks"] = checks(case, result)
+    result["passed"] = all(result["checks"].values())
+    return result
+
+
+def checks(case: str, result: dict[str, Any], tolerance_degrees: float = 5.0) -> dict[str, bool]:
+    """Each condition of the case, by name."""
+    want, linear, scalings = EXPECTED[case], result["linear"], result["scalings"]
+    out: dict[str, bool] = {}
+    if want.generators is not None:
+        out["generators"] = linear["dimension"] == want.generators
+    if want.axis is not None and linear["dimension"] == 1:
+        cosine = abs(float(np.dot(linear["axis"], want.axis)))
+        out["axis within tolerance"] = float(np.degrees(np.arccos(min(1.0, cosine)))) < tolerance_degrees
+        out["a rotation"] = max(linear["angles_to_rotations"]) < tolerance_degrees
+    if want.rotations:
+        out["so(3)"] = bool(linear["angles_to_rotations"]) and max(linear["angles_to_rotations"]) < tolerance_degrees
+    if want.scalings is not None:
+        out["scalings"] = scalings["dimension"] == scalings["expected_dimension"] == want.scalings
+        angles = scalings["angles_to_dimensional"]
+        out["scalings match the units"] = bool(angles) and max(angles) < tolerance_degrees
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=4000)
+    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--threshold", type=float, default=0.2)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--out", required=True, help="JSON file of every number")
+    args = parser.parse_args(argv)
+    config = training_config(args.epochs)
+    results = []
+    for case in args.cases:
+        r = run_case(case, args.samples, config, tuple(args.hidden), args.threshold)
+        results.append(r)
+        lin, sc = r["linear"], r["scalings"]
+        print(
+            f"{case:14s} model error {r['model_error']:.3g}  generators {lin['dimension']} "
+            f"(residuals {', '.join(f'{v:.3g}' for v in lin['relative_residuals'][:4])})  axis {lin.get('axis')}  "
+            f"angles to so(3) {[round(a, 2) for a in lin['angles_to_rotations']]}  scalings {sc['dimension']}/"
+            f"{sc['expected_dimension']} angles {[round(a, 2) for a in sc['angles_to_dimensional']]}  "
+            f"{'passed' if r['passed'] else 'FAILED'} {r['checks']}  ({r['seconds']:.0f} s)"
+        )
+    with open(args.out, "w") as f:
+        json.dump({"samples": args.samples, "epochs": args.epochs, "hidden": args.hidden, "results": results}, f)
+    return 0 if all(r["passed"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
