@@ -1,0 +1,174 @@
+"""Every way of building the symmetry in, side by side on one declared system (docs/fit.md#other-methods):
+per method and training-set size, over seeds, the test error, the error on the group-moved test samples,
+the measured symmetry error on the test samples, the parameter count, the training time per epoch and
+the inference throughput at one batch shape.
+
+    python -m surrogates.declared.methods_benchmark DATA --declaration FILE --sizes 250 1000 2800 \\
+        --seeds 3 --out methods.json
+
+The sizes are numbers of training samples drawn from the training part of the declaration's split;
+the validation and test parts are the same for every size. Every number is measured in this run, on
+this machine, at the same batch shapes for every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.declared.evaluation import relative_errors
+from pipeline.declared.methods import METHODS
+from pipeline.declared.splits import group_elements, moved_by_group, random_split
+from pipeline.model_symmetry import measure_equivariance
+from surrogates.declared.models import fit_surrogate, method_refusal, predict
+from surrogates.training import TrainConfig
+
+THROUGHPUT_BATCH = 4096
+SYMMETRY_SAMPLES = 64
+
+
+def _config(seed: int, epochs: int) -> TrainConfig:
+    """eqs fit's quick preset (its epochs capped by ``epochs``)."""
+    return TrainConfig(
+        seed=seed, epochs=epochs, batch_size=128, lr=3e-3, lr_decay=0.5, lr_decay_every=100, val_every=2, patience=25
+    )
+
+
+def throughput(model, values: dict[str, np.ndarray], repeats: int = 3) -> float:
+    """Samples per second of ``predict`` on a batch of THROUGHPUT_BATCH samples (the test samples tiled)."""
+    n = len(next(iter(values.values())))
+    tiled = {k: np.concatenate([v] * (THROUGHPUT_BATCH // n + 1))[:THROUGHPUT_BATCH] for k, v in values.items()}
+    predict(model, tiled, batch_size=THROUGHPUT_BATCH)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(model, tiled, batch_size=THROUGHPUT_BATCH)
+        best = min(best, time.perf_counter() - start)
+    return THROUGHPUT_BATCH / best
+
+
+def run(
+    data: str, declaration: str, methods: Sequence[str], sizes: Sequence[int], seeds: int, epochs: int, hidden
+) -> dict[str, Any]:
+    from flows.declared.flow import checked_input
+
+    decl, canonical, conditions, targets = checked_input(data, declaration, None, None)
+    names = [q.name for q in decl.inputs_only().quantities]
+    values = {n: np.asarray(canonical[n].values, dtype=np.float64) for n in names}
+    parts = random_split(canonical.sizes["sample"], decl.fit.split)
+    matrices, translations = group_elements(decl, len(parts["test"]), seed=1)
+    rows = []
+    for target in targets:
+        y = np.asarray(canonical[target].values, dtype=np.float64)
+
+        def take(index: np.ndarray, y=y) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            return {n: v[index] for n, v in values.items()}, y[index]
+
+        test_values, test_y = take(parts["test"])
+        moved_values = moved_by_group(test_values, decl, matrices, translations)
+        moved_y = moved_by_group({target: test_y}, decl, matrices, translations)[target]
+        for method in methods:
+            if method_refusal(method, decl):
+                continue
+            for size in sizes:
+                for seed in range(seeds):
+                    train = np.random.default_rng(seed).permutation(parts["train"])[:size]
+                    model, result = fit_surrogate(
+                        decl.to_dict(),
+                        target,
+                        method,
+                        take(train),
+                        take(parts["val"]),
+                        _config(seed, epochs),
+                        hidden=hidden,
+                        gaussian=target in decl.fit.noisy,
+                        signed=list(conditions.signed),
+                        zero=list(conditions.zero),
+                    )
+                    predicted = predict(model, test_values)[0]
+                    on_moved = predict(model, moved_values)[0]
+                    data_sym = [test_values[q.name][:SYMMETRY_SAMPLES] for q in model.inputs]
+                    rows.append(
+                        {
+                            "target": target,
+                            "method": method,
+                            "train_size": int(len(train)),
+                            "seed": seed,
+                            "test_error": float(np.median(relative_errors(predicted, test_y))),
+                            "group_error": float(np.median(relative_errors(on_moved, moved_y))),
+                            "symmetry_error": float(measure_equivariance(model, data=data_sym, trials=8).worst),
+                            "parameters": int(sum(p.numel() for p in model.parameters())),
+                            "epochs": int(result.epochs_run),
+                            "seconds_per_epoch": result.seconds / max(1, result.epochs_run),
+                            "samples_per_second": throughput(model, test_values),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+    return {
+        "system": decl.name,
+        "symmetry": decl.symmetry,
+        "sizes": list(sizes),
+        "seeds": seeds,
+        "epochs": epochs,
+        "hidden": list(hidden),
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: mean +- std over seeds per target, method and size."""
+    lines = [
+        "| target | method | train | test error | group-moved error | symmetry error (worst) | parameters | "
+        "ms / epoch | samples / s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted(
+        {(r["target"], r["method"], r["train_size"]) for r in result["rows"]},
+        key=lambda k: (k[0], METHODS.index(k[1]), k[2]),
+    )
+    for target, method, size in keys:
+        group = [r for r in result["rows"] if (r["target"], r["method"], r["train_size"]) == (target, method, size)]
+
+        def spread(key: str, rows=group) -> str:
+            v = np.array([r[key] for r in rows])
+            return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.3g}"
+
+        worst = max(r["symmetry_error"] for r in group)
+        lines.append(
+            f"| {target} | {method} | {size} | {spread('test_error')} | {spread('group_error')} | {worst:.1e} | "
+            f"{group[0]['parameters']} | {1e3 * np.mean([r['seconds_per_epoch'] for r in group]):.0f} | "
+            f"{np.mean([r['samples_per_second'] for r in group]):.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--declaration", required=True)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    args = parser.parse_args(argv)
+    result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    text = table(result)
+    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
