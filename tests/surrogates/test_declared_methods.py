@@ -144,6 +144,16 @@ SHAPES = {
         "SE(3)", {"x": ("m", "position"), "y": ("m", "position")}, ("z", "m", "position")
     ),
     "a plane under O(2)": _declared("O(2)", {"a": ("m", "vector"), "b": ("m", "vector")}, ("s", "m^2", "scalar")),
+    "a noisy scalar under O(3)": {
+        **_declared("O(3)", {"a": ("m", "vector"), "b": ("m", "vector")}, ("s", "m^2", "scalar")),
+        "fit": {"noisy": ["s"]},
+    },
+    "a noisy vector under E(3)": {
+        **_declared(
+            "E(3)", {"x": ("m", "position"), "y": ("m", "position"), "v": ("m/s", "vector")}, ("c", "m/s", "vector")
+        ),
+        "fit": {"noisy": ["c"]},
+    },
 }
 
 
@@ -179,11 +189,16 @@ def test_exact_methods_are_exact_on_tensors_null_spaces_and_positions(shape, met
     target = next(q for q in decl.quantities if q.role.value == "target")
     y = rng.normal(size=(n, d)) if target.kind.value != "scalar" else rng.normal(size=n)
     torch.manual_seed(0)
-    model = DeclaredSurrogate(spec, target.name, method, hidden=(8, 8)).double()
+    model = DeclaredSurrogate(spec, target.name, method, hidden=(8, 8), gaussian=target.name in decl.fit.noisy)
+    model = model.double()
     model.fit_normalisation(values, y)
     data = [values[q.name] for q in model.inputs]
-    assert measure_equivariance(model.eval(), data=data).worst < ROUND_OFF
-    out = predict(model, values)[0]
+    report = measure_equivariance(model.eval(), data=data)  # every output: the mean and, when noisy, sigma
+    assert report.worst < ROUND_OFF and report.trials == 8 * len(model.io.outputs)
+    out, sigma = predict(model, values)
+    assert (sigma is None) is (target.name not in decl.fit.noisy)
+    if sigma is not None:
+        assert np.all(sigma > 0) and sigma.shape == (n,)
     if shape == "one vector under O(3)":  # the only O(3)-equivariant direction is v's
         across = np.linalg.norm(np.cross(out, values["v"]), axis=-1)
         assert np.max(across / (np.linalg.norm(out, axis=-1) * np.linalg.norm(values["v"], axis=-1))) < ROUND_OFF
