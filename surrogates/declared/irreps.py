@@ -3,8 +3,9 @@ networks", 2022), the model a user would pick instead of invariant scalars for a
 
 The declared inputs become irreducible representations of O(3): a scalar is ``0e`` (standardised in
 the training units, an affine map of an invariant), a vector ``1o`` (over its training size; positions
-about their centroid), a symmetric tensor ``0e + 2e`` (its trace and traceless part). Layers are
-fully connected tensor products of the features with themselves, each followed by a gated nonlinearity
+about their centroid), a symmetric tensor ``0e + 2e`` (its trace and traceless part). Each layer is the
+fully connected tensor product of the features with the inputs plus a linear path (so the degree in
+the inputs grows by one per layer, as in e3nn's message-passing models), followed by a gated nonlinearity
 (scalars through SiLU, the higher irreps multiplied by sigmoid gates of scalars). The output is ``0e`` for
 a scalar target and ``1o`` for a vector; under SO(3), where reflections are not in the group, a ``1e``
 output (the parity of ``v x B``) is added to the ``1o`` one, both vectors under rotations.
@@ -34,10 +35,13 @@ def e3nn_missing() -> str | None:
 
 
 def _hidden_irreps(width: int) -> tuple[str, str]:
-    """The scalars and gated irreps of a hidden layer of ``width``."""
-    half = max(1, width // 2)
-    quarter = max(1, width // 4)
-    return f"{half}x0e + {half}x0o", f"{quarter}x1o + {quarter}x1e + {quarter}x2e"
+    """The scalars and gated irreps of a hidden layer of ``width``: a quarter of it as even scalars,
+    an eighth as odd ones, an eighth each of 1o and 1e and a sixteenth of 2e (the tensor products'
+    weights grow with the square of the multiplicities, so the channels are fewer than an MLP's)."""
+    return (
+        f"{max(1, width // 4)}x0e + {max(1, width // 8)}x0o",
+        f"{max(1, width // 8)}x1o + {max(1, width // 8)}x1e + {max(1, width // 16)}x2e",
+    )
 
 
 class IrrepsNet(torch.nn.Module):
@@ -61,7 +65,7 @@ class IrrepsNet(torch.nn.Module):
         from e3nn.nn import Gate
 
         layers = []
-        irreps = o3.Irreps(in_irreps).simplify()  # adjacent copies merged: the same layout, fewer paths
+        irreps = inputs = o3.Irreps(in_irreps).simplify()  # adjacent copies merged: the same layout, fewer paths
         for width in hidden:
             scalars, gated = _hidden_irreps(width)
             gated_irreps = o3.Irreps(gated)
@@ -73,7 +77,7 @@ class IrrepsNet(torch.nn.Module):
                 [torch.sigmoid],
                 gated_irreps,
             )
-            product = o3.FullyConnectedTensorProduct(irreps, irreps, gate.irreps_in)
+            product = o3.FullyConnectedTensorProduct(irreps, inputs, gate.irreps_in)
             layers.append(
                 torch.nn.ModuleDict({"product": product, "linear": o3.Linear(irreps, gate.irreps_in), "gate": gate})
             )
@@ -88,9 +92,10 @@ class IrrepsNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, vectors x 3 in (x, y, z), then scalars): the layout of the raw baseline's outputs."""
+        inputs = x
         for layer in self.layers:
-            # the product gives the nonlinear couplings; the linear path keeps what the input had
-            x = layer["gate"](layer["product"](x, x) + layer["linear"](x))
+            # the product with the inputs raises the degree by one per layer; the linear path keeps the rest
+            x = layer["gate"](layer["product"](x, inputs) + layer["linear"](x))
         y = self.readout(x)
         n = y.shape[0]
         parts = []
