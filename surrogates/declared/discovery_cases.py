@@ -21,6 +21,8 @@ import torch
 
 from pipeline.declared.splits import random_split
 from sims.pendulum.system import (
+    Q1_MEAN,
+    Q2_MEAN,
     Parameters,
     hamiltonian,
     sample_initial_states,
@@ -35,6 +37,7 @@ SCALARS = [("m1", "kg"), ("m2", "kg"), ("k1", "kg/s^2"), ("k2", "kg/s^2"), ("l1"
 CASES = ("gravity-fixed", "gravity-input", "units", "no-symmetry")
 SPLIT = (0.7, 0.15, 0.15)
 UNITS_MOMENTUM_FACTOR = 2.5
+UNITS_SPREAD_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,11 @@ def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[st
     rng = np.random.default_rng(seed)
     states = sample_initial_states(n, rng)
     if case == "units":
-        # every parameter varies, so that the target's dependence on each is seen; the momenta wider and
-        # gravity weaker than the protocol's, so that no term dominates the energy (a dominant term makes
-        # every scaling that keeps it a near-symmetry of the whole)
+        # every parameter varies, so that the target's dependence on each is seen; the positions' and
+        # momenta's spreads wider and gravity weaker than the protocol's, so that no term dominates the
+        # energy (a dominant term makes every scaling that keeps it a near-symmetry of the whole)
+        states[:, :3] = Q1_MEAN + UNITS_SPREAD_FACTOR * (states[:, :3] - Q1_MEAN)
+        states[:, 3:6] = Q2_MEAN + UNITS_SPREAD_FACTOR * (states[:, 3:6] - Q2_MEAN)
         states[:, 6:] *= UNITS_MOMENTUM_FACTOR
         params = sample_parameters(
             n, rng, mass=(0.5, 2.0), stiffness=(1.0, 4.0), length=(0.5, 2.0), gravity=(0.2, 0.8), random_direction=True
