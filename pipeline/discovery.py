@@ -42,6 +42,7 @@ class NullSpace:
     relative: np.ndarray
     threshold: float
     gap: float
+    ordered: np.ndarray  # every direction (rows), smallest residual first: the diagnostics read the best k
 
     @property
     def dimension(self) -> int:
@@ -75,7 +76,7 @@ def solve(rows: np.ndarray, threshold: float = THRESHOLD, gap: float = GAP) -> N
             break
         if k == len(relative) or relative[k] >= gap * max(relative[k - 1], np.finfo(float).tiny):
             dimension = k
-    return NullSpace(vt[order[:dimension]], relative, threshold, gap)
+    return NullSpace(vt[order[:dimension]], relative, threshold, gap, vt[order])
 
 
 def invariance_rows(gradients: Sequence[np.ndarray], vectors: Sequence[np.ndarray]) -> np.ndarray:

@@ -145,6 +145,8 @@ def _scalings(model, values, out, jac, constant: Sequence[str], threshold: float
         "base_dimensions": base,
         "expected_dimension": int(expected.shape[0]),
         "angles_to_dimensional": dv.principal_angles(found.basis, expected).tolist(),
+        # whether or not they pass the threshold and gap: how close the best directions are to the units'
+        "angles_of_best_to_dimensional": dv.principal_angles(found.ordered[: len(expected)], expected).tolist(),
     }
 
 

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{case:14s} model error {r['model_error']:.3g}  generators {lin['dimension']} "
             f"(residuals {', '.join(f'{v:.3g}' for v in lin['relative_residuals'][:4])})  axis {lin.get('axis')}  "
             f"angles to so(3) {[round(a, 2) for a in lin['angles_to_rotations']]}  scalings {sc['dimension']}/"
-            f"{sc['expected_dimension']} angles {[round(a, 2) for a in sc['angles_to_dimensional']]}  "
+            f"{sc['expected_dimension']} angles {[round(a, 2) for a in sc['angles_to_dimensional']]} "
+            f"(best {sc['expected_dimension']}: {[round(a, 2) for a in sc['angles_of_best_to_dimensional']]})  "
             f"{'passed' if r['passed'] else 'FAILED'} {r['checks']}  ({r['seconds']:.0f} s)"
         )
     with open(args.out, "w") as f:
