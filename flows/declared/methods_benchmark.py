@@ -3,7 +3,7 @@ per method and training-set size, over seeds, the test error, the error on the g
 the measured symmetry error on the test samples, the parameter count, the training time per epoch and
 the inference throughput at one batch shape.
 
-    python -m surrogates.declared.methods_benchmark DATA --declaration FILE --sizes 250 1000 2800 \\
+    python -m flows.declared.methods_benchmark DATA --declaration FILE --sizes 250 1000 2800 \\
         --seeds 3 --out methods.json
 
 The sizes are numbers of training samples drawn from the training part of the declaration's split;
