@@ -212,4 +212,11 @@ bench.add_command(
 bench.add_command(
     benchmark_command("features", "pipeline.benchmark:main", "Feature-extraction throughput on three dask schedulers.")
 )
+bench.add_command(
+    benchmark_command(
+        "methods",
+        "flows.declared.methods_benchmark:main",
+        "Every way of building the symmetry in, side by side on a declared system (eqs fit --method).",
+    )
+)
 main.add_command(bench)
