@@ -46,6 +46,7 @@ WRITERS = {
     ("predict-galaxies",): ("halos.h5",),
     ("fit",): ("data.nc", "--declaration", "declaration.json"),
     ("predict",): ("fit-model@v1", "data.nc"),
+    ("discover",): ("data.nc", "--declaration", "declaration.json"),
 }
 SUFFIX = {"--out": ".csv", "--figure": ".png"}
 CASES = [(path, option) for path, command in _commands(cli) for option in _file_options(command)]
@@ -53,7 +54,7 @@ CASES = [(path, option) for path, command in _commands(cli) for option in _file_
 
 def test_every_file_writer_is_covered_and_has_the_same_force_option():
     assert {path for path, _ in CASES} == set(WRITERS), "a new command writes files: add it to WRITERS"
-    assert len(CASES) == 7
+    assert len(CASES) == 8
     for path, command in _commands(cli):
         if _file_options(command):
             (force,) = [p for p in command.params if "--force" in p.opts]
@@ -76,7 +77,14 @@ def no_work(monkeypatch):
     stub("flows.pendulum.flow", pendulum_flow=work)
     stub("flows.rietkerk.flow", rietkerk_flow=work)
     stub("flows.halos.flow", halos_flow=work)
-    stub("flows.declared.flow", checked_input=work, fit_flow=work, result_name=work)
+    stub(
+        "flows.declared.flow",
+        checked_input=work,
+        fit_flow=work,
+        result_name=work,
+        preset_settings=work,
+        training_config=work,
+    )
     stub("flows.declared.predict", predict_file=work)
     stub("surrogates.pendulum.runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []})
     stub("surrogates.halos.predict", FORMATS=(".h5", ".hdf5", ".csv"), NoHaloModelError=LookupError,
