@@ -53,3 +53,25 @@ def test_discover_refuses_bad_input_in_the_command_line_words(tmp_path):
     assert result.exit_code == 2 and "none.nc" in result.stderr
     result = _run(tmp_path / "catalog", "discover", data, "--declaration", decl, "--threshold", "0")
     assert result.exit_code == 2 and "--threshold" in result.stderr
+
+
+def test_discover_takes_a_target_whose_units_the_inputs_cannot_make(tmp_path):
+    """The pendulum's energy from its state alone (masses, stiffnesses, lengths and gravity fixed and not
+    declared): no Pi-group model exists, which eqs fit refuses; discovery needs none."""
+    import xarray as xr
+
+    from surrogates.declared.discovery_cases import case_data
+
+    spec, values, energy = case_data("gravity-fixed", 200)
+    units = {q["name"]: q["units"] for q in spec["quantities"]}
+    variables = {name: (("sample", "space"), v, {"units": units[name]}) for name, v in values.items()}
+    variables["H"] = (("sample",), energy, {"units": units["H"]})
+    data = xr.Dataset(variables)
+    data.to_netcdf(tmp_path / "pendulum.nc")
+    (tmp_path / "pendulum.json").write_text(json.dumps(spec))
+    result = _run(
+        tmp_path / "catalog", "discover", tmp_path / "pendulum.nc", "--declaration", tmp_path / "pendulum.json",
+        "--preset", "smoke", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["targets"][0]["target"] == "H"

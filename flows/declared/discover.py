@@ -33,7 +33,8 @@ def discover_symmetries(
 
     from .flow import checked_input, preset_settings, training_config
 
-    decl, canonical, conditions, chosen = checked_input(data, declaration, None, targets)
+    # no Pi-group model is built: a target whose units the inputs cannot make (constants left out) is fine
+    decl, canonical, conditions, chosen = checked_input(data, declaration, None, targets, units_equivariant=False)
     names = [q.name for q in decl.inputs_only().quantities]
     values = {n: np.asarray(canonical[n].values, dtype=np.float64) for n in names}
     parts = random_split(canonical.sizes["sample"], decl.fit.split)

@@ -96,10 +96,17 @@ def load_declaration(path: str, shift_by: str | None = None):
     return declaration
 
 
-def checked_input(data: str, declaration_path: str, shift_by: str | None, targets: list[str] | None):
+def checked_input(
+    data: str,
+    declaration_path: str,
+    shift_by: str | None,
+    targets: list[str] | None,
+    units_equivariant: bool = True,
+):
     """Everything about the input that can be checked before any work, as the ``eqs fit`` command and
-    the flow both need: the declaration, the data against it, the targets' designs, the shift
-    quantity. Returns (declaration, canonical data, conditions, targets); raises DeclarationError."""
+    the flow both need: the declaration, the data against it, the targets' designs (with
+    ``units_equivariant``, that each target admits the Pi-group model), the shift quantity. Returns
+    (declaration, canonical data, conditions, targets); raises DeclarationError."""
     from pipeline.declared.data import checked_data, read_data
     from pipeline.declared.design import (
         conditions_on_data,
@@ -119,7 +126,7 @@ def checked_input(data: str, declaration_path: str, shift_by: str | None, target
     conditions = conditions_on_data(declaration, {n: canonical[n].values for n in names})
     plan = input_plan(declaration, conditions.signed)
     for target in chosen:
-        design_for(declaration, target, plan)
+        design_for(declaration, target, plan, units_equivariant=units_equivariant)
     if declaration.fit.shift_by:
         shift_values(canonical, declaration, plan, declaration.fit.shift_by)
     return declaration, canonical, conditions, chosen

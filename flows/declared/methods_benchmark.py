@@ -58,7 +58,7 @@ def run(
 ) -> dict[str, Any]:
     from flows.declared.flow import checked_input
 
-    decl, canonical, conditions, targets = checked_input(data, declaration, None, None)
+    decl, canonical, conditions, targets = checked_input(data, declaration, None, None, "pi" in methods)
     names = [q.name for q in decl.inputs_only().quantities]
     values = {n: np.asarray(canonical[n].values, dtype=np.float64) for n in names}
     parts = random_split(canonical.sizes["sample"], decl.fit.split)
