@@ -43,6 +43,15 @@ def test_discover_reports_generators_and_scalings_and_stores_nothing(tmp_path):
     assert "linear symmetries of the 3-D vector space" in words and "predicted by the units" in words
 
 
+def test_the_command_s_defaults_are_the_method_s():
+    """The command line spells the defaults out (pipeline.discovery imports scipy, too slow for start-up)."""
+    from flows.declared.discover import discover
+    from pipeline import discovery
+
+    defaults = {p.name: p.default for p in discover.params}
+    assert (defaults["threshold"], defaults["gap"]) == (discovery.THRESHOLD, discovery.GAP)
+
+
 def test_discover_refuses_bad_input_in_the_command_line_words(tmp_path):
     data = tmp_path / "particles.nc"
     dataset("charged-particle", 60).to_netcdf(data)

@@ -84,7 +84,7 @@ def summary_text(result: dict[str, Any]) -> str:
         )
         if "linear" in t:
             lin = t["linear"]
-            d = len(lin["generators"][0]) if lin["generators"] else int(round(len(lin["relative_residuals"]) ** 0.5))
+            d = lin["space_dim"]
             lines.append(
                 f"  linear symmetries of the {d}-D vector space: {lin['dimension']} generator(s); "
                 f"relative residuals {_residuals(lin['relative_residuals'], lin['dimension'])}"

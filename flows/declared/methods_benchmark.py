@@ -14,6 +14,7 @@ this machine, at the same batch shapes for every method.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -34,10 +35,10 @@ SYMMETRY_SAMPLES = 64
 
 
 def _config(seed: int, epochs: int) -> TrainConfig:
-    """eqs fit's quick preset (its epochs capped by ``epochs``)."""
-    return TrainConfig(
-        seed=seed, epochs=epochs, batch_size=128, lr=3e-3, lr_decay=0.5, lr_decay_every=100, val_every=2, patience=25
-    )
+    """eqs fit's quick preset, with ``epochs`` in place of its own."""
+    from flows.declared.flow import training_config
+
+    return dataclasses.replace(training_config("quick", seed), epochs=epochs)
 
 
 def throughput(model, values: dict[str, np.ndarray], repeats: int = 3) -> float:

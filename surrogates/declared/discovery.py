@@ -14,7 +14,7 @@ from pipeline import discovery as dv
 from pipeline.declared.evaluation import relative_errors
 from pipeline.units import dimension_vector
 from sims.declaration import Kind, SystemDeclaration
-from surrogates.declared.models import DeclaredSurrogate
+from surrogates.declared.models import DeclaredSurrogate, predict
 
 CONSTANT = 1e-12  # an input whose spread over the data is below this fraction of its size is constant
 
@@ -100,6 +100,7 @@ def discover(
         found = dv.solve(_linear_rows(model, values, out, jac), threshold, gap)
         generators = found.basis.reshape(-1, d, d)
         linear: dict[str, Any] = {
+            "space_dim": d,
             "dimension": found.dimension,
             "generators": generators.tolist(),
             "relative_residuals": found.relative.tolist(),
@@ -152,6 +153,4 @@ def _scalings(model, values, out, jac, constant: Sequence[str], threshold: float
 
 def median_error(model: DeclaredSurrogate, values: Mapping[str, np.ndarray], target: np.ndarray) -> float:
     """The median relative error of the fitted model on the samples the discovery reads."""
-    from surrogates.declared.models import predict
-
     return float(np.median(relative_errors(predict(model, values)[0], np.asarray(target))))

@@ -268,10 +268,9 @@ class DeclaredSurrogate(torch.nn.Module):
         self._batch(values)
         centre = self._centre(values)
         h = self.net((self._irreps_features(values, centre) - self.irreps_shift) / self.irreps_scale)
-        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
-        mean, sigma, norm = self._assemble_raw(h, log_sigma)
+        mean, sigma, norm = self._assemble_raw(h)
         if self.design.is_vector and self.design.target.kind is Kind.POSITION and centre is not None:
-            mean = mean + centre.reshape(len(mean), *([1] * (mean.ndim - 2)), self.d)
+            mean = mean + self._like(centre, mean)
         return mean, sigma, norm
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -411,9 +410,9 @@ class DeclaredSurrogate(torch.nn.Module):
         computed = design.plan.compute(view) if not self.raw_layout else {}
         h = self._head(self._features(values, computed, batch))
         out = h.shape[:-1]  # (n,), (n, N) or (n, N, N)
-        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
         if self.raw_layout:
-            return self._assemble_raw(h, log_sigma)
+            return self._assemble_raw(h)
+        log_sigma = self._log_sigma(h)
         coef = h[..., : self.n_coef] * self.coef_scale
         if not design.is_vector:
             if self.method == "pi":
@@ -460,12 +459,16 @@ class DeclaredSurrogate(torch.nn.Module):
         n = positions[0].shape[0]
         return torch.cat([p.reshape(n, -1, self.d) for p in positions], 1).mean(1)
 
+    def _like(self, centre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The centroid (n, d) shaped to broadcast against positions (n, ..., d)."""
+        return centre.reshape(len(x), *([1] * (x.ndim - 2)), self.d)
+
     def _centred(self, values: Mapping[str, torch.Tensor], centre: torch.Tensor | None) -> dict[str, torch.Tensor]:
         out = dict(values)
         for q in self.inputs:
             if q.kind is Kind.POSITION and centre is not None:
                 x = values[q.name]
-                out[q.name] = x - centre.reshape(len(x), *([1] * (x.ndim - 2)), self.d)
+                out[q.name] = x - self._like(centre, x)
         return out
 
     def _frames(self, centred: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -498,15 +501,14 @@ class DeclaredSurrogate(torch.nn.Module):
         n, count = frames.shape[:2]
         batch = self._batch(moved)
         h = self._head(self._features(moved, {}, batch))
-        log_sigma = h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
-        mean, sigma, _ = self._assemble_raw(h, log_sigma)
+        mean, sigma, _ = self._assemble_raw(h)
         mean = mean.reshape(n, count, *mean.shape[1:])
         if self.design.is_vector:
             if keep is not None:
                 mean = mean * keep.reshape(n, 1, *([1] * (mean.ndim - 3)), self.d)
             mean = from_frame(mean, frames).mean(1)
             if self.design.target.kind is Kind.POSITION and centre is not None:
-                mean = mean + centre.reshape(n, *([1] * (mean.ndim - 2)), self.d)
+                mean = mean + self._like(centre, mean)
         else:
             mean = mean.mean(1)
         if sigma is not None:
@@ -514,8 +516,13 @@ class DeclaredSurrogate(torch.nn.Module):
         norm = self.y_scale.expand(mean.shape[:-1] if self.design.is_vector else mean.shape)
         return mean, sigma, norm
 
-    def _assemble_raw(self, h: torch.Tensor, log_sigma: torch.Tensor | None) -> tuple[Any, Any, Any]:
+    def _log_sigma(self, h: torch.Tensor) -> torch.Tensor | None:
+        return h[..., self.n_coef].clamp(*LOG_SIGMA_RANGE) if self.gaussian else None
+
+    def _assemble_raw(self, h: torch.Tensor) -> tuple[Any, Any, Any]:
+        """Mean, sigma and normaliser from the outputs of a model laid out as ``raw``'s."""
         n = h.shape[0]
+        log_sigma = self._log_sigma(h)
         coef = h[:, : self.n_out_raw]
         if self.design.is_vector:
             mean = (self.y_shift + self.y_scale * coef).reshape(
@@ -683,7 +690,7 @@ class DeclaredSurrogate(torch.nn.Module):
             self.y_scale.fill_(_rms((flat - flat.mean()).cpu().numpy()))
             return
         if self.design.target.kind is Kind.POSITION and centre is not None:
-            y = y - centre.reshape(len(y), *([1] * (y.ndim - 2)), self.d)
+            y = y - self._like(centre, y)
         self.y_shift.zero_()
         self.y_scale.fill_(_rms(y.cpu().numpy()))
 
