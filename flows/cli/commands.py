@@ -219,4 +219,11 @@ bench.add_command(
         "Every way of building the symmetry in, side by side on a declared system (eqs fit --method).",
     )
 )
+bench.add_command(
+    benchmark_command(
+        "relaxed",
+        "flows.declared.relaxed_study:main",
+        "Exact, relaxed and unconstrained models on data whose symmetry is broken by a controlled amount.",
+    )
+)
 main.add_command(bench)

@@ -10,6 +10,7 @@ METHOD_TITLES = {
     "augment": "raw components, randomly moved samples (approximate)",
     "penalty": "raw components, equivariance penalty (approximate)",
     "e3nn": "irreps tensor products (e3nn, exact)",
+    "relaxed": "invariant scalars plus a penalised raw pathway (relaxed)",
 }
 METHODS = tuple(METHOD_TITLES)
 DEFAULT_METHODS = ("pi", "scalars", "raw")  # the other methods of the comparison are asked for by name

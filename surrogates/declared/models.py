@@ -1,6 +1,6 @@
 """Surrogates of a declared system's targets, built from its declaration alone (docs/fit.md#what-eqs-fit-does).
 
-Eight methods, each a :class:`DeclaredSurrogate` called with the declared inputs in their declared
+Nine methods, each a :class:`DeclaredSurrogate` called with the declared inputs in their declared
 units (one tensor per input quantity, in declaration order) and returning the target (and, for a
 noisy target, its uncertainty sigma, in the target's units):
 
@@ -19,9 +19,12 @@ noisy target, its uncertainty sigma, in the target's units):
 - ``penalty``: the ``raw`` MLP trained with an equivariance penalty, the mean squared difference between
   its output on randomly moved inputs and its moved output, normalised like the loss (approximate);
 - ``e3nn``: a tensor-product network of the inputs as irreps of O(3) (:mod:`surrogates.declared.irreps`),
-  exact, for 3-D systems.
+  exact, for 3-D systems;
+- ``relaxed``: a residual pathway prior (Finzi, Benton and Wilson, NeurIPS 2021): the ``scalars`` model
+  plus a ``raw`` model of the residual whose weights carry an L2 penalty, so that the model leaves the
+  symmetry only as far as the data pay for it (approximate).
 
-The last five read the components as ``raw`` does (with a relabelled set, every member in the data's
+``frame`` to ``e3nn`` read the components as ``raw`` does (with a relabelled set, every member in the data's
 order: no invariance under relabelling).
 
 Each is fitted by the shared trainer (``surrogates.training``): a mean squared error normalised per
@@ -76,6 +79,8 @@ FRAMED = ("frame", "canonical")
 MOVED = ("augment", "penalty")  # train on randomly moved samples
 EXACT = ("pi", "scalars", "frame", "canonical", "e3nn")  # exactly invariant or equivariant under the group
 PENALTY_WEIGHT = 1.0
+RELAXED_EXACT = "scalars"  # the exact pathway of ``relaxed``: the symmetry only, so units play no part
+RELAXED_WEIGHT = 1e-4  # the L2 prior on the free pathway's weights, against the loss (a relative squared error)
 LOG_SIGMA_RANGE = (-12.0, 6.0)  # relative to the model's scale; keeps the likelihood finite
 TARGET_KEY = "target"
 INPUT_PREFIX = "in:"
@@ -95,6 +100,8 @@ def method_refusal(method: str, decl: SystemDeclaration) -> str | None:
         )
     if method in MOVED and decl.group == "none":
         return f"{method} moves samples by the symmetry group, and the system declares none"
+    if method == "relaxed" and decl.group == "none":
+        return "relaxed adds a free pathway to a model of the symmetry group, and the system declares none"
     if method == "e3nn":
         if decl.group not in E3NN_GROUPS or decl.space_dim != 3:
             return (
@@ -178,7 +185,7 @@ class DeclaredSurrogate(torch.nn.Module):
             "pi": max(1, len(self.pi_columns)) + int(self.pairs and not design.is_vector),  # + log(scale_ij / S)
             "scalars": max(1, len(self.scalar_columns)),
             "raw": sum(widths[q.kind] * copies[q.name] for q in self.inputs),
-        }["raw" if self.raw_layout else method]
+        }.get("raw" if self.raw_layout else method)  # relaxed: none; its two pathways have their own
         if not design.is_vector:
             n_coef = 1
         else:
@@ -187,7 +194,11 @@ class DeclaredSurrogate(torch.nn.Module):
         n_out = n_coef + int(self.gaussian)
         if self.raw_layout and self.member_target:
             n_out = n_coef * self.set_size  # one output (or d) per member, in the data's member order
-        if self.pairs:
+        if method == "relaxed":
+            pathway = dict(hidden=hidden, activation=activation, signed=signed, zero=zero, set_size=set_size)
+            self.exact = DeclaredSurrogate(declaration, target, RELAXED_EXACT, gaussian=gaussian, **pathway)
+            self.free = DeclaredSurrogate(declaration, target, "raw", **pathway)
+        elif self.pairs:
             width = self.hidden[-1]
             self.phi = MLP(n_in, width, self.hidden, activation)
             head_in = {
@@ -404,6 +415,9 @@ class DeclaredSurrogate(torch.nn.Module):
             return self._predict_framed(values)
         if self.method == "e3nn":
             return self._predict_irreps(values)
+        if self.method == "relaxed":  # the exact pathway's sigma and normaliser: the free one adds to the mean
+            mean, sigma, norm = self.exact._predict(values)
+            return mean + self.free._predict(values)[0], sigma, norm
         design = self.design
         batch = self._batch(values)
         view = view_values(self.decl, values)
@@ -585,6 +599,8 @@ class DeclaredSurrogate(torch.nn.Module):
             gap = self._predict(moved[0])[0] - moved[2](mean)
             gap = gap.pow(2).sum(-1) if self.design.is_vector else gap.pow(2)
             loss = loss + PENALTY_WEIGHT * torch.mean(gap / norm.pow(2))
+        if self.training and self.method == "relaxed":  # the prior on the free pathway (not in validation)
+            loss = loss + RELAXED_WEIGHT * sum(p.pow(2).sum() for p in self.free.parameters())
         return loss
 
     # -- normalisation from the training data --------------------------------------------------------
@@ -604,6 +620,11 @@ class DeclaredSurrogate(torch.nn.Module):
             return
         if self.method == "e3nn":
             self._fit_irreps(tensors, y)
+            return
+        if self.method == "relaxed":
+            self.exact.fit_normalisation(values, target)
+            self.free.fit_normalisation(values, target)
+            self.free.y_shift.zero_()  # a residual: its outputs are in the target's size about zero
             return
         batch = self._batch(tensors)
         view = view_values(self.decl, tensors)

@@ -16,11 +16,18 @@ Ranges (SI, order one, chosen so that omega t stays in [0, 6], inside [0, 2 pi])
 t uniform in (0, 3] s, |v0| log-uniform in [0.5, 2] m/s; the directions of B and v0 are independent
 and uniform on the sphere.
 
+Broken symmetry, for the relaxed-symmetry study (docs/fit.md#relaxed-symmetry). With
+``--background EPS`` every particle also feels a uniform field of EPS tesla along z that the
+declaration does not list: dx is computed in the field B + EPS (0, 0, 1 T), while the file holds
+only B. The declared SO(3) then holds only approximately, broken by an amount set by EPS (|B| is
+1-2 T). EPS = 0 (the default) is the exact system.
+
 Output. One netCDF file (engine h5netcdf) with a dimension ``sample``: scalars m (kg), q (C) and t (s)
 with dims (sample,); vectors B (T), v0 (m/s) and the target dx (m) with dims (sample, space),
 space = (x, y, z).
 
-    python docs/examples/charged-particle/generate.py --out charged-particle.nc [--samples 4000] [--seed 0] [--force]
+    python docs/examples/charged-particle/generate.py --out charged-particle.nc [--samples 4000] [--seed 0] \
+        [--background EPS] [--force]
     python docs/examples/charged-particle/generate.py --check     # the self-test; writes nothing
 """
 
@@ -63,14 +70,16 @@ def displacement(m, q, B, v0, t):
     return v_par * t[:, None] + sin_term * v_perp + cos_term * np.cross(v_perp, b)
 
 
-def sample(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The inputs m, q, B, v0, t and the exact target dx for n particles."""
+def sample(n: int, rng: np.random.Generator, background: float = 0.0) -> dict[str, np.ndarray]:
+    """The inputs m, q, B, v0, t and the exact target dx for n particles; with ``background``, dx is
+    the displacement in B plus an undeclared field of ``background`` tesla along z."""
     m = log_uniform(rng, MASS_RANGE, n)
     q = log_uniform(rng, CHARGE_RANGE, n)
     B = log_uniform(rng, FIELD_RANGE, n)[:, None] * unit_vectors(rng, n)
     v0 = log_uniform(rng, SPEED_RANGE, n)[:, None] * unit_vectors(rng, n)
     t = MAX_TIME * (1 - rng.random(n))  # (0, MAX_TIME]: never exactly 0
-    return {"m": m, "q": q, "B": B, "v0": v0, "t": t, "dx": displacement(m, q, B, v0, t)}
+    felt = B + background * np.array([0.0, 0.0, 1.0])
+    return {"m": m, "q": q, "B": B, "v0": v0, "t": t, "dx": displacement(m, q, felt, v0, t)}
 
 
 UNITS = {"m": "kg", "q": "C", "B": "T", "v0": "m/s", "t": "s", "dx": "m"}
@@ -84,10 +93,10 @@ LONG_NAMES = {
 }
 
 
-def make_dataset(n: int, seed: int):
+def make_dataset(n: int, seed: int, background: float = 0.0):
     import xarray as xr
 
-    data = sample(n, np.random.default_rng(seed))
+    data = sample(n, np.random.default_rng(seed), background)
     data_vars = {}
     for name, values in data.items():
         attrs = {"units": UNITS[name], "long_name": LONG_NAMES[name]}
@@ -100,7 +109,8 @@ def make_dataset(n: int, seed: int):
         attrs={
             "description": "A charged particle in a uniform magnetic field: mass, charge, field, initial velocity "
             "and elapsed time, and the exact displacement.",
-            "generator": f"{SCRIPT} --samples {n} --seed {seed}",
+            "generator": f"{SCRIPT} --samples {n} --seed {seed}" + (f" --background {background:g}" if background else ""),
+            "background_field_T": float(background),
         },
     )
 
@@ -150,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="netCDF file to write")
     parser.add_argument("--samples", type=int, default=4000, help="number of particles (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--background",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="an undeclared uniform field of EPS tesla along z, which breaks the declared SO(3) (default 0)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.add_argument("--check", action="store_true", help="run the self-test and write nothing")
     args = parser.parse_args(argv)
@@ -162,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--samples must be at least 1")
     if args.out.exists() and not args.force:
         parser.error(f"{args.out} exists; pass --force to overwrite it")
-    ds = make_dataset(args.samples, args.seed)
+    if not np.isfinite(args.background):
+        parser.error(f"--background must be a finite number of tesla, got {args.background}")
+    ds = make_dataset(args.samples, args.seed, args.background)
     ds.to_netcdf(args.out, engine="h5netcdf")
     print(f"wrote {args.samples} particles to {args.out}")
     return 0

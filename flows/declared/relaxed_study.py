@@ -1,0 +1,161 @@
+"""Exact, relaxed and unconstrained models on data whose symmetry is broken by a controlled amount
+(docs/fit.md#relaxed-symmetry): per breaking strength epsilon, method and training-set size, over seeds,
+the test error and the measured symmetry error, as a table, a figure and JSON.
+
+    python -m flows.declared.relaxed_study --declaration FILE --data 0=exact.nc 0.1=broken.nc ... \\
+        --sizes 250 1000 2800 --seeds 3 --out relaxed.json --figure relaxed.png
+
+Each ``--data EPS=FILE`` is one data set of the declared system, its symmetry broken by EPS (in whatever
+measure the data's generator uses; the charged particle's ``--background EPS`` is one). Every data set is
+split and fitted as ``eqs bench methods`` does (flows.declared.methods_benchmark), on this machine, in
+this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from flows.declared.methods_benchmark import run
+from pipeline.declared.methods import METHODS
+
+DEFAULT_METHODS = ("scalars", "relaxed", "raw")
+
+
+def _data_option(text: str) -> tuple[float, str]:
+    epsilon, sep, path = text.partition("=")
+    try:
+        value = float(epsilon)
+    except ValueError:
+        value = float("nan")
+    if not sep or not path or not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"--data takes EPS=FILE with EPS a number >= 0, got {text!r}")
+    return value, path
+
+
+def study(
+    declaration: str, data: Sequence[tuple[float, str]], methods: Sequence[str], sizes, seeds: int, epochs: int, hidden
+) -> dict[str, Any]:
+    """Every method, size and seed on every data set; the rows carry their epsilon."""
+    rows, system = [], None
+    for epsilon, path in sorted(data):
+        result = run(path, declaration, methods, sizes, seeds, epochs, hidden)
+        system = result["system"]
+        rows += [{**row, "epsilon": epsilon, "data": path} for row in result["rows"]]
+    return {
+        "system": system,
+        "methods": list(methods),
+        "sizes": list(sizes),
+        "seeds": seeds,
+        "epochs": epochs,
+        "hidden": list(hidden),
+        "rows": rows,
+    }
+
+
+def _groups(result: dict[str, Any]) -> dict[tuple, list[dict[str, Any]]]:
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for row in result["rows"]:
+        out.setdefault((row["target"], row["train_size"], row["epsilon"], row["method"]), []).append(row)
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: per target, size and epsilon, each method's test error (mean ± std over seeds) and its
+    worst symmetry error; the lowest mean error in bold."""
+    groups = _groups(result)
+    methods = [m for m in METHODS if m in result["methods"]]
+    lines = [
+        "| target | train | epsilon | " + " | ".join(f"{m}: test error | {m}: symmetry error" for m in methods) + " |",
+        "|---|---|---|" + "---|---|" * len(methods),
+    ]
+    for target, size, epsilon in sorted({k[:3] for k in groups}):
+        cells, means = [], {}
+        for method in methods:
+            errors = np.array([r["test_error"] for r in groups.get((target, size, epsilon, method), [])])
+            means[method] = errors.mean() if len(errors) else np.inf
+        best = min(means, key=means.get)
+        for method in methods:
+            group = groups.get((target, size, epsilon, method), [])
+            if not group:
+                cells += ["-", "-"]
+                continue
+            errors = np.array([r["test_error"] for r in group])
+            text = f"{errors.mean():.3g} ± {errors.std(ddof=1):.2g}" if len(errors) > 1 else f"{errors.mean():.3g}"
+            cells += [f"**{text}**" if method == best else text, f"{max(r['symmetry_error'] for r in group):.1e}"]
+        lines.append(f"| {target} | {size} | {epsilon:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure(result: dict[str, Any], path: str) -> None:
+    """Test error against epsilon, one panel per training-set size (and target), a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _groups(result)
+    panels = sorted({k[:2] for k in groups})
+    methods = [m for m in METHODS if m in result["methods"]]
+    epsilons = sorted({k[2] for k in groups})
+    positive = [e for e in epsilons if e > 0]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, (target, size) in zip(axes[0], panels):
+        for method in methods:
+            points = [(e, [r["test_error"] for r in groups[(target, size, e, method)]]) for e in epsilons]
+            points = [(e, np.array(v)) for e, v in points if (target, size, e, method) in groups]
+            if not points:
+                continue
+            x = np.array([e for e, _ in points])
+            mean = np.array([v.mean() for _, v in points])
+            std = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for _, v in points])
+            ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=method)
+        if positive:  # linear through zero, logarithmic above the smallest positive epsilon
+            ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_yscale("log")
+        ax.set_title(f"{target}, {size} training samples")
+        ax.set_xlabel("symmetry breaking epsilon")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("median relative test error")
+    axes[0][0].legend()
+    fig.suptitle(f"{result['system']}: exact, relaxed and unconstrained models against broken symmetry")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="eqs bench relaxed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--declaration", required=True)
+    parser.add_argument("--data", type=_data_option, nargs="+", required=True, metavar="EPS=FILE")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    parser.add_argument("--figure", help="PNG of the test error against epsilon")
+    args = parser.parse_args(argv)
+    epsilons = [e for e, _ in args.data]
+    if len(set(epsilons)) != len(epsilons):
+        parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
+    result = study(args.declaration, args.data, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    text = table(result)
+    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    if args.figure:
+        figure(result, args.figure)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
