@@ -214,7 +214,7 @@ def _declared(example: str, target: str, method: str) -> Callable[[], tuple[Any,
     return build
 
 
-DECLARED_EXPECTED = {  # (group, units); augment and penalty are approximate, and untrained here
+DECLARED_EXPECTED = {  # (group, units); augment, penalty and relaxed are approximate, and untrained here
     "pi": (True, True),
     "scalars": (True, False),
     "raw": (False, False),
@@ -223,6 +223,7 @@ DECLARED_EXPECTED = {  # (group, units); augment and penalty are approximate, an
     "augment": (False, False),
     "penalty": (False, False),
     "e3nn": (True, False),
+    "relaxed": (False, False),
 }
 DECLARED_SYSTEMS = {fit_examples.declaration(name).name: name for name in fit_examples.NAMES}
 

@@ -1,0 +1,47 @@
+"""eqs bench relaxed: a row per data set, method, size and seed, carrying its epsilon; the table, the
+figure and the JSON written; a bad --data refused in the option's words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fit_examples import dataset, declaration_path
+
+from flows.declared import relaxed_study
+
+
+def test_the_study_writes_a_row_per_epsilon_method_size_and_seed(tmp_path):
+    paths = {}
+    for epsilon in (0.0, 1.0):
+        paths[epsilon] = tmp_path / f"cp-{epsilon:g}.nc"
+        dataset("charged-particle", 120, background=epsilon).to_netcdf(paths[epsilon], engine="h5netcdf")
+    out, figure = tmp_path / "study.json", tmp_path / "study.png"
+    argv = ["--declaration", str(declaration_path("charged-particle")), "--data"]
+    argv += [f"{e:g}={p}" for e, p in paths.items()]
+    argv += ["--methods", "scalars", "relaxed", "--sizes", "40", "80", "--seeds", "2", "--epochs", "2"]
+    argv += ["--hidden", "8", "--out", str(out), "--figure", str(figure)]
+    assert relaxed_study.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    keys = {(r["epsilon"], r["method"], r["train_size"], r["seed"]) for r in rows}
+    assert len(rows) == len(keys) == 2 * 2 * 2 * 2
+    assert {r["epsilon"] for r in rows} == {0.0, 1.0}
+    assert max(r["symmetry_error"] for r in rows if r["method"] == "scalars") < 1e-10
+    assert min(r["symmetry_error"] for r in rows if r["method"] == "relaxed") > 1e-10
+    table = (tmp_path / "study.md").read_text().splitlines()
+    assert len(table) == 2 + 2 * 2  # header, rule, one line per size and epsilon
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("value", ["0.1", "x=data.nc", "-1=data.nc", "nan=data.nc", "0.1="])
+def test_a_bad_data_option_is_refused_in_its_own_words(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        relaxed_study.main(["--declaration", "d.json", f"--data={value}", "--out", "o.json"])
+    assert exited.value.code == 2
+    assert "--data takes EPS=FILE with EPS a number >= 0" in capsys.readouterr().err
+
+
+def test_the_same_epsilon_twice_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        relaxed_study.main(["--declaration", "d.json", "--data", "0=a.nc", "0.0=b.nc", "--out", "o.json"])
+    assert "--data: each EPS once" in capsys.readouterr().err
