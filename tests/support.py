@@ -1,5 +1,5 @@
-"""Test data shared by the test modules: a small registered dataset kind and its sample datasets, and
-where the shared real halo catalogs are."""
+"""Test data shared by the test modules: a small registered dataset kind and its sample datasets, a guard against
+recomputation, and where the shared real halo catalogs are."""
 
 from __future__ import annotations
 
@@ -72,3 +72,13 @@ def pendulum_dataset(n: int = 40, steps: int = 3, seed: int = 0) -> xr.Dataset:
         )
     ds["H"] = (("sample", "time"), rng.uniform(1, 3, (n, steps)), {"units": "J"})
     return ds
+
+
+def forbid(monkeypatch, targets) -> None:
+    """Make each (module, name) of ``targets`` fail if called: a finished step must not be computed again."""
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a finished step was computed again")
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, recomputed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dask.array as da
@@ -105,6 +106,8 @@ def test_list_versions_info_and_lineage(catalog):
     assert info.kind == DEMO_KIND and info.seed is None and info.params == {}
     assert {v.name: v.units for v in info.variables}["x"] == "m"
     assert info.size_bytes > 0
+    header = catalog.info(derived, variables=False)  # the attributes alone: the same but the variables
+    assert header.variables == [] and dataclasses.replace(info, variables=[]) == header
 
     graph = catalog.lineage(derived)
     assert list(graph)[0] == derived
@@ -137,7 +140,9 @@ def test_write_accepts_lazy_input_without_loading_it_twice(catalog):
         return x
 
     ds = demo_dataset()
-    lazy = ds.assign(x=(("sample", "space"), da.from_array(ds["x"].values, chunks=(3, 3)).map_blocks(block), {"units": "m"}))
+    lazy = ds.assign(
+        x=(("sample", "space"), da.from_array(ds["x"].values, chunks=(3, 3)).map_blocks(block), {"units": "m"})
+    )
     ref = catalog.write(lazy, "lazy")
     np.testing.assert_array_equal(catalog.open(ref)["x"].values, ds["x"].values)
     assert len(calls) == 2, "each of the two chunks should be computed exactly once"

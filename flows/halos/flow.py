@@ -278,7 +278,7 @@ def halos_flow(
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     if raw_ref is not None:
-        info = Catalog(root).info(raw_ref)
+        info = Catalog(root).info(raw_ref, variables=False)
         raw, kind = info.ref, info.kind
         if kind != HALOS_KIND:
             raise ValueError(f"raw_ref {raw} is a {kind!r} dataset, expected a 'halos.catalog'")

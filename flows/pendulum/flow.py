@@ -85,7 +85,7 @@ def train(
     from surrogates.pendulum import runs as pr
 
     cat = Catalog(catalog)
-    info = cat.info(train_ref).params
+    info = cat.info(train_ref, variables=False).params
     protocol = info.get("protocol", "emlp")
     suffix = "" if info.get("variant", "reference") == "reference" else f"-{info['variant']}"
     suffix += f"-{activation}" if activation else ""

@@ -116,7 +116,7 @@ class Candidate:
 
     @classmethod
     def of(cls, catalog: Catalog, ref: str) -> Candidate:
-        info = catalog.info(ref)
+        info = catalog.info(ref, variables=False)
         attrs = info.attrs
         if not {"target", "inputs", "halo_model"} <= set(attrs):
             raise ModelChoiceError(f"{info.ref} is not a halo model (no 'halo_model', 'target' and 'inputs')")
@@ -132,7 +132,7 @@ def stored_candidates(catalog: Catalog) -> dict[str, dict[str, Candidate]]:
     for name in catalog.names():
         if not MODEL_NAME.fullmatch(name):  # read only what may be a model: each info opens a file
             continue
-        info = catalog.info(name)
+        info = catalog.info(name, variables=False)
         attrs = info.attrs
         if info.kind != MODEL_KIND or not {"target", "inputs", "halo_model"} <= set(attrs):
             continue
@@ -158,7 +158,7 @@ def _test_score(catalog: Catalog, ref: str, names: set[str]) -> float | None:
     name = f"{parse_ref(ref).name}-on-random"
     if name not in names:
         return None
-    info = catalog.info(name)
+    info = catalog.info(name, variables=False)
     if info.kind != EVALUATION_KIND or str(info.attrs.get("model")) != ref:
         return None
     with catalog.open(info.ref) as ds:
@@ -342,7 +342,7 @@ def range_warnings(catalog: Catalog, catalog_ds: xr.Dataset, refs: Sequence[str]
             messages.append(
                 f"{ref} was trained on halos at z = {z_train:g} ({trained_on}); {source} is at z = {redshift:.4g}"
             )
-        kind = base_kind(str(catalog.info(ref).attrs.get("halo_model", "")))
+        kind = base_kind(str(catalog.info(ref, variables=False).attrs.get("halo_model", "")))
         if (
             kind != "mass-only"
             and masses

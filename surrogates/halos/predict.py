@@ -46,7 +46,7 @@ def load_halo_models(catalog: Catalog, refs: Sequence[str]) -> list[LoadedModel]
     """The models at ``refs`` on the CPU in float64; each must be a halo model, one per target.
     Their JSON attributes are checked first, so a damaged one is named with its model."""
     for ref in refs:
-        if not {"target", "inputs"} <= set(catalog.info(ref).attrs):
+        if not {"target", "inputs"} <= set(catalog.info(ref, variables=False).attrs):
             raise ValueError(f"{catalog.resolve(ref)} is not a halo model (no 'target' and 'inputs' attributes)")
     loaded = [load_halo_model(catalog, ref) for ref in refs]
     seen: dict[str, str] = {}

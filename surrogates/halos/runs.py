@@ -578,7 +578,7 @@ def check_model_attrs(ref: str, attrs: Mapping[str, Any]) -> None:
 def load_halo_model(catalog: Catalog, ref: str) -> LoadedModel:
     """The halo model at ``ref`` on the CPU in float64, its JSON attributes checked before it is rebuilt."""
     resolved = catalog.resolve(ref)
-    check_model_attrs(resolved, catalog.info(resolved).attrs)
+    check_model_attrs(resolved, catalog.info(resolved, variables=False).attrs)
     return load_model(catalog, resolved, device="cpu", dtype=torch.float64)
 
 

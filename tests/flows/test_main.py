@@ -1,5 +1,5 @@
-"""The main job (``eqs run``) at the smoke preset: every system and the report, a second run entirely
-from cache, and an interrupted run that completes without recomputing what had finished."""
+"""The main job (``eqs run``) at the smoke preset: every system and the report, and a second run entirely
+from cache (an interrupted run: test_main_interrupted.py, so that the two run side by side)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support import forbid
 from toy_system import TOY
 
-import pipeline.halos.scalars
 import pipeline.report
-import sims.halos.population
-import surrogates.halos.runs
 from data_catalog import Catalog
 from flows import registry
 from flows.cli import main as cli
@@ -27,14 +25,6 @@ def expensive() -> list[tuple[object, str]]:
         module, _, name = target.partition(":")
         found.append((importlib.import_module(module), name))
     return found + [(pipeline.report, "build_report")]
-
-
-def forbid(monkeypatch, targets=None):
-    def recomputed(*args, **kwargs):
-        raise AssertionError("a finished step was computed again")
-
-    for module, name in targets or expensive():
-        monkeypatch.setattr(module, name, recomputed)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,7 @@ def test_the_smoke_run_covers_every_system_and_writes_the_report(first_run):
 def test_a_second_run_reuses_every_step(first_run, monkeypatch):
     catalog, reports, refs = first_run
     before = catalog.refs()
-    forbid(monkeypatch)
+    forbid(monkeypatch, expensive())
     again = main_job(catalog=str(catalog.root), preset="smoke", report_dir=str(reports))
     # the catalog check verifies the first run's datasets too, so its record gets a new version once
     assert {k: v for k, v in again.items() if k != "catalog-check"} == {
@@ -73,27 +63,6 @@ def test_a_second_run_reuses_every_step(first_run, monkeypatch):
     }
     new = set(catalog.refs()) - set(before)
     assert {r.split("@")[0] for r in new} <= {"catalog-verification"}
-
-
-def test_an_interrupted_run_completes_only_the_missing_steps(tmp_path, monkeypatch):
-    catalog = tmp_path / "catalog"
-
-    def crash(*args, **kwargs):
-        raise RuntimeError("the machine went down")
-
-    with monkeypatch.context() as m:
-        m.setattr(surrogates.halos.runs, "evaluate_halo_model", crash)
-        state = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], return_state=True)
-        assert not state.is_completed()
-    done = Catalog(catalog).refs()
-    assert any(r.startswith("halos-smoke-synthetic-features@") for r in done)
-    # the population and the features (of all and of the subsampled test halos) had finished before the
-    # crash, in the first evaluation: they are not computed again
-    forbid(monkeypatch, [(sims.halos.population, "iter_population"), (pipeline.halos.scalars, "halo_scalars")])
-    refs = main_job(catalog=str(catalog), preset="smoke", systems=["halos"], report_dir=str(tmp_path / "r"))
-    assert (tmp_path / "r" / "report.html").exists()
-    assert set(done) <= set(Catalog(catalog).refs())
-    assert refs["report"] in Catalog(catalog).refs()
 
 
 def test_systems_and_presets_are_checked():
