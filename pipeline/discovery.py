@@ -175,3 +175,54 @@ def dimensional_scalings(exponents: np.ndarray, fixed: Sequence[int] = ()) -> np
         return np.zeros((0, exponents.shape[0]))
     u, s, _ = np.linalg.svd(span, full_matrices=False)
     return u[:, s > 1e-10 * s.max()].T
+
+
+# -- the group a discovery describes, as a declaration states it ----------------------------------------
+
+ANGLE_TOLERANCE = 5.0  # degrees: a discovered algebra lies in a known one when every principal angle is below
+
+
+@dataclass(frozen=True)
+class DiscoveredGroup:
+    """The continuous group a discovery's linear symmetries generate, in a declaration's terms: ``linear``
+    is ``"none"``, ``"rotations"`` (so(d)), ``"axis"`` (so(2) about ``axis`` in 3-D) or ``"lorentz"``."""
+
+    linear: str
+    space_dim: int
+    axis: tuple[float, float, float] | None = None
+
+    def symmetry(self, translations: bool) -> str:
+        """The declaration's ``symmetry``: the rotations are proper (reflections are not discovered); rotations
+        about an axis are SO(3) of the inputs and the axis; ``translations`` are carried from the declaration
+        (they are not sought). The Lorentz group can only be declared as O(1,d)."""
+        d = self.space_dim
+        if self.linear == "none":
+            return "none"
+        if self.linear == "lorentz":
+            return f"O(1,{d - 1})"
+        return f"{'SE' if translations else 'SO'}({d})"
+
+
+def discovered_group(linear: dict, tolerance: float = ANGLE_TOLERANCE) -> DiscoveredGroup:
+    """The group of a discovery's ``linear`` result (``surrogates.declared.discovery.discover``); a
+    ValueError saying what was found when it is none of the groups a declaration can state."""
+    d, k = int(linear["space_dim"]), int(linear["dimension"])
+    if k == 0:
+        return DiscoveredGroup("none", d)
+    full = d * (d - 1) // 2
+
+    def within(key: str) -> bool:
+        angles = linear.get(key) or []
+        return bool(angles) and max(angles) < tolerance
+
+    if k == full and within("angles_to_rotations"):
+        return DiscoveredGroup("rotations", d)
+    if k == full and within("angles_to_lorentz"):
+        return DiscoveredGroup("lorentz", d)
+    if d == 3 and k == 1 and within("angles_to_rotations_about_axis") and within("angles_to_rotations"):
+        return DiscoveredGroup("axis", d, tuple(float(c) for c in linear["axis"]))
+    shown = ", ".join(f"{a:.2g}" for a in linear.get("angles_to_rotations", []))
+    raise ValueError(
+        f"the {k} discovered generator(s) are not so({d}), the Lorentz algebra or the rotations about one axis "
+        f"within {tolerance:g} degrees (principal angles to so({d}): {shown or 'none'})"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from fit_examples import dataset, declaration_path
 
@@ -84,3 +85,70 @@ def test_discover_takes_a_target_whose_units_the_inputs_cannot_make(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["targets"][0]["target"] == "H"
+
+
+def _pendulum_files(tmp_path, n: int = 120):
+    from surrogates.declared.discovery_cases import case_data, case_dataset
+
+    spec, values, energy = case_data("gravity-fixed", n)
+    case_dataset(spec, values, energy).to_netcdf(tmp_path / "pendulum.nc")
+    (tmp_path / "pendulum.json").write_text(json.dumps(spec))
+    return tmp_path / "pendulum.nc", tmp_path / "pendulum.json"
+
+
+def test_derive_writes_the_system_with_the_discovered_group_for_eqs_fit(tmp_path, monkeypatch):
+    """Rotations about one axis found (the discovery's answer is given here: its accuracy is tested with the
+    cases): the derived system declares SO(3) with the axis as an input, and eqs fit's checks accept it."""
+    import numpy as np
+
+    from flows.declared.flow import checked_input
+    from pipeline import discovery as dv
+    from sims.declaration import SystemDeclaration
+    from surrogates.declared import discovery
+
+    axis = np.array([0.0, 0.6, 0.8])
+
+    def found(model, values, *args, **kwargs):
+        basis = dv.rotations_about(axis)
+        linear = {"space_dim": 3, "dimension": 1, "generators": [basis.reshape(3, 3).tolist()],
+                  "relative_residuals": [0.01] + [1.0] * 8, "axis": axis.tolist(),
+                  "angles_to_rotations": [0.0], "angles_to_rotations_about_axis": [0.0]}  # fmt: skip
+        scalings = {"quantities": [], "left_out_as_constant": [], "dimension": 0, "exponents": [],
+                    "relative_residuals": [1.0], "base_dimensions": [], "expected_dimension": 0,
+                    "angles_to_dimensional": [], "angles_of_best_to_dimensional": []}  # fmt: skip
+        return {"target": model.target, "samples": len(values["q1"]), "threshold": 0.2, "gap": 2.5,
+                "linear": linear, "scalings": scalings}  # fmt: skip
+
+    monkeypatch.setattr(discovery, "discover", found)
+    data, decl = _pendulum_files(tmp_path)
+    out = tmp_path / "derived"
+    result = _run(tmp_path / "catalog", "discover", data, "--declaration", decl, "--preset", "smoke", "--derive", out)
+    assert result.exit_code == 0, result.output
+    assert f"written to {out.resolve()}: the system declared SO(3), with axis added to the inputs" in result.stdout
+    derived = SystemDeclaration.from_file(out / "declaration.json")
+    assert derived.symmetry == "SO(3)" and [q.name for q in derived.quantities][-2:] == ["axis", "H"]
+    checked, canonical, _, _ = checked_input(str(out / "data.nc"), str(out / "declaration.json"), None, None, False)
+    np.testing.assert_array_equal(canonical["axis"].values, np.tile(axis, (120, 1)))
+    np.testing.assert_array_equal(canonical["q1"].values, xr_values(data, "q1"))
+    again = _run(tmp_path / "catalog", "discover", data, "--declaration", decl, "--preset", "smoke", "--derive", out)
+    assert again.exit_code == 2 and "--derive" in again.stderr and "file exists" in again.stderr
+    assert not (tmp_path / "catalog").exists()
+
+
+def xr_values(path, name):
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        return ds[name].values
+
+
+def test_derive_refuses_a_group_no_declaration_states(tmp_path, monkeypatch):
+    from flows.declared.discover import common_group
+
+    linear = {"space_dim": 3, "dimension": 2, "angles_to_rotations": [0.1, 30.0]}
+    with pytest.raises(ValueError, match=r"--derive: target H: the 2 discovered generator\(s\) are not so\(3\)"):
+        common_group([{"target": "H", "linear": linear}])
+    about = {"space_dim": 3, "dimension": 1, "angles_to_rotations": [0.1], "angles_to_rotations_about_axis": [0.1]}
+    with pytest.raises(ValueError, match="targets a and b have different symmetries"):
+        common_group([{"target": "a", "linear": {**about, "axis": [0, 0, 1]}},
+                      {"target": "b", "linear": {**about, "axis": [0, 1, 0]}}])  # fmt: skip

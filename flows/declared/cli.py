@@ -133,8 +133,11 @@ def fit(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .flow import checked_input, fit_flow, result_name
 
+    from pipeline.declared.methods import DEFAULT_METHODS
+
     try:  # every check before the first write: a bad input leaves nothing in the catalog
-        decl, canonical, _, chosen = checked_input(data, declaration, shift_by, list(targets) or None)
+        pi = "pi" in (methods or DEFAULT_METHODS)  # only the Pi-group model needs the target's units made
+        decl, canonical, _, chosen = checked_input(data, declaration, shift_by, list(targets) or None, pi)
     except DeclarationError as exc:
         raise _input_problem(exc, data, declaration) from None
     from .flow import method_refusals

@@ -7,6 +7,8 @@ catalog.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,15 +20,27 @@ from ..cli.core import (
     checked_output,
     force_option,
     json_option,
+    write_atomic,
     write_summary,
 )
 from .cli import PRESET_HELP, _input_problem
 
+DERIVED_FILES = ("declaration.json", "data.nc")
+AXIS = "axis"  # the name of the discovered axis among the derived system's inputs (with _ added while taken)
+
 
 def discover_symmetries(
-    data: str, declaration: str, targets: list[str] | None, preset: str, seed: int, threshold: float, gap: float
+    data: str,
+    declaration: str,
+    targets: list[str] | None,
+    preset: str,
+    seed: int,
+    threshold: float,
+    gap: float,
+    derive: Path | None = None,
 ) -> dict[str, Any]:
-    """Per target: the fitted model's error and what it respects (``surrogates.declared.discovery``)."""
+    """Per target: the fitted model's error and what it respects (``surrogates.declared.discovery``);
+    with ``derive``, the system with the discovered group declared is written there (:func:`derived_system`)."""
     from pipeline.declared.splits import random_split
     from surrogates.declared import discovery
     from surrogates.declared.models import fit_surrogate
@@ -62,7 +76,80 @@ def discover_symmetries(
         found = discovery.discover(model, test_values, threshold, constant, gap)
         found["model_error"] = discovery.median_error(model, test_values, test_target)
         out["targets"].append(found)
+    if derive is not None:
+        spec, derived, added = derived_system(decl, canonical, common_group(out["targets"]))
+        write_atomic(derive / "declaration.json", (json.dumps(spec, indent=1) + "\n").encode("utf-8"))
+        tmp = derive / ".data.nc.tmp"
+        try:
+            derived.to_netcdf(tmp, engine="h5netcdf")
+            tmp.replace(derive / "data.nc")
+        finally:
+            tmp.unlink(missing_ok=True)
+        out["derived"] = {"folder": str(derive), "symmetry": spec["symmetry"], "inputs_added": added}
     return out
+
+
+def common_group(targets: list[dict[str, Any]]):
+    """The one group every target's discovery describes (pipeline.discovery.discovered_group); a ValueError
+    when a target's is none a declaration can state or the targets' differ."""
+    from pipeline.discovery import ANGLE_TOLERANCE, discovered_group
+
+    groups = []
+    for t in targets:
+        if "linear" not in t:
+            raise ValueError(f"--derive: target {t['target']}: the declaration has no vector inputs to move")
+        try:
+            groups.append(discovered_group(t["linear"]))
+        except ValueError as exc:
+            raise ValueError(f"--derive: target {t['target']}: {exc}") from None
+    first = groups[0]
+    for t, g in zip(targets[1:], groups[1:]):
+        same_axis = g.axis is None or abs(float(np.dot(g.axis, first.axis))) > np.cos(np.radians(ANGLE_TOLERANCE))
+        if g.linear != first.linear or not same_axis:
+            raise ValueError(
+                f"--derive: targets {targets[0]['target']} and {t['target']} have different symmetries; "
+                "derive one at a time with --target"
+            )
+    return first
+
+
+def derived_system(decl, canonical, group) -> tuple[dict[str, Any], Any, list[str]]:
+    """The declaration (a dict), data and the names of the inputs added, of the system
+    with the discovered ``group`` declared: its symmetry, and for the rotations about one axis the axis as a
+    dimensionless vector parameter (rotations about an axis are the rotations of the inputs and the axis)."""
+    spec = decl.to_dict()
+    spec["symmetry"] = group.symmetry(translations=decl.group in ("E", "SE"))
+    spec["description"] = f"{decl.name} with the symmetry eqs discover found in its data ({spec['symmetry']})"
+    derived = canonical.copy()
+    added = []
+    if group.axis is not None:
+        taken = {q.name for q in decl.quantities}
+        name = AXIS
+        while name in taken:
+            name += "_"
+        axis = np.tile(np.asarray(group.axis, dtype=np.float64), (canonical.sizes["sample"], 1))
+        derived[name] = (("sample", "space"), axis, {"units": "1", "long_name": "the discovered rotation axis"})
+        quantity = {"name": name, "units": "1", "kind": "vector", "role": "parameter"}
+        quantity["description"] = "the axis of the rotations eqs discover found (the same for every sample)"
+        spec["quantities"].insert(next(i for i, q in enumerate(spec["quantities"]) if q["role"] == "target"), quantity)
+        added.append(name)
+    return spec, derived, added
+
+
+def checked_folder(ctx: click.Context, given: str | None, force: bool) -> Path | None:
+    """--derive's folder, created, its files checked before any work as --out is."""
+    if given is None:
+        return None
+    folder = Path(given)
+    if folder.exists() and not folder.is_dir():
+        raise UsageFailure(f"--derive {given}: not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageFailure(f"--derive {given}: cannot be created ({exc.strerror})") from None
+    for name in DERIVED_FILES:
+        checked_output(ctx, "--derive", str(folder / name), force)
+    return folder.resolve()
 
 
 def _angles(values: list[float]) -> str:
@@ -143,6 +230,14 @@ def summary_text(result: dict[str, Any]) -> str:
     help="...and the first direction that is not a symmetry has at least this many times the last one's residual.",
 )
 @click.option("--out", default=None, help="Also write the result here (JSON for a .json name, else text).")
+@click.option(
+    "--derive",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write DIR/declaration.json and DIR/data.nc: the system with the discovered group declared (the rotations "
+    "about one axis: SO(3) with the axis as an input), for eqs fit.",
+    metavar="DIR",
+)
 @force_option
 @json_option
 @click.pass_context
@@ -156,6 +251,7 @@ def discover(
     threshold: float,
     gap: float,
     out: str | None,
+    derive: str | None,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -170,13 +266,18 @@ def discover(
     from sims.declaration import DeclarationError
 
     out_path = checked_output(ctx, "--out", out, force)
+    derive_dir = checked_folder(ctx, derive, force)
     try:
-        result = discover_symmetries(data, declaration, list(targets) or None, preset, seed, threshold, gap)
+        result = discover_symmetries(data, declaration, list(targets) or None, preset, seed, threshold, gap, derive_dir)
     except DeclarationError as exc:
         raise _input_problem(exc, data, declaration) from None
     except ValueError as exc:
         raise UsageFailure(f"{data}: {exc}") from None
     text = summary_text(result)
+    if "derived" in result:
+        d = result["derived"]
+        added = f", with {', '.join(d['inputs_added'])} added to the inputs" if d["inputs_added"] else ""
+        text += f"\n\nwritten to {d['folder']}: the system declared {d['symmetry']}{added} ({', '.join(DERIVED_FILES)})"
     write_summary(out_path, out, result, text)
     if as_json:
         _emit_json(result)

@@ -154,7 +154,7 @@ def ingest(catalog: str, data: str, declaration_path: str, shift_by: str | None,
     """The data file, checked against the declaration, stored in its canonical layout."""
     from pipeline.declared.data import DATA_KIND, file_digest
 
-    declaration, canonical, _, _ = checked_input(data, declaration_path, shift_by, None)
+    declaration, canonical, _, _ = checked_input(data, declaration_path, shift_by, None, units_equivariant=False)
     params = {"source": str(data), "sha256": file_digest(data), "declaration": declaration.to_dict()}
     return Catalog(catalog).write(canonical, name, kind=DATA_KIND, params=params)
 
@@ -367,6 +367,11 @@ def fit_flow(
     decl = load_declaration(declaration, shift_by)  # the data are checked by the ingest step
     chosen_methods = checked_methods(methods, decl)
     chosen = targets_of(decl, targets)
+    if "pi" in chosen_methods:  # before anything is stored: the Pi-group model needs each target's units made
+        from pipeline.declared.design import design_for
+
+        for target in chosen:
+            design_for(decl, target)
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     dataset = name or f"fit-{decl.name}".replace("_", "-")

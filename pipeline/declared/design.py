@@ -304,7 +304,8 @@ def design_for(
         if scaling is None and units_equivariant:
             raise FeatureError(
                 f"{where}: no monomial of the invariant scalars of the inputs has the units {q.units!r}, so no "
-                "units-equivariant model exists; declare the input that carries the missing dimension "
+                "units-equivariant (pi) model exists; declare the input that carries the missing dimension, or "
+                "train the other methods alone "
                 f"(the scalars: {', '.join(f'{s.name} [{s.units}]' for s in plan.scalars)})"
             )
         return TargetDesign(q, plan, scaling)

@@ -4,7 +4,9 @@ about z), with gravity an input (all rotations), with every parameter varying (t
 s), and with a term added that breaks every symmetry (nothing).
 
 ``python -m surrogates.declared.discovery_cases --samples 4000 --out discovery.json`` runs them at full
-size and writes every number; the tests run them at tiny sizes.
+size and writes every number; the tests run them at tiny sizes. ``--write DIR`` writes each case's data
+and declaration instead (``DIR/<case>/data.nc`` and ``declaration.json``, the files of ``eqs discover`` and
+``eqs fit``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +96,26 @@ def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[st
     return spec, values, energy
 
 
+def case_dataset(spec: dict[str, Any], values: dict[str, np.ndarray], energy: np.ndarray):
+    """The case as an ``eqs fit`` data file's dataset: one variable per quantity, in its declared units."""
+    import xarray as xr
+
+    units = {q["name"]: q["units"] for q in spec["quantities"]}
+    data = {}
+    for name, v in {**values, "H": energy}.items():
+        dims = ("sample", "space") if np.ndim(v) == 2 else ("sample",)
+        data[name] = (dims, np.asarray(v, dtype=np.float64), {"units": units[name]})
+    return xr.Dataset(data, coords={"space": ["x", "y", "z"]}, attrs={"description": spec["name"]})
+
+
+def write_case(case: str, n: int, folder: Path) -> None:
+    """``folder/data.nc`` and ``folder/declaration.json`` of ``case`` (n samples)."""
+    spec, values, energy = case_data(case, n)
+    folder.mkdir(parents=True, exist_ok=True)
+    case_dataset(spec, values, energy).to_netcdf(folder / "data.nc", engine="h5netcdf")
+    (folder / "declaration.json").write_text(json.dumps(spec, indent=1) + "\n")
+
+
 def training_config(epochs: int, seed: int = 0) -> TrainConfig:
     """The training of the unconstrained model: eqs fit's quick preset with ``epochs``."""
     return TrainConfig(
@@ -148,8 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--threshold", type=float, default=0.2)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
-    parser.add_argument("--out", required=True, help="JSON file of every number")
+    parser.add_argument("--out", help="JSON file of every number")
+    parser.add_argument("--write", type=Path, metavar="DIR", help="write DIR/<case>/data.nc and declaration.json")
     args = parser.parse_args(argv)
+    if args.write is not None:
+        for case in args.cases:
+            write_case(case, args.samples, args.write / case)
+        return 0
+    if args.out is None:
+        parser.error("--out is required (or --write DIR)")
     config = training_config(args.epochs)
     results = []
     for case in args.cases:

@@ -225,3 +225,34 @@ def test_a_missing_data_file_is_named_as_itself(tmp_path):
     result = _run(tmp_path / "catalog", "fit", tmp_path / "nothing.nc", "--declaration", decl)
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == f"Error: {tmp_path / 'nothing.nc'}: no such file or folder"
+
+
+def test_a_discovered_axis_drives_the_invariant_model_of_a_target_no_pi_model_can_make(tmp_path, monkeypatch):
+    """The pendulum's energy with gravity fixed along -z and left out (eqs discover --derive's system: SO(3)
+    with the axis as an input): no Pi-group model exists, so the default methods are refused before anything
+    is stored, while the invariant scalars of the derived group are trained and exact on the rotated samples."""
+    from flows.declared.discover import derived_system
+    from pipeline.discovery import DiscoveredGroup
+    from sims.declaration import SystemDeclaration
+    from surrogates.declared.discovery_cases import case_data, case_dataset
+
+    monkeypatch.chdir(tmp_path)
+    spec, values, energy = case_data("gravity-fixed", 120)
+    decl = SystemDeclaration.from_dict(spec, source="case")
+    derived, data, added = derived_system(
+        decl, case_dataset(spec, values, energy), DiscoveredGroup("axis", 3, (0, 0, 1))
+    )
+    assert added == ["axis"] and derived["symmetry"] == "SO(3)"
+    data.to_netcdf(tmp_path / "derived.nc")
+    (tmp_path / "derived.json").write_text(json.dumps(derived))
+    root = tmp_path / "catalog"
+    refused = _run(
+        root, "fit", tmp_path / "derived.nc", "--declaration", tmp_path / "derived.json", "--preset", "smoke"
+    )
+    assert refused.exit_code == 2 and "no units-equivariant (pi) model exists" in refused.stderr
+    assert "train the other methods alone" in refused.stderr and not root.exists()
+    args = ["fit", tmp_path / "derived.nc", "--declaration", tmp_path / "derived.json", "--preset", "smoke"]
+    done = _run(root, *args, "--method", "scalars", "--json")
+    assert done.exit_code == 0, done.output
+    rows = {r["split"]: r for r in json.loads(done.stdout)["result"]["details"]["rows"] if r["method"] == "scalars"}
+    assert rows["group"]["consistency"] < ROUND_OFF  # the discovered group's model is exact under it

@@ -102,3 +102,48 @@ def test_too_few_samples_are_refused():
     a, b = _pair()
     with pytest.raises(ValueError, match="cannot determine 9 unknowns"):
         dv.solve(dv.invariance_rows([b[:5], a[:5]], [a[:5], b[:5]]))
+
+
+def _linear(found: dv.NullSpace, d: int) -> dict:
+    """A discovery's linear result (surrogates.declared.discovery.discover) from a solution."""
+    out = {
+        "space_dim": d,
+        "dimension": found.dimension,
+        "angles_to_rotations": dv.principal_angles(found.basis, dv.rotation_algebra(d)).tolist(),
+    }
+    if d == 4:
+        out["angles_to_lorentz"] = dv.principal_angles(found.basis, dv.lorentz_algebra(d)).tolist()
+    if d == 3 and found.dimension == 1:
+        axis = dv.rotation_axis(found.basis[0].reshape(3, 3))
+        out["axis"] = axis.tolist()
+        out["angles_to_rotations_about_axis"] = dv.principal_angles(found.basis, dv.rotations_about(axis)).tolist()
+    return out
+
+
+def test_the_discovered_group_is_named_as_a_declaration_states_it():
+    a, b = _pair()
+    rotations = dv.discovered_group(_linear(dv.solve(dv.invariance_rows([b + 2 * a, a], [a, b])), 3))
+    assert (rotations.linear, rotations.symmetry(False), rotations.symmetry(True)) == ("rotations", "SO(3)", "SE(3)")
+    axis = np.array([1.0, 2.0, 2.0]) / 3.0
+    grad_a = 2 * a - 2 * (a @ axis)[:, None] * axis
+    about = dv.discovered_group(
+        _linear(dv.solve(dv.invariance_rows([grad_a, np.broadcast_to(axis, b.shape)], [a, b])), 3)
+    )
+    assert about.linear == "axis" and about.symmetry(False) == "SO(3)"
+    assert abs(np.dot(about.axis, axis)) == pytest.approx(1.0, abs=1e-10)
+    p, q = _pair(4)
+    eta = np.diag([1.0, -1.0, -1.0, -1.0])
+    lorentz = dv.discovered_group(_linear(dv.solve(dv.invariance_rows([q @ eta, p @ eta], [p, q])), 4))
+    assert (lorentz.linear, lorentz.symmetry(False)) == ("lorentz", "O(1,3)")
+    nothing = dv.discovered_group({"space_dim": 3, "dimension": 0, "angles_to_rotations": []})
+    assert nothing.symmetry(True) == "none"
+
+
+def test_a_discovered_algebra_no_declaration_states_is_refused_with_what_was_found():
+    a, b = _pair()
+    # f = |a|^2 / |b|^2: invariant under rotations and under the common scaling of a and b (the identity)
+    norm_a, norm_b = (a * a).sum(1, keepdims=True), (b * b).sum(1, keepdims=True)
+    found = dv.solve(dv.invariance_rows([2 * a / norm_b, -2 * b * norm_a / norm_b**2], [a, b]))
+    assert found.dimension == 4
+    with pytest.raises(ValueError, match=r"the 4 discovered generator\(s\) are not so\(3\), the Lorentz algebra"):
+        dv.discovered_group(_linear(found, 3))
