@@ -33,6 +33,8 @@ EXPONENT = -1.0 / DOPRI5.order
 # per-system outcome codes of the kernel
 OK, NON_FINITE, UNDERFLOW, TOO_MANY_STEPS = 0, 1, 2, 3
 
+CHUNK = 16  # systems a thread takes at a time
+
 # columns of the parameter array the kernel reads
 PARAMETER_COLUMNS = ("m1", "m2", "k1", "k2", "l1", "l2", "gx", "gy", "gz")
 
@@ -202,7 +204,9 @@ def integrate(
     counts = np.zeros((n, 3), dtype=np.int64)
     outcome = np.zeros(n, dtype=np.int64)
     when = np.zeros(n)
-    with _LAUNCH:
+    # systems differ in cost (their step counts) and the cores may be shared: threads take small
+    # chunks of systems as they finish instead of one fixed share each
+    with _LAUNCH, numba.parallel_chunksize(CHUNK):
         _integrate(
             z0, params, float(c2), times, float(rtol), float(atol), float(first_step or 0.0), int(max_steps),
             out, counts, outcome, when,
