@@ -84,7 +84,7 @@ def rk_step(f: VectorField, tableau: Tableau, t: float, z: torch.Tensor, h: floa
     return z + h * sum(b * k for b, k in zip(tableau.b, ks) if b != 0.0)
 
 
-def _check_times(times: torch.Tensor) -> list[float]:
+def check_times(times: torch.Tensor) -> list[float]:
     values = [float(t) for t in torch.as_tensor(times).reshape(-1)]
     if len(values) < 1 or any(b <= a for a, b in zip(values, values[1:])):
         raise ValueError(f"output times must be strictly increasing, got {values[:5]}...")
@@ -104,7 +104,7 @@ def integrate_fixed(
     if substeps < 1:
         raise ValueError(f"substeps must be >= 1, got {substeps}")
     tableau = METHODS[method]
-    ts = _check_times(times)
+    ts = check_times(times)
     out = [z0]
     z = z0
     for t_start, t_end in zip(ts, ts[1:]):
@@ -140,7 +140,7 @@ def integrate_adaptive(
     The error norm is the root mean square over components of err / (atol + rtol max(|z|, |z_new|)),
     maximised over the batch; a step is accepted when it is <= 1. Runs without building a graph.
     """
-    ts = _check_times(times)
+    ts = check_times(times)
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
     tableau = DOPRI5
@@ -194,11 +194,15 @@ def _check_finite(z: torch.Tensor, dz: torch.Tensor, t: float) -> None:
     """Name the systems (rows) whose state or derivative is NaN or infinite."""
     bad = ~(torch.isfinite(z) & torch.isfinite(dz)).reshape(z.shape[0], -1).all(dim=-1)
     if bad.any():
-        rows = bad.nonzero().flatten().tolist()
-        raise IntegrationError(
-            f"non-finite state or vector field at t = {t:.6g} for {len(rows)} system(s), first rows {rows[:10]} "
-            "(a singular configuration such as coinciding points, or a diverging trajectory)"
-        )
+        raise non_finite_error(bad.nonzero().flatten().tolist(), t)
+
+
+def non_finite_error(rows: list[int], t: float) -> IntegrationError:
+    """The error for systems (rows) whose state or vector field stopped being finite at time ``t``."""
+    return IntegrationError(
+        f"non-finite state or vector field at t = {t:.6g} for {len(rows)} system(s), first rows {rows[:10]} "
+        "(a singular configuration such as coinciding points, or a diverging trajectory)"
+    )
 
 
 def _initial_step(z: torch.Tensor, dz: torch.Tensor, ts: list[float], rtol: float, atol: float) -> float:

@@ -2,13 +2,16 @@
 
     python -m surrogates.pendulum.benchmark --systems 2000 --scipy-systems 50 --out bench.json
 
-1. Accuracy first: our batched Dormand-Prince at ``--rtol`` and scipy's DOP853 at a ladder of
-   tolerances are each compared with a tight DOP853 reference (rtol 1e-13) on ``--check-systems``
-   systems over 30 time units; scipy's loosest tolerance that is at least as accurate as ours is
-   the one timed ("equal accuracy").
-2. Throughput: systems per second for ``--systems`` systems in one batch (ours) and for a Python
-   loop of ``solve_ivp`` over ``--scipy-systems`` systems (scipy), both on the EMLP protocol's
-   150-point trajectories.
+1. Accuracy first: both simulator backends (``compiled``: a step size per system, numba;
+   ``torch``: one step size per batch) at ``--rtol`` and scipy's DOP853 at a ladder of tolerances
+   are each compared with a tight DOP853 reference (rtol 1e-13) on ``--check-systems`` systems over
+   30 time units; for each backend, scipy's loosest tolerance that is at least as accurate is the
+   one timed ("equal accuracy").
+2. Throughput: systems per second for ``--systems`` systems in one batch (compiled),
+   ``--torch-systems`` (torch), and for a Python loop of ``solve_ivp`` over ``--scipy-systems``
+   systems calling the simulator's torch vector field (scipy; once more with the equations in
+   plain numpy), all on the EMLP protocol's 150-point trajectories; then the compiled backend at
+   each batch size of ``--sizes``.
 3. Training: optimizer steps per second of every surrogate on the two protocols' batch shapes.
 4. Integrator floor: the protocols' score of the models' integrator (RK4, ``substeps`` per
    interval) applied to the true vector field, on the quick presets' test sets: the error a
@@ -23,6 +26,7 @@ import platform
 import time
 from datetime import datetime, timezone
 
+import numba
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
@@ -41,53 +45,111 @@ def _systems(n: int, seed: int) -> tuple[sp.Parameters, torch.Tensor]:
     return params, torch.as_tensor(sp.sample_initial_states(n, rng))
 
 
-def _scipy(params: sp.Parameters, z0: torch.Tensor, rtol: float, variant: str) -> np.ndarray:
+def _scipy(params: sp.Parameters, z0: torch.Tensor, rtol: float, variant: str, rhs: str = "torch") -> np.ndarray:
     out = []
     for i in range(z0.shape[0]):
-        one = params.index(slice(i, i + 1))
-
-        def rhs(t, z, one=one):
-            return sp.vector_field(torch.from_numpy(z)[None], one, variant)[0].numpy()
-
+        f = _torch_rhs(params.index(slice(i, i + 1)), variant) if rhs == "torch" else _numpy_rhs(params, i, variant)
         sol = solve_ivp(
-            rhs, (TIMES[0], TIMES[-1]), z0[i].numpy(), method="DOP853", rtol=rtol, atol=rtol * 1e-2, t_eval=TIMES
+            f, (TIMES[0], TIMES[-1]), z0[i].numpy(), method="DOP853", rtol=rtol, atol=rtol * 1e-2, t_eval=TIMES
         )
         out.append(sol.y.T)
     return np.stack(out)
+
+
+def _torch_rhs(one: sp.Parameters, variant: str):
+    """The simulator's own vector field, one system at a time (the baseline of issue 20)."""
+    return lambda t, z: sp.vector_field(torch.from_numpy(z)[None], one, variant)[0].numpy()
+
+
+def _numpy_rhs(params: sp.Parameters, i: int, variant: str):
+    """The same equations in plain numpy: a faster loop body than a torch call per evaluation."""
+    m1, m2, k1, k2, l1, l2 = (float(getattr(params, n)[i]) for n in sp.SCALAR_PARAMETERS)
+    g = params.g[i].numpy()
+    c2 = 0.5 if variant == "physical" else 1.0
+
+    def rhs(t, z):
+        q1, q2 = z[0:3], z[3:6]
+        d = q1 - q2
+        r1, r12 = np.sqrt(q1 @ q1), np.sqrt(d @ d)
+        f1 = (k1 * (r1 - l1) / r1) * q1
+        f2 = (2 * c2 * k2 * (r12 - l2) / r12) * d
+        return np.concatenate([z[6:9] / m1, z[9:12] / m2, -f1 - f2 + m1 * g, f2 + m2 * g])
+
+    return rhs
 
 
 def _error(traj: np.ndarray, reference: np.ndarray) -> float:
     return float((np.linalg.norm(traj - reference, axis=-1) / np.linalg.norm(reference, axis=-1)).max())
 
 
-def simulator(systems: int, scipy_systems: int, check_systems: int, rtol: float, variant: str) -> dict:
+def _rate(run, systems: int) -> dict:
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    return {"systems": systems, "seconds": seconds, "systems_per_second": systems / seconds}
+
+
+def _ours(backend: str, systems: int, rtol: float, variant: str, seed: int) -> dict:
+    params, z0 = _systems(systems, seed=seed)
+    return _rate(
+        lambda: sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2, backend=backend), systems
+    )
+
+
+def _scipy_rate(systems: int, rtol: float, variant: str, rhs: str) -> dict:
+    params, z0 = _systems(systems, seed=3)
+    return {"rtol": rtol, "rhs": rhs, **_rate(lambda: _scipy(params, z0, rtol, variant, rhs), systems)}
+
+
+def simulator(
+    systems: int,
+    scipy_systems: int,
+    check_systems: int,
+    rtol: float,
+    variant: str,
+    torch_systems: int,
+    sizes: list[int],
+) -> dict:
+    """Accuracy of both backends and scipy's ladder against one reference, then throughput at equal accuracy."""
     params, z0 = _systems(check_systems, seed=1)
     reference = _scipy(params, z0, 1e-13, variant)
-    ours = _error(sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2).numpy(), reference)
+    start = time.perf_counter()
+    # the first compiled call loads (or, after a change of the kernel's source, compiles) the kernel
+    first = sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2, backend="compiled")
+    first_call_s = time.perf_counter() - start
+    errors = {
+        "compiled": _error(first.numpy(), reference),
+        "torch": _error(
+            sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2, backend="torch").numpy(),
+            reference,
+        ),
+    }
     ladder = {r: _error(_scipy(params, z0, r, variant), reference) for r in (1e-8, 1e-9, 1e-10, 1e-11, 1e-12)}
-    matching = max((r for r, e in ladder.items() if e <= ours), default=min(ladder))
+    matching = {b: max((r for r, e in ladder.items() if e <= errors[b]), default=min(ladder)) for b in errors}
 
-    params, z0 = _systems(systems, seed=2)
-    start = time.perf_counter()
-    sp.simulate(params, z0, TIMES, variant=variant, rtol=rtol, atol=rtol * 1e-2)
-    ours_s = time.perf_counter() - start
-    params, z0 = _systems(scipy_systems, seed=3)
-    start = time.perf_counter()
-    _scipy(params, z0, matching, variant)
-    scipy_s = time.perf_counter() - start
+    ours = {
+        "compiled": _ours("compiled", systems, rtol, variant, seed=2),
+        "torch": _ours("torch", torch_systems, rtol, variant, seed=2),
+    }
+    scipy = {r: _scipy_rate(scipy_systems, r, variant, "torch") for r in sorted(set(matching.values()))}
+    scipy_numpy = _scipy_rate(scipy_systems, matching["compiled"], variant, "numpy")
+    by_size = [_ours("compiled", n, rtol, variant, seed=5) for n in sizes]
+    speedup = {b: ours[b]["systems_per_second"] / scipy[matching[b]]["systems_per_second"] for b in ours}
     return {
         "time_units": float(TIMES[-1]),
+        "points": len(TIMES),
         "our_rtol": rtol,
-        "our_max_relative_error": ours,
+        "our_max_relative_error": errors,
         "scipy_error_by_rtol": {str(k): v for k, v in ladder.items()},
         "scipy_rtol_at_equal_accuracy": matching,
-        "our_systems": systems,
-        "our_seconds": ours_s,
-        "our_systems_per_second": systems / ours_s,
-        "scipy_systems": scipy_systems,
-        "scipy_seconds": scipy_s,
-        "scipy_systems_per_second": scipy_systems / scipy_s,
-        "speedup": (systems / ours_s) / (scipy_systems / scipy_s),
+        "compiled_first_call_seconds": first_call_s,
+        "ours": ours,
+        "scipy_loop": {str(r): v for r, v in scipy.items()},
+        "scipy_loop_numpy_rhs": scipy_numpy,
+        "speedup_at_equal_accuracy": speedup,
+        "speedup_compiled_vs_scipy_numpy_rhs": ours["compiled"]["systems_per_second"]
+        / scipy_numpy["systems_per_second"],
+        "compiled_by_batch_size": by_size,
     }
 
 
@@ -154,7 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", choices=sp.VARIANTS, default="reference")
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--device", default=None, help="for the training benchmark (default: the best available)")
+    parser.add_argument("--torch-systems", type=int, default=None, help="batch of the torch path (default: --systems)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[1000, 10000, 100000], help="batches for the compiled throughput"
+    )
     parser.add_argument("--skip-simulator", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true", help="skip the integrator floor")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
@@ -165,13 +232,23 @@ def main(argv: list[str] | None = None) -> None:
             "platform": platform.platform(),
             "processor": platform.processor(),
             "torch_threads": torch.get_num_threads(),
+            "numba_threads": numba.get_num_threads(),
             "device": str(device),
         },
         "args": vars(args),
     }
     if not args.skip_simulator:
-        result["simulator"] = simulator(args.systems, args.scipy_systems, args.check_systems, args.rtol, args.variant)
-    result["integrator_floor"] = integrator_floor(args.variant)
+        result["simulator"] = simulator(
+            args.systems,
+            args.scipy_systems,
+            args.check_systems,
+            args.rtol,
+            args.variant,
+            args.torch_systems or args.systems,
+            args.sizes,
+        )
+    if not args.skip_floor:
+        result["integrator_floor"] = integrator_floor(args.variant)
     if not args.skip_training:
         result["training_steps_per_second"] = {
             str(dtype).removeprefix("torch."): training(args.train_steps, dtype, device)

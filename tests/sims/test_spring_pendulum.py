@@ -171,3 +171,85 @@ def test_singular_or_diverging_systems_are_named_not_looped_on():
         sp.simulate(params, singular, [0.0, 0.2])
     with pytest.raises(sp.PendulumInputError, match="float32"):
         sp.simulate(params, z0.float(), [0.0, 0.2])
+
+
+# -- the compiled per-system stepper against the batched torch one ---------------------------
+
+
+@pytest.mark.parametrize("variant", sp.VARIANTS)
+def test_compiled_stepper_takes_the_torch_steps_on_one_system(variant):
+    """Alone in its batch, a system gets the same step sequence from both backends: equal to round-off."""
+    params, z0 = _systems(3, seed=6)
+    times = 0.2 * np.arange(51)
+    batch = sp.simulate(params, z0, times, variant=variant, rtol=1e-10, atol=1e-12, backend="compiled")
+    for i in range(3):
+        one = params.index(slice(i, i + 1))
+        counted = {}
+        for backend in ("compiled", "torch"):
+            counted[backend] = AdaptiveStats()
+            single = sp.simulate(
+                one,
+                z0[i : i + 1],
+                times,
+                variant=variant,
+                rtol=1e-10,
+                atol=1e-12,
+                stats=counted[backend],
+                backend=backend,
+            )
+            torch.testing.assert_close(single[0], batch[i], rtol=1e-12, atol=1e-12)
+        assert counted["compiled"] == counted["torch"]
+        # each system's steps do not depend on the rest of the batch
+        assert torch.equal(sp.simulate(one, z0[i : i + 1], times, variant=variant, rtol=1e-10, atol=1e-12)[0], batch[i])
+
+
+@pytest.mark.parametrize("variant", sp.VARIANTS)
+def test_compiled_and_torch_batches_agree_with_dop853_to_the_tolerance(variant):
+    params, z0 = _systems(6, seed=7)
+    times = 0.2 * np.arange(151)
+    reference = _scipy_reference(params, z0, times, variant)
+    runs = {}
+    for backend in ("compiled", "torch"):
+        stats = AdaptiveStats()
+        runs[backend] = sp.simulate(
+            params, z0, times, variant=variant, rtol=1e-10, atol=1e-12, stats=stats, backend=backend
+        )
+        error = np.linalg.norm(runs[backend].numpy() - reference, axis=-1) / np.linalg.norm(reference, axis=-1)
+        assert error.max() <= 1e-8, (backend, error.max())
+        assert stats.evaluations == 6 * (stats.accepted + stats.rejected) + (
+            len(z0) if backend == "compiled" else 1
+        )  # one first evaluation per system
+    difference = (runs["compiled"] - runs["torch"]).norm(dim=-1) / runs["torch"].norm(dim=-1)
+    assert float(difference.max()) <= 1e-8
+
+
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_both_backends_name_the_systems_they_cannot_integrate(backend):
+    from sims.integrate import IntegrationError
+
+    params, z0 = _systems(3, seed=5)
+    singular = z0.clone()
+    singular[2, 3:6] = singular[2, 0:3]
+    with pytest.raises(IntegrationError, match=r"non-finite .* 1 system\(s\), first rows \[2\]"):
+        sp.simulate(params, singular, [0.0, 0.2], backend=backend)
+    with pytest.raises(IntegrationError, match="more than 10 steps before t = "):
+        sp.simulate(params, z0, [0.0, 30.0], max_steps=10, backend=backend)
+    # a spring stiff enough to overflow every trial step: the step size shrinks until it underflows
+    stiff = params.to_mapping() | {"k1": torch.tensor([1.0, 1e200, 1.0], dtype=torch.float64)}
+    with pytest.raises(IntegrationError, match="step size underflow"):
+        sp.simulate(sp.Parameters.from_mapping(stiff), z0, [0.0, 0.2], backend=backend)
+
+
+def test_compiled_backend_errors_name_rows_and_refuse_other_dtypes():
+    from sims.integrate import IntegrationError
+
+    params, z0 = _systems(4, seed=5)
+    stiff = params.to_mapping() | {"k1": torch.tensor([1.0, 1e200, 1.0, 1e200], dtype=torch.float64)}
+    with pytest.raises(IntegrationError, match=r"underflow at t = 0 for 2 system\(s\), first rows \[1, 3\]"):
+        sp.simulate(sp.Parameters.from_mapping(stiff), z0, [0.0, 0.2])
+    with pytest.raises(IntegrationError, match=r"more than 10 steps before t = 30 for 4 system\(s\)"):
+        sp.simulate(params, z0, [0.0, 30.0], max_steps=10)
+    with pytest.raises(sp.PendulumInputError, match="compiled backend takes float64 states on the CPU"):
+        sp.simulate(params.to(dtype=torch.float32), z0.float(), [0.0, 0.2], rtol=1e-4, atol=1e-6, backend="compiled")
+    with pytest.raises(sp.PendulumInputError, match="backend must be one of"):
+        sp.simulate(params, z0, [0.0, 0.2], backend="numba")

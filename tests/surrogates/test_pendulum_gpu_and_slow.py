@@ -62,3 +62,19 @@ def test_quick_preset_shows_the_published_pattern(tmp_path):
     evaluation = Catalog(root).open(rows["dimensionless-hnn", "exp2"]["evaluations"][0])
     assert evaluation.attrs["split"] == "exp2"
     assert pp.TEST_SPLITS["units"] == ("exp1", "exp2", "exp3")
+
+
+@pytest.mark.slow
+def test_simulator_benchmark_puts_both_backends_and_scipy_side_by_side(tmp_path):
+    import json
+
+    from surrogates.pendulum import benchmark
+
+    out = tmp_path / "bench.json"
+    argv = ["--systems", "8", "--scipy-systems", "1", "--check-systems", "1", "--sizes", "4", "8", "--skip-training"]
+    benchmark.main([*argv, "--skip-floor", "--out", str(out)])
+    sim = json.loads(out.read_text())["simulator"]
+    assert set(sim["ours"]) == set(sim["speedup_at_equal_accuracy"]) == {"compiled", "torch"}
+    assert [row["systems"] for row in sim["compiled_by_batch_size"]] == [4, 8]
+    assert max(sim["our_max_relative_error"].values()) < 1e-6
+    assert sim["scipy_loop_numpy_rhs"]["systems_per_second"] > 0
