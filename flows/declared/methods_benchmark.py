@@ -150,24 +150,33 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_run_options(parser: argparse.ArgumentParser, methods: Sequence[str], epochs: int) -> None:
+    """The options of a side-by-side run (this benchmark's and the relaxed-symmetry study's)."""
+    parser.add_argument("--declaration", required=True)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(methods))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+
+
+def write_outputs(result: dict[str, Any], out: str, text: str) -> None:
+    """The JSON at ``out`` and the table beside it (.md), and the table on the terminal."""
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    with open(out.rsplit(".", 1)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
-    parser.add_argument("--declaration", required=True)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
-    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    add_run_options(parser, METHODS, epochs=400)
     args = parser.parse_args(argv)
     result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    text = table(result)
-    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
-        f.write(text + "\n")
-    print(text)
+    write_outputs(result, args.out, table(result))
     return 0
 
 

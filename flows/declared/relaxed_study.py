@@ -14,13 +14,12 @@ this run.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from flows.declared.methods_benchmark import run
+from flows.declared.methods_benchmark import add_run_options, run, write_outputs
 from pipeline.declared.methods import METHODS
 
 DEFAULT_METHODS = ("scalars", "relaxed", "raw")
@@ -132,28 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="eqs bench relaxed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--declaration", required=True)
     parser.add_argument("--data", type=_data_option, nargs="+", required=True, metavar="EPS=FILE")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
-    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    add_run_options(parser, DEFAULT_METHODS, epochs=150)
     parser.add_argument("--figure", help="PNG of the test error against epsilon")
     args = parser.parse_args(argv)
     epsilons = [e for e, _ in args.data]
     if len(set(epsilons)) != len(epsilons):
         parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
     result = study(args.declaration, args.data, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    text = table(result)
-    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
-        f.write(text + "\n")
+    write_outputs(result, args.out, table(result))
     if args.figure:
         figure(result, args.figure)
-    print(text)
     return 0
 
 
