@@ -1,7 +1,8 @@
 """Every way of building the symmetry in, side by side on one declared system (docs/fit.md#other-methods):
 per method and training-set size, over seeds, the test error, the error on the group-moved test samples,
-the measured symmetry error on the test samples, the parameter count, the training time per epoch and
-the inference throughput at one batch shape.
+the measured symmetry error on the test samples, the parameter count, the training time per epoch, the
+inference throughput at one batch shape and the memory a training step keeps for its backward pass at
+another.
 
     python -m flows.declared.methods_benchmark DATA --declaration FILE --sizes 250 1000 2800 \\
         --seeds 3 --out methods.json
@@ -31,6 +32,7 @@ from surrogates.declared.models import fit_surrogate, method_refusal, predict
 from surrogates.training import TrainConfig
 
 THROUGHPUT_BATCH = 4096
+MEMORY_BATCH = 1024
 SYMMETRY_SAMPLES = 64
 
 
@@ -52,6 +54,31 @@ def throughput(model, values: dict[str, np.ndarray], repeats: int = 3) -> float:
         predict(model, tiled, batch_size=THROUGHPUT_BATCH)
         best = min(best, time.perf_counter() - start)
     return THROUGHPUT_BATCH / best
+
+
+def training_memory(model, values: dict[str, np.ndarray], target: np.ndarray) -> int:
+    """Bytes the autograd graph of one training loss on MEMORY_BATCH samples (the test samples tiled) keeps
+    for the backward pass: the activation memory a training step needs beyond the weights, counted from
+    the tensors saved for backward (each storage once), the same on any machine."""
+    from surrogates.declared.models import training_data
+
+    n = len(target)
+    tiled = {k: np.concatenate([v] * (MEMORY_BATCH // n + 1))[:MEMORY_BATCH] for k, v in values.items()}
+    y = np.concatenate([target] * (MEMORY_BATCH // n + 1))[:MEMORY_BATCH]
+    param = next(model.parameters())
+    batch = {k: torch.as_tensor(v, dtype=param.dtype) for k, v in training_data(model, tiled, y).items()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.loss(batch)
+    model.eval()
+    return sum(seen.values())
 
 
 def run(
@@ -108,6 +135,7 @@ def run(
                             "epochs": int(result.epochs_run),
                             "seconds_per_epoch": result.seconds / max(1, result.epochs_run),
                             "samples_per_second": throughput(model, test_values),
+                            "training_graph_bytes": training_memory(model, test_values, test_y),
                         }
                     )
                     print(json.dumps(rows[-1]), flush=True)
@@ -127,8 +155,8 @@ def table(result: dict[str, Any]) -> str:
     """Markdown: mean +- std over seeds per target, method and size."""
     lines = [
         "| target | method | train | test error | group-moved error | symmetry error (worst) | parameters | "
-        "ms / epoch | samples / s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"ms / epoch | samples / s | MB saved for backward ({MEMORY_BATCH} samples) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted(
         {(r["target"], r["method"], r["train_size"]) for r in result["rows"]},
@@ -145,7 +173,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {target} | {method} | {size} | {spread('test_error')} | {spread('group_error')} | {worst:.1e} | "
             f"{group[0]['parameters']} | {1e3 * np.mean([r['seconds_per_epoch'] for r in group]):.0f} | "
-            f"{np.mean([r['samples_per_second'] for r in group]):.3g} |"
+            f"{np.mean([r['samples_per_second'] for r in group]):.3g} | "
+            f"{np.mean([r['training_graph_bytes'] for r in group]) / 2**20:.3g} |"
         )
     return "\n".join(lines)
 

@@ -1,0 +1,30 @@
+"""eqs bench methods' memory column: the bytes a training step keeps for its backward pass, counted from
+the tensors autograd saves, grow with what each method runs per sample."""
+
+from __future__ import annotations
+
+import torch
+from fit_examples import dataset, declaration
+
+from flows.declared.methods_benchmark import MEMORY_BATCH, training_memory
+from surrogates.declared.models import DeclaredSurrogate
+
+
+def _model(method: str, decl, values, target):
+    torch.manual_seed(0)
+    model = DeclaredSurrogate(decl.to_dict(), "dx", method, hidden=(32, 32)).double()
+    model.fit_normalisation(values, target)
+    return model
+
+
+def test_the_memory_of_a_training_step_follows_the_passes_of_the_network():
+    decl = declaration("charged-particle")
+    data = dataset("charged-particle", 64)
+    values = {q.name: data[q.name].values for q in decl.inputs_only().quantities}
+    target = data["dx"].values
+    saved = {m: training_memory(_model(m, decl, values, target), values, target) for m in ("raw", "frame", "relaxed")}
+    # the hidden activations of one MLP pass over the batch, in float64, are part of what raw keeps
+    assert saved["raw"] >= 2 * MEMORY_BATCH * 32 * 8
+    # SO(3)'s PCA frame has 4 elements: the MLP runs 4 times per sample; relaxed runs two networks
+    assert 3.5 < saved["frame"] / saved["raw"] < 4.5, saved
+    assert 1.7 < saved["relaxed"] / saved["raw"] < 2.5, saved
