@@ -76,7 +76,7 @@ def _pendulum(name: str) -> Callable[[], tuple[Any, ModelIO]]:
     return build
 
 
-PENDULUM_MODELS = [name for names in pr.MODELS_BY_PROTOCOL.values() for name in names]
+PENDULUM_MODELS = [name for protocol in pr.MODELS_BY_PROTOCOL for name in pr.protocol_models(protocol)]
 PENDULUM_EXPECTED = {  # (O(3), units)
     "scalar-hnn": (True, False),
     "scalar-node": (True, False),
@@ -84,6 +84,9 @@ PENDULUM_EXPECTED = {  # (O(3), units)
     "mlp-node": (False, False),
     "dimensional-hnn": (True, False),
     "dimensionless-hnn": (True, True),
+    "mlp-hnn-augment": (False, False),  # approximate, and untrained here
+    "mlp-hnn-penalty": (False, False),
+    "relaxed-hnn": (False, False),
 }
 
 

@@ -36,7 +36,13 @@ from ..cli.core import (
     help="emlp: the EMLP protocol; units: the units-equivariance OOD protocol (both in docs/protocols.md).",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Training seeds per model.")
-@click.option("--model", "models", multiple=True, help="Only these models (repeatable).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Only these models (repeatable); also the EMLP protocol's method comparison: mlp-hnn-augment, "
+    "mlp-hnn-penalty, relaxed-hnn (trained only when named).",
+)
 @click.option(
     "--variant",
     type=click.Choice(["reference", "physical"]),
@@ -79,19 +85,19 @@ def reproduce_pendulum(
     out_path = checked_output(ctx, "--out", out, force)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from pipeline.pendulum.summary import pendulum_table as markdown_table
-    from surrogates.pendulum.runs import MODELS_BY_PROTOCOL
+    from surrogates.pendulum.runs import protocol_models
 
     from .flow import pendulum_flow
 
     cat = _catalog(ctx)
     protocols = ["emlp", "units"] if protocol == "both" else [protocol]
-    known = {m for p in protocols for m in MODELS_BY_PROTOCOL[p]}
+    known = {m for p in protocols for m in protocol_models(p)}
     unknown = [m for m in models if m not in known]
     if unknown:
         raise UsageFailure(f"unknown model(s) {unknown} for protocol(s) {protocols}; choose from {sorted(known)}")
     summaries = []
     for name in protocols:
-        chosen = [m for m in models if m in MODELS_BY_PROTOCOL[name]] if models else None
+        chosen = [m for m in models if m in protocol_models(name)] if models else None
         if models and not chosen:
             continue
         state = pendulum_flow(
@@ -119,4 +125,8 @@ def reproduce_pendulum(
         click.echo(text)
 
 
-bench_pendulum = benchmark_command("pendulum", "surrogates.pendulum.benchmark:main", "Pendulum simulator against a scipy DOP853 loop at equal accuracy, and training speed.")
+bench_pendulum = benchmark_command(
+    "pendulum",
+    "surrogates.pendulum.benchmark:main",
+    "Pendulum simulator against a scipy DOP853 loop at equal accuracy, and training speed.",
+)

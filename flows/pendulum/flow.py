@@ -37,9 +37,9 @@ DTYPES = ("float64", "float32")
 
 def model_names() -> tuple[str, ...]:
     """Every protocol's models (imported when asked: the surrogates take a moment)."""
-    from surrogates.pendulum.runs import MODELS_BY_PROTOCOL
+    from surrogates.pendulum.runs import MODELS_BY_PROTOCOL, protocol_models
 
-    return tuple(dict.fromkeys(m for models in MODELS_BY_PROTOCOL.values() for m in models))
+    return tuple(dict.fromkeys(m for protocol in MODELS_BY_PROTOCOL for m in protocol_models(protocol)))
 
 
 @catalog_task
@@ -137,12 +137,13 @@ def pendulum_flow(
     the swish of the published MLP baselines), e.g. "relu" to compare. ``dtype="float32"`` trains
     in single precision (about 1.6x faster on a CPU; models are stored and evaluated in float64).
     """
-    from surrogates.pendulum.runs import MODELS_BY_PROTOCOL
+    from surrogates.pendulum.runs import MODELS_BY_PROTOCOL, protocol_models
 
     if protocol not in pp.PROTOCOLS:
         raise ValueError(f"protocol must be one of {pp.PROTOCOLS}, got {protocol!r}")
     checked_seeds(seeds)
-    models = checked_choice(models, MODELS_BY_PROTOCOL[protocol], f"model(s) of protocol {protocol!r}")
+    chosen = models or MODELS_BY_PROTOCOL[protocol]  # the method comparison's models when named
+    models = checked_choice(chosen, protocol_models(protocol), f"model(s) of protocol {protocol!r}")
     from surrogates.mlp import ACTIVATIONS
     from surrogates.pendulum.models import DEFAULT_ACTIVATION
 

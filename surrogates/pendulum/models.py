@@ -16,6 +16,11 @@ l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their
   normalised multiplicatively only, so the model is exactly units-equivariant: scaling kg by s leaves
   predicted positions unchanged and multiplies momenta by s, whatever the weights.
 
+For comparing the ways of building O(3) in (docs/fit.md#other-methods), three approximate HNNs trained
+by the same rollout loss: ``AugmentedHNN`` (the MLP HNN on randomly rotated trajectories), ``PenaltyHNN``
+(the MLP HNN with an equivariance penalty) and ``RelaxedHNN`` (the scalar HNN plus an MLP HNN under an L2
+prior, a residual pathway prior).
+
 Every model says what it reads and returns as ``model.io`` (a ``pipeline.model_io.ModelIO``): z and
 theta as the declared vectors and parameters, dz/dt as their time derivatives, under the declared
 O(3); the scalar models promise O(3) equivariance, the raw MLPs do not (baselines), and only the
@@ -287,6 +292,84 @@ class DimensionlessHNN(_PendulumModel, HamiltonianModel):
         return (energy_scales(z, theta) * self.mlp(self.features(z, theta))).sum(-1)
 
 
+# -- the other ways of building O(3) in (docs/fit.md#other-methods), for comparing methods -----------------
+
+PENALTY_WEIGHT = 1.0  # as eqs fit's penalty method
+RELAXED_WEIGHT = 1e-4  # as eqs fit's relaxed method: the L2 prior on the free pathway, against the loss
+
+
+def rotated(z: torch.Tensor, theta: torch.Tensor, matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (n, ..., 12) and contexts (n, 9) with each system's q1, q2, p1, p2 and g moved by its own
+    orthogonal matrix (n, 3, 3); the six scalar parameters stay."""
+    vectors = z.reshape(z.shape[0], -1, 3) @ matrices.transpose(1, 2)
+    g = (matrices @ theta[:, 6:9, None])[..., 0]
+    return vectors.reshape(z.shape), torch.cat([theta[:, :6], g], dim=-1)
+
+
+def _random_rotations(n: int, like: torch.Tensor) -> torch.Tensor:
+    from pipeline.frames import random_elements
+
+    return random_elements("O", 3, n, dtype=like.dtype, device=like.device)[0]
+
+
+@register_model("pendulum.augmented_hnn")
+class AugmentedHNN(ScalarHNN):
+    """The MLP HNN trained on trajectories each moved by its own random element of O(3) (Haar), drawn
+    anew every step from torch's generator (so resume is bit-identical): approximate."""
+
+    def __init__(self, inputs: str = "raw", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
+        super().__init__(inputs, hidden, activation)
+
+    def moved_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        z, theta = rotated(batch["z"], batch["theta"], _random_rotations(batch["z"].shape[0], batch["z"]))
+        return {**batch, "z": z, "theta": theta}
+
+
+@register_model("pendulum.penalty_hnn")
+class PenaltyHNN(ScalarHNN):
+    """The MLP HNN trained with an equivariance penalty: the mean squared distance between the field at
+    randomly rotated states and the rotated field, over the batch's states, relative to the field's mean
+    square (weight PENALTY_WEIGHT): approximate."""
+
+    def __init__(self, inputs: str = "raw", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
+        super().__init__(inputs, hidden, activation)
+
+    def extra_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        z = batch["z"].reshape(-1, sp.STATE_DIM)
+        theta = batch["theta"].repeat_interleave(batch["z"].shape[1], 0)
+        matrices = _random_rotations(z.shape[0], z)
+        field = self(z, theta)
+        moved_field = self(*rotated(z, theta, matrices))
+        gap = moved_field - rotated(field, theta, matrices)[0]
+        return PENALTY_WEIGHT * gap.pow(2).mean() / field.detach().pow(2).mean().clamp_min(torch.finfo(z.dtype).tiny)
+
+
+@register_model("pendulum.relaxed_hnn")
+class RelaxedHNN(HamiltonianModel):
+    """A residual pathway prior (Finzi, Benton and Wilson, NeurIPS 2021): H = the scalar HNN's energy plus
+    the MLP HNN's, whose parameters carry the L2 prior RELAXED_WEIGHT in training: approximate."""
+
+    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
+        super().__init__()
+        self.config = {"hidden": list(hidden), "activation": activation}
+        self.exact = ScalarHNN("scalars", hidden, activation)
+        self.free = ScalarHNN("raw", hidden, activation)
+
+    @property
+    def io(self) -> ModelIO:
+        return pendulum_io(equivariant=False, units="none")
+
+    def fit_inputs(self, z: torch.Tensor, theta: torch.Tensor) -> None:
+        self.exact.fit_inputs(z, theta)
+        self.free.fit_inputs(z, theta)
+
+    def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.exact.energy(z, theta) + self.free.energy(z, theta)
+
+    def extra_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return RELAXED_WEIGHT * sum(p.pow(2).sum() for p in self.free.parameters())
+
+
 MODELS = {
     "scalar-hnn": (ScalarHNN, {"inputs": "scalars"}),
     "scalar-node": (ScalarNODE, {"inputs": "scalars"}),
@@ -294,6 +377,9 @@ MODELS = {
     "mlp-node": (ScalarNODE, {"inputs": "raw"}),
     "dimensional-hnn": (ScalarHNN, {"inputs": "scalars"}),
     "dimensionless-hnn": (DimensionlessHNN, {}),
+    "mlp-hnn-augment": (AugmentedHNN, {}),
+    "mlp-hnn-penalty": (PenaltyHNN, {}),
+    "relaxed-hnn": (RelaxedHNN, {}),
 }
 """Names used by the protocols and reports. ``dimensional-hnn`` is the scalar HNN under the name of
 the units protocol's baseline (the same MLP on dimensional scalars)."""
@@ -310,9 +396,15 @@ def chunk_loss(times: torch.Tensor, *, substeps: int = 1, method: str = "rk4"):
     """The EMLP protocol's loss (docs/protocols.md): roll out from each chunk's first state, MSE to the chunk."""
 
     def loss(model: DynamicsModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        training = model.training and torch.is_grad_enabled()
+        if training and hasattr(model, "moved_batch"):  # augmentation: the data moved, not the model
+            batch = model.moved_batch(batch)
         z = batch["z"]
         ts = times.to(dtype=z.dtype, device=z.device)
         predicted = rollout(model, z[:, 0], batch["theta"], ts, method=method, substeps=substeps)
-        return ((predicted[:, 1:] - z[:, 1:]) ** 2).mean()
+        value = ((predicted[:, 1:] - z[:, 1:]) ** 2).mean()
+        if training and hasattr(model, "extra_loss"):  # a penalty or a prior: not in the validation loss
+            value = value + model.extra_loss(batch)
+        return value
 
     return loss

@@ -27,6 +27,14 @@ MODELS_BY_PROTOCOL = {
     "emlp": ("scalar-hnn", "scalar-node", "mlp-hnn", "mlp-node"),
     "units": ("dimensional-hnn", "dimensionless-hnn"),
 }
+# the other ways of building O(3) in, trained when named (--model), for comparing methods
+METHOD_MODELS = {"emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn"), "units": ()}
+
+
+def protocol_models(protocol: str) -> tuple[str, ...]:
+    """Every model a protocol can train: its own (the default) and the method comparison's."""
+    return MODELS_BY_PROTOCOL[protocol] + METHOD_MODELS[protocol]
+
 
 # The published recipes (paper) and small ones that finish in minutes on 2 CPU cores (quick).
 TRAINING_PRESETS: dict[tuple[str, str], dict[str, Any]] = {

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from pipeline.model_io import Port
-from pipeline.symmetry import SymmetryError, assert_equivariant, assert_units_equivariant
+from pipeline.symmetry import (
+    SymmetryError,
+    assert_equivariant,
+    assert_units_equivariant,
+    random_orthogonal,
+)
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
@@ -174,3 +179,65 @@ def test_predicting_from_bad_states_names_the_problem():
         pr.predict(model, params, z[:3], np.arange(3) * 0.2)
     with pytest.raises(ValueError, match="unknown pendulum model 'hnn'; choose one of"):
         pm.build_model("hnn")
+
+
+# -- the method comparison's models: augmentation, a penalty, a relaxed model -------------------------------
+
+
+def test_rotated_moves_states_and_gravity_as_the_true_field_transforms():
+    """The rotation the augmented and penalised models use, checked on the true vector field, which is
+    exactly O(3)-equivariant: f(R z, R theta) = R f(z, theta)."""
+    z, theta = _batch(16)
+    matrices = torch.as_tensor(np.stack([random_orthogonal(3, np.random.default_rng(i)) for i in range(16)]))
+    field = sp.vector_field(z, sp.Parameters.from_mapping(_params_of(theta)))
+    moved_z, moved_theta = pm.rotated(z, theta, matrices)
+    moved_field = sp.vector_field(moved_z, sp.Parameters.from_mapping(_params_of(moved_theta)))
+    torch.testing.assert_close(moved_field, pm.rotated(field, theta, matrices)[0], rtol=1e-12, atol=1e-12)
+    assert torch.equal(moved_theta[:, :6], theta[:, :6])
+
+
+def test_the_penalty_is_round_off_for_an_exact_model_and_not_for_the_mlp():
+    z, theta = _batch(8)
+    batch = {"z": z[:, None].expand(8, 3, 12), "theta": theta}
+    exact, free = _model("scalar-hnn").train(), _model("mlp-hnn-penalty").train()
+    assert float(pm.PenaltyHNN.extra_loss(exact, batch).detach()) < 1e-20
+    assert float(free.extra_loss(batch).detach()) > 1e-4
+
+
+def test_the_extra_terms_enter_the_training_loss_only():
+    """The relaxed model's energy is its two pathways', its prior is on the free one, and neither the
+    prior nor the augmentation acts on the validation loss (evaluation mode)."""
+    z, theta = _batch(8)
+    times = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    batch = {"z": rollout(_model("scalar-hnn"), z, theta, times).detach(), "theta": theta}
+    relaxed = _model("relaxed-hnn")
+    torch.testing.assert_close(relaxed.energy(z, theta), relaxed.exact.energy(z, theta) + relaxed.free.energy(z, theta))
+    loss = pm.chunk_loss(times)
+    prior = pm.RELAXED_WEIGHT * sum(float(p.pow(2).sum()) for p in relaxed.free.parameters())
+    evaluated = float(loss(relaxed.eval(), batch))
+    assert float(loss(relaxed.train(), batch)) == pytest.approx(evaluated + prior, rel=1e-10)
+    augmented, plain = _model("mlp-hnn-augment"), _model("mlp-hnn")  # the same seed: the same weights
+    assert float(loss(augmented.eval(), batch)) == float(loss(plain.eval(), batch))  # nothing moved
+    torch.manual_seed(0)
+    assert float(loss(augmented.train(), batch)) != pytest.approx(float(loss(plain.train(), batch)), rel=1e-6)
+
+
+def test_augmented_training_resumes_bit_for_bit(catalog, tmp_path):
+    """The random rotations come from torch's generator, whose state the checkpoint keeps."""
+    emlp = pp.generate(pp.preset("emlp", "smoke"))
+    refs = {s: catalog.write(ds, f"e-{s}", kind=sp.RAW_KIND) for s, ds in emlp.items()}
+    config = TrainConfig(seed=3, epochs=4, lr=1e-3, checkpoint_every=1, progress=False)
+    straight = pr.train_model(
+        catalog, "mlp-hnn-augment", refs["train"], refs["val"], config, model_options={"hidden": (8, 8)}
+    )
+    checkpoint = str(tmp_path / "run.pt")
+    args = (catalog, "mlp-hnn-augment", refs["train"], refs["val"])
+    half = TrainConfig(**{**config.to_dict(), "epochs": 2})
+    pr.train_model(*args, half, checkpoint=checkpoint, output_name="half", model_options={"hidden": (8, 8)})
+    torch.manual_seed(123)  # the resumed run must not depend on the generator's state before it
+    resumed = pr.train_model(
+        *args, config, checkpoint=checkpoint, output_name="resumed", model_options={"hidden": (8, 8)}
+    )
+    a, b = load_model(catalog, straight, device="cpu"), load_model(catalog, resumed, device="cpu")
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
