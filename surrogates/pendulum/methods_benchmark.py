@@ -1,0 +1,173 @@
+"""The ways of building O(3) into a pendulum surrogate side by side on the EMLP protocol (docs/fit.md#other-methods):
+per model and training-set size, over seeds, the protocol's score on the test rollouts and on the same
+rollouts each rotated by its own random element of O(3), the measured symmetry error of the vector field
+(float64), the parameter count, the training time per epoch and the vector field's throughput.
+
+    python -m surrogates.pendulum.methods_benchmark --preset quick --sizes 50 200 --seeds 3 --out methods.json
+
+The data are the protocol preset's (docs/protocols.md); a size is the number of training chunks, the
+first of the preset's training split; validation and test are the same for every size. Every number is
+measured in this run, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_catalog import Catalog
+from pipeline.metrics import geometric_mean, relative_error
+from pipeline.symmetry import random_orthogonal
+from sims.pendulum import protocols as pp
+from sims.pendulum import system as sp
+from surrogates.artifacts import load_model
+from surrogates.pendulum import models as pm
+from surrogates.pendulum import runs as pr
+
+MODELS = ("scalar-hnn", "mlp-hnn", "mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn")
+THROUGHPUT_BATCH = 4096
+SYMMETRY_STATES = 64
+
+
+def rotated_split(ds, seed: int = 1):
+    """The test trajectories, each rotated (states and gravity) by its own Haar-random element of O(3)."""
+    params, traj, times = sp.from_dataset(ds)
+    rng = np.random.default_rng(seed)
+    matrices = torch.as_tensor(np.stack([random_orthogonal(3, rng) for _ in range(traj.shape[0])]))
+    moved, theta = pm.rotated(traj, pm.theta_of(params), matrices)
+    return sp.Parameters.from_mapping(_parameters(theta)), moved, times
+
+
+def _parameters(theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {**{n: theta[:, i] for i, n in enumerate(sp.SCALAR_PARAMETERS)}, "g": theta[:, 6:9]}
+
+
+def score(model: torch.nn.Module, params, truth: torch.Tensor, times) -> float:
+    """The protocol's score: the geometric mean of the relative state error over rollouts and times."""
+    predicted = pr.predict(model, params, truth[:, 0], times)
+    return float(geometric_mean(relative_error(predicted.numpy(), truth.numpy())))
+
+
+def symmetry_error(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, trials: int = 8) -> float:
+    """The largest relative change of the field under a random element of O(3): |f(gz) - g f(z)| / |f(z)|,
+    per state, the worst over ``trials`` elements and the states."""
+    model.eval()
+    field = model(z, theta).detach()
+    worst = 0.0
+    rng = np.random.default_rng(7)
+    for _ in range(trials):
+        matrices = torch.as_tensor(random_orthogonal(3, rng)).expand(z.shape[0], 3, 3)
+        moved = model(*pm.rotated(z, theta, matrices)).detach()
+        gap = (moved - pm.rotated(field, theta, matrices)[0]).norm(dim=-1) / field.norm(dim=-1)
+        worst = max(worst, float(gap.max()))
+    return worst
+
+
+def throughput(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, repeats: int = 3) -> float:
+    """Vector-field evaluations per second on THROUGHPUT_BATCH states (the test states tiled)."""
+    index = torch.arange(THROUGHPUT_BATCH) % z.shape[0]
+    z, theta = z[index], theta[index]
+    model.eval()
+    model(z, theta)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(z, theta)
+        best = min(best, time.perf_counter() - start)
+    return THROUGHPUT_BATCH / best
+
+
+def run(preset: str, models: Sequence[str], sizes: Sequence[int], seeds: int, hidden: Sequence[int] | None) -> dict:
+    data = pp.generate(pp.preset("emlp", preset))
+    test = data["test"]
+    params, truth, times = sp.from_dataset(test)
+    moved = rotated_split(test)
+    z0, theta = truth[:SYMMETRY_STATES, 0], pm.theta_of(params)[:SYMMETRY_STATES]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        catalog = Catalog(folder)
+        val = catalog.write(data["val"], "val", kind=sp.RAW_KIND)
+        for size in sizes:
+            train = catalog.write(data["train"].isel(sample=slice(0, size)), f"train-{size}", kind=sp.RAW_KIND)
+            for name in models:
+                for seed in range(seeds):
+                    config = pr.training_config("emlp", preset, seed, progress=False)
+                    options = {"hidden": tuple(hidden)} if hidden else None
+                    started = time.perf_counter()
+                    ref = pr.train_model(catalog, name, train, val, config, model_options=options)
+                    seconds = time.perf_counter() - started
+                    loaded = load_model(catalog, ref, device="cpu", dtype=torch.float64)
+                    model = loaded.model
+                    rows.append(
+                        {
+                            "model": name,
+                            "train_chunks": int(size),
+                            "seed": seed,
+                            "test": score(model, params, truth, times),
+                            "rotated": score(model, *moved),
+                            "symmetry_error": symmetry_error(model, z0, theta),
+                            "parameters": int(sum(p.numel() for p in model.parameters())),
+                            "seconds_per_epoch": seconds / max(1, int(loaded.training["epochs_run"])),
+                            "fields_per_second": throughput(model, z0, theta),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+    return {"protocol": "emlp", "preset": preset, "sizes": list(sizes), "seeds": seeds, "rows": rows}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: mean +- std over seeds per model and size; the worst symmetry error over seeds."""
+    lines = [
+        "| model | train chunks | test score | rotated test score | symmetry error (worst) | parameters | "
+        "s / epoch | fields / s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["model"], r["train_chunks"]) for r in result["rows"]}, key=lambda k: (MODELS.index(k[0]), k[1]))
+    for model, size in keys:
+        group = [r for r in result["rows"] if (r["model"], r["train_chunks"]) == (model, size)]
+
+        def spread(key: str, rows=group) -> str:
+            v = np.array([r[key] for r in rows])
+            return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.3g}"
+
+        lines.append(
+            f"| {model} | {size} | {spread('test')} | {spread('rotated')} | "
+            f"{max(r['symmetry_error'] for r in group):.1e} | {group[0]['parameters']} | "
+            f"{np.mean([r['seconds_per_epoch'] for r in group]):.3g} | "
+            f"{np.mean([r['fields_per_second'] for r in group]):.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m surrogates.pendulum.methods_benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", choices=["smoke", "quick", "paper"], default="quick")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--hidden", type=int, nargs="+", help="the MLPs' widths [default: the models' own]")
+    parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    args = parser.parse_args(argv)
+    result = run(args.preset, args.models, args.sizes, args.seeds, args.hidden)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    text = table(result)
+    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
