@@ -241,3 +241,17 @@ def test_augmented_training_resumes_bit_for_bit(catalog, tmp_path):
     a, b = load_model(catalog, straight, device="cpu"), load_model(catalog, resumed, device="cpu")
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+def test_the_method_benchmark_scores_an_exact_model_alike_on_rotated_rollouts():
+    """The benchmark's rotated split and symmetry error: an exactly equivariant model scores the same on
+    the rotated test rollouts as on the originals and has a round-off symmetry error; the MLP does not."""
+    from surrogates.pendulum import methods_benchmark as mb
+
+    test = pp.generate(pp.preset("emlp", "smoke"))["test"]
+    params, truth, times = sp.from_dataset(test)
+    exact, mlp = _model("scalar-hnn"), _model("mlp-hnn")
+    moved = mb.rotated_split(test)
+    assert mb.score(exact, *moved) == pytest.approx(mb.score(exact, params, truth, times), rel=1e-9)
+    z, theta = truth[:, 0], pm.theta_of(params)
+    assert mb.symmetry_error(exact, z, theta) < 1e-12 < 1e-3 < mb.symmetry_error(mlp, z, theta)
