@@ -143,7 +143,7 @@ def evaluate_model(
 ) -> str:
     """Roll the stored model out on every trajectory of ``test_ref`` and store the ``evaluation``."""
     loaded = load_model(catalog, model_ref, device=str(pick_device(device, dtype=torch.float64)), dtype=torch.float64)
-    substeps = int(catalog.info(model_ref).params.get("substeps", 1))
+    substeps = int(catalog.info(model_ref, variables=False).params.get("substeps", 1))
     ds = catalog.open(test_ref).load()
     params, truth, times = sp.from_dataset(ds, source=test_ref)
     predicted = predict(loaded.model, params, truth[:, 0], times, substeps=substeps)
