@@ -125,9 +125,15 @@ def generate_split(
     device=None,
     dtype: torch.dtype = torch.float64,
     progress: Callable[[int, int], None] | None = None,
+    replicate: int = 0,
 ):
-    """Simulate one split in batches: a ``rietkerk.raw`` dataset with the first and last snapshot."""
+    """Simulate one split in batches: a ``rietkerk.raw`` dataset with the first and last snapshot.
+    ``replicate`` k > 0: the same systems from other random initial fields (an independent stream per k),
+    which measures how much the statistics vary for given parameters (the emulators' floor)."""
     values, run, seeds = split_parameters(cfg, split)
+    if replicate:
+        rng = np.random.default_rng([split_seed(cfg, split), int(replicate)])
+        seeds = rng.integers(0, 2**31 - 1, len(seeds))
     grid = rk.Grid(run["L"], run["dl"])
     n = len(seeds)
     parts, clipped = [], 0
@@ -160,5 +166,6 @@ def generate_split(
         "laplacian": "fd5",
         "method": "sbdf2",
         "sweep_seed": cfg.seed,
+        "replicate": int(replicate),
     }
     return to_dataset(params, grid, solution, dt=run["dt"], seeds=seeds, attrs=attrs)

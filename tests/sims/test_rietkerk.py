@@ -324,3 +324,19 @@ def test_solver_on_cuda_agrees_with_cpu():
     gpu = simulate(params.to(device="cuda"), grid, z0.cuda(), T=50.0, dt=0.5).fields
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+
+
+def test_a_replicate_is_the_same_systems_from_other_initial_fields():
+    from dataclasses import replace as with_
+
+    from pipeline.rietkerk.floor import replicate_floor
+    from sims.rietkerk import protocols as rp
+
+    cfg = with_(rp.preset("smoke"), n_test=4, T=4.0)
+    first, again, other = (rp.generate_split(cfg, "test", replicate=r) for r in (0, 0, 1))
+    np.testing.assert_array_equal(first["v"].values, again["v"].values)  # replicate 0 is the split itself
+    for name in ("R", "k2", "dv"):
+        np.testing.assert_array_equal(first[name].values, other[name].values)
+    assert not np.array_equal(first["v"].isel(time=0).values, other["v"].isel(time=0).values)
+    floor = replicate_floor("smoke")
+    assert floor["systems"] == rp.preset("smoke").n_test and 0 < floor["score"] < 1
