@@ -327,21 +327,14 @@ class AugmentedHNN(ScalarHNN):
 
 @register_model("pendulum.penalty_hnn")
 class PenaltyHNN(ScalarHNN):
-    """The MLP HNN trained with an equivariance penalty: the mean squared distance between the field at
-    randomly rotated states and the rotated field, over the batch's states, relative to the field's mean
-    square (weight PENALTY_WEIGHT): approximate."""
+    """The MLP HNN trained with an equivariance penalty: the mean squared distance between its rollout
+    from randomly rotated chunks and its rotated rollout, in the loss's units, weight PENALTY_WEIGHT
+    (``chunk_loss``): approximate."""
+
+    equivariance_penalty = PENALTY_WEIGHT
 
     def __init__(self, inputs: str = "raw", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
         super().__init__(inputs, hidden, activation)
-
-    def extra_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        z = batch["z"].reshape(-1, sp.STATE_DIM)
-        theta = batch["theta"].repeat_interleave(batch["z"].shape[1], 0)
-        matrices = _random_rotations(z.shape[0], z)
-        field = self(z, theta)
-        moved_field = self(*rotated(z, theta, matrices))
-        gap = moved_field - rotated(field, theta, matrices)[0]
-        return PENALTY_WEIGHT * gap.pow(2).mean() / field.detach().pow(2).mean().clamp_min(torch.finfo(z.dtype).tiny)
 
 
 @register_model("pendulum.relaxed_hnn")
@@ -403,7 +396,13 @@ def chunk_loss(times: torch.Tensor, *, substeps: int = 1, method: str = "rk4"):
         ts = times.to(dtype=z.dtype, device=z.device)
         predicted = rollout(model, z[:, 0], batch["theta"], ts, method=method, substeps=substeps)
         value = ((predicted[:, 1:] - z[:, 1:]) ** 2).mean()
-        if training and hasattr(model, "extra_loss"):  # a penalty or a prior: not in the validation loss
+        weight = getattr(model, "equivariance_penalty", 0.0) if training else 0.0
+        if weight:  # the rollout from rotated chunks against the rotated rollout, in the loss's units
+            matrices = _random_rotations(z.shape[0], z)
+            moved = rollout(model, *rotated(z[:, 0], batch["theta"], matrices), ts, method=method, substeps=substeps)
+            gap = moved[:, 1:] - rotated(predicted[:, 1:], batch["theta"], matrices)[0]
+            value = value + weight * gap.pow(2).mean()
+        if training and hasattr(model, "extra_loss"):  # a prior: not in the validation loss
             value = value + model.extra_loss(batch)
         return value
 
