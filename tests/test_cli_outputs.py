@@ -86,7 +86,7 @@ def no_work(monkeypatch):
         training_config=work,
     )
     stub("flows.declared.predict", predict_file=work)
-    stub("surrogates.pendulum.runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []})
+    stub("surrogates.pendulum.runs", MODELS_BY_PROTOCOL={"emlp": [], "units": []}, protocol_models=lambda p: ())
     stub("surrogates.halos.predict", FORMATS=(".h5", ".hdf5", ".csv"), NoHaloModelError=LookupError,
          require_models=work, best_predictions=work, write_predictions=work, load_halo_models=work,
          predict_galaxies=work)  # fmt: skip
