@@ -28,6 +28,7 @@ from pipeline.declared.evaluation import relative_errors
 from pipeline.declared.methods import METHODS
 from pipeline.declared.splits import group_elements, moved_by_group, random_split
 from pipeline.model_symmetry import measure_equivariance
+from pipeline.summaries import spread_text
 from surrogates.declared.models import fit_surrogate, method_refusal, predict
 from surrogates.training import TrainConfig
 
@@ -166,8 +167,7 @@ def table(result: dict[str, Any]) -> str:
         group = [r for r in result["rows"] if (r["target"], r["method"], r["train_size"]) == (target, method, size)]
 
         def spread(key: str, rows=group) -> str:
-            v = np.array([r[key] for r in rows])
-            return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.3g}"
+            return spread_text([r[key] for r in rows])
 
         worst = max(r["symmetry_error"] for r in group)
         lines.append(

@@ -21,6 +21,7 @@ import numpy as np
 
 from flows.declared.methods_benchmark import add_run_options, run, write_outputs
 from pipeline.declared.methods import METHODS
+from pipeline.summaries import spread_text
 
 DEFAULT_METHODS = ("scalars", "relaxed", "raw")
 
@@ -73,19 +74,16 @@ def table(result: dict[str, Any]) -> str:
         "|---|---|---|" + "---|---|" * len(methods),
     ]
     for target, size, epsilon in sorted({k[:3] for k in groups}):
-        cells, means = [], {}
+        found = {m: groups[target, size, epsilon, m] for m in methods if (target, size, epsilon, m) in groups}
+        best = min(found, key=lambda m: np.mean([r["test_error"] for r in found[m]]))
+        cells = []
         for method in methods:
-            errors = np.array([r["test_error"] for r in groups.get((target, size, epsilon, method), [])])
-            means[method] = errors.mean() if len(errors) else np.inf
-        best = min(means, key=means.get)
-        for method in methods:
-            group = groups.get((target, size, epsilon, method), [])
-            if not group:
+            if method not in found:
                 cells += ["-", "-"]
                 continue
-            errors = np.array([r["test_error"] for r in group])
-            text = f"{errors.mean():.3g} ± {errors.std(ddof=1):.2g}" if len(errors) > 1 else f"{errors.mean():.3g}"
-            cells += [f"**{text}**" if method == best else text, f"{max(r['symmetry_error'] for r in group):.1e}"]
+            text = spread_text([r["test_error"] for r in found[method]])
+            worst = max(r["symmetry_error"] for r in found[method])
+            cells += [f"**{text}**" if method == best else text, f"{worst:.1e}"]
         lines.append(f"| {target} | {size} | {epsilon:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

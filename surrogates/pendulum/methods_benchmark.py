@@ -24,6 +24,7 @@ import torch
 
 from data_catalog import Catalog
 from pipeline.metrics import geometric_mean, relative_error
+from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
@@ -42,11 +43,7 @@ def rotated_split(ds, seed: int = 1):
     rng = np.random.default_rng(seed)
     matrices = torch.as_tensor(np.stack([random_orthogonal(3, rng) for _ in range(traj.shape[0])]))
     moved, theta = pm.rotated(traj, pm.theta_of(params), matrices)
-    return sp.Parameters.from_mapping(_parameters(theta)), moved, times
-
-
-def _parameters(theta: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {**{n: theta[:, i] for i, n in enumerate(sp.SCALAR_PARAMETERS)}, "g": theta[:, 6:9]}
+    return pm.parameters_of(theta), moved, times
 
 
 def score(model: torch.nn.Module, params, truth: torch.Tensor, times) -> float:
@@ -134,8 +131,7 @@ def table(result: dict[str, Any]) -> str:
         group = [r for r in result["rows"] if (r["model"], r["train_chunks"]) == (model, size)]
 
         def spread(key: str, rows=group) -> str:
-            v = np.array([r[key] for r in rows])
-            return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.3g}"
+            return spread_text([r[key] for r in rows])
 
         lines.append(
             f"| {model} | {size} | {spread('test')} | {spread('rotated')} | "

@@ -53,6 +53,12 @@ def theta_of(params: sp.Parameters) -> torch.Tensor:
     return torch.cat([scalars, params.g], dim=-1)
 
 
+def parameters_of(theta: torch.Tensor) -> sp.Parameters:
+    """The systems' parameters from their contexts (the inverse of :func:`theta_of`)."""
+    scalars = {name: theta[:, i] for i, name in enumerate(sp.SCALAR_PARAMETERS)}
+    return sp.Parameters.from_mapping({**scalars, "g": theta[:, 6:9]})
+
+
 def named_values(z: torch.Tensor, theta: torch.Tensor) -> dict[str, torch.Tensor]:
     """The declared quantities by name (views of z and theta), as ``FeaturePlan.compute`` takes them."""
     q1, q2, p1, p2 = sp.split_state(z)

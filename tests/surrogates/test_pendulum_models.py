@@ -117,13 +117,9 @@ def test_fast_pi_groups_agree_with_the_feature_plan():
 def test_a_learned_hamiltonian_conserves_its_own_energy():
     model = _model("scalar-hnn", seed=9)
     z, theta = _batch(8, seed=10)
-    path = pr.predict(model, sp.Parameters.from_mapping(_params_of(theta)), z, 0.05 * np.arange(21), substeps=2)
+    path = pr.predict(model, pm.parameters_of(theta), z, 0.05 * np.arange(21), substeps=2)
     energy = model.energy(path.reshape(-1, 12), theta.repeat_interleave(21, 0)).reshape(8, 21).detach()
     assert float((energy - energy[:, :1]).abs().max()) < 1e-6 * float(energy.abs().max())
-
-
-def _params_of(theta: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {**{n: theta[:, i] for i, n in enumerate(sp.SCALAR_PARAMETERS)}, "g": theta[:, 6:9]}
 
 
 @pytest.fixture
@@ -170,7 +166,7 @@ def test_a_stored_model_predicts_exactly_as_before_and_evaluates(catalog, smoke_
 def test_predicting_from_bad_states_names_the_problem():
     model = _model("scalar-hnn")
     z, theta = _batch(4)
-    params = sp.Parameters.from_mapping(_params_of(theta))
+    params = pm.parameters_of(theta)
     bad = z.clone()
     bad[2, 0] = float("nan")
     with pytest.raises(sp.PendulumInputError, match="initial states: 1 state.*system 2"):
@@ -189,9 +185,9 @@ def test_rotated_moves_states_and_gravity_as_the_true_field_transforms():
     exactly O(3)-equivariant: f(R z, R theta) = R f(z, theta)."""
     z, theta = _batch(16)
     matrices = torch.as_tensor(np.stack([random_orthogonal(3, np.random.default_rng(i)) for i in range(16)]))
-    field = sp.vector_field(z, sp.Parameters.from_mapping(_params_of(theta)))
+    field = sp.vector_field(z, pm.parameters_of(theta))
     moved_z, moved_theta = pm.rotated(z, theta, matrices)
-    moved_field = sp.vector_field(moved_z, sp.Parameters.from_mapping(_params_of(moved_theta)))
+    moved_field = sp.vector_field(moved_z, pm.parameters_of(moved_theta))
     torch.testing.assert_close(moved_field, pm.rotated(field, theta, matrices)[0], rtol=1e-12, atol=1e-12)
     assert torch.equal(moved_theta[:, :6], theta[:, :6])
 
