@@ -42,6 +42,7 @@ from .filesystem import (
     require_regular_file,
     storage_failure,
 )
+from .h5read import CatalogFileEntrypoint, NotCatalogLayout
 from .hashing import (
     canonical_json,
     content_sha256,
@@ -240,16 +241,12 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
     Values are returned as stored: no CF time decoding and no fill-value masking.
     """
     read_file_attrs(path)
+    options = dict(chunks={} if lazy else None, decode_times=False, decode_timedelta=False, mask_and_scale=False)
     try:
-        return xr.open_dataset(
-            path,
-            engine="h5netcdf",
-            chunks={} if lazy else None,
-            decode_times=False,
-            decode_timedelta=False,
-            mask_and_scale=False,
-            cache=False,
-        )
+        try:
+            return xr.open_dataset(path, engine=CatalogFileEntrypoint, cache=False, **options)
+        except NotCatalogLayout:  # written by hand or by another tool: h5netcdf reads any netCDF-4 layout
+            return xr.open_dataset(path, engine="h5netcdf", cache=False, **options)
     except Exception as exc:
         if isinstance(exc, OSError):
             _reraise_os_error(exc)

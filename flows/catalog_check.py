@@ -46,16 +46,26 @@ def list_versions(catalog: str) -> list[str]:
     return catalog_of(catalog).refs()
 
 
-@catalog_task(cache=False)
-def verify_version(catalog: str, ref: str) -> dict[str, Any]:
-    """Recompute the checksums of one version (never cached: the point is to read the bytes again).
+# Versions verified per task: a Prefect task run costs tens of milliseconds of bookkeeping, more
+# than verifying a small version, so one task per version made the check's overhead its main cost.
+VERSIONS_PER_TASK = 32
 
-    An operating-system error is raised rather than recorded, so that the task is retried.
+
+@catalog_task(cache=False)
+def verify_versions(catalog: str, refs: list[str]) -> list[dict[str, Any]]:
+    """Recompute the checksums of some versions (never cached: the point is to read the bytes again).
+
+    An operating-system error is raised rather than recorded, so that the task (these versions) is
+    retried.
     """
-    result = catalog_of(catalog).verify(ref).results[0]
-    if result.transient:
-        raise OSError(f"{result.path}: {'; '.join(result.problems)}")
-    return {"ref": result.ref, "path": result.path, "problems": result.problems}
+    store = catalog_of(catalog)
+    out = []
+    for ref in refs:
+        result = store.verify(ref).results[0]
+        if result.transient:
+            raise OSError(f"{result.path}: {'; '.join(result.problems)}")
+        out.append({"ref": result.ref, "path": result.path, "problems": result.problems})
+    return out
 
 
 @catalog_task
@@ -85,7 +95,9 @@ def catalog_check(catalog: str | None = None) -> str:
     logger = get_run_logger()
     root = str(Catalog(catalog).root)
     refs = in_catalog(list_versions, root)(root)
-    results = [f.result() for f in in_catalog(verify_version, root).map(unmapped(root), refs)] if refs else []
+    batches = [refs[i : i + VERSIONS_PER_TASK] for i in range(0, len(refs), VERSIONS_PER_TASK)]
+    futures = in_catalog(verify_versions, root).map(unmapped(root), batches) if batches else []
+    results = [result for future in futures for result in future.result()]
     corrupt = [r for r in results if r["problems"]]
     recorded = [r for r in results if parse_ref(r["ref"]).name != REPORT_NAME]
     report = in_catalog(write_verification_report, root)(

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from support import demo_dataset
 
+import flows.catalog_check
 from data_catalog import Catalog, CatalogError, CorruptionError
 from flows.catalog_check import REPORT_NAME, catalog_check
 from flows.cli import main as cli
@@ -26,8 +27,10 @@ def _flip_byte(path):
     path.write_bytes(bytes(data))
 
 
-def test_check_writes_a_report_with_the_checked_versions_as_parents(filled):
+@pytest.mark.parametrize("per_task", [1, 32], ids=["a task per version", "one task"])
+def test_check_writes_a_report_with_the_checked_versions_as_parents(filled, monkeypatch, per_task):
     catalog, refs = filled
+    monkeypatch.setattr(flows.catalog_check, "VERSIONS_PER_TASK", per_task)
     report = catalog_check(str(catalog.root))
     assert report == f"{REPORT_NAME}@v1"
     ds = catalog.open(report)
