@@ -18,6 +18,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import xarray as xr
 from h5netcdf.attrs import Attributes
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.backends.common import AbstractDataStore
@@ -193,3 +194,12 @@ class CatalogFileEntrypoint(BackendEntrypoint):
         except BaseException:
             store.close()
             raise
+
+
+def open_netcdf(path: str | Path, **options: Any):
+    """``xr.open_dataset(path, **options)`` through this store, or through the h5netcdf engine for a
+    file in another layout (a group, phony or padded dimensions, other dtypes or filters)."""
+    try:
+        return xr.open_dataset(path, engine=CatalogFileEntrypoint, **options)
+    except NotCatalogLayout:
+        return xr.open_dataset(path, engine="h5netcdf", **options)

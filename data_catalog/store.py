@@ -42,7 +42,7 @@ from .filesystem import (
     require_regular_file,
     storage_failure,
 )
-from .h5read import CatalogFileEntrypoint, NotCatalogLayout
+from .h5read import open_netcdf
 from .hashing import (
     canonical_json,
     content_sha256,
@@ -243,10 +243,7 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
     read_file_attrs(path)
     options = dict(chunks={} if lazy else None, decode_times=False, decode_timedelta=False, mask_and_scale=False)
     try:
-        try:
-            return xr.open_dataset(path, engine=CatalogFileEntrypoint, cache=False, **options)
-        except NotCatalogLayout:  # written by hand or by another tool: h5netcdf reads any netCDF-4 layout
-            return xr.open_dataset(path, engine="h5netcdf", cache=False, **options)
+        return open_netcdf(path, cache=False, **options)
     except Exception as exc:
         if isinstance(exc, OSError):
             _reraise_os_error(exc)

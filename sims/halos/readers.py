@@ -29,6 +29,7 @@ import xarray as xr
 
 from data_catalog import RESERVED_ATTRS, check_dataset
 from data_catalog.filesystem import ensure_room, hdf5_write_errors
+from data_catalog.h5read import open_netcdf
 from sims.halos.catalog import (
     HALO_UNITS,
     HALOS_KIND,
@@ -342,9 +343,8 @@ def open_canonical(path: PathLike, chunks: Any = None, *, check_values: bool = T
     path = Path(path)
     _open_h5(path).close()
     try:
-        ds = xr.open_dataset(
+        ds = open_netcdf(
             path,
-            engine="h5netcdf",
             chunks=chunks,
             decode_times=False,
             decode_timedelta=False,
