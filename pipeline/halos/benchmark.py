@@ -28,6 +28,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from data_catalog.h5read import open_netcdf
 from pipeline.cluster import dask_scheduler
 from pipeline.halos.scalars import (
     DEFAULT_MIN_PARTICLES,
@@ -191,6 +192,13 @@ def limits(ds: xr.Dataset, path: str | Path, *, chunk_halos: int = 256, repeats:
     return out
 
 
+# the readers of a catalog file the benchmark compares
+OPENERS = {
+    "catalog": lambda path, chunks: open_netcdf(path, chunks=chunks),
+    "h5netcdf": lambda path, chunks: xr.open_dataset(path, engine="h5netcdf", chunks=chunks),
+}
+
+
 def throughput(
     n_halos: int = 200,
     particles_per_halo: int = 2000,
@@ -202,6 +210,7 @@ def throughput(
     repeats: int = 3,
     with_limits: bool = True,
     particle_chunk: int | None = None,
+    engines: Sequence[str] = ("catalog",),
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Particles per second and the workers' peak memory, for catalogs of ``scale * n_halos`` halos.
@@ -212,7 +221,9 @@ def throughput(
     then the scales in increasing order. Each worker's peak RSS during each run (Linux: VmHWM,
     reset before the run; elsewhere the lifetime peak) shows whether memory grows with the
     catalog (it should not: a task holds one chunk of halos). Each (workers, chunk_halos, scale) is
-    run ``repeats`` times; ``particles_per_second`` is the best. With ``with_limits``, ``limits``
+    run ``repeats`` times; ``particles_per_second`` is the best. ``engines`` are the readers of the
+    file, each timed in the same run: ``catalog`` (the catalog's h5py store, as the flows read) and
+    ``h5netcdf`` (xarray's engine). With ``with_limits``, ``limits``
     holds :func:`limits` on the largest catalog.
     Writes JSON to ``out`` when given and returns the report.
     """
@@ -245,21 +256,31 @@ def throughput(
         for n_workers in workers:
             with dask_scheduler("local", n_workers=n_workers) as where:
                 client = get_client()
-                for chunk in chunk_sizes:
-                    for scale in [0, *scales]:
-                        _run(report, client, where, paths[scale], scale, chunk, n_workers, repeats if scale else 1)
+                for engine in engines:
+                    for chunk in chunk_sizes:
+                        for scale in [0, *scales]:
+                            count = repeats if scale else 1
+                            _run(report, client, where, paths[scale], scale, chunk, n_workers, count, engine)
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=2))
     return report
 
 
 def _run(
-    report: dict[str, Any], client: Any, where: str, path: Path, scale: int, chunk: int, n_workers: int, repeats: int
+    report: dict[str, Any],
+    client: Any,
+    where: str,
+    path: Path,
+    scale: int,
+    chunk: int,
+    n_workers: int,
+    repeats: int,
+    engine: str,
 ) -> None:
     """End to end from the file: plan the tasks, compute them, assemble; the best of ``repeats``."""
     seconds = []
     for _ in range(repeats):
-        with xr.open_dataset(path, engine="h5netcdf", chunks=report["open_chunks"]) as ds:
+        with OPENERS[engine](path, chunks=report["open_chunks"]) as ds:
             n_particles = ds.sizes["particle"]
             before = client.run(_worker_memory_mib)
             reset = all(client.run(_reset_peak_rss).values())
@@ -274,6 +295,7 @@ def _run(
     report["runs"].append(
         {
             "workers": n_workers,
+            "engine": engine,
             "scheduler": where,
             "chunk_halos": chunk,
             "scale": scale,
@@ -303,6 +325,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--particle-chunk", type=int, default=None, help="open the files with dask chunks of this many particles"
     )
+    parser.add_argument(
+        "--engines", nargs="+", choices=sorted(OPENERS), default=["catalog"], help="readers of the file, side by side"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="halo_scalars_benchmark.json", help="JSON report path")
     args = parser.parse_args(argv)
@@ -316,11 +341,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         repeats=args.repeats,
         with_limits=not args.no_limits,
         particle_chunk=args.particle_chunk,
+        engines=args.engines,
         out=args.out,
     )
     for run in report["runs"]:
         print(
-            f"end to end from file, {run['workers']} worker(s), {run['chunk_halos']} halos/task, "
+            f"end to end from file ({run['engine']}), {run['workers']} worker(s), {run['chunk_halos']} halos/task, "
             f"{run['halos']:>6} halos, {run['particles']:>9} particles: "
             f"{run['particles_per_second']:.3g} particles/s, worker peak RSS "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_rss_mib'])} MiB (above the RSS before the run: "
