@@ -1,8 +1,11 @@
 """Throughput of the catalog's write, deduplicated write, read and verify, written to a JSON file.
 
-    python -m data_catalog.benchmark --sizes-mb 16 256 --out catalog-bench.json
+    python -m data_catalog.benchmark --sizes-mb 16 256 --small-files 100 --out catalog-bench.json
 
 Each size is one float64 dataset of random values written to a fresh temporary catalog; times are wall-clock seconds of the best of ``--repeat``.
+With ``--small-files N``, N small datasets of the shape the flows write (20 variables of a few
+hundred values, a string coordinate, attributes) are opened and loaded through the catalog's reader
+and through xarray's h5netcdf engine, side by side, and verified.
 """
 
 from __future__ import annotations
@@ -42,6 +45,40 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _small_dataset(rng: np.random.Generator, rows: int = 300, variables: int = 20) -> xr.Dataset:
+    data = {f"v{i}": (("row",), rng.random(rows), {"units": "1", "long_name": f"value {i}"}) for i in range(variables)}
+    data["values"] = (("row", "col"), rng.random((rows, 3)), {"units": "1"})
+    coords = {"label": ("row", np.array([f"row-{i}" for i in range(rows)])), "col": ["x", "y", "z"]}
+    return xr.Dataset(data, coords=coords, attrs={"comment": "benchmark", "scales": [1.0, 2.0]})
+
+
+def small_files(n: int, repeat: int = 3, seed: int = 0) -> dict:
+    """Open and load ``n`` small versions: the catalog's reader against the h5netcdf engine."""
+    from .store import read_dataset_file
+
+    rng = np.random.default_rng(seed)
+    options = dict(decode_times=False, decode_timedelta=False, mask_and_scale=False, cache=False)
+    with tempfile.TemporaryDirectory(prefix="eqs-bench-") as root:
+        catalog = Catalog(root)
+        paths = [catalog.path_of(catalog.write(_small_dataset(rng), f"small-{i}", kind=BENCH_KIND)) for i in range(n)]
+
+        def load_all(opener: Callable[[Path], xr.Dataset]) -> None:
+            for path in paths:
+                with opener(path) as ds:
+                    ds.load()
+
+        ours = _best(lambda: load_all(lambda p: read_dataset_file(p, lazy=False)), repeat)
+        peer = _best(lambda: load_all(lambda p: xr.open_dataset(p, engine="h5netcdf", **options)), repeat)
+        verify = _best(catalog.verify, repeat)
+    return {
+        "files": n,
+        "catalog_reader_ms_per_file": round(1e3 * ours / n, 2),
+        "h5netcdf_engine_ms_per_file": round(1e3 * peer / n, 2),
+        "speedup": round(peer / ours, 2),
+        "verify_ms_per_file": round(1e3 * verify / n, 2),
+    }
 
 
 def run(sizes_mb: list[float], repeat: int = 3, seed: int = 0) -> dict:
@@ -89,9 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[16, 256])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small-files", type=int, default=0, help="also time opening this many small versions")
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the numbers")
     args = parser.parse_args(argv)
     result = run(args.sizes_mb, args.repeat)
+    if args.small_files:
+        result["small_files"] = small_files(args.small_files, args.repeat)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     header = "| data MB | file MB | write s | identical write s | open+load s | verify s |"
     print(header + "\n|" + "---|" * 6)
@@ -99,6 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"| {r['data_mb']} | {r['file_mb']} | {r['write_s']} | {r['identical_write_s']} | "
             f"{r['open_and_load_s']} | {r['verify_s']} |"
+        )
+    if args.small_files:
+        r = result["small_files"]
+        print(
+            f"{r['files']} small versions, open+load per file: catalog reader {r['catalog_reader_ms_per_file']} ms, "
+            f"h5netcdf engine {r['h5netcdf_engine_ms_per_file']} ms ({r['speedup']}x); verify {r['verify_ms_per_file']} ms"
         )
     print(f"written to {args.out}")
 

@@ -164,6 +164,8 @@ def test_benchmark_writes_its_numbers(tmp_path):
     from data_catalog import benchmark
 
     out = tmp_path / "bench.json"
-    benchmark.main(["--sizes-mb", "0.1", "--repeat", "1", "--out", str(out)])
+    benchmark.main(["--sizes-mb", "0.1", "--repeat", "1", "--small-files", "2", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["benchmark"] == "catalog-io" and result["results"][0]["write_s"] > 0
+    small = result["small_files"]
+    assert small["files"] == 2 and small["catalog_reader_ms_per_file"] > 0 and small["h5netcdf_engine_ms_per_file"] > 0
