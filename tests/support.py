@@ -10,7 +10,6 @@ import xarray as xr
 
 from data_catalog import DatasetSchema, VariableSpec, register_schema
 from sims.declaration import Kind, Role, find_system
-from sims.pendulum import system as spring_pendulum
 
 DEMO_KIND = "test.demo"
 #: Real halo catalogs written by real halo finders, beside the repository (never copied into it).
@@ -50,11 +49,20 @@ def demo_dataset(seed: int = 0, n: int = 6) -> xr.Dataset:
     )
 
 
-PENDULUM_RAW_KIND = spring_pendulum.RAW_KIND
+def __getattr__(name: str):
+    # the pendulum's kind on first use: importing the pendulum package imports torch (seconds), which
+    # the catalog's tests and their writer processes do not need
+    if name == "PENDULUM_RAW_KIND":
+        from sims.pendulum import system
+
+        return system.RAW_KIND
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pendulum_dataset(n: int = 40, steps: int = 3, seed: int = 0) -> xr.Dataset:
     """Random states and parameters in the layout of the pendulum declaration (not trajectories)."""
+    import sims.pendulum  # noqa: F401  (registers the pendulum's system and its kinds)
+
     pendulum = find_system("spring_pendulum")
     rng = np.random.default_rng(seed)
     ds = xr.Dataset(coords={"sample": np.arange(n), "time": 0.2 * np.arange(steps)})
