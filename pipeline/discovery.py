@@ -79,23 +79,46 @@ def solve(rows: np.ndarray, threshold: float = THRESHOLD, gap: float = GAP) -> N
     return NullSpace(vt[order[:dimension]], relative, threshold, gap, vt[order])
 
 
-def invariance_rows(gradients: Sequence[np.ndarray], vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Rows (n, d^2) of the invariance of a scalar output: ``vec(sum_k grad_k v_k^T)``; each gradient
-    and vector (n, ..., d), the members of a set summed over like separate vectors."""
-    n, d = vectors[0].shape[0], vectors[0].shape[-1]
+def _tensor_terms(gradient: np.ndarray, tensor: np.ndarray) -> np.ndarray:
+    """``G T^T + G^T T`` (..., d, d): the coefficient of each A_ab in the change ``<G, A T + T A^T>`` of
+    a function whose gradient with respect to the tensor T is G, as T moves like ``g T g^T``."""
+    return gradient @ np.swapaxes(tensor, -1, -2) + np.swapaxes(gradient, -1, -2) @ tensor
+
+
+def invariance_rows(
+    gradients: Sequence[np.ndarray],
+    vectors: Sequence[np.ndarray],
+    tensor_gradients: Sequence[np.ndarray] = (),
+    tensors: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """Rows (n, d^2) of the invariance of a scalar output: ``vec(sum_k grad_k v_k^T)`` over the vectors,
+    plus ``vec(G T^T + G^T T)`` over the rank-2 tensors; each gradient and vector (n, ..., d), the
+    members of a set summed over like separate vectors; each tensor and its gradient (n, d, d)."""
+    n, d = (vectors or tensors)[0].shape[0], (vectors or tensors)[0].shape[-1]
     total = np.zeros((n, d, d))
-    for g, v in zip(gradients, vectors):
+    for g, v in zip(gradients, vectors, strict=True):
         total += np.einsum("nma,nmb->nab", g.reshape(n, -1, d), v.reshape(n, -1, d))
+    for g, t in zip(tensor_gradients, tensors, strict=True):
+        total += _tensor_terms(g.reshape(n, d, d), t.reshape(n, d, d))
     return total.reshape(n, d * d)
 
 
-def equivariance_rows(jacobians: Sequence[np.ndarray], vectors: Sequence[np.ndarray], output: np.ndarray) -> np.ndarray:
+def equivariance_rows(
+    jacobians: Sequence[np.ndarray],
+    vectors: Sequence[np.ndarray],
+    output: np.ndarray,
+    tensor_jacobians: Sequence[np.ndarray] = (),
+    tensors: Sequence[np.ndarray] = (),
+) -> np.ndarray:
     """Rows (n, d, d^2) of the equivariance of a vector output f (n, d): for output component i,
-    ``vec(sum_k J_k[i, :] v_k^T - e_i f^T)``; each Jacobian (n, d_out, ..., d)."""
+    ``vec(sum_k J_k[i, :] v_k^T + sum_T (J_T[i] T^T + J_T[i]^T T) - e_i f^T)``; each Jacobian
+    (n, d_out, ..., d), each tensor's (n, d_out, d, d)."""
     n, d = output.shape
     total = np.zeros((n, d, d, d))  # (sample, i, a, b)
-    for jac, v in zip(jacobians, vectors):
+    for jac, v in zip(jacobians, vectors, strict=True):
         total += np.einsum("nima,nmb->niab", jac.reshape(n, d, -1, d), v.reshape(n, -1, d))
+    for jac, t in zip(tensor_jacobians, tensors, strict=True):
+        total += _tensor_terms(jac.reshape(n, d, d, d), t.reshape(n, 1, d, d))
     total -= np.einsum("ia,nb->niab", np.eye(d), output)
     return total.reshape(n, d, d * d)
 

@@ -152,3 +152,27 @@ def test_derive_refuses_a_group_no_declaration_states(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="targets a and b have different symmetries"):
         common_group([{"target": "a", "linear": {**about, "axis": [0, 0, 1]}},
                       {"target": "b", "linear": {**about, "axis": [0, 1, 0]}}])  # fmt: skip
+
+
+def test_tensor_inputs_move_with_the_vector_space(tmp_path):
+    """A system whose only directional input is a tensor has a vector space to search (its tensor moves
+    as g T g^T); the algebra itself is checked on exact gradients in tests/pipeline/test_discovery.py."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(200, 3, 3))
+    t = (m + np.swapaxes(m, 1, 2)) / 2
+    energy = np.einsum("nab,nba->n", t, t)
+    xr.Dataset(
+        {"T": (("sample", "space", "space2"), t, {"units": "m^2"}), "E": (("sample",), energy, {"units": "m^4"})}
+    ).to_netcdf(tmp_path / "tensor.nc")
+    spec = {"name": "tensor_toy", "description": "tr(T^2)", "symmetry": "O(3)", "quantities": [
+        {"name": "T", "units": "m^2", "kind": "tensor", "role": "state"},
+        {"name": "E", "units": "m^4", "kind": "scalar", "role": "target"}]}  # fmt: skip
+    (tmp_path / "tensor.json").write_text(json.dumps(spec))
+    args = ["discover", tmp_path / "tensor.nc", "--declaration", tmp_path / "tensor.json", "--preset", "smoke", "--json"]
+    result = _run(tmp_path / "catalog", *args)
+    assert result.exit_code == 0, result.output
+    linear = json.loads(result.stdout)["targets"][0]["linear"]
+    assert linear["space_dim"] == 3 and len(linear["relative_residuals"]) == 9

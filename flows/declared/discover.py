@@ -97,7 +97,7 @@ def common_group(targets: list[dict[str, Any]]):
     groups = []
     for t in targets:
         if "linear" not in t:
-            raise ValueError(f"--derive: target {t['target']}: the declaration has no vector inputs to move")
+            raise ValueError(f"--derive: target {t['target']}: the declaration has no vector or tensor inputs to move")
         try:
             groups.append(discovered_group(t["linear"]))
         except ValueError as exc:

@@ -44,18 +44,26 @@ def derivatives(model: DeclaredSurrogate, values: Mapping[str, np.ndarray]) -> t
 
 
 def _linear_rows(model: DeclaredSurrogate, values: Mapping[str, np.ndarray], out, jac) -> np.ndarray:
-    """Constraint rows (n, r, d^2) of the linear symmetries of the declared vector space."""
+    """Constraint rows (n, r, d^2) of the linear symmetries of the declared vector space, acting on
+    every vector (v -> g v) and rank-2 tensor (T -> g T g^T) input together."""
     names = [q.name for q in model.inputs if q.kind in (Kind.VECTOR, Kind.POSITION)]
-    if not names:
-        raise ValueError("the system declares no vector inputs: there is no vector space to find symmetries of")
+    tensor_names = [q.name for q in model.inputs if q.kind is Kind.TENSOR]
+    if not names and not tensor_names:
+        raise ValueError(
+            "the system declares no vector or tensor inputs: there is no vector space to find symmetries of"
+        )
     d = model.d
     vectors = [np.asarray(values[name], dtype=float) for name in names]
+    tensors = [np.asarray(values[name], dtype=float) for name in tensor_names]
     n = out.shape[0]
     if not model.design.is_vector:  # one invariance block per scalar output (a member target: per member)
         outputs = out.reshape(n, -1).shape[1]
         blocks = [
             dv.invariance_rows(
-                [jac[name].reshape(n, outputs, *vectors[k].shape[1:])[:, c] for k, name in enumerate(names)], vectors
+                [jac[name].reshape(n, outputs, *vectors[k].shape[1:])[:, c] for k, name in enumerate(names)],
+                vectors,
+                [jac[name].reshape(n, outputs, d, d)[:, c] for name in tensor_names],
+                tensors,
             )
             for c in range(outputs)
         ]
@@ -64,7 +72,9 @@ def _linear_rows(model: DeclaredSurrogate, values: Mapping[str, np.ndarray], out
     blocks = []
     for m in range(members):
         jacobians = [jac[name].reshape(n, members, d, *vectors[k].shape[1:])[:, m] for k, name in enumerate(names)]
-        blocks.append(dv.equivariance_rows(jacobians, vectors, out.reshape(n, members, d)[:, m]))
+        tensor_jacobians = [jac[name].reshape(n, members, d, d, d)[:, m] for name in tensor_names]
+        output = out.reshape(n, members, d)[:, m]
+        blocks.append(dv.equivariance_rows(jacobians, vectors, output, tensor_jacobians, tensors))
     return np.concatenate(blocks, 1)
 
 
@@ -96,7 +106,7 @@ def discover(
         "threshold": threshold,
         "gap": gap,
     }
-    if any(q.kind in (Kind.VECTOR, Kind.POSITION) for q in model.inputs):
+    if any(q.kind in (Kind.VECTOR, Kind.POSITION, Kind.TENSOR) for q in model.inputs):
         found = dv.solve(_linear_rows(model, values, out, jac), threshold, gap)
         generators = found.basis.reshape(-1, d, d)
         linear: dict[str, Any] = {

@@ -60,6 +60,35 @@ def test_an_equivariant_vector_output_gives_so3():
     assert max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
 
 
+def _symmetric(d: int = 3) -> np.ndarray:
+    m = RNG.normal(size=(N, d, d))
+    return m + np.swapaxes(m, 1, 2)
+
+
+def test_a_tensor_moves_with_the_vectors():
+    """f = v^T T v: invariant when v -> g v and T -> g T g^T together, for orthogonal g only."""
+    v, t = RNG.normal(size=(N, 3)), _symmetric()
+    grad_v, grad_t = 2 * np.einsum("nab,nb->na", t, v), np.einsum("na,nb->nab", v, v)
+    found = dv.solve(dv.invariance_rows([grad_v], [v], [grad_t], [t]))
+    assert found.dimension == 3
+    assert max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
+    # the tensor held fixed (as discovery treated tensor inputs before): no rotation leaves f unchanged
+    assert dv.solve(dv.invariance_rows([grad_v], [v])).dimension == 0
+
+
+def test_a_tensor_alone_and_a_tensor_driven_vector_output():
+    t = _symmetric()
+    # f = tr(T^2) + tr(T)^2: grad = 2 T + 2 tr(T) I
+    trace = np.trace(t, axis1=1, axis2=2)
+    found = dv.solve(dv.invariance_rows([], [], [2 * t + 2 * trace[:, None, None] * np.eye(3)], [t]))
+    assert found.dimension == 3 and max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
+    # f = T v, equivariant: J_v[i, j] = T_ij, J_T[i, a, b] = delta_ia v_b
+    v = RNG.normal(size=(N, 3))
+    jac_t = np.einsum("ia,nb->niab", np.eye(3), v)
+    found = dv.solve(dv.equivariance_rows([t], [v], np.einsum("nab,nb->na", t, v), [jac_t], [t]))
+    assert found.dimension == 3 and max(dv.principal_angles(found.basis, dv.rotation_algebra(3))) < 1e-6
+
+
 def test_a_function_without_symmetry_gives_nothing():
     """f = sin(w1.a) + (w2.b)^2 (w3.a) + exp(w4.b / 3) + (w5.a)(w6.b) with generic directions w_k (an
     axis-aligned f such as a_y b_z^2 would keep the scaling of a_y against b_z, which is found)."""
