@@ -11,6 +11,9 @@ import tempfile
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="eqs-prefect-home-")
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# the flows' log lines still reach the console; sending each to the test server too cost the smoke main
+# job about a tenth of its time (client and server), and no test reads them back from the API
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
