@@ -56,10 +56,10 @@ def _small_dataset(rng: np.random.Generator, rows: int = 300, variables: int = 2
 
 def small_files(n: int, repeat: int = 3, seed: int = 0) -> dict:
     """Open and load ``n`` small versions: the catalog's reader against the h5netcdf engine."""
+    from .h5read import AS_STORED
     from .store import read_dataset_file
 
     rng = np.random.default_rng(seed)
-    options = dict(decode_times=False, decode_timedelta=False, mask_and_scale=False, cache=False)
     with tempfile.TemporaryDirectory(prefix="eqs-bench-") as root:
         catalog = Catalog(root)
         paths = [catalog.path_of(catalog.write(_small_dataset(rng), f"small-{i}", kind=BENCH_KIND)) for i in range(n)]
@@ -70,7 +70,7 @@ def small_files(n: int, repeat: int = 3, seed: int = 0) -> dict:
                     ds.load()
 
         ours = _best(lambda: load_all(lambda p: read_dataset_file(p, lazy=False)), repeat)
-        peer = _best(lambda: load_all(lambda p: xr.open_dataset(p, engine="h5netcdf", **options)), repeat)
+        peer = _best(lambda: load_all(lambda p: xr.open_dataset(p, engine="h5netcdf", **AS_STORED)), repeat)
         verify = _best(catalog.verify, repeat)
     return {
         "files": n,

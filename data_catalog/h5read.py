@@ -30,6 +30,10 @@ from xarray.core import indexing
 from xarray.core.utils import FrozenDict
 from xarray.core.variable import Variable
 
+#: ``xr.open_dataset`` options that give the values as stored: no time decoding, no fill-value masking,
+#: no in-memory cache of what was read (the catalog's reads and the halo catalog reader)
+AS_STORED: dict[str, Any] = {"decode_times": False, "decode_timedelta": False, "mask_and_scale": False, "cache": False}
+
 # the netCDF-4 bookkeeping attribute that marks a dimension without a coordinate variable
 _DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 
@@ -49,10 +53,6 @@ def _attributes(obj: h5py.HLObject) -> dict[str, Any]:
                 raise NotCatalogLayout(f"attribute {key!r} is not UTF-8") from None
         out[key] = value
     return out
-
-
-def _is_dimension_scale(ds: h5py.Dataset) -> bool:
-    return ds.attrs.get("CLASS") == b"DIMENSION_SCALE"
 
 
 class _Array(BackendArray):
@@ -93,7 +93,8 @@ class CatalogFileStore(AbstractDataStore):
         for name, obj in f.items():
             if not isinstance(obj, h5py.Dataset):
                 raise NotCatalogLayout(f"{name!r} is a group")
-            if _is_dimension_scale(obj):
+            is_scale = h5py.h5ds.is_scale(obj.id)
+            if is_scale:
                 if obj.ndim != 1:
                     raise NotCatalogLayout(f"dimension scale {name!r} is not one-dimensional")
                 dims[name] = obj.shape[0]
@@ -101,14 +102,14 @@ class CatalogFileStore(AbstractDataStore):
                     unlimited.add(name)
                 if bytes(obj.attrs.get("NAME", b"")).startswith(_DIMENSION_ONLY):
                     continue
-            entries.append((name, obj))
+            entries.append((name, obj, is_scale))
         variables = {}
-        for name, obj in entries:
-            variables[name] = self._variable(f, name, obj, dims)
+        for name, obj, is_scale in entries:
+            variables[name] = self._variable(f, name, obj, dims, is_scale)
         return variables, _attributes(f), dims, unlimited
 
-    def _variable(self, f: h5py.File, name: str, obj: h5py.Dataset, dims: dict[str, int]) -> Variable:
-        if _is_dimension_scale(obj):
+    def _variable(self, f: h5py.File, name: str, obj: h5py.Dataset, dims: dict[str, int], is_scale: bool) -> Variable:
+        if is_scale:
             names = (name,)
         elif obj.ndim == 0:
             names = ()

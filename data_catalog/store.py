@@ -42,7 +42,7 @@ from .filesystem import (
     require_regular_file,
     storage_failure,
 )
-from .h5read import open_netcdf
+from .h5read import AS_STORED, open_netcdf
 from .hashing import (
     canonical_json,
     content_sha256,
@@ -241,9 +241,8 @@ def read_dataset_file(path: str | Path, *, lazy: bool = True) -> xr.Dataset:
     Values are returned as stored: no CF time decoding and no fill-value masking.
     """
     read_file_attrs(path)
-    options = dict(chunks={} if lazy else None, decode_times=False, decode_timedelta=False, mask_and_scale=False)
     try:
-        return open_netcdf(path, cache=False, **options)
+        return open_netcdf(path, chunks={} if lazy else None, **AS_STORED)
     except Exception as exc:
         if isinstance(exc, OSError):
             _reraise_os_error(exc)

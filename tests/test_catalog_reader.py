@@ -12,10 +12,8 @@ from support import DEMO_KIND, PENDULUM_RAW_KIND, demo_dataset, pendulum_dataset
 
 import data_catalog.store as store
 from data_catalog import read_dataset_file
-from data_catalog.h5read import CatalogFileStore, NotCatalogLayout
+from data_catalog.h5read import AS_STORED, CatalogFileStore, NotCatalogLayout
 from data_catalog.hashing import content_sha256
-
-OPTIONS = dict(decode_times=False, decode_timedelta=False, mask_and_scale=False, cache=False)
 
 
 def _odd_dataset() -> xr.Dataset:
@@ -78,7 +76,7 @@ def test_every_stored_layout_reads_as_h5netcdf_reads_it(catalog, monkeypatch, ca
         assert any(ds.chunks for ds in f.values()) == (bool(chunk_bytes) or case == "empty")  # empty: unlimited
     for lazy in (False, True):
         chunks = {} if lazy else None
-        with xr.open_dataset(path, engine="h5netcdf", chunks=chunks, **OPTIONS) as reference:
+        with xr.open_dataset(path, engine="h5netcdf", chunks=chunks, **AS_STORED) as reference:
             with read_dataset_file(path, lazy=lazy) as ours:
                 _assert_same(ours, reference)
                 ours.load(), reference.load()
@@ -92,7 +90,7 @@ def test_files_hashed_through_h5netcdf_verify_and_deduplicate(catalog, case):
     ref = catalog.write(CASES[case](), case)
     path = catalog.path_of(ref)
     with store._open_stored(path) as (_, identity):
-        with xr.open_dataset(path, engine="h5netcdf", **OPTIONS) as reference:
+        with xr.open_dataset(path, engine="h5netcdf", **AS_STORED) as reference:
             assert content_sha256(reference, identity) == catalog.stored_hash(ref)
     assert not catalog.verify(ref).corrupt
     assert catalog.write(CASES[case](), case) == ref
@@ -106,7 +104,10 @@ def test_another_layout_falls_back_to_h5netcdf(catalog, tmp_path):
         f.create_group("extra")
     with pytest.raises(NotCatalogLayout, match="'extra' is a group"):
         CatalogFileStore(other)
-    with xr.open_dataset(other, engine="h5netcdf", **OPTIONS) as reference, read_dataset_file(other, lazy=False) as ds:
+    with (
+        xr.open_dataset(other, engine="h5netcdf", **AS_STORED) as reference,
+        read_dataset_file(other, lazy=False) as ds,
+    ):
         xr.testing.assert_identical(ds, reference)
 
 

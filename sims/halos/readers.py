@@ -29,7 +29,7 @@ import xarray as xr
 
 from data_catalog import RESERVED_ATTRS, check_dataset
 from data_catalog.filesystem import ensure_room, hdf5_write_errors
-from data_catalog.h5read import open_netcdf
+from data_catalog.h5read import AS_STORED, open_netcdf
 from sims.halos.catalog import (
     HALO_UNITS,
     HALOS_KIND,
@@ -343,14 +343,7 @@ def open_canonical(path: PathLike, chunks: Any = None, *, check_values: bool = T
     path = Path(path)
     _open_h5(path).close()
     try:
-        ds = open_netcdf(
-            path,
-            chunks=chunks,
-            decode_times=False,
-            decode_timedelta=False,
-            mask_and_scale=False,
-            cache=False,
-        )
+        ds = open_netcdf(path, chunks=chunks, **AS_STORED)
     except Exception as exc:  # h5netcdf raises ValueError, KeyError, OSError ... on unusual layouts
         raise HaloCatalogError(f"{path}: cannot be read as a netCDF/HDF5 dataset ({exc})") from exc
     try:
