@@ -62,6 +62,7 @@ _ROCKSTAR_DEFAULT_UNITS = {
     "position": "Mpc / h (comoving)",
     "velocity": "km / s (physical, peculiar)",
     "radius": "kpc / h (comoving)",
+    "angular_momentum": "(Msun/h) * (Mpc/h) * km/s (physical)",
 }
 _VERSION = re.compile(r"^\s*(Rockstar|Consistent Trees)\s+Version:?\s*(\S+)", re.IGNORECASE)
 _FULL_BOX = re.compile(r"^\s*full box size\s*=\s*(\S+)\s*(.*?)\s*$", re.IGNORECASE)
@@ -92,7 +93,7 @@ class RockstarHeader:
 def _unit_category(what: str) -> str | None:
     what = what.lower()
     if "angular" in what:
-        return None
+        return "angular_momentum"
     for key, category in (("mass", "mass"), ("position", "position"), ("velocit", "velocity"), ("radi", "radius")):
         if key in what:
             return category
@@ -209,6 +210,8 @@ def _rockstar_factor(header: RockstarHeader, category: str, a: float, h: float) 
         "position": {"mpc/h(comoving)": 1e3 * a / h, "kpc/h(comoving)": a / h},
         "radius": {"kpc/h(comoving)": a / h, "mpc/h(comoving)": 1e3 * a / h},
         "velocity": {"km/s(physical,peculiar)": 1.0, "km/s(physical)": 1.0, "km/s": 1.0},
+        # Msun kpc km/s; Rockstar's '(Mpc/h)' here is physical
+        "angular_momentum": {"(msun/h)*(mpc/h)*km/s(physical)": 1e3 / h**2, "msun*kpc*km/s": 1.0},
     }
     unit = header.unit(category)
     table = tables[category]
@@ -294,6 +297,31 @@ def _parse(path: Path, tokens: np.ndarray, j: int, name: str, labels: Sequence[s
                     f"{path}: {labels[k]}: column {name!r} holds {_text(value)!r}, expected {expected}"
                 ) from None
         raise
+
+
+def rockstar_physical_factor(header: RockstarHeader, category: str) -> float:
+    """The factor from the file's units of ``category`` (``mass``, ``position``, ``velocity``, ``radius``,
+    ``angular_momentum``) to physical Msun, kpc, km/s (Msun kpc km/s), at the header's a and h."""
+    a, h = header.scale_factor, header.hubble
+    if a is None or not a > 0 or h is None or not h > 0:
+        raise HaloCatalogError(f"{header.path}: no valid '#a = ...' and '... h = ...' lines, needed for the units")
+    return _rockstar_factor(header, category, a, h)
+
+
+def read_rockstar_columns(path: PathLike, names: Sequence[str]) -> tuple[RockstarHeader, dict[str, np.ndarray]]:
+    """The header of a Rockstar ASCII catalog and the named columns (as the header spells them, any case)
+    as float64 arrays in the file's own units; a missing column or a value that is not a number raises
+    :class:`HaloCatalogError` naming the file, the column and the line."""
+    path = Path(path)
+    header = read_rockstar_header(path)
+    columns = _columns(header)
+    missing = [name for name in names if _column_name(name) not in columns]
+    if missing:
+        raise HaloCatalogError(f"{path}: missing column(s) {missing}; the header names {list(header.columns)}")
+    block = list(_data_lines(path))
+    tokens = _tokens(path, block, len(header.columns))
+    labels = [label for label, _ in block]
+    return header, {name: _parse(path, tokens, columns[_column_name(name)], name, labels, np.float64) for name in names}
 
 
 @dataclass

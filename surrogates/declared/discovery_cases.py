@@ -96,13 +96,15 @@ def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[st
     return spec, values, energy
 
 
-def case_dataset(spec: dict[str, Any], values: dict[str, np.ndarray], energy: np.ndarray):
-    """The case as an ``eqs fit`` data file's dataset: one variable per quantity, in its declared units."""
+def case_dataset(spec: dict[str, Any], values: dict[str, np.ndarray], target: np.ndarray):
+    """The case as an ``eqs fit`` data file's dataset: one variable per quantity, in its declared units
+    (``target``: the values of the declaration's target)."""
     import xarray as xr
 
     units = {q["name"]: q["units"] for q in spec["quantities"]}
+    (target_name,) = [q["name"] for q in spec["quantities"] if q["role"] == "target"]
     data = {}
-    for name, v in {**values, "H": energy}.items():
+    for name, v in {**values, target_name: target}.items():
         dims = ("sample", "space") if np.ndim(v) == 2 else ("sample",)
         data[name] = (dims, np.asarray(v, dtype=np.float64), {"units": units[name]})
     return xr.Dataset(data, coords={"space": ["x", "y", "z"]}, attrs={"description": spec["name"]})
@@ -145,9 +147,10 @@ def run_case(case: str, n: int, config: TrainConfig, hidden: Sequence[int], thre
     return result
 
 
-def checks(case: str, result: dict[str, Any], tolerance_degrees: float = 5.0) -> dict[str, bool]:
-    """Each condition of the case, by name."""
-    want, linear, scalings = EXPECTED[case], result["linear"], result["scalings"]
+def checks(case: str | Expected, result: dict[str, Any], tolerance_degrees: float = 5.0) -> dict[str, bool]:
+    """Each condition of the case (its name, or what it must find), by name."""
+    want = EXPECTED[case] if isinstance(case, str) else case
+    linear, scalings = result["linear"], result["scalings"]
     out: dict[str, bool] = {}
     if want.generators is not None:
         out["generators"] = linear["dimension"] == want.generators
