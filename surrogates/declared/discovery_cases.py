@@ -61,8 +61,12 @@ EXPECTED = {
 }
 
 
-def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
-    """The declaration, inputs and energy of ``case`` (n samples)."""
+def case_data(
+    case: str, n: int, seed: int = 0, background: float = 0.0
+) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
+    """The declaration, inputs and energy of ``case`` (n samples); with ``background``, the energy also
+    holds an undeclared uniform field of ``background`` m/s^2 along -z that pulls both masses (a broken
+    symmetry of controlled size, for the relaxed-symmetry study)."""
     rng = np.random.default_rng(seed)
     states = sample_initial_states(n, rng)
     if case == "units":
@@ -78,6 +82,8 @@ def case_data(case: str, n: int, seed: int = 0) -> tuple[dict[str, Any], dict[st
     else:
         params = sample_parameters(n, rng, random_direction=case == "gravity-input")
     energy = hamiltonian(torch.as_tensor(states), Parameters.from_mapping(params)).numpy()
+    if background:  # the potential of the undeclared field: -m (b . q) for each mass, b = (0, 0, -background)
+        energy = energy + background * (params["m1"] * states[:, 2] + params["m2"] * states[:, 5])
     values = {name: states[:, 3 * i : 3 * i + 3] for i, (name, _) in enumerate(STATE)}
     quantities = [{"name": name, "units": units, "kind": "vector", "role": "state"} for name, units in STATE]
     if case in ("gravity-input", "units"):
@@ -110,9 +116,9 @@ def case_dataset(spec: dict[str, Any], values: dict[str, np.ndarray], target: np
     return xr.Dataset(data, coords={"space": ["x", "y", "z"]}, attrs={"description": spec["name"]})
 
 
-def write_case(case: str, n: int, folder: Path) -> None:
+def write_case(case: str, n: int, folder: Path, background: float = 0.0) -> None:
     """``folder/data.nc`` and ``folder/declaration.json`` of ``case`` (n samples)."""
-    spec, values, energy = case_data(case, n)
+    spec, values, energy = case_data(case, n, background=background)
     folder.mkdir(parents=True, exist_ok=True)
     case_dataset(spec, values, energy).to_netcdf(folder / "data.nc", engine="h5netcdf")
     (folder / "declaration.json").write_text(json.dumps(spec, indent=1) + "\n")
@@ -176,10 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--out", help="JSON file of every number")
     parser.add_argument("--write", type=Path, metavar="DIR", help="write DIR/<case>/data.nc and declaration.json")
+    parser.add_argument(
+        "--background", type=float, default=0.0, metavar="EPS", help="with --write: an undeclared field along -z"
+    )
     args = parser.parse_args(argv)
+    if args.background and args.write is None:
+        parser.error("--background is for the data files of --write")
     if args.write is not None:
         for case in args.cases:
-            write_case(case, args.samples, args.write / case)
+            write_case(case, args.samples, args.write / case, args.background)
         return 0
     if args.out is None:
         parser.error("--out is required (or --write DIR)")

@@ -19,3 +19,18 @@ from surrogates.declared.discovery_cases import run_case, training_config
 def test_the_pendulum_cases_find_what_the_energy_respects(case, samples, epochs, hidden):
     result = run_case(case, samples, training_config(epochs), hidden, threshold=0.2)
     assert result["passed"], (result["checks"], result["linear"]["relative_residuals"][:5], result["model_error"])
+
+
+def test_the_background_field_adds_its_potential_to_the_same_inputs():
+    """The relaxed-symmetry study's data (``--background EPS``): one declaration and the same inputs for every
+    EPS; the energy gains the potential of an undeclared field of EPS along -z, m1 q1z + m2 q2z per unit
+    (the EMLP protocol's draw has unit masses), which no rotation of the declared vectors accounts for."""
+    import numpy as np
+
+    from surrogates.declared.discovery_cases import case_data
+
+    spec, values, exact = case_data("gravity-input", 200, seed=3)
+    broken_spec, broken_values, broken = case_data("gravity-input", 200, seed=3, background=0.3)
+    assert broken_spec == spec and values.keys() == broken_values.keys()
+    assert all(np.array_equal(values[k], broken_values[k]) for k in values)
+    np.testing.assert_allclose(broken - exact, 0.3 * (values["q1"][:, 2] + values["q2"][:, 2]), rtol=1e-12, atol=1e-12)
