@@ -65,8 +65,9 @@ def case_data(
     case: str, n: int, seed: int = 0, background: float = 0.0
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
     """The declaration, inputs and energy of ``case`` (n samples); with ``background``, the energy also
-    holds an undeclared uniform field of ``background`` m/s^2 along -z that pulls both masses (a broken
-    symmetry of controlled size, for the relaxed-symmetry study)."""
+    holds an undeclared uniform field of ``background`` m/s^2 along -x that pulls both masses (a broken
+    symmetry of controlled size, for the relaxed-symmetry study). Along x, across the axis the protocol's
+    pendulum hangs along: a field along z would add about -background (|q1| + |q2|), nearly invariant."""
     rng = np.random.default_rng(seed)
     states = sample_initial_states(n, rng)
     if case == "units":
@@ -82,8 +83,8 @@ def case_data(
     else:
         params = sample_parameters(n, rng, random_direction=case == "gravity-input")
     energy = hamiltonian(torch.as_tensor(states), Parameters.from_mapping(params)).numpy()
-    if background:  # the potential of the undeclared field: -m (b . q) for each mass, b = (0, 0, -background)
-        energy = energy + background * (params["m1"] * states[:, 2] + params["m2"] * states[:, 5])
+    if background:  # the potential of the undeclared field: -m (b . q) for each mass, b = (-background, 0, 0)
+        energy = energy + background * (params["m1"] * states[:, 0] + params["m2"] * states[:, 3])
     values = {name: states[:, 3 * i : 3 * i + 3] for i, (name, _) in enumerate(STATE)}
     quantities = [{"name": name, "units": units, "kind": "vector", "role": "state"} for name, units in STATE]
     if case in ("gravity-input", "units"):
@@ -183,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file of every number")
     parser.add_argument("--write", type=Path, metavar="DIR", help="write DIR/<case>/data.nc and declaration.json")
     parser.add_argument(
-        "--background", type=float, default=0.0, metavar="EPS", help="with --write: an undeclared field along -z"
+        "--background", type=float, default=0.0, metavar="EPS", help="with --write: an undeclared field along -x"
     )
     args = parser.parse_args(argv)
     if args.background and args.write is None:
