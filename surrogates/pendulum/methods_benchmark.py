@@ -24,6 +24,7 @@ import torch
 
 from data_catalog import Catalog
 from pipeline.metrics import geometric_mean, relative_error
+from pipeline.model_symmetry import measure_equivariance
 from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
 from sims.pendulum import protocols as pp
@@ -50,21 +51,6 @@ def score(model: torch.nn.Module, params, truth: torch.Tensor, times) -> float:
     """The protocol's score: the geometric mean of the relative state error over rollouts and times."""
     predicted = pr.predict(model, params, truth[:, 0], times)
     return float(geometric_mean(relative_error(predicted.numpy(), truth.numpy())))
-
-
-def symmetry_error(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, trials: int = 8) -> float:
-    """The largest relative change of the field under a random element of O(3): |f(gz) - g f(z)| / |f(z)|,
-    per state, the worst over ``trials`` elements and the states."""
-    model.eval()
-    field = model(z, theta).detach()
-    worst = 0.0
-    rng = np.random.default_rng(7)
-    for _ in range(trials):
-        matrices = torch.as_tensor(random_orthogonal(3, rng)).expand(z.shape[0], 3, 3)
-        moved = model(*pm.rotated(z, theta, matrices)).detach()
-        gap = (moved - pm.rotated(field, theta, matrices)[0]).norm(dim=-1) / field.norm(dim=-1)
-        worst = max(worst, float(gap.max()))
-    return worst
 
 
 def throughput(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, repeats: int = 3) -> float:
@@ -109,7 +95,8 @@ def run(preset: str, models: Sequence[str], sizes: Sequence[int], seeds: int, hi
                             "seed": seed,
                             "test": score(model, params, truth, times),
                             "rotated": score(model, *moved),
-                            "symmetry_error": symmetry_error(model, z0, theta),
+                            # the project's check (tests/test_model_symmetry.py): 8 random elements of O(3)
+                            "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
                             "parameters": int(sum(p.numel() for p in model.parameters())),
                             "seconds_per_epoch": seconds / max(1, int(loaded.training["epochs_run"])),
                             "fields_per_second": throughput(model, z0, theta),
