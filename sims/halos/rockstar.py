@@ -308,6 +308,15 @@ def rockstar_physical_factor(header: RockstarHeader, category: str) -> float:
     return _rockstar_factor(header, category, a, h)
 
 
+def rockstar_particle_mass(header: RockstarHeader) -> float | None:
+    """The header's particle mass in Msun (its '#Particle mass: ...' line, in that line's own units), or
+    None without one."""
+    if header.particle_mass is None:
+        return None
+    rockstar_physical_factor(header, "mass")  # the same check of a and h
+    return _quantity_factor(header, "Particle mass", header.particle_mass, header.scale_factor, header.hubble)
+
+
 def read_rockstar_columns(path: PathLike, names: Sequence[str]) -> tuple[RockstarHeader, dict[str, np.ndarray]]:
     """The header of a Rockstar ASCII catalog and the named columns (as the header spells them, any case)
     as float64 arrays in the file's own units; a missing column or a value that is not a number raises

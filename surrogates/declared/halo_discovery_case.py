@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.declared.splits import random_split
 from sims.halos.catalog import HaloCatalogError
-from sims.halos.rockstar import read_rockstar_columns, rockstar_physical_factor
+from sims.halos.rockstar import read_rockstar_columns, rockstar_particle_mass, rockstar_physical_factor
 from surrogates.declared import discovery
 from surrogates.declared.discovery_cases import SPLIT, Expected, case_dataset, checks, training_config
 from surrogates.declared.models import fit_surrogate
@@ -65,10 +65,10 @@ def spin_case(
     parts: list[dict[str, np.ndarray]] = []
     for path in paths:
         header, raw = read_rockstar_columns(path, COLUMNS)
-        if header.particle_mass is None:
+        particle_mass = rockstar_particle_mass(header)
+        if particle_mass is None:
             raise HaloCatalogError(f"{path}: no '#Particle mass: ...' line, needed for --min-particles")
         mass, radius = (rockstar_physical_factor(header, c) for c in ("mass", "radius"))
-        particle_mass = header.particle_mass[0] * rockstar_physical_factor(header, "mass")
         particles = raw["Mvir"] * mass / particle_mass
         keep = (particles >= min_particles) & (particles <= max_particles) & (raw["spin_bullock"] > 0)
 
