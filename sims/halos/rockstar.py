@@ -299,13 +299,18 @@ def _parse(path: Path, tokens: np.ndarray, j: int, name: str, labels: Sequence[s
         raise
 
 
-def rockstar_physical_factor(header: RockstarHeader, category: str) -> float:
-    """The factor from the file's units of ``category`` (``mass``, ``position``, ``velocity``, ``radius``,
-    ``angular_momentum``) to physical Msun, kpc, km/s (Msun kpc km/s), at the header's a and h."""
+def _epoch(header: RockstarHeader) -> tuple[float, float]:
+    """The header's a and h, which its units need."""
     a, h = header.scale_factor, header.hubble
     if a is None or not a > 0 or h is None or not h > 0:
         raise HaloCatalogError(f"{header.path}: no valid '#a = ...' and '... h = ...' lines, needed for the units")
-    return _rockstar_factor(header, category, a, h)
+    return a, h
+
+
+def rockstar_physical_factor(header: RockstarHeader, category: str) -> float:
+    """The factor from the file's units of ``category`` (``mass``, ``position``, ``velocity``, ``radius``,
+    ``angular_momentum``) to physical Msun, kpc, km/s (Msun kpc km/s), at the header's a and h."""
+    return _rockstar_factor(header, category, *_epoch(header))
 
 
 def rockstar_particle_mass(header: RockstarHeader) -> float | None:
@@ -313,8 +318,7 @@ def rockstar_particle_mass(header: RockstarHeader) -> float | None:
     None without one."""
     if header.particle_mass is None:
         return None
-    rockstar_physical_factor(header, "mass")  # the same check of a and h
-    return _quantity_factor(header, "Particle mass", header.particle_mass, header.scale_factor, header.hubble)
+    return _quantity_factor(header, "Particle mass", header.particle_mass, *_epoch(header))
 
 
 def read_rockstar_columns(path: PathLike, names: Sequence[str]) -> tuple[RockstarHeader, dict[str, np.ndarray]]:

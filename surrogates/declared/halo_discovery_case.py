@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.declared.splits import random_split
 from sims.halos.catalog import HaloCatalogError
 from sims.halos.rockstar import read_rockstar_columns, rockstar_particle_mass, rockstar_physical_factor
-from surrogates.declared import discovery
-from surrogates.declared.discovery_cases import SPLIT, Expected, case_dataset, checks, training_config
-from surrogates.declared.models import fit_surrogate
+from surrogates.declared.discovery_cases import Expected, case_dataset, checks, fit_and_discover, training_config
 from surrogates.training import TrainConfig
 
 # Newton's constant in kpc (km/s)^2 / Msun (CODATA G with the IAU nominal solar mass, as astropy gives it)
@@ -88,8 +84,8 @@ def spin_case(
     values = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if values["spin"].size < 10:
         raise HaloCatalogError(
-            f"{list(map(str, paths))}: {values['spin'].size} halos with --min-particles "
-            f"{min_particles:g} and a measured spin; at least 10 are needed"
+            f"{list(map(str, paths))}: {values['spin'].size} halos with --min-particles {min_particles:g} to "
+            f"--max-particles {max_particles:g} and a measured spin; at least 10 are needed"
         )
     values["G"] = np.full(values["spin"].shape, G_KPC)
     spin = values.pop("spin")
@@ -119,23 +115,13 @@ def run_case(
     """Fit the unconstrained model on the halos with ``particles`` (min, max) particles and discover what
     it respects at the held-out ones; with the checks of :data:`EXPECTED` (``passed``)."""
     values, spin = spin_case(paths, *particles)
-    parts = random_split(spin.size, SPLIT)
-
-    def take(part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        return {k: v[parts[part]] for k, v in values.items()}, spin[parts[part]]
-
-    started = time.perf_counter()
-    model, _ = fit_surrogate(SPEC, "spin", "raw", take("train"), take("val"), config, hidden=hidden)
-    constant = discovery.constant_inputs(model.decl, values)
-    result = discovery.discover(model, take("test")[0], threshold, constant=constant)
+    result = fit_and_discover(SPEC, values, spin, config, hidden, threshold)
     result.update(
         case="rockstar-spin",
         halos=int(spin.size),
         catalogs=[Path(p).name for p in paths],
         particles=list(particles),
-        model_error=discovery.median_error(model, *take("test")),
         target_recomputed_error=float(np.median(np.abs(bullock_spin(values) / spin - 1.0))),
-        seconds=time.perf_counter() - started,
     )
     result["checks"] = checks(EXPECTED, result)
     result["passed"] = all(result["checks"].values())
