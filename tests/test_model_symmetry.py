@@ -87,6 +87,12 @@ PENDULUM_EXPECTED = {  # (O(3), units)
     "mlp-hnn-augment": (False, False),  # approximate, and untrained here
     "mlp-hnn-penalty": (False, False),
     "relaxed-hnn": (False, False),
+    "emlp-hnn-o3": (True, False),
+    # built for subgroups of O(3) that fix gravity's axis (tests/surrogates/test_emlp.py checks those)
+    "emlp-hnn-o2": (False, False),
+    "emlp-hnn-so2": (False, False),
+    "emlp-hnn-d2": (False, False),
+    "emlp-hnn-d6": (False, False),
 }
 
 

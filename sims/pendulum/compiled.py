@@ -9,6 +9,8 @@ spread over the cores with ``numba.prange``.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 
 import numba
@@ -206,9 +208,25 @@ def integrate(
     when = np.zeros(n)
     # systems differ in cost (their step counts) and the cores may be shared: threads take small
     # chunks of systems as they finish instead of one fixed share each
-    with _LAUNCH, numba.parallel_chunksize(CHUNK):
+    with _keeping_torch_threads(), _LAUNCH, numba.parallel_chunksize(CHUNK):
         _integrate(
             z0, params, float(c2), times, float(rtol), float(atol), float(first_step or 0.0), int(max_steps),
             out, counts, outcome, when,
         )  # fmt: skip
     return out, counts, outcome, when
+
+
+@contextlib.contextmanager
+def _keeping_torch_threads():
+    """Restore torch's thread count around a parallel launch. Numba's OpenMP layer, as it starts and launches,
+    sets the calling thread's OpenMP thread count to its own (all cores), and when torch is loaded the
+    process shares torch's libgomp: torch's BLAS would then run on every core after a simulation,
+    oversubscribing a process that asked for one thread (a test worker, a benchmark under
+    OMP_NUM_THREADS=1)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

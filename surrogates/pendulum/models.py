@@ -36,10 +36,12 @@ from typing import Any
 import torch
 
 from pipeline.features import FeaturePlan
+from pipeline.matrix_groups import MatrixGroup, about_z, orthogonal
 from pipeline.model_io import ModelIO, Port
 from sims.pendulum import system as sp
 from surrogates.artifacts import register_model
 from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
+from surrogates.emlp import EMLP, TensorSum
 from surrogates.mlp import MLP
 
 THETA_DIM = 9
@@ -369,6 +371,55 @@ class RelaxedHNN(HamiltonianModel):
         return RELAXED_WEIGHT * sum(p.pow(2).sum() for p in self.free.parameters())
 
 
+# -- EMLP (Finzi, Welling and Wilson, ICML 2021): equivariant layers for a chosen group -----------------
+
+EMLP_GROUPS = ("O(3)", "O(2)", "SO(2)", "D2", "D6")
+EMLP_HIDDEN = (384,) * 3  # the reference code's pendulum HNN: 3 layers of uniform_rep(384)
+# the reference's rate for its EMLPs on this protocol; training caps a preset's higher rate at it
+EMLP_MAX_LR = 3e-3
+
+
+def emlp_group(name: str) -> MatrixGroup:
+    """O(3) acting on (q1, q2, p1, p2, g), or a subgroup fixing the z axis acting on (q1, q2, p1, p2)."""
+    if name not in EMLP_GROUPS:
+        raise ValueError(f"unknown EMLP group {name!r}; choose one of {EMLP_GROUPS}")
+    return orthogonal(3) if name == "O(3)" else about_z(name)
+
+
+@register_model("pendulum.emlp_hnn")
+class EMLPHNN(HamiltonianModel):
+    """H = EMLP(inputs), exactly invariant under ``group`` whatever the weights.
+
+    As in the EMLP paper's pendulum, the subgroups of O(3) that fix the z axis (O(2), SO(2), D2, D6)
+    read only the state (q1, q2, p1, p2): gravity is fixed along -z and the parameters are fixed, so
+    the model is equivariant under the data's own symmetry and no more. ``O(3)`` also reads the six
+    scalar parameters and the vector g, like the scalar HNN. No input normalisation, as the reference:
+    scaling vectors by per-copy statistics would be allowed, shifting them would not.
+    """
+
+    max_lr = EMLP_MAX_LR
+
+    def __init__(self, group: str = "O(2)", hidden: tuple[int, ...] = EMLP_HIDDEN):
+        super().__init__()
+        self.config = {"group": group, "hidden": list(hidden)}
+        self.group = emlp_group(group)
+        self.reads_context = group == "O(3)"
+        rep_in = TensorSum((6, 5) if self.reads_context else (0, 4), 3)
+        self.net = EMLP(rep_in, TensorSum((1,), 3), self.group, tuple(hidden))
+
+    @property
+    def io(self) -> ModelIO:
+        """(z, theta) -> dz/dt; O(3)-equivariant only when built for O(3)."""
+        return pendulum_io(equivariant=self.reads_context, units="none")
+
+    def fit_inputs(self, z: torch.Tensor, theta: torch.Tensor) -> None:
+        """Nothing to fit: the reference EMLP does not normalise its inputs."""
+
+    def energy(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([theta[..., :6], z, theta[..., 6:9]], dim=-1) if self.reads_context else z
+        return self.net(x)[..., 0]
+
+
 MODELS = {
     "scalar-hnn": (ScalarHNN, {"inputs": "scalars"}),
     "scalar-node": (ScalarNODE, {"inputs": "scalars"}),
@@ -379,6 +430,7 @@ MODELS = {
     "mlp-hnn-augment": (AugmentedHNN, {}),
     "mlp-hnn-penalty": (PenaltyHNN, {}),
     "relaxed-hnn": (RelaxedHNN, {}),
+    **{f"emlp-hnn-{g.lower().replace('(', '').replace(')', '')}": (EMLPHNN, {"group": g}) for g in EMLP_GROUPS},
 }
 """Names used by the protocols and reports. ``dimensional-hnn`` is the scalar HNN under the name of
 the units protocol's baseline (the same MLP on dimensional scalars)."""

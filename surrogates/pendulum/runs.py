@@ -8,6 +8,7 @@ dataset with the protocol's metric. Training presets follow the published recipe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,10 @@ MODELS_BY_PROTOCOL = {
     "units": ("dimensional-hnn", "dimensionless-hnn"),
 }
 # the other ways of building O(3) in, trained when named (--model), for comparing methods
-METHOD_MODELS = {"emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn"), "units": ()}
+METHOD_MODELS = {
+    "emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn", *(m for m in MODELS if m.startswith("emlp-"))),
+    "units": (),
+}
 
 
 def protocol_models(protocol: str) -> tuple[str, ...]:
@@ -90,6 +94,8 @@ def train_model(
         raise ValueError(f"{train_ref} and {val_ref} have different chunk times")
     seed_everything(config.seed)
     model = build_model(model_name, **(model_options or {})).to(torch.float64)
+    if config.lr > getattr(model, "max_lr", config.lr):  # recorded with the model: the config saved is the one run
+        config = dataclasses.replace(config, lr=model.max_lr)
     n, chunk = train_data["z"].shape[:2]
     model.fit_inputs(train_data["z"].reshape(-1, sp.STATE_DIM), train_data["theta"].repeat_interleave(chunk, 0))
     loss = chunk_loss(torch.as_tensor(times), substeps=substeps)
