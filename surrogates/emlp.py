@@ -18,11 +18,12 @@ see ``pipeline.matrix_groups``). Three choices differ from the reference code, n
 symmetry:
 - the linear weights are the coefficients of the invariant basis (the reference projects a dense
   matrix onto it), initialised with the variance that projection gives;
-- the bilinear weights start at zero (the reference draws them from N(0, 1)). Each bilinear layer
-  doubles the polynomial degree of the output in the input, and with random weights the untrained
+- the bilinear weights start from N(0, 0.01^2) (the reference: N(0, 1)). Each bilinear layer doubles
+  the polynomial degree of the output in the input, and with the reference's spread the untrained
   pendulum Hamiltonian's flow left the data within one 5-point training chunk (states of 1e13, then
-  NaN), so training could not start. From zero the network starts as a gated MLP and grows its
-  bilinear terms as training asks;
+  NaN), so training could not start. From nearly zero the network starts close to a gated MLP and
+  grows its bilinear terms as training asks. Not from exactly zero: under O(3) vectors reach the
+  scalars only through the bilinear layers, so the output would not depend on them at all;
 - the bilinear layer uses the first copies of each rank where the reference draws them at random,
   so that a model is rebuilt identically from its configuration.
 """
@@ -39,6 +40,7 @@ from torch import nn
 from pipeline.matrix_groups import MatrixGroup, invariant_tensors
 
 BILINEAR_SCALE = 0.1  # as the reference code: the bilinear term starts small beside the linear one
+BILINEAR_INIT = 0.01  # the bilinear weights' initial spread (the reference: 1; see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,8 @@ class EquivariantLinear(nn.Module):
 class BiLinear(nn.Module):
     """x -> 0.1 W(x) x, W(x) a linear map whose block from rank-a to rank-b copies is a combination of
     the features' first min(copies, d^r) rank-(a+b) copies read as d^b x d^a matrices: equivariant
-    because those copies move as such matrices do (g on every index; g^T = g^-1). The weights start at
-    zero (see the module's docstring)."""
+    because those copies move as such matrices do (g on every index; g^T = g^-1). The weights start
+    small (``BILINEAR_INIT``, see the module's docstring)."""
 
     def __init__(self, rep: TensorSum):
         super().__init__()
@@ -184,7 +186,7 @@ class BiLinear(nn.Module):
                 if r == 0 or r >= len(rep.counts) or not (m_in and m_out and rep.counts[r]):
                     continue
                 used = min(rep.counts[r], rep.d**r)
-                self.weights[f"{a}_{b}"] = nn.Parameter(torch.zeros(m_out, m_in, used))
+                self.weights[f"{a}_{b}"] = nn.Parameter(BILINEAR_INIT * torch.randn(m_out, m_in, used))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = self.rep.split(x)

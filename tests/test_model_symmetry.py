@@ -232,6 +232,7 @@ DECLARED_EXPECTED = {  # (group, units); augment, penalty and relaxed are approx
     "augment": (False, False),
     "penalty": (False, False),
     "e3nn": (True, False),
+    "emlp": (True, False),
     "relaxed": (False, False),
 }
 DECLARED_SYSTEMS = {fit_examples.declaration(name).name: name for name in fit_examples.NAMES}

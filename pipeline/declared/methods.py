@@ -10,6 +10,7 @@ METHOD_TITLES = {
     "augment": "raw components, randomly moved samples (approximate)",
     "penalty": "raw components, equivariance penalty (approximate)",
     "e3nn": "irreps tensor products (e3nn, exact)",
+    "emlp": "equivariant MLP layers (EMLP, exact)",
     "relaxed": "invariant scalars plus a penalised raw pathway (relaxed)",
 }
 METHODS = tuple(METHOD_TITLES)

@@ -61,6 +61,7 @@ from pipeline.frames import (
     second_moment,
     to_frame,
 )
+from pipeline.matrix_groups import MatrixGroup, orthogonal
 from pipeline.model_io import ModelIO, Port, Slot
 from sims.declaration import Kind, Role, SystemDeclaration
 from surrogates.artifacts import register_model
@@ -71,13 +72,15 @@ from surrogates.declared.irreps import (
     e3nn_missing,
     symmetric_tensor_basis,
 )
+from surrogates.emlp import EMLP, TensorSum
 from surrogates.mlp import MLP
 from surrogates.training import TrainConfig, TrainResult, seed_everything, train
 
-RAW_LAYOUT = ("raw", "frame", "canonical", "augment", "penalty", "e3nn")  # every component of every input
+RAW_LAYOUT = ("raw", "frame", "canonical", "augment", "penalty", "e3nn", "emlp")  # every component of every input
 FRAMED = ("frame", "canonical")
 MOVED = ("augment", "penalty")  # train on randomly moved samples
-EXACT = ("pi", "scalars", "frame", "canonical", "e3nn")  # exactly invariant or equivariant under the group
+EXACT = ("pi", "scalars", "frame", "canonical", "e3nn", "emlp")  # exactly invariant or equivariant under the group
+TENSOR_NETS = ("e3nn", "emlp")  # networks of the inputs as tensors of the group (their own layouts)
 PENALTY_WEIGHT = 1.0
 RELAXED_EXACT = "scalars"  # the exact pathway of ``relaxed``: the symmetry only, so units play no part
 RELAXED_WEIGHT = 1e-4  # the L2 prior on the free pathway's weights, against the loss (a relative squared error)
@@ -102,6 +105,11 @@ def method_refusal(method: str, decl: SystemDeclaration) -> str | None:
         return f"{method} moves samples by the symmetry group, and the system declares none"
     if method == "relaxed" and decl.group == "none":
         return "relaxed adds a free pathway to a model of the symmetry group, and the system declares none"
+    if method == "emlp" and decl.group not in FRAME_GROUPS:
+        return (
+            f"emlp builds layers equivariant under O(d), SO(d), E(d) or SE(d) (orthogonal groups); the system's "
+            f"symmetry is {decl.symmetry}"
+        )
     if method == "e3nn":
         if decl.group not in E3NN_GROUPS or decl.space_dim != 3:
             return (
@@ -111,6 +119,22 @@ def method_refusal(method: str, decl: SystemDeclaration) -> str | None:
         if missing:
             return f"e3nn: {missing}"
     return None
+
+
+class EMLPNet(torch.nn.Module):
+    """An EMLP of the inputs' tensors to ``n_scalars`` scalars and ``n_vectors`` vectors, returned in the raw
+    baseline's layout (the vectors' components first, then the scalars)."""
+
+    def __init__(
+        self, rep_in: TensorSum, n_scalars: int, n_vectors: int, group: MatrixGroup, hidden: Sequence[int]
+    ) -> None:
+        super().__init__()
+        self.n_scalars, self.n_vectors = n_scalars, n_vectors
+        self.net = EMLP(rep_in, TensorSum((n_scalars, n_vectors), rep_in.d), group, tuple(hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        return torch.cat([y[:, self.n_scalars :], y[:, : self.n_scalars]], -1)
 
 
 @register_model("declared-surrogate")
@@ -210,6 +234,8 @@ class DeclaredSurrogate(torch.nn.Module):
             self.net = MLP(head_in, n_out, self.hidden, activation)
         elif method == "e3nn":
             self.net = self._irreps_net(copies, n_out)
+        elif method == "emlp":
+            self.net = self._emlp_net(copies, n_out)
         else:
             self.net = MLP(n_in, n_out, self.hidden, activation)
         self.register_buffer("pi_scale", torch.ones(max(1, len(self.pi_columns))))
@@ -259,6 +285,38 @@ class DeclaredSurrogate(torch.nn.Module):
             proper=self.decl.group in ("SO", "SE"),
         )
 
+    def _emlp_net(self, copies: Mapping[str, int], n_out: int) -> EMLPNet:
+        """The EMLP network (``surrogates.emlp``) and the layout of its input features, rank by rank: every
+        scalar (each member's), then every vector and position, then every tensor (d x d, as it moves)."""
+        ranks = {Kind.SCALAR: 0, Kind.VECTOR: 1, Kind.POSITION: 1, Kind.TENSOR: 2}
+        blocks, start = [], 0
+        for rank in (0, 1, 2):
+            for q in (q for q in self.inputs if ranks[q.kind] == rank):
+                stop = start + self.d**rank * copies[q.name]
+                blocks.append((q, start, stop))
+                start = stop
+        self.emlp_blocks = blocks
+        self.register_buffer("irreps_shift", torch.zeros(start))  # scalars only: vectors have no shift
+        self.register_buffer("irreps_scale", torch.ones(start))  # one per quantity: tensors keep their shape
+        counts = [sum(copies[q.name] for q in self.inputs if ranks[q.kind] == r) for r in (0, 1, 2)]
+        members = (self.set_size or 1) if self.member_target else 1
+        n_vectors = members if self.design.is_vector else 0
+        group = orthogonal(self.d, proper=self.decl.group in ("SO", "SE"))
+        return EMLPNet(TensorSum(tuple(counts), self.d), n_out - self.d * n_vectors, n_vectors, group, self.hidden)
+
+    def _tensor_blocks(self) -> list[tuple[Any, int, int]]:
+        """(quantity, start, stop) of each input's features in the e3nn or EMLP network's input."""
+        if self.method == "emlp":
+            return self.emlp_blocks
+        return [(q, start, stop) for q, (start, stop) in zip(self.inputs, self.irreps_blocks)]
+
+    def _tensor_features(self, values: Mapping[str, torch.Tensor], centre: torch.Tensor | None) -> torch.Tensor:
+        """The e3nn or EMLP network's input (n, features), before standardisation."""
+        if self.method == "e3nn":
+            return self._irreps_features(values, centre)
+        centred = self._centred(values, centre)
+        return torch.cat([centred[q.name].reshape(len(centred[q.name]), -1) for q, _, _ in self.emlp_blocks], -1)
+
     def _irreps_features(self, values: Mapping[str, torch.Tensor], centre: torch.Tensor | None) -> torch.Tensor:
         """The e3nn input (n, features), before standardisation; vectors in e3nn's (y, z, x) order."""
         centred = self._centred(values, centre)
@@ -278,7 +336,7 @@ class DeclaredSurrogate(torch.nn.Module):
     def _predict_irreps(self, values: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         self._batch(values)
         centre = self._centre(values)
-        h = self.net((self._irreps_features(values, centre) - self.irreps_shift) / self.irreps_scale)
+        h = self.net((self._tensor_features(values, centre) - self.irreps_shift) / self.irreps_scale)
         mean, sigma, norm = self._assemble_raw(h)
         if self.design.is_vector and self.design.target.kind is Kind.POSITION and centre is not None:
             mean = mean + self._like(centre, mean)
@@ -413,7 +471,7 @@ class DeclaredSurrogate(torch.nn.Module):
         """Mean, sigma (None unless gaussian) and the normaliser of the loss (per sample, or per member)."""
         if self.method in FRAMED:
             return self._predict_framed(values)
-        if self.method == "e3nn":
+        if self.method in TENSOR_NETS:
             return self._predict_irreps(values)
         if self.method == "relaxed":  # the exact pathway's sigma and normaliser: the free one adds to the mean
             mean, sigma, norm = self.exact._predict(values)
@@ -618,7 +676,7 @@ class DeclaredSurrogate(torch.nn.Module):
         if self.method in FRAMED:
             self._fit_framed(tensors, y)
             return
-        if self.method == "e3nn":
+        if self.method in TENSOR_NETS:
             self._fit_irreps(tensors, y)
             return
         if self.method == "relaxed":
@@ -690,15 +748,15 @@ class DeclaredSurrogate(torch.nn.Module):
         """A scalar input's mean and spread; a vector's or tensor's root mean square size, one per
         quantity (no shift, which no rotation would keep); the output's as for the frame methods."""
         centre = self._centre(tensors)
-        features = self._irreps_features(tensors, centre)
-        for q, (start, stop) in zip(self.inputs, self.irreps_blocks):
+        features = self._tensor_features(tensors, centre)
+        for q, start, stop in self._tensor_blocks():
             block = features[:, start:stop]
             if q.kind is Kind.SCALAR:  # as MLP.fit_input: a constant (to round-off) keeps scale 1
                 mean, spread = block.mean(0), block.std(0) if len(block) > 1 else torch.zeros_like(block[0])
                 self.irreps_shift[start:stop] = mean
                 self.irreps_scale[start:stop] = torch.where(spread > 1e-12 * (1 + mean.abs()), spread, 1.0)
             else:
-                width = 6 if q.kind is Kind.TENSOR else 3
+                width = {Kind.TENSOR: 6 if self.method == "e3nn" else self.d**2}.get(q.kind, self.d)
                 self.irreps_scale[start:stop] = _rms(block.reshape(len(block), -1, width).norm(dim=-1).cpu().numpy())
         self._fit_target(y, centre)
 

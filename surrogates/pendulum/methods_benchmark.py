@@ -1,7 +1,8 @@
 """The ways of building O(3) into a pendulum surrogate side by side on the EMLP protocol (docs/fit.md#other-methods):
 per model and training-set size, over seeds, the protocol's score on the test rollouts and on the same
-rollouts each rotated by its own random element of O(3), the measured symmetry error of the vector field
-(float64), the parameter count, the training time per epoch and the vector field's throughput.
+rollouts each rotated by its own random element of O(2) about gravity's axis z (the data's symmetry) or
+of O(3) (states and gravity), the measured symmetry errors of the vector field under both (float64), the
+parameter count, the training time per epoch and the vector field's throughput.
 
     python -m surrogates.pendulum.methods_benchmark --preset quick --sizes 50 200 --seeds 3 --out methods.json
 

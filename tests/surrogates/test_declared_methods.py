@@ -72,7 +72,7 @@ def _group_deviation(prepared, model: DeclaredSurrogate, typical: bool = False) 
 
 
 @pytest.mark.parametrize("example, target", [("charged-particle", "dx"), ("n-body", "a"), ("n-body", "E")])
-@pytest.mark.parametrize("method", ["frame", "canonical"])
+@pytest.mark.parametrize("method", ["frame", "canonical", "emlp"])
 def test_frame_methods_stay_exact_after_training_and_a_round_trip(example, target, method):
     prepared = _prepared(example, target)
     model = _fit(prepared, method, TrainConfig(seed=0, epochs=3, batch_size=64, lr=3e-3, progress=False))
@@ -143,6 +143,8 @@ def test_a_method_that_cannot_model_a_system_is_refused():
         with pytest.raises(ValueError, match="frames of O\\(d\\), SO\\(d\\), E\\(d\\) or SE\\(d\\)"):
             DeclaredSurrogate(lorentz.to_dict(), "dsigma_domega", method)
     assert method_refusal("augment", lorentz) is None and method_refusal("penalty", lorentz) is None
+    with pytest.raises(ValueError, match="emlp builds layers equivariant under O\\(d\\), SO\\(d\\), E\\(d\\) or SE"):
+        DeclaredSurrogate(lorentz.to_dict(), "dsigma_domega", "emlp")
     spec = {
         "name": "plain",
         "symmetry": "none",
@@ -197,7 +199,7 @@ SHAPES = {
     [
         (shape, method)
         for shape, spec in SHAPES.items()
-        for method in ("frame", "canonical", "e3nn")
+        for method in ("frame", "canonical", "e3nn", "emlp")
         if not (method == "e3nn" and spec["symmetry"] == "O(2)")  # e3nn is 3-D only
     ],
 )
