@@ -71,7 +71,7 @@ def _input_problem(exc: Exception, data: str, declaration: str) -> UsageFailure:
     help="Methods to train (repeat) [default: pi, the invariant and units-equivariant model; scalars and raw, the "
     "two baselines]. Also: frame (frame averaging over PCA frames, exact; O(d), SO(d), E(d), SE(d)), canonical "
     "(one PCA frame), augment (randomly moved samples), penalty (an equivariance penalty), e3nn (irreps tensor "
-    "products; 3-D systems) and relaxed (invariant scalars plus a penalised raw pathway, for a symmetry the data "
+    "products; 3-D systems), emlp (equivariant MLP layers; O(d), SO(d), E(d), SE(d)) and relaxed (invariant scalars plus a penalised raw pathway, for a symmetry the data "
     "break), for comparison.",
 )
 @click.option("--name", default=None, help="Catalog name of the data [default: fit-<the declaration's name>].")
