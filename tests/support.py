@@ -90,3 +90,15 @@ def forbid(monkeypatch, targets) -> None:
 
     for module, name in targets:
         monkeypatch.setattr(module, name, recomputed)
+
+
+def matrix_groups() -> dict:
+    """The groups the EMLP tests build layers for, by name: O(3) and SO(3), and the subgroups of O(3) that
+    fix the z axis (the pendulum's)."""
+    from pipeline.matrix_groups import about_z, orthogonal
+
+    return {
+        "O(3)": orthogonal(3),
+        "SO(3)": orthogonal(3, proper=True),
+        **{name: about_z(name) for name in ("O(2)", "SO(2)", "D2", "D6")},
+    }

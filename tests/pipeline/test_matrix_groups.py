@@ -7,8 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
+import support
 
-from pipeline.matrix_groups import MatrixGroup, about_z, invariant_tensors, orthogonal
+from pipeline.matrix_groups import MatrixGroup, about_z, invariant_tensors
 
 RANKS = range(7)
 
@@ -55,14 +56,7 @@ def _character_dimension(name: str, r: int) -> float:
     return float(np.mean([np.trace(g) ** r for g in elements]))
 
 
-GROUPS = {
-    "O(3)": orthogonal(3),
-    "SO(3)": orthogonal(3, proper=True),
-    "O(2)": about_z("O(2)"),
-    "SO(2)": about_z("SO(2)"),
-    "D2": about_z("D2"),
-    "D6": about_z("D6"),
-}
+GROUPS = support.matrix_groups()
 
 
 @pytest.mark.parametrize("name", GROUPS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import support
 import torch
 
-from pipeline.matrix_groups import about_z, orthogonal
 from pipeline.symmetry import random_orthogonal, relative_error
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
@@ -18,14 +18,7 @@ from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
 from surrogates.training import TrainConfig
 
-GROUPS = {
-    "O(3)": orthogonal(3),
-    "SO(3)": orthogonal(3, proper=True),
-    "O(2)": about_z("O(2)"),
-    "SO(2)": about_z("SO(2)"),
-    "D2": about_z("D2"),
-    "D6": about_z("D6"),
-}
+GROUPS = support.matrix_groups()
 
 
 def _act(x: torch.Tensor, g: torch.Tensor, rep: TensorSum) -> torch.Tensor:
