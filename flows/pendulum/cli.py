@@ -41,7 +41,8 @@ from ..cli.core import (
     "models",
     multiple=True,
     help="Only these models (repeatable); also the EMLP protocol's method comparison: mlp-hnn-augment, "
-    "mlp-hnn-penalty, relaxed-hnn and the EMLP HNNs emlp-hnn-o3, -o2, -so2, -d2, -d6 (trained only when named).",
+    "mlp-hnn-penalty, relaxed-hnn and the EMLP HNNs emlp-hnn-o3, -o2, -so2, -d2, -d6, and the units protocol's: "
+    "mlp-hnn, dimensional-hnn-units-augment, relaxed-units-hnn (trained only when named).",
 )
 @click.option(
     "--variant",

@@ -1,10 +1,18 @@
-"""The ways of building O(3) into a pendulum surrogate side by side on the EMLP protocol (docs/fit.md#other-methods):
-per model and training-set size, over seeds, the protocol's score on the test rollouts and on the same
-rollouts each rotated by its own random element of O(2) about gravity's axis z (the data's symmetry) or
-of O(3) (states and gravity), the measured symmetry errors of the vector field under both (float64), the
-parameter count, the training time per epoch and the vector field's throughput.
+"""The ways of building a symmetry into a pendulum surrogate side by side (docs/fit.md#other-methods).
+
+``--protocol emlp`` (O(3)): per model and training-set size, over seeds, the protocol's score on the test
+rollouts and on the same rollouts each rotated by its own random element of O(2) about gravity's axis z
+(the data's symmetry) or of O(3) (states and gravity), and the measured symmetry errors of the vector field
+under both (float64).
+
+``--protocol units`` (the units, with O(3)): the protocol's score on its three test sets (Exp 1, the
+training distribution; Exp 2, kg rescaled; Exp 3, shifted parameters), on Exp 1 rotated in O(3), and the
+measured O(3) and units errors of the vector field (float64).
+
+Both: the parameter count, the training time per epoch and the vector field's throughput.
 
     python -m surrogates.pendulum.methods_benchmark --preset quick --sizes 50 200 --seeds 3 --out methods.json
+    python -m surrogates.pendulum.methods_benchmark --protocol units --preset quick --sizes 250 1000 --out units.json
 
 The data are the protocol preset's (docs/protocols.md); a size is the number of training chunks, the
 first of the preset's training split; validation and test are the same for every size. Every number is
@@ -26,7 +34,7 @@ import torch
 from data_catalog import Catalog
 from pipeline.matrix_groups import about_z
 from pipeline.metrics import geometric_mean, relative_error
-from pipeline.model_symmetry import measure_equivariance
+from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
 from pipeline.symmetry import relative_error as symmetry_relative_error
@@ -44,6 +52,9 @@ MODELS = (
     "relaxed-hnn",
     *(name for name in pm.MODELS if name.startswith("emlp-")),
 )
+UNITS_MODELS = ("mlp-hnn", "dimensional-hnn", "dimensional-hnn-units-augment", "relaxed-units-hnn", "dimensionless-hnn")
+MODELS_BY_PROTOCOL = {"emlp": MODELS, "units": UNITS_MODELS}
+DEFAULT_SIZES = {"emlp": (50, 200), "units": (250, 1000)}
 ABOUT_GRAVITY = about_z("O(2)")
 THROUGHPUT_BATCH = 4096
 SYMMETRY_STATES = 64
@@ -99,13 +110,52 @@ def throughput(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, rep
     return THROUGHPUT_BATCH / best
 
 
-def run(preset: str, models: Sequence[str], sizes: Sequence[int], seeds: int, hidden: Sequence[int] | None) -> dict:
-    data = pp.generate(pp.preset("emlp", preset))
-    test = data["test"]
-    params, truth, times = sp.from_dataset(test)
-    moved = rotated_split(test)
-    moved_about_gravity = rotated_split(test, about_gravity=True)
+def _emlp_scores(model: torch.nn.Module, data: dict, z0: torch.Tensor, theta: torch.Tensor) -> dict[str, float]:
+    return {
+        "test": score(model, *data["test"]),
+        "rotated": score(model, *data["rotated"]),
+        "rotated_about_gravity": score(model, *data["rotated_about_gravity"]),
+        # the project's check (tests/test_model_symmetry.py): 8 random elements of O(3)
+        "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
+        "symmetry_error_about_gravity": symmetry_error_about_gravity(model, z0, theta),
+    }
+
+
+def _units_scores(model: torch.nn.Module, data: dict, z0: torch.Tensor, theta: torch.Tensor) -> dict[str, float]:
+    return {
+        **{split: score(model, *data[split]) for split in pp.TEST_SPLITS["units"]},
+        "rotated": score(model, *data["rotated"]),
+        # the project's checks (tests/test_model_symmetry.py): 8 random elements of O(3), 8 changes of kg, m, s
+        "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
+        "units_error": measure_units_equivariance(model, data=[z0, theta]).worst,
+    }
+
+
+def _test_sets(protocol: str, data: dict) -> dict[str, tuple]:
+    """The scored rollouts by name: the protocol's test splits and their rotated copies."""
+    if protocol == "emlp":
+        return {
+            "test": sp.from_dataset(data["test"]),
+            "rotated": rotated_split(data["test"]),
+            "rotated_about_gravity": rotated_split(data["test"], about_gravity=True),
+        }
+    sets = {split: sp.from_dataset(data[split]) for split in pp.TEST_SPLITS["units"]}
+    return {**sets, "rotated": rotated_split(data["exp1"])}
+
+
+def run(
+    preset: str,
+    models: Sequence[str],
+    sizes: Sequence[int],
+    seeds: int,
+    hidden: Sequence[int] | None,
+    protocol: str = "emlp",
+) -> dict:
+    data = pp.generate(pp.preset(protocol, preset))
+    test_sets = _test_sets(protocol, data)
+    params, truth, _ = test_sets[pp.TEST_SPLITS[protocol][0]]
     z0, theta = truth[:SYMMETRY_STATES, 0], pm.theta_of(params)[:SYMMETRY_STATES]
+    scores = _emlp_scores if protocol == "emlp" else _units_scores
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         catalog = Catalog(folder)
@@ -114,7 +164,7 @@ def run(preset: str, models: Sequence[str], sizes: Sequence[int], seeds: int, hi
             train = catalog.write(data["train"].isel(sample=slice(0, size)), f"train-{size}", kind=sp.RAW_KIND)
             for name in models:
                 for seed in range(seeds):
-                    config = pr.training_config("emlp", preset, seed, progress=False)
+                    config = pr.training_config(protocol, preset, seed, progress=False)
                     options = {"hidden": tuple(hidden)} if hidden else None
                     started = time.perf_counter()
                     ref = pr.train_model(catalog, name, train, val, config, model_options=options)
@@ -126,45 +176,60 @@ def run(preset: str, models: Sequence[str], sizes: Sequence[int], seeds: int, hi
                             "model": name,
                             "train_chunks": int(size),
                             "seed": seed,
-                            "test": score(model, params, truth, times),
-                            "rotated": score(model, *moved),
-                            "rotated_about_gravity": score(model, *moved_about_gravity),
-                            # the project's check (tests/test_model_symmetry.py): 8 random elements of O(3)
-                            "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
-                            "symmetry_error_about_gravity": symmetry_error_about_gravity(model, z0, theta),
+                            **scores(model, test_sets, z0, theta),
                             "parameters": int(sum(p.numel() for p in model.parameters())),
                             "seconds_per_epoch": seconds / max(1, int(loaded.training["epochs_run"])),
                             "fields_per_second": throughput(model, z0, theta),
                         }
                     )
                     print(json.dumps(rows[-1]), flush=True)
-    return {"protocol": "emlp", "preset": preset, "sizes": list(sizes), "seeds": seeds, "rows": rows}
+    return {"protocol": protocol, "preset": preset, "sizes": list(sizes), "seeds": seeds, "rows": rows}
+
+
+# (title, row key, "spread" over seeds or the "worst" over seeds) per column, by protocol
+COLUMNS = {
+    "emlp": (
+        ("test score", "test", "spread"),
+        ("rotated about z", "rotated_about_gravity", "spread"),
+        ("rotated in O(3)", "rotated", "spread"),
+        ("symmetry error, O(2) about z", "symmetry_error_about_gravity", "worst"),
+        ("symmetry error, O(3)", "symmetry_error", "worst"),
+    ),
+    "units": (
+        ("Exp 1", "exp1", "spread"),
+        ("Exp 2 (kg x s)", "exp2", "spread"),
+        ("Exp 3 (m, k, l ~ U(1,5))", "exp3", "spread"),
+        ("Exp 1 rotated in O(3)", "rotated", "spread"),
+        ("symmetry error, O(3)", "symmetry_error", "worst"),
+        ("units error", "units_error", "worst"),
+    ),
+}
 
 
 def table(result: dict[str, Any]) -> str:
     """Markdown: mean +- std over seeds per model and size; the worst symmetry errors over seeds ("-": a
     number the run that wrote the rows did not measure)."""
-    lines = [
-        "| model | train chunks | test score | rotated about z | rotated in O(3) | symmetry error, O(2) about z | "
-        "symmetry error, O(3) | parameters | s / epoch | fields / s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    keys = sorted({(r["model"], r["train_chunks"]) for r in result["rows"]}, key=lambda k: (MODELS.index(k[0]), k[1]))
+    protocol = result.get("protocol", "emlp")
+    columns = COLUMNS[protocol]
+    titles = ["model", "train chunks", *(c[0] for c in columns), "parameters", "s / epoch", "fields / s"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    order = MODELS_BY_PROTOCOL[protocol]
+    keys = sorted({(r["model"], r["train_chunks"]) for r in result["rows"]}, key=lambda k: (order.index(k[0]), k[1]))
     for model, size in keys:
         group = [r for r in result["rows"] if (r["model"], r["train_chunks"]) == (model, size)]
 
-        def spread(key: str, rows=group) -> str:
-            return spread_text([r[key] for r in rows]) if all(key in r for r in rows) else "-"
+        def cell(key: str, how: str, rows=group) -> str:
+            if not all(key in r for r in rows):
+                return "-"
+            values = [r[key] for r in rows]
+            return spread_text(values) if how == "spread" else f"{max(values):.1e}"
 
-        def worst(key: str, rows=group) -> str:
-            return f"{max(r[key] for r in rows):.1e}" if all(key in r for r in rows) else "-"
-
-        lines.append(
-            f"| {model} | {size} | {spread('test')} | {spread('rotated_about_gravity')} | {spread('rotated')} | "
-            f"{worst('symmetry_error_about_gravity')} | {worst('symmetry_error')} | {group[0]['parameters']} | "
-            f"{np.mean([r['seconds_per_epoch'] for r in group]):.3g} | "
-            f"{np.mean([r['fields_per_second'] for r in group]):.3g} |"
-        )
+        cells = [model, str(size), *(cell(key, how) for _, key, how in columns), str(group[0]["parameters"])]
+        cells += [
+            f"{np.mean([r['seconds_per_epoch'] for r in group]):.3g}",
+            f"{np.mean([r['fields_per_second'] for r in group]):.3g}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -174,14 +239,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--protocol", choices=sorted(MODELS_BY_PROTOCOL), default="emlp")
     parser.add_argument("--preset", choices=["smoke", "quick", "paper"], default="quick")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted({m for models in MODELS_BY_PROTOCOL.values() for m in models}),
+        help="default: every model of the protocol (emlp: %s; units: %s)"
+        % (", ".join(MODELS), ", ".join(UNITS_MODELS)),
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", help="training chunks [default: emlp 50 200, units 250 1000]")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--hidden", type=int, nargs="+", help="the MLPs' widths [default: the models' own]")
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
     args = parser.parse_args(argv)
-    result = run(args.preset, args.models, args.sizes, args.seeds, args.hidden)
+    models = args.models or MODELS_BY_PROTOCOL[args.protocol]
+    wrong = [m for m in models if m not in MODELS_BY_PROTOCOL[args.protocol]]
+    if wrong:
+        parser.error(
+            f"--models {' '.join(wrong)}: not compared in --protocol {args.protocol}; "
+            f"choose from {', '.join(MODELS_BY_PROTOCOL[args.protocol])}"
+        )
+    sizes = args.sizes or DEFAULT_SIZES[args.protocol]
+    if min(sizes) < 1:
+        parser.error(f"--sizes must be positive, got {sizes}")
+    result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     text = table(result)

@@ -33,11 +33,14 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from pipeline.features import FeaturePlan
 from pipeline.matrix_groups import MatrixGroup, about_z, orthogonal
 from pipeline.model_io import ModelIO, Port
+from pipeline.model_symmetry import scale_port
+from pipeline.symmetry import unit_factor
 from sims.pendulum import system as sp
 from surrogates.artifacts import register_model
 from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
@@ -371,6 +374,66 @@ class RelaxedHNN(HamiltonianModel):
         return RELAXED_WEIGHT * sum(p.pow(2).sum() for p in self.free.parameters())
 
 
+# -- the same methods for the symmetry of units (the units protocol) ------------------------------------------
+
+# kg and m: a change of the unit of time would also change the chunks' time grid, which the batch shares
+UNITS_AUGMENT_DIMENSIONS = ("[mass]", "[length]")
+UNITS_AUGMENT_RANGE = (0.1, 10.0)  # log-uniform per base unit, as the project's units checks draw them
+
+
+def units_rescaled(
+    z: torch.Tensor, theta: torch.Tensor, scales: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """States (n, ..., 12) and contexts (n, 9) in new units, each system's base units shrunk by its own
+    factors (``scales``: base dimension -> (n,), as ``pipeline.symmetry.unit_factor`` takes them), and the
+    factor of each state component (n, ..., 12), by the units the declaration gives each quantity."""
+    independent = sp.DECLARATION.independent_units
+
+    def factor(units: str) -> np.ndarray:
+        return unit_factor(units, scales, independent)
+
+    moved_z = scale_port(z, STATE, factor, 3)
+    return moved_z, scale_port(theta, CONTEXT, factor, 3), scale_port(torch.ones_like(z), STATE, factor, 3)
+
+
+@register_model("pendulum.units_augmented_hnn")
+class UnitsAugmentedHNN(ScalarHNN):
+    """The dimensional-scalars HNN trained on chunks each in its own random units (kg and m rescaled
+    log-uniformly in UNITS_AUGMENT_RANGE, drawn anew every step from torch's generator, so resume is
+    bit-identical), its loss taken back in the data's units: approximately units-equivariant, exactly
+    O(3)-equivariant."""
+
+    def __init__(
+        self, inputs: str = "scalars", hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION
+    ):
+        super().__init__(inputs, hidden, activation)
+
+    def moved_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n = batch["z"].shape[0]
+        low, high = np.log(UNITS_AUGMENT_RANGE[0]), np.log(UNITS_AUGMENT_RANGE[1])
+        draws = torch.rand(len(UNITS_AUGMENT_DIMENSIONS), n, dtype=torch.float64).numpy()
+        scales = {dim: np.exp(low + (high - low) * u) for dim, u in zip(UNITS_AUGMENT_DIMENSIONS, draws, strict=True)}
+        z, theta, state_scale = units_rescaled(batch["z"], batch["theta"], scales)
+        return {**batch, "z": z, "theta": theta, "state_scale": state_scale}
+
+
+@register_model("pendulum.relaxed_units_hnn")
+class RelaxedUnitsHNN(RelaxedHNN):
+    """A residual pathway prior for the units: H = the dimensionless HNN's energy plus the dimensional-scalars
+    HNN's, whose parameters carry the L2 prior RELAXED_WEIGHT in training. Exactly O(3)-equivariant (both
+    pathways read invariant scalars), approximately units-equivariant."""
+
+    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
+        HamiltonianModel.__init__(self)
+        self.config = {"hidden": list(hidden), "activation": activation}
+        self.exact = DimensionlessHNN(hidden, activation)
+        self.free = ScalarHNN("scalars", hidden, activation)
+
+    @property
+    def io(self) -> ModelIO:
+        return pendulum_io(equivariant=True, units="none")
+
+
 # -- EMLP (Finzi, Welling and Wilson, ICML 2021): equivariant layers for a chosen group -----------------
 
 EMLP_GROUPS = ("O(3)", "O(2)", "SO(2)", "D2", "D6")
@@ -430,6 +493,8 @@ MODELS = {
     "mlp-hnn-augment": (AugmentedHNN, {}),
     "mlp-hnn-penalty": (PenaltyHNN, {}),
     "relaxed-hnn": (RelaxedHNN, {}),
+    "dimensional-hnn-units-augment": (UnitsAugmentedHNN, {}),
+    "relaxed-units-hnn": (RelaxedUnitsHNN, {}),
     **{f"emlp-hnn-{g.lower().replace('(', '').replace(')', '')}": (EMLPHNN, {"group": g}) for g in EMLP_GROUPS},
 }
 """Names used by the protocols and reports. ``dimensional-hnn`` is the scalar HNN under the name of
@@ -453,7 +518,10 @@ def chunk_loss(times: torch.Tensor, *, substeps: int = 1, method: str = "rk4"):
         z = batch["z"]
         ts = times.to(dtype=z.dtype, device=z.device)
         predicted = rollout(model, z[:, 0], batch["theta"], ts, method=method, substeps=substeps)
-        value = ((predicted[:, 1:] - z[:, 1:]) ** 2).mean()
+        residual = predicted[:, 1:] - z[:, 1:]
+        if "state_scale" in batch:  # chunks moved to other units: the loss in the data's own
+            residual = residual / batch["state_scale"][:, 1:]
+        value = (residual**2).mean()
         weight = getattr(model, "equivariance_penalty", 0.0) if training else 0.0
         if weight:  # the rollout from rotated chunks against the rotated rollout, in the loss's units
             matrices = _random_rotations(z.shape[0], z)

@@ -28,10 +28,11 @@ MODELS_BY_PROTOCOL = {
     "emlp": ("scalar-hnn", "scalar-node", "mlp-hnn", "mlp-node"),
     "units": ("dimensional-hnn", "dimensionless-hnn"),
 }
-# the other ways of building O(3) in, trained when named (--model), for comparing methods
+# the other ways of building O(3) (and, in the units protocol, the units) in, trained when named (--model),
+# for comparing methods
 METHOD_MODELS = {
     "emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn", *(m for m in MODELS if m.startswith("emlp-"))),
-    "units": (),
+    "units": ("mlp-hnn", "dimensional-hnn-units-augment", "relaxed-units-hnn"),
 }
 
 
