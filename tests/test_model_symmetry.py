@@ -76,7 +76,9 @@ def _pendulum(name: str) -> Callable[[], tuple[Any, ModelIO]]:
     return build
 
 
-PENDULUM_MODELS = [name for protocol in pr.MODELS_BY_PROTOCOL for name in pr.protocol_models(protocol)]
+PENDULUM_MODELS = list(
+    dict.fromkeys(name for protocol in pr.MODELS_BY_PROTOCOL for name in pr.protocol_models(protocol))
+)
 PENDULUM_EXPECTED = {  # (O(3), units)
     "scalar-hnn": (True, False),
     "scalar-node": (True, False),
@@ -87,6 +89,9 @@ PENDULUM_EXPECTED = {  # (O(3), units)
     "mlp-hnn-augment": (False, False),  # approximate, and untrained here
     "mlp-hnn-penalty": (False, False),
     "relaxed-hnn": (False, False),
+    # the units protocol's approximate units methods: O(3)-exact (invariant scalars), not units
+    "dimensional-hnn-units-augment": (True, False),
+    "relaxed-units-hnn": (True, False),
     "emlp-hnn-o3": (True, False),
     # built for subgroups of O(3) that fix gravity's axis (tests/surrogates/test_emlp.py checks those)
     "emlp-hnn-o2": (False, False),

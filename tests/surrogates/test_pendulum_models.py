@@ -225,16 +225,17 @@ def test_the_extra_terms_enter_the_training_loss_only():
     assert float(loss(augmented.train(), batch)) != pytest.approx(float(loss(plain.train(), batch)), rel=1e-6)
 
 
-def test_augmented_training_resumes_bit_for_bit(catalog, tmp_path):
-    """The random rotations come from torch's generator, whose state the checkpoint keeps."""
-    emlp = pp.generate(pp.preset("emlp", "smoke"))
-    refs = {s: catalog.write(ds, f"e-{s}", kind=sp.RAW_KIND) for s, ds in emlp.items()}
-    config = TrainConfig(seed=3, epochs=4, lr=1e-3, checkpoint_every=1, progress=False)
-    straight = pr.train_model(
-        catalog, "mlp-hnn-augment", refs["train"], refs["val"], config, model_options={"hidden": (8, 8)}
-    )
+@pytest.mark.parametrize(
+    ("name", "protocol"), [("mlp-hnn-augment", "emlp"), ("dimensional-hnn-units-augment", "units")]
+)
+def test_augmented_training_resumes_bit_for_bit(catalog, tmp_path, name, protocol):
+    """The random rotations and changes of units come from torch's generator, whose state the checkpoint keeps."""
+    data = pp.generate(pp.preset(protocol, "smoke"))
+    refs = {s: catalog.write(ds, f"e-{s}", kind=sp.RAW_KIND) for s, ds in data.items()}
+    config = TrainConfig(seed=3, epochs=4, lr=1e-3, batch_size=8, checkpoint_every=1, progress=False)
+    straight = pr.train_model(catalog, name, refs["train"], refs["val"], config, model_options={"hidden": (8, 8)})
     checkpoint = str(tmp_path / "run.pt")
-    args = (catalog, "mlp-hnn-augment", refs["train"], refs["val"])
+    args = (catalog, name, refs["train"], refs["val"])
     half = TrainConfig(**{**config.to_dict(), "epochs": 2})
     pr.train_model(*args, half, checkpoint=checkpoint, output_name="half", model_options={"hidden": (8, 8)})
     torch.manual_seed(123)  # the resumed run must not depend on the generator's state before it
@@ -260,3 +261,107 @@ def test_the_method_benchmark_scores_an_exact_model_alike_on_rotated_rollouts():
     # the benchmark's symmetry column: the project's check on these states
     worst = {name: mb.measure_equivariance(m, data=[z, theta]).worst for name, m in (("exact", exact), ("mlp", mlp))}
     assert worst["exact"] < 1e-12 < 1e-3 < worst["mlp"]
+
+
+# -- the same methods for the units (the units protocol) ------------------------------------------------------
+
+
+def _unit_scales(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {dim: np.exp(rng.uniform(np.log(0.1), np.log(10.0), n)) for dim in ("[mass]", "[length]")}
+
+
+def test_units_rescaled_moves_each_system_as_its_units_say():
+    """Checked on the true system, whose equations hold in any units: in kg' = kg / a and m' = m / b the
+    energy is a b^2 times the old (kg m^2 s^-2), and the moved system's field is the moved field (the unit
+    of time is unchanged, so dz/dt scales as z)."""
+    z, theta = _batch(16)
+    scales = _unit_scales(16)
+    moved_z, moved_theta, state_scale = pm.units_rescaled(z, theta, scales)
+    a, b = (torch.as_tensor(scales[d]) for d in ("[mass]", "[length]"))
+    params, moved_params = pm.parameters_of(theta), pm.parameters_of(moved_theta)
+    energy, moved_energy = sp.hamiltonian(z, params), sp.hamiltonian(moved_z, moved_params)
+    torch.testing.assert_close(moved_energy, a * b**2 * energy, rtol=1e-12, atol=0)
+    field, moved_field = sp.vector_field(z, params), sp.vector_field(moved_z, moved_params)
+    torch.testing.assert_close(moved_field, field * state_scale, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(moved_z, z * state_scale, rtol=0, atol=0)
+    torch.testing.assert_close(state_scale[:, :6], b[:, None].expand(16, 6), rtol=1e-15, atol=0)
+
+
+def test_the_units_augmented_loss_is_taken_in_the_data_units():
+    """For an exactly units-equivariant model, the chunks moved to other units give the loss of the chunks
+    as they are (the residual is taken back to the data's units); the augmented model moves them in
+    training only, and its loss then differs from the plain one."""
+    z, theta = _batch(8)
+    times = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    chunks = rollout(_model("dimensionless-hnn"), z, theta, times).detach() * 1.01
+    loss = pm.chunk_loss(times)
+    exact = _model("dimensionless-hnn").train()
+    moved_z, moved_theta, state_scale = pm.units_rescaled(chunks, theta, _unit_scales(8, seed=1))
+    moved = {"z": moved_z, "theta": moved_theta, "state_scale": state_scale}
+    plain = float(loss(exact, {"z": chunks, "theta": theta}).detach())
+    assert float(loss(exact, moved).detach()) == pytest.approx(plain, rel=1e-10)
+    assert float(loss(exact, {"z": moved_z, "theta": moved_theta})) != pytest.approx(plain, rel=1e-3)
+    augmented, dimensional = _model("dimensional-hnn-units-augment"), _model("dimensional-hnn")  # same weights
+    batch = {"z": chunks, "theta": theta}
+    assert float(loss(augmented.eval(), batch)) == float(loss(dimensional.eval(), batch))
+    torch.manual_seed(0)
+    assert float(loss(augmented.train(), batch)) != pytest.approx(float(loss(dimensional.train(), batch)), rel=1e-6)
+
+
+def test_the_relaxed_units_model_adds_a_dimensional_pathway_under_its_prior():
+    """H = the dimensionless HNN's energy + the dimensional-scalars HNN's; the prior is on the latter only
+    and acts in training only."""
+    z, theta = _batch(8)
+    relaxed = _model("relaxed-units-hnn")
+    assert isinstance(relaxed.exact, pm.DimensionlessHNN) and relaxed.free.inputs == "scalars"
+    torch.testing.assert_close(relaxed.energy(z, theta), relaxed.exact.energy(z, theta) + relaxed.free.energy(z, theta))
+    times = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    batch = {"z": rollout(_model("dimensionless-hnn"), z, theta, times).detach(), "theta": theta}
+    loss = pm.chunk_loss(times)
+    prior = pm.RELAXED_WEIGHT * sum(float(p.pow(2).sum()) for p in relaxed.free.parameters())
+    assert float(loss(relaxed.train(), batch)) == pytest.approx(float(loss(relaxed.eval(), batch)) + prior, rel=1e-10)
+    with torch.no_grad():  # without its free pathway it is the exactly units-equivariant model
+        for p in relaxed.free.mlp.net[-1].parameters():
+            p.zero_()
+    io = relaxed.io.replace(units="equivariant")
+    assert_units_equivariant(relaxed.eval(), io, data=[z, theta], rtol=1e-10)
+
+
+def test_the_units_method_benchmark_scores_the_exact_model_alike_on_rotated_rollouts():
+    """The units protocol's columns: Exp 1 rotated scores as Exp 1 for the O(3)-exact models; the units
+    error is round-off for the dimensionless HNN only."""
+    from surrogates.pendulum import methods_benchmark as mb
+
+    data = pp.generate(pp.preset("units", "smoke"))
+    sets = mb._test_sets("units", data)
+    params, truth, _ = sets["exp1"]
+    z, theta = truth[:, 0], pm.theta_of(params)
+    exact, dimensional = _model("dimensionless-hnn"), _model("dimensional-hnn")
+    scores = {name: mb._units_scores(m, sets, z, theta) for name, m in (("exact", exact), ("dim", dimensional))}
+    assert scores["exact"]["rotated"] == pytest.approx(scores["exact"]["exp1"], rel=1e-9)
+    assert scores["dim"]["rotated"] == pytest.approx(scores["dim"]["exp1"], rel=1e-9)
+    assert scores["exact"]["units_error"] < 1e-12 < 1e-3 < scores["dim"]["units_error"]
+    assert max(s["symmetry_error"] for s in scores.values()) < 1e-12
+    rows = [
+        {
+            "model": "dimensionless-hnn",
+            "train_chunks": 8,
+            "seed": 0,
+            "parameters": 1,
+            "seconds_per_epoch": 1.0,
+            "fields_per_second": 1.0,
+            **scores["exact"],
+        }
+    ]
+    text = mb.table({"protocol": "units", "rows": rows})
+    assert "| Exp 1 | Exp 2 (kg x s) |" in text and "| dimensionless-hnn | 8 |" in text
+
+
+def test_the_method_benchmark_refuses_a_model_of_the_other_protocol(capsys):
+    from surrogates.pendulum import methods_benchmark as mb
+
+    with pytest.raises(SystemExit) as raised:
+        mb.main(["--protocol", "units", "--models", "emlp-hnn-o2", "--out", "never.json"])
+    assert raised.value.code == 2
+    assert "--models emlp-hnn-o2: not compared in --protocol units" in capsys.readouterr().err
