@@ -307,6 +307,10 @@ def test_the_units_augmented_loss_is_taken_in_the_data_units():
     assert float(loss(augmented.eval(), batch)) == float(loss(dimensional.eval(), batch))
     torch.manual_seed(0)
     assert float(loss(augmented.train(), batch)) != pytest.approx(float(loss(dimensional.train(), batch)), rel=1e-6)
+    moved = augmented.moved_batch(batch)["state_scale"]  # m by b, kg m s^-1 by a b: both in the range
+    low, high = pm.UNITS_AUGMENT_RANGE
+    b, ab = moved[:, 0, 0], moved[:, 0, 6]
+    assert bool(((b >= low) & (b <= high)).all()) and bool(((ab / b >= low) & (ab / b <= high)).all())
 
 
 def test_the_relaxed_units_model_adds_a_dimensional_pathway_under_its_prior():
