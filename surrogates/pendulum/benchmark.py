@@ -12,7 +12,9 @@
    systems calling the simulator's torch vector field (scipy; once more with the equations in
    plain numpy), all on the EMLP protocol's 150-point trajectories; then the compiled backend at
    each batch size of ``--sizes``.
-3. Training: optimizer steps per second of every surrogate on the two protocols' batch shapes.
+3. Training: optimizer steps per second of every surrogate on the two protocols' batch shapes; with
+   ``--training-limit`` also, for the HNNs at the units protocol's shape, the work of the matrix products
+   per step against the machine's large-matrix rate: the fastest step the same arithmetic allows.
 4. Integrator floor: the protocols' score of the models' integrator (RK4, ``substeps`` per
    interval) applied to the true vector field, on the quick presets' test sets: the error a
    perfect learned vector field would still have.
@@ -36,6 +38,8 @@ from surrogates.devices import pick_device
 from surrogates.pendulum import models as pm
 
 TIMES = 0.2 * np.arange(150)
+TRAINING_SHAPES = {"emlp": (500, 5), "units": (512, 10)}  # (chunks, points per chunk) of a training batch
+HNN_MODELS = ("scalar-hnn", "mlp-hnn", "dimensional-hnn", "dimensionless-hnn")
 
 
 def _systems(n: int, seed: int) -> tuple[sp.Parameters, torch.Tensor]:
@@ -176,30 +180,98 @@ def integrator_floor(variant: str) -> dict:
     return out
 
 
+def _step_function(name: str, protocol: str, dtype: torch.dtype, device: torch.device):
+    """One optimizer step (Adam, the rollout loss, one RK4 step per interval) of model ``name`` on the batch
+    shape of ``protocol`` (TRAINING_SHAPES), as a closure."""
+    batch, chunk = TRAINING_SHAPES[protocol]
+    params, z0 = _systems(batch, seed=4)
+    times = torch.as_tensor(TIMES[:chunk])
+    z = sp.simulate(params, z0, times).to(device=device, dtype=dtype)
+    theta = pm.theta_of(params).to(device=device, dtype=dtype)
+    model = pm.build_model(name).to(device=device, dtype=dtype)
+    model.fit_inputs(z.reshape(-1, 12), theta.repeat_interleave(chunk, 0))
+    loss = pm.chunk_loss(times.to(dtype), substeps=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch_data = {"z": z, "theta": theta}
+
+    def step() -> None:
+        optimizer.zero_grad()
+        loss(model, batch_data).backward()
+        optimizer.step()
+
+    return step
+
+
+def _steps_per_second(step, steps: int, device: torch.device) -> float:
+    for _ in range(2):  # warm-up
+        step()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def training(steps: int, dtype: torch.dtype, device: torch.device) -> dict:
-    out = {}
-    for protocol, batch, chunk in (("emlp", 500, 5), ("units", 512, 10)):
-        params, z0 = _systems(batch, seed=4)
-        times = torch.as_tensor(TIMES[:chunk])
-        z = sp.simulate(params, z0, times).to(device=device, dtype=dtype)
-        theta = pm.theta_of(params).to(device=device, dtype=dtype)
-        for name in pm.MODELS:
-            model = pm.build_model(name).to(device=device, dtype=dtype)
-            model.fit_inputs(z.reshape(-1, 12), theta.repeat_interleave(chunk, 0))
-            loss = pm.chunk_loss(times.to(dtype), substeps=1)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            batch_data = {"z": z, "theta": theta}
-            for i in range(steps + 2):
-                if i == 2:  # after warm-up
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    start = time.perf_counter()
-                optimizer.zero_grad()
-                loss(model, batch_data).backward()
-                optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            out[f"{protocol}/{name}"] = steps / (time.perf_counter() - start)
+    return {
+        f"{protocol}/{name}": _steps_per_second(_step_function(name, protocol, dtype, device), steps, device)
+        for protocol in TRAINING_SHAPES
+        for name in pm.MODELS
+    }
+
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def peak_gemm_rate(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Floating-point operations per second of one large square matrix product: the machine's rate at the
+    work that dominates a training step, as its BLAS reaches it with the threads torch has."""
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def training_limit(steps: int, dtype: torch.dtype, device: torch.device, models: tuple[str, ...]) -> dict:
+    """Per HNN model at the units protocol's batch shape: the steps per second, the matrix products' work
+    per step (counted by torch's profiler, forward and both backward passes), their share of the profiled
+    step's CPU time, and the step time that work alone would take at ``peak_gemm_rate``: the most any
+    implementation of the same arithmetic could gain on this machine (``max_speedup``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    peak = peak_gemm_rate(dtype, device)
+    out: dict = {"peak_gemm_gflops": peak / 1e9, "shape": dict(zip(("chunks", "points"), TRAINING_SHAPES["units"]))}
+    for name in models:
+        step = _step_function(name, "units", dtype, device)
+        rate = _steps_per_second(step, steps, device)
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            step()
+        events = prof.key_averages()
+        flops = sum(e.flops for e in events if e.key in GEMM_OPS)
+        gemm_seconds = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / 1e6
+        total_seconds = sum(e.self_cpu_time_total for e in events) / 1e6
+        out[name] = {
+            "steps_per_second": rate,
+            "gemm_gflop_per_step": flops / 1e9,
+            "gemm_share_of_step": gemm_seconds / total_seconds if device.type == "cpu" else None,
+            # with every other operation gone and the products as fast as they are here
+            "max_speedup_products_as_they_run": total_seconds / gemm_seconds if device.type == "cpu" else None,
+            "gemm_gflops_in_step": flops / gemm_seconds / 1e9 if device.type == "cpu" else None,
+            "floor_seconds_per_step": flops / peak,
+            "max_speedup": (1 / rate) / (flops / peak),
+        }
     return out
 
 
@@ -223,6 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-simulator", action="store_true")
     parser.add_argument("--skip-floor", action="store_true", help="skip the integrator floor")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument(
+        "--training-limit",
+        action="store_true",
+        help="also the HNNs' training limit at the units protocol's shape (matrix products against the step)",
+    )
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -252,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_training:
         result["training_steps_per_second"] = {
             str(dtype).removeprefix("torch."): training(args.train_steps, dtype, device)
+            for dtype in (torch.float64, torch.float32)
+        }
+    if args.training_limit:
+        result["training_limit"] = {
+            str(dtype).removeprefix("torch."): training_limit(args.train_steps, dtype, device, HNN_MODELS)
             for dtype in (torch.float64, torch.float32)
         }
     with open(args.out, "w", encoding="utf-8") as f:
