@@ -89,7 +89,8 @@ def table(result: dict[str, Any]) -> str:
 
 
 def figure(result: dict[str, Any], path: str) -> None:
-    """Test error against epsilon, one panel per training-set size (and target), a line per method."""
+    """Test error against epsilon, one panel per training-set size (and target), a line per method; the
+    result's ``size_label`` and ``error_label`` name the sizes and the error when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,10 +115,10 @@ def figure(result: dict[str, Any], path: str) -> None:
         if positive:  # linear through zero, logarithmic above the smallest positive epsilon
             ax.set_xscale("symlog", linthresh=min(positive))
         ax.set_yscale("log")
-        ax.set_title(f"{target}, {size} training samples")
+        ax.set_title(f"{target}, {size} {result.get('size_label', 'training samples')}")
         ax.set_xlabel("symmetry breaking epsilon")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("median relative test error")
+    axes[0][0].set_ylabel(result.get("error_label", "median relative test error"))
     axes[0][0].legend()
     fig.suptitle(f"{result['system']}: exact, relaxed and unconstrained models against broken symmetry")
     fig.tight_layout()

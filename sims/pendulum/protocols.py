@@ -98,20 +98,35 @@ def _random_chunks(traj: torch.Tensor, chunk: int, rng: np.random.Generator) -> 
     return traj[torch.arange(n)[:, None], index], starts
 
 
-def _dataset(cfg: ProtocolConfig, split: str, params: sp.Parameters, traj: torch.Tensor, start: np.ndarray | None):
+def _dataset(
+    cfg: ProtocolConfig,
+    split: str,
+    params: sp.Parameters,
+    traj: torch.Tensor,
+    start: np.ndarray | None,
+    extra_attrs: dict[str, Any],
+):
     times = cfg.dt * np.arange(traj.shape[1])
-    attrs = {"protocol": cfg.protocol, "split": split}
+    attrs = {"protocol": cfg.protocol, "split": split, **extra_attrs}
     ds = sp.to_dataset(params, traj, times, variant=cfg.variant, attrs=attrs)
     if start is not None:
         ds["t_start"] = ("sample", cfg.dt * start.astype(np.float64), {"units": "s", "long_name": "chunk start time"})
     return ds
 
 
-def generate(cfg: ProtocolConfig, *, device: str | torch.device = "cpu", progress=None) -> dict[str, xr.Dataset]:
+def generate(
+    cfg: ProtocolConfig, *, device: str | torch.device = "cpu", progress=None, background: Any = None
+) -> dict[str, xr.Dataset]:
     """All splits of the protocol as ``spring_pendulum.raw`` datasets, keyed by split name.
 
-    ``progress(done, total)`` is called after each simulated batch when given.
+    ``progress(done, total)`` is called after each simulated batch when given. ``background`` (3 numbers,
+    m s^-2) is an undeclared uniform field the simulation adds to every system's gravity while the
+    datasets keep the declared g: data whose symmetry is broken by a known amount (the attribute
+    ``undeclared_background`` records it).
     """
+    extra_g = None if background is None else np.asarray(background, dtype=np.float64)
+    if extra_g is not None and (extra_g.shape != (3,) or not np.isfinite(extra_g).all()):
+        raise ValueError(f"pendulum protocol: background must be 3 finite numbers (m s^-2), got {background!r}")
     rng = np.random.default_rng(cfg.seed)
     times = torch.as_tensor(cfg.dt * np.arange(cfg.n_times), dtype=torch.float64)
     is_units = cfg.protocol == "units"
@@ -124,8 +139,13 @@ def generate(cfg: ProtocolConfig, *, device: str | torch.device = "cpu", progres
     def run(params_np: dict[str, np.ndarray], z0_np: np.ndarray) -> tuple[sp.Parameters, torch.Tensor]:
         nonlocal done
         params = sp.Parameters.from_mapping(params_np, device=device)
+        simulated = (
+            params
+            if extra_g is None
+            else sp.Parameters.from_mapping({**params_np, "g": params_np["g"] + extra_g}, device=device)
+        )
         z0 = torch.as_tensor(z0_np, dtype=torch.float64, device=device)
-        traj = sp.simulate(params, z0, times, variant=cfg.variant, rtol=cfg.rtol, atol=cfg.rtol * 1e-2)
+        traj = sp.simulate(simulated, z0, times, variant=cfg.variant, rtol=cfg.rtol, atol=cfg.rtol * 1e-2)
         done += len(z0_np)
         if progress is not None:
             progress(done, total)
@@ -137,14 +157,15 @@ def generate(cfg: ProtocolConfig, *, device: str | torch.device = "cpu", progres
     chunks, starts = _random_chunks(traj, cfg.chunk, rng)
     params = params.to("cpu")
     out = {}
+    extra_attrs = {} if extra_g is None else {"undeclared_background": extra_g.tolist()}
     for split, rows in (("train", slice(0, cfg.n_train)), ("val", slice(cfg.n_train, cfg.n_train + cfg.n_val))):
-        out[split] = _dataset(cfg, split, params.index(rows), chunks[rows], starts[rows])
+        out[split] = _dataset(cfg, split, params.index(rows), chunks[rows], starts[rows], extra_attrs)
     if not is_units:
         rows = slice(cfg.n_train + cfg.n_val, n_fit)
         test_params = params.index(rows)
         test_params_np = {k: v.numpy() for k, v in test_params.to_mapping().items()}
         _, rollouts = run(test_params_np, chunks[rows, 0].numpy())
-        out["test"] = _dataset(cfg, "test", test_params, rollouts, starts[rows])
+        out["test"] = _dataset(cfg, "test", test_params, rollouts, starts[rows], extra_attrs)
         return out
 
     exp1 = sp.sample_parameters(cfg.n_test, rng, random_direction=True, **ranges)
@@ -158,7 +179,7 @@ def generate(cfg: ProtocolConfig, *, device: str | torch.device = "cpu", progres
     exp3 = {**exp1, **{k: redrawn[k] for k in sp.SCALAR_PARAMETERS}}
     for split, p, z in (("exp1", exp1, z0), ("exp2", exp2, z0_exp2), ("exp3", exp3, z0)):
         test_params, rollouts = run(p, z)
-        out[split] = _dataset(cfg, split, test_params.to("cpu"), rollouts, None)
+        out[split] = _dataset(cfg, split, test_params.to("cpu"), rollouts, None, extra_attrs)
         if split == "exp2":
             out[split]["kg_scale"] = ("sample", s, {"units": "1", "long_name": "factor applied to every kg input"})
     return out
