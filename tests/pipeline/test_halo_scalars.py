@@ -17,13 +17,13 @@ from pipeline.halos.scalars import (
     SCALAR_KINDS,
     SCALAR_NAMES,
     SHELL_EDGES,
-    shell_moment_arrays,
     HaloScalarsError,
     _tasks,
     halo_scalar_array,
     halo_scalars,
     scalar_names,
     scalars_from_moments,
+    shell_moment_arrays,
     shell_moments,
 )
 from pipeline.symmetry import random_orthogonal, random_permutation, relative_error
