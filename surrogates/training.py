@@ -49,6 +49,22 @@ LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 Data = Mapping[str, torch.Tensor | np.ndarray]
 
 
+def saved_for_backward_bytes(compute: Callable[[], Any]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass while ``compute()`` runs, each storage once
+    (activations, and the weights the products keep): the memory a training step holds until its backward
+    pass, the same on any machine."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        compute()
+    return sum(seen.values())
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch."""
 

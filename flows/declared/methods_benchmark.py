@@ -30,7 +30,7 @@ from pipeline.declared.splits import group_elements, moved_by_group, random_spli
 from pipeline.model_symmetry import measure_equivariance
 from pipeline.summaries import spread_text
 from surrogates.declared.models import fit_surrogate, method_refusal, predict
-from surrogates.training import TrainConfig
+from surrogates.training import TrainConfig, saved_for_backward_bytes
 
 THROUGHPUT_BATCH = 4096
 MEMORY_BATCH = 1024
@@ -59,8 +59,7 @@ def throughput(model, values: dict[str, np.ndarray], repeats: int = 3) -> float:
 
 def training_memory(model, values: dict[str, np.ndarray], target: np.ndarray) -> int:
     """Bytes the autograd graph of one training loss on MEMORY_BATCH samples (the test samples tiled) keeps
-    for the backward pass: the activation memory a training step needs beyond the weights, counted from
-    the tensors saved for backward (each storage once), the same on any machine."""
+    for the backward pass (``saved_for_backward_bytes``), the same on any machine."""
     from surrogates.declared.models import training_data
 
     n = len(target)
@@ -68,18 +67,10 @@ def training_memory(model, values: dict[str, np.ndarray], target: np.ndarray) ->
     y = np.concatenate([target] * (MEMORY_BATCH // n + 1))[:MEMORY_BATCH]
     param = next(model.parameters())
     batch = {k: torch.as_tensor(v, dtype=param.dtype) for k, v in training_data(model, tiled, y).items()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.loss(batch)
+    saved = saved_for_backward_bytes(lambda: model.loss(batch))
     model.eval()
-    return sum(seen.values())
+    return saved
 
 
 def run(

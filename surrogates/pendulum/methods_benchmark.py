@@ -9,7 +9,9 @@ under both (float64).
 training distribution; Exp 2, kg rescaled; Exp 3, shifted parameters), on Exp 1 rotated in O(3), and the
 measured O(3) and units errors of the vector field (float64).
 
-Both: the parameter count, the training time per epoch and the vector field's throughput.
+Both: the parameter count, the memory one training loss keeps for its backward pass (MEMORY_CHUNKS chunks,
+the same shapes for every model; ``--memory-only`` measures it alone, untrained), the training time per
+epoch and the vector field's throughput.
 
     python -m surrogates.pendulum.methods_benchmark --preset quick --sizes 50 200 --seeds 3 --out methods.json
     python -m surrogates.pendulum.methods_benchmark --protocol units --preset quick --sizes 250 1000 --out units.json
@@ -43,6 +45,7 @@ from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
+from surrogates.training import saved_for_backward_bytes
 
 MODELS = (
     "scalar-hnn",
@@ -58,6 +61,7 @@ DEFAULT_SIZES = {"emlp": (50, 200), "units": (250, 1000)}
 ABOUT_GRAVITY = about_z("O(2)")
 THROUGHPUT_BATCH = 4096
 SYMMETRY_STATES = 64
+MEMORY_CHUNKS = 100  # chunks of the training loss whose saved tensors are counted: one shape for every model
 
 
 def rotated_split(ds, seed: int = 1, about_gravity: bool = False):
@@ -108,6 +112,46 @@ def throughput(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, rep
         model(z, theta)
         best = min(best, time.perf_counter() - start)
     return THROUGHPUT_BATCH / best
+
+
+def training_memory(model: torch.nn.Module, train) -> int:
+    """Bytes autograd keeps for the backward pass of one training loss (with its augmentation, penalty or
+    prior) on the first MEMORY_CHUNKS chunks of the training split ``train``
+    (``surrogates.training.saved_for_backward_bytes``): the same shapes for every model."""
+    params, chunks, times = sp.from_dataset(train.isel(sample=slice(0, MEMORY_CHUNKS)))
+    batch = {"z": chunks, "theta": pm.theta_of(params)}
+    loss = pm.chunk_loss(torch.as_tensor(times - times[0]))
+    model.train()
+    try:
+        return saved_for_backward_bytes(lambda: loss(model, batch))
+    finally:
+        model.eval()
+
+
+def memory_only(protocol: str, preset: str, models: Sequence[str], hidden: Sequence[int] | None) -> dict:
+    """The parameters and training memory of every model, untrained (neither depends on the weights)."""
+    train = pp.generate(pp.preset(protocol, preset))["train"]
+    params, chunks, _ = sp.from_dataset(train)
+    rows = []
+    for name in models:
+        model = pm.build_model(name, **({"hidden": tuple(hidden)} if hidden else {})).double()
+        model.fit_inputs(chunks.reshape(-1, sp.STATE_DIM), pm.theta_of(params).repeat_interleave(chunks.shape[1], 0))
+        rows.append(
+            {
+                "model": name,
+                "parameters": int(sum(p.numel() for p in model.parameters())),
+                "training_memory_bytes": training_memory(model, train),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return {"protocol": protocol, "preset": preset, "memory_chunks": MEMORY_CHUNKS, "rows": rows}
+
+
+def memory_table(result: dict[str, Any]) -> str:
+    lines = ["| model | parameters | training memory (MB) |", "|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['model']} | {row['parameters']} | {row['training_memory_bytes'] / 1e6:.3g} |")
+    return "\n".join(lines)
 
 
 def _emlp_scores(model: torch.nn.Module, data: dict, z0: torch.Tensor, theta: torch.Tensor) -> dict[str, float]:
@@ -178,6 +222,7 @@ def run(
                             "seed": seed,
                             **scores(model, test_sets, z0, theta),
                             "parameters": int(sum(p.numel() for p in model.parameters())),
+                            "training_memory_bytes": training_memory(model, data["train"]),
                             "seconds_per_epoch": seconds / max(1, int(loaded.training["epochs_run"])),
                             "fields_per_second": throughput(model, z0, theta),
                         }
@@ -211,7 +256,8 @@ def table(result: dict[str, Any]) -> str:
     number the run that wrote the rows did not measure)."""
     protocol = result.get("protocol", "emlp")
     columns = COLUMNS[protocol]
-    titles = ["model", "train chunks", *(c[0] for c in columns), "parameters", "s / epoch", "fields / s"]
+    titles = ["model", "train chunks", *(c[0] for c in columns), "parameters", "training memory (MB)"]
+    titles += ["s / epoch", "fields / s"]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     order = MODELS_BY_PROTOCOL[protocol]
     keys = sorted({(r["model"], r["train_chunks"]) for r in result["rows"]}, key=lambda k: (order.index(k[0]), k[1]))
@@ -225,6 +271,8 @@ def table(result: dict[str, Any]) -> str:
             return spread_text(values) if how == "spread" else f"{max(values):.1e}"
 
         cells = [model, str(size), *(cell(key, how) for _, key, how in columns), str(group[0]["parameters"])]
+        memory = group[0].get("training_memory_bytes")
+        cells.append("-" if memory is None else f"{memory / 1e6:.3g}")
         cells += [
             f"{np.mean([r['seconds_per_epoch'] for r in group]):.3g}",
             f"{np.mean([r['fields_per_second'] for r in group]):.3g}",
@@ -251,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", help="training chunks [default: emlp 50 200, units 250 1000]")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--hidden", type=int, nargs="+", help="the MLPs' widths [default: the models' own]")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the parameters and training memory of each model, untrained (neither depends on the weights)",
+    )
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
     args = parser.parse_args(argv)
     models = args.models or MODELS_BY_PROTOCOL[args.protocol]
@@ -263,10 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = args.sizes or DEFAULT_SIZES[args.protocol]
     if min(sizes) < 1:
         parser.error(f"--sizes must be positive, got {sizes}")
-    result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
+    if args.memory_only:
+        result = memory_only(args.protocol, args.preset, models, args.hidden)
+        text = memory_table(result)
+    else:
+        result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
+        text = table(result)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    text = table(result)
     with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
         f.write(text + "\n")
     print(text)

@@ -369,3 +369,23 @@ def test_the_method_benchmark_refuses_a_model_of_the_other_protocol(capsys):
         mb.main(["--protocol", "units", "--models", "emlp-hnn-o2", "--out", "never.json"])
     assert raised.value.code == 2
     assert "--models emlp-hnn-o2: not compared in --protocol units" in capsys.readouterr().err
+
+
+def test_the_method_benchmark_counts_the_memory_each_training_loss_keeps(tmp_path):
+    """At least every hidden activation of every RK4 stage is kept for the backward pass; the penalty's
+    second rollout keeps about as much again; --memory-only writes the table without training."""
+    import json
+
+    from surrogates.pendulum import methods_benchmark as mb
+
+    train = pp.generate(pp.preset("emlp", "smoke"))["train"]
+    chunks, points = train.sizes["sample"], train.sizes["time"]
+    saved = {name: mb.training_memory(_model(name), train) for name in ("mlp-hnn", "mlp-hnn-penalty")}
+    activations = 4 * (points - 1) * min(chunks, mb.MEMORY_CHUNKS) * 2 * 32 * 8  # stages, states, (32, 32), f64
+    assert saved["mlp-hnn"] >= activations
+    assert saved["mlp-hnn-penalty"] == pytest.approx(2 * saved["mlp-hnn"], rel=0.1)
+    out = tmp_path / "memory.json"
+    assert mb.main(["--preset", "smoke", "--memory-only", "--models", "scalar-hnn", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "scalar-hnn" and row["training_memory_bytes"] > 0
+    assert "| scalar-hnn |" in (tmp_path / "memory.md").read_text()
