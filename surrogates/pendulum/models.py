@@ -19,7 +19,9 @@ l2, g) shaped (batch, 9), in kg, m and s. Five models, all trained through their
 For comparing the ways of building O(3) in (docs/fit.md#other-methods), three approximate HNNs trained
 by the same rollout loss: ``AugmentedHNN`` (the MLP HNN on randomly rotated trajectories), ``PenaltyHNN``
 (the MLP HNN with an equivariance penalty) and ``RelaxedHNN`` (the scalar HNN plus an MLP HNN under an L2
-prior, a residual pathway prior).
+prior, a residual pathway prior); and for the units (the units protocol), ``UnitsAugmentedHNN`` (the
+dimensional-scalars HNN on chunks in random units) and ``RelaxedUnitsHNN`` (the dimensionless HNN plus the
+dimensional-scalars one under the same prior).
 
 Every model says what it reads and returns as ``model.io`` (a ``pipeline.model_io.ModelIO``): z and
 theta as the declared vectors and parameters, dz/dt as their time derivatives, under the declared
