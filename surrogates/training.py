@@ -29,6 +29,7 @@ import os
 import random
 import sys
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -50,19 +51,23 @@ Data = Mapping[str, torch.Tensor | np.ndarray]
 
 
 def saved_for_backward_bytes(compute: Callable[[], Any]) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass while ``compute()`` runs, each storage once
-    (activations, and the weights the products keep): the memory a training step holds until its backward
-    pass, the same on any machine."""
-    seen: dict[int, int] = {}
+    """Bytes of the tensors autograd still keeps for the backward pass when ``compute()`` returns, each
+    storage once (activations, and the weights the products keep): the memory a training step holds until
+    its backward pass, the same on any machine. Tensors saved and released within ``compute`` (the graph of
+    an inner ``autograd.grad``) do not count: only live storages are summed, so no freed address is
+    mistaken for a live one."""
+    saved: list[tuple[weakref.ref, int, int]] = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
+        saved.append((weakref.ref(t), storage.data_ptr(), storage.nbytes()))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        compute()
-    return sum(seen.values())
+        result = compute()
+    live = {address: size for ref, address, size in saved if ref() is not None}
+    del result
+    return sum(live.values())
 
 
 class TrainingDiverged(RuntimeError):
