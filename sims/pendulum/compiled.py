@@ -216,6 +216,13 @@ def integrate(
     return out, counts, outcome, when
 
 
+def numba_threads() -> int:
+    """Numba's thread count, read without changing torch's: reading it starts numba's threading layer, which
+    sets the shared OpenMP thread count (see :func:`_keeping_torch_threads`)."""
+    with _keeping_torch_threads():
+        return numba.get_num_threads()
+
+
 @contextlib.contextmanager
 def _keeping_torch_threads():
     """Restore torch's thread count around a parallel launch. Numba's OpenMP layer, as it starts and launches,

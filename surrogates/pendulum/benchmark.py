@@ -28,11 +28,11 @@ import platform
 import time
 from datetime import datetime, timezone
 
-import numba
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from sims.pendulum import compiled
 from sims.pendulum import system as sp
 from surrogates.devices import pick_device
 from surrogates.pendulum import models as pm
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             "platform": platform.platform(),
             "processor": platform.processor(),
             "torch_threads": torch.get_num_threads(),
-            "numba_threads": numba.get_num_threads(),
+            "numba_threads": compiled.numba_threads(),
             "device": str(device),
         },
         "args": vars(args),
