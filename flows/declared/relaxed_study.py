@@ -14,6 +14,7 @@ this run.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,7 +121,8 @@ def figure(result: dict[str, Any], path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(result.get("error_label", "median relative test error"))
     axes[0][0].legend()
-    fig.suptitle(f"{result['system']}: exact, relaxed and unconstrained models against broken symmetry")
+    title = f"{result['system']}: exact, relaxed and unconstrained models against broken symmetry"
+    fig.suptitle(textwrap.fill(title, width=45 * len(panels)))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
