@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from data_catalog import Catalog
@@ -12,9 +13,15 @@ from flows.rietkerk.flow import rietkerk_flow
 from surrogates.rietkerk import runs as sr
 
 
-def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
-    root = str(tmp_path / "catalog")
-    result = rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run of the flow, shared: the command's test reuses its data and emulators."""
+    root = str(tmp_path_factory.mktemp("rietkerk") / "catalog")
+    return root, rietkerk_flow(preset="smoke", seeds=1, catalog=root, regime_maps=False)
+
+
+def test_the_flow_runs_every_step_and_reuses_its_cache(smoke_run, monkeypatch):
+    root, result = smoke_run
     cat = Catalog(root)
     raw = result.data["raw"]
     assert set(raw) == {"train", "val", "test", "rainfall", "shifted", "rescaled", "units"}
@@ -40,8 +47,10 @@ def test_the_flow_runs_every_step_and_reuses_its_cache(tmp_path, monkeypatch):
     assert again == result
 
 
-def test_reproduce_rietkerk_command(tmp_path):
-    root, out, figure = tmp_path / "c", tmp_path / "summary.md", tmp_path / "map.png"
+def test_reproduce_rietkerk_command(smoke_run, tmp_path):
+    """On the flow test's catalog: the command takes its data and emulators from the cache and adds the
+    regime maps."""
+    root, out, figure = smoke_run[0], tmp_path / "summary.md", tmp_path / "map.png"
     args = ["--catalog", str(root), "reproduce", "rietkerk", "--preset", "smoke", "--seeds", "1", "--emulator", "pi"]
     result = CliRunner().invoke(main, [*args, "--out", str(out), "--figure", str(figure)])
     assert result.exit_code == 0, result.output
