@@ -64,13 +64,15 @@ def study(preset: str, epsilons: Sequence[float], sizes: Sequence[int], seeds: i
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         catalog = Catalog(folder)
+        vals = {e: catalog.write(splits["val"], f"val-{e:g}", kind=sp.RAW_KIND) for e, splits in data.items()}
+        tests = {e: sp.from_dataset(splits["test"]) for e, splits in data.items()}
         for size in sizes:
             for epsilon, splits in data.items():
-                val = catalog.write(splits["val"], f"val-{epsilon:g}", kind=sp.RAW_KIND)
+                val = vals[epsilon]
                 train = catalog.write(
                     splits["train"].isel(sample=slice(0, size)), f"train-{epsilon:g}-{size}", kind=sp.RAW_KIND
                 )
-                params, truth, times = sp.from_dataset(splits["test"])
+                params, truth, times = tests[epsilon]
                 z0, theta = truth[:SYMMETRY_STATES, 0], pm.theta_of(params)[:SYMMETRY_STATES]
                 for method in methods:
                     for seed in range(seeds):

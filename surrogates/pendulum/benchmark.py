@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -180,14 +181,23 @@ def integrator_floor(variant: str) -> dict:
     return out
 
 
+@functools.cache
+def _training_batch(protocol: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunks (float64, CPU) of the batch shape of ``protocol`` (TRAINING_SHAPES) and their contexts,
+    simulated once for every model."""
+    batch, chunk = TRAINING_SHAPES[protocol]
+    params, z0 = _systems(batch, seed=4)
+    return sp.simulate(params, z0, torch.as_tensor(TIMES[:chunk])), pm.theta_of(params)
+
+
 def _step_function(name: str, protocol: str, dtype: torch.dtype, device: torch.device):
     """One optimizer step (Adam, the rollout loss, one RK4 step per interval) of model ``name`` on the batch
     shape of ``protocol`` (TRAINING_SHAPES), as a closure."""
-    batch, chunk = TRAINING_SHAPES[protocol]
-    params, z0 = _systems(batch, seed=4)
+    chunk = TRAINING_SHAPES[protocol][1]
     times = torch.as_tensor(TIMES[:chunk])
-    z = sp.simulate(params, z0, times).to(device=device, dtype=dtype)
-    theta = pm.theta_of(params).to(device=device, dtype=dtype)
+    chunks, contexts = _training_batch(protocol)
+    z = chunks.to(device=device, dtype=dtype)
+    theta = contexts.to(device=device, dtype=dtype)
     model = pm.build_model(name).to(device=device, dtype=dtype)
     model.fit_inputs(z.reshape(-1, 12), theta.repeat_interleave(chunk, 0))
     loss = pm.chunk_loss(times.to(dtype), substeps=1)

@@ -358,8 +358,12 @@ class RelaxedHNN(HamiltonianModel):
     def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
         super().__init__()
         self.config = {"hidden": list(hidden), "activation": activation}
-        self.exact = ScalarHNN("scalars", hidden, activation)
-        self.free = ScalarHNN("raw", hidden, activation)
+        self.exact, self.free = self._pathways(hidden, activation)
+
+    @staticmethod
+    def _pathways(hidden: tuple[int, ...], activation: str) -> tuple[HamiltonianModel, ScalarHNN]:
+        """The exact pathway and the free one under the prior."""
+        return ScalarHNN("scalars", hidden, activation), ScalarHNN("raw", hidden, activation)
 
     @property
     def io(self) -> ModelIO:
@@ -396,8 +400,8 @@ def units_rescaled(
     def factor(units: str) -> np.ndarray:
         return unit_factor(units, scales, independent)
 
-    moved_z = scale_port(z, STATE, factor, 3)
-    return moved_z, scale_port(theta, CONTEXT, factor, 3), scale_port(torch.ones_like(z), STATE, factor, 3)
+    state_scale = scale_port(torch.ones_like(z), STATE, factor, 3)
+    return z * state_scale, scale_port(theta, CONTEXT, factor, 3), state_scale
 
 
 @register_model("pendulum.units_augmented_hnn")
@@ -427,11 +431,9 @@ class RelaxedUnitsHNN(RelaxedHNN):
     HNN's, whose parameters carry the L2 prior RELAXED_WEIGHT in training. Exactly O(3)-equivariant (both
     pathways read invariant scalars), approximately units-equivariant."""
 
-    def __init__(self, hidden: tuple[int, ...] = (100,) * 4, activation: str = DEFAULT_ACTIVATION):
-        HamiltonianModel.__init__(self)
-        self.config = {"hidden": list(hidden), "activation": activation}
-        self.exact = DimensionlessHNN(hidden, activation)
-        self.free = ScalarHNN("scalars", hidden, activation)
+    @staticmethod
+    def _pathways(hidden: tuple[int, ...], activation: str) -> tuple[HamiltonianModel, ScalarHNN]:
+        return DimensionlessHNN(hidden, activation), ScalarHNN("scalars", hidden, activation)
 
     @property
     def io(self) -> ModelIO:
