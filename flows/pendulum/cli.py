@@ -95,7 +95,9 @@ def reproduce_pendulum(
     known = {m for p in protocols for m in protocol_models(p)}
     unknown = [m for m in models if m not in known]
     if unknown:
-        raise UsageFailure(f"unknown model(s) {unknown} for protocol(s) {protocols}; choose from {sorted(known)}")
+        raise UsageFailure(
+            f"--model: unknown model(s) {unknown} for --protocol {protocol}; choose from {sorted(known)}"
+        )
     summaries = []
     for name in protocols:
         chosen = [m for m in models if m in protocol_models(name)] if models else None
@@ -114,7 +116,7 @@ def reproduce_pendulum(
         )
         summaries.append(_flow_result(state, f"pendulum {name}").details[name])
     if not summaries:
-        raise UsageFailure(f"none of the models {list(models)} belongs to protocol(s) {protocols}")
+        raise UsageFailure(f"--model: none of the models {list(models)} belongs to --protocol {protocol}")
     label = (f", activation {activation}" if activation else "") + ("" if dtype == "float64" else f", {dtype}")
     text = "\n\n".join(
         f"### {s['protocol']} protocol, preset {preset}{label}\n\n{markdown_table(s)}" for s in summaries

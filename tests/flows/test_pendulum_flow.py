@@ -53,6 +53,6 @@ def test_reproduce_pendulum_command_writes_the_table(tmp_path):
     assert model.config["activation"] == "tanh"
     assert Catalog(root).info(model.ref).params["training"]["dtype"] == "float32"
     bad = CliRunner().invoke(main, [*common, "--model", "nonsense"])
-    assert bad.exit_code == 2 and "nonsense" in bad.output
+    assert bad.exit_code == 2 and "--model: unknown model(s) ['nonsense'] for --protocol emlp" in bad.output
     summary = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["summaries"][0]
     assert summary["rows"][0]["model"] == "mlp-node" and summary["activation"] == "tanh"
