@@ -32,9 +32,10 @@ An empty shell has zero moments, so its scalars are zeros (not NaN). A halo with
 unless ``too_few="mark"`` (its row is then NaN and ``valid`` is False).
 
 :func:`halo_scalars` computes them across halos with dask: each task reads only the particle
-rows of its chunk of halos (through the offsets), so a catalog opened lazily
-(``xr.open_dataset(path, engine="h5netcdf")``, fastest: each task reads its own rows from the file;
-or with dask ``chunks=...``) streams through in bounded memory.
+rows of its chunk of halos (through the offsets), block by block, so a catalog opened lazily
+(``xr.open_dataset(path, engine="h5netcdf")``, with or without dask ``chunks=...``) streams through
+in bounded memory. Rows stored as plain HDF5 datasets are read by the tasks themselves with h5py
+(:mod:`pipeline.halos.rows`).
 ``python -m pipeline.halos.benchmark --out FILE.json`` measures the throughput and the
 workers' peak memory on synthetic catalogs of growing size.
 """
@@ -53,9 +54,10 @@ import numpy as np
 import xarray as xr
 
 from pipeline.cluster import dask_scheduler
+from pipeline.halos.rows import FileRows, block_readers, stored_dataset
 from pipeline.invariants import is_torch, upper_pairs
 from pipeline.units import scale_factor
-from sims.halos.catalog import HALO_UNITS, PARTICLE_UNITS
+from sims.halos.catalog import HALO_UNITS, PARTICLE_UNITS, chunk_bounds
 
 G_KPC_KMS2_MSUN = 4.30091e-6  # G in kpc (km/s)^2 / Msun
 SHELL_EDGES = (0.0, 0.1, 0.4, 1.0)  # in units of R200m
@@ -67,6 +69,9 @@ ANTISYMMETRIC = "xv-"
 SCALAR_DIM = "scalar"
 HALO_DIM = "halo"
 DEFAULT_CHUNK_HALOS = 256  # halos per dask task: 1 M particles at 4,000 a halo (docs/RESULTS.md, 2026-12-06)
+# particle rows a task reads and reduces at once (15 MB in float64): memory the allocator reuses from
+# block to block, instead of a task's whole rows in fresh pages that the kernel must fault in
+BLOCK_PARTICLES = 2**18
 DEFAULT_MIN_PARTICLES = 10
 KINDS = ("single", "vector-contraction", "tensor-contraction", "antisymmetric-contraction", "product")
 
@@ -299,16 +304,29 @@ def shell_moments(
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     if counts.ndim != 1 or (counts < 0).any():
         raise ValueError("shell_moments: counts must be a 1-D array of non-negative integers")
+    sums = np.zeros((counts.size, N_SHELLS, N_SUMS))
+    within = np.zeros(counts.size, dtype=np.int64)
+    _accumulate(position, velocity, mass, counts, centre, R200m, sums, within)
+    return _normalised(sums, within, M200m, R200m, G)
+
+
+def _accumulate(position, velocity, mass, counts, centre, R200m, sums: np.ndarray, within: np.ndarray) -> None:
+    """The raw shell sums of a batch of halos into ``sums`` (H, 3, N_SUMS) and ``within`` (H,)."""
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
     n_halos, n_particles = counts.size, int(counts.sum())
-    M = np.asarray(M200m, dtype=np.float64)
     R = np.ascontiguousarray(R200m, dtype=np.float64).reshape(n_halos)
     centre = np.ascontiguousarray(centre, dtype=np.float64).reshape(n_halos, 3)
     pos = _particles(position, "position", (n_particles, 3))
     vel = _particles(velocity, "velocity", (n_particles, 3))
     m = _particles(mass, "mass", (n_particles,))
-    sums = np.zeros((n_halos, N_SHELLS, N_SUMS))
-    within = np.zeros(n_halos, dtype=np.int64)
     _moment_sums(pos, vel, m, counts, centre, R, sums, within)
+
+
+def _normalised(sums: np.ndarray, within: np.ndarray, M200m: Any, R200m: Any, G: float) -> dict[str, np.ndarray]:
+    """:func:`shell_moments`' dictionary from the raw sums."""
+    n_halos = sums.shape[0]
+    M = np.asarray(M200m, dtype=np.float64)
+    R = np.ascontiguousarray(R200m, dtype=np.float64).reshape(n_halos)
     xx, vv = _symmetric(sums[..., 7:13]), _symmetric(sums[..., 13:19])
     xv = sums[..., 19:28].reshape(n_halos, N_SHELLS, 3, 3)
 
@@ -391,6 +409,13 @@ def halo_scalar_array(
     if too_few not in ("raise", "mark"):
         raise ValueError(f"too_few must be 'raise' or 'mark', got {too_few!r}")
     moments = shell_moments(position, velocity, mass, counts, centre, M200m, R200m, G=G)
+    return _scalars_of(moments, halo_id, min_particles, too_few)
+
+
+def _scalars_of(
+    moments: dict[str, np.ndarray], halo_id: Any, min_particles: int, too_few: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`halo_scalar_array`'s result from :func:`shell_moments`' dictionary."""
     within = moments.pop("particles_within")
     sparse = within < min_particles
     if sparse.any() and too_few == "raise":
@@ -422,35 +447,33 @@ _KEEP_OPEN: collections.deque[xr.Variable] = collections.deque(maxlen=3 * len(PA
 
 
 def _chunk_task(
-    position: np.ndarray,
-    velocity: np.ndarray,
-    mass: np.ndarray,
+    position: FileRows | xr.Variable | np.ndarray,
+    velocity: FileRows | xr.Variable | np.ndarray,
+    mass: FileRows | xr.Variable | np.ndarray,
     halos: dict[str, np.ndarray],
     factors: dict[str, float],
     min_particles: int,
     too_few: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One chunk of halos: its particle rows arrive as arrays (read here, from a lazy file if so)."""
-
-    def scaled(values: Any, name: str) -> np.ndarray:
-        if isinstance(values, xr.Variable):  # lazily indexed rows of a file: read them here
-            _KEEP_OPEN.append(values[:0])
-        # as stored (float32 or float64) unless a unit factor applies: the kernel reads it as it is
-        values = np.asarray(values)
-        return values * np.float64(factors[name]) if factors[name] != 1.0 else values
-
-    return halo_scalar_array(
-        scaled(position, "particle_position"),
-        scaled(velocity, "particle_velocity"),
-        scaled(mass, "particle_mass"),
-        halos["particle_count"],
-        halos["position"] * factors["position"],
-        halos["M200m"] * factors["M200m"],
-        halos["R200m"] * factors["R200m"],
-        halo_id=halos["halo_id"],
-        min_particles=min_particles,
-        too_few=too_few,  # type: ignore[arg-type]
-    )
+    """One chunk of halos. Its particle rows arrive as arrays, or as rows of a file to read here; they are
+    read and reduced to shell sums block by block (:data:`BLOCK_PARTICLES`, :mod:`pipeline.halos.rows`)."""
+    sources = (position, velocity, mass)
+    for rows in sources:
+        if isinstance(rows, xr.Variable):
+            _KEEP_OPEN.append(rows[:0])
+    counts = np.asarray(halos["particle_count"], dtype=np.int64)
+    centre = halos["position"] * factors["position"]
+    R = halos["R200m"] * factors["R200m"]
+    sums = np.zeros((counts.size, N_SHELLS, N_SUMS))
+    within = np.zeros(counts.size, dtype=np.int64)
+    with block_readers(sources, [factors[n] for n in PARTICLE_UNITS]) as (read_x, read_v, read_m):
+        for h0, h1, p0, p1 in chunk_bounds(counts, counts.size, BLOCK_PARTICLES):
+            _accumulate(
+                read_x(p0, p1), read_v(p0, p1), read_m(p0, p1), counts[h0:h1], centre[h0:h1], R[h0:h1],
+                sums[h0:h1], within[h0:h1],
+            )  # fmt: skip
+    moments = _normalised(sums, within, halos["M200m"] * factors["M200m"], R, G_KPC_KMS2_MSUN)
+    return _scalars_of(moments, halos["halo_id"], min_particles, too_few)
 
 
 def halo_scalars(
@@ -509,13 +532,14 @@ def _tasks(ds: xr.Dataset, chunk_halos: int, min_particles: int, too_few: str) -
         )
     factors = {n: _factor(ds, n, u) for n, u in {**HALO_UNITS, **PARTICLE_UNITS}.items() if n in _SCALED}
     particles = {n: ds[n].variable for n in PARTICLE_UNITS}
+    stored = {n: stored_dataset(v, n) for n, v in particles.items()}
     token = uuid.uuid4().hex  # keys unique per call: a shared scheduler may hold another catalog's
     tasks = []
     for start in range(0, n_halos, chunk_halos):
         stop = min(start + chunk_halos, n_halos)
         first = int(offsets[start])
         last = int(offsets[stop - 1] + counts[stop - 1])
-        rows = [_rows(particles[n], first, last) for n in PARTICLE_UNITS]
+        rows = [_rows(particles[n], first, last, n, stored[n]) for n in PARTICLE_UNITS]
         part = {n: v[start:stop] for n, v in halos.items()}
         tasks.append(
             dask.delayed(_chunk_task, nout=2)(
@@ -525,14 +549,17 @@ def _tasks(ds: xr.Dataset, chunk_halos: int, min_particles: int, too_few: str) -
     return tasks, np.asarray(halos["halo_id"], dtype=np.int64)
 
 
-def _rows(variable: xr.Variable, first: int, last: int) -> Any:
+def _rows(variable: xr.Variable, first: int, last: int, name: str, stored: str | None) -> Any:
     """Particle rows ``first:last`` as a task reads them, without reading anything here.
 
-    A dask-backed variable: a dask slice (dask fuses the getitem into the file read; the rows reach
-    the task as a separate input). A lazily opened one (``xr.open_dataset`` without ``chunks``): a
-    lazily indexed Variable, pickled with the task and read in it (no other task, no transfer
-    between workers: the fastest way from a file). In memory: a view.
+    Stored as a plain dataset of the HDF5 file ``stored`` (opened with or without dask chunks): a
+    :class:`FileRows` the task reads itself (no other task, no transfer between workers: the
+    fastest way from a file). Another dask-backed variable: a dask slice (the rows reach the task
+    as a separate input). Another lazily opened one: a lazily indexed Variable, pickled with the
+    task and read in it. In memory: a view.
     """
+    if stored is not None:
+        return FileRows(stored, name, first, last)
     if variable.chunks is not None:
         return variable.data[first:last]
     if not getattr(variable, "_in_memory", True):

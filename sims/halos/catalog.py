@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask
@@ -397,6 +397,19 @@ def catalog_dataset(
     if problems:
         raise HaloCatalogError(f"{source}: " + "; ".join(problems))
     return ds
+
+
+def chunk_bounds(counts: np.ndarray, chunk_halos: int, chunk_particles: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first halo, end halo, first particle, end particle) of each chunk of contiguous halos: at most
+    ``chunk_halos`` halos and ``chunk_particles`` particles (a heavier halo makes a chunk of its own)."""
+    ends = np.cumsum(counts, dtype=np.int64)
+    starts = ends - counts
+    i0 = 0
+    while i0 < counts.size:
+        fits = int(np.searchsorted(ends, starts[i0] + chunk_particles, side="right"))
+        i1 = min(i0 + chunk_halos, max(fits, i0 + 1), counts.size)
+        yield i0, i1, int(starts[i0]), int(ends[i1 - 1])
+        i0 = i1
 
 
 def halo_particles(ds: xr.Dataset, i: int) -> dict[str, np.ndarray]:

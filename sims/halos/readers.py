@@ -47,6 +47,7 @@ from sims.halos.catalog import (
     checked_number,
     checked_redshift,
     checked_values,
+    chunk_bounds,
     has_particles,
     scalar_value,
 )
@@ -105,21 +106,6 @@ def _particle_presence(where: str, names: Iterable[str]) -> bool:
 def _check_chunk_halos(chunk_halos: int) -> None:
     if not isinstance(chunk_halos, (int, np.integer)) or chunk_halos < 1:
         raise ValueError(f"chunk_halos must be a positive integer, got {chunk_halos!r}")
-
-
-def _chunk_bounds(
-    counts: np.ndarray, chunk_halos: int, chunk_particles: int = CHUNK_PARTICLES
-) -> Iterator[tuple[int, int, int, int]]:
-    """(first halo, end halo, first particle, end particle) of each chunk of contiguous halos: at most
-    ``chunk_halos`` halos and ``chunk_particles`` particles (a heavier halo makes a chunk of its own)."""
-    ends = np.cumsum(counts, dtype=np.int64)
-    starts = ends - counts
-    i0 = 0
-    while i0 < counts.size:
-        fits = int(np.searchsorted(ends, starts[i0] + chunk_particles, side="right"))
-        i1 = min(i0 + chunk_halos, max(fits, i0 + 1), counts.size)
-        yield i0, i1, int(starts[i0]), int(ends[i1 - 1])
-        i0 = i1
 
 
 def _layout_problems(ids: np.ndarray, counts: np.ndarray, offsets: np.ndarray, n_particles: int) -> list[str]:
@@ -388,7 +374,7 @@ def _lazy_problems(ds: xr.Dataset, check_values: bool) -> list[str]:
     problems = _layout_problems(ids, counts, offsets, ds.sizes.get("particle", 0))
     if problems:
         return problems
-    for i0, i1, p0, p1 in _chunk_bounds(counts, DEFAULT_CHUNK_HALOS):
+    for i0, i1, p0, p1 in chunk_bounds(counts, DEFAULT_CHUNK_HALOS, CHUNK_PARTICLES):
         chunk = ds.isel(halo=slice(i0, i1), particle=slice(p0, p1)).load()
         chunk["particle_offset"] = chunk["particle_offset"] - p0
         problems += [f"halos {i0}..{i1 - 1}: {p}" for p in check_catalog(chunk)]
@@ -531,7 +517,7 @@ def iter_hdf5(path: PathLike, chunk_halos: int = DEFAULT_CHUNK_HALOS) -> Iterato
 def _hdf5_chunks(path: Path, layout: _Hdf5Layout, chunk_halos: int) -> Iterator[xr.Dataset]:
     later = {**layout.attrs, **{k: 0 for k in SUMMED_ATTRS if k in layout.attrs}}
     with _open_h5(path) as f:
-        for i0, i1, p0, p1 in _chunk_bounds(layout.counts, chunk_halos):
+        for i0, i1, p0, p1 in chunk_bounds(layout.counts, chunk_halos, CHUNK_PARTICLES):
             halos: dict[str, np.ndarray] = {}
             particles: dict[str, np.ndarray] = {}
             for name, factor in layout.fields.items():

@@ -109,13 +109,13 @@ from sims.halos.catalog import (
     checked_number,
     checked_redshift,
     checked_values,
+    chunk_bounds,
     has_particles,
 )
 from sims.halos.readers import (
     DROPPED_ATTR,
     MSUN_KG,
     SUMMED_ATTRS,
-    _chunk_bounds,
     check_hdf5_path,
 )
 from sims.halos.tng import HEADER_CHECKS, _check_num_files, _open, _SplitFiles
@@ -845,7 +845,7 @@ def _plan_buckets(inputs: list[_Chunk], header: SnapshotHeader, chunk_particles:
             expected = np.ceil(chunk.halos["M200m"] / header.particle_mass_msun).astype(np.int64)
         else:
             expected = np.ones(chunk.size, dtype=np.int64)
-        starts += [chunk.start + i0 for i0, _, _, _ in _chunk_bounds(expected, chunk.size, chunk_particles)]
+        starts += [chunk.start + i0 for i0, _, _, _ in chunk_bounds(expected, chunk.size, chunk_particles)]
     return np.array([*starts, inputs[-1].start + inputs[-1].size], dtype=np.int64)
 
 
@@ -964,7 +964,7 @@ def _pieces(inputs: list[_Chunk], buckets: np.ndarray, counts: np.ndarray, chunk
         inherited = {key: int(chunk.attrs[key]) for key in SUMMED_ATTRS if key in chunk.attrs}
         while b < buckets.size - 1 and buckets[b] < chunk.start + chunk.size:
             lo, hi = int(buckets[b]), int(buckets[b + 1])
-            for i0, i1, _, _ in _chunk_bounds(counts[lo:hi], hi - lo, chunk_particles):
+            for i0, i1, _, _ in chunk_bounds(counts[lo:hi], hi - lo, chunk_particles):
                 kept = counts[lo + i0 : lo + i1] > 0
                 summed = dict(inherited)
                 inherited = {key: 0 for key in inherited}

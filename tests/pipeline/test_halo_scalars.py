@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import pipeline.halos.scalars as scalars_module
 from pipeline.halos.scalars import (
     G_KPC_KMS2_MSUN,
     KINDS,
@@ -389,6 +390,43 @@ def test_chunking_and_lazy_files_do_not_change_the_result(tmp_path):
         assert len(dict(dask.delayed(list)(tasks).__dask_graph__())) == len(tasks) + 1  # no read tasks
         read_in_tasks = halo_scalars(lazy, chunk_halos=2, dask_address="threads")
     np.testing.assert_array_equal(read_in_tasks["scalars"].values, whole["scalars"].values)
+
+
+def test_blocks_read_within_a_task_give_the_same_scalars(tmp_path, monkeypatch):
+    """A task reads its rows block by block: a file in other units, blocks smaller than a halo and
+    blocks of several halos give the in-memory scalars exactly, and no block is larger than it must be."""
+    ds = random_catalog(n_halos=6, seed=9)
+    expected = compute(ds)
+    relabelled = ds.copy()
+    for name, factor, units in (
+        ("particle_position", MPC_PER_KPC, "Mpc"),
+        ("particle_velocity", MS_PER_KMS, "m s^-1"),
+        ("particle_mass", KG_PER_MSUN, "kg"),
+    ):
+        relabelled[name] = (ds[name].dims, ds[name].values * factor, {"units": units})
+    path = tmp_path / "halos.nc"
+    relabelled.to_netcdf(path, engine="h5netcdf")
+    counts = ds["particle_count"].values
+    budget = int(counts.max()) + int(counts.min()) - 1  # some blocks hold two halos, some one
+    blocks = []
+    accumulate = scalars_module._accumulate
+
+    def spy(position, *args):
+        blocks.append(len(position))
+        return accumulate(position, *args)
+
+    monkeypatch.setattr(scalars_module, "BLOCK_PARTICLES", budget)
+    monkeypatch.setattr(scalars_module, "_accumulate", spy)
+    with xr.open_dataset(path, engine="h5netcdf") as lazy:
+        got = halo_scalars(lazy, chunk_halos=4, dask_address="synchronous")
+    assert sum(blocks) == counts.sum() and len(blocks) > 2  # both tasks split into blocks
+    assert all(b <= budget for b in blocks)
+    assert_same_scalars(got["scalars"].values, expected, ds)
+    # in memory, in the catalog's own units, the blocks change nothing at all
+    blocks.clear()
+    in_memory = halo_scalars(ds, chunk_halos=4, dask_address="synchronous")["scalars"].values
+    assert len(blocks) > 2
+    np.testing.assert_array_equal(in_memory, expected)
 
 
 def test_a_local_cluster_gives_the_same_scalars():

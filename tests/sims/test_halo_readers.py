@@ -14,10 +14,9 @@ import pytest
 import xarray as xr
 
 from data_catalog import check_dataset
-from sims.halos.catalog import HALOS_KIND, HaloCatalogError, has_particles
+from sims.halos.catalog import HALOS_KIND, HaloCatalogError, chunk_bounds, has_particles
 from sims.halos.readers import (
     DROPPED_ATTR,
-    _chunk_bounds,
     iter_hdf5,
     open_canonical,
     write_canonical,
@@ -377,7 +376,7 @@ def test_hdf5_nan_in_a_field(canonical):
 def test_chunks_bound_both_halos_and_particles():
     counts = np.random.default_rng(0).integers(1, 50, 500)
     counts[17] = 1000  # heavier than a chunk's particle budget: a chunk of its own
-    bounds = list(_chunk_bounds(counts, 64, 200))
+    bounds = list(chunk_bounds(counts, 64, 200))
     ends = np.cumsum(counts)
     assert bounds[0][0] == 0 and bounds[-1][1] == counts.size and bounds[-1][3] == ends[-1]
     for (i0, i1, p0, p1), following in zip(bounds, bounds[1:] + [None]):
