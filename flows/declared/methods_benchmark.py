@@ -28,6 +28,7 @@ from pipeline.declared.evaluation import relative_errors
 from pipeline.declared.methods import METHODS
 from pipeline.declared.splits import group_elements, moved_by_group, random_split
 from pipeline.model_symmetry import measure_equivariance
+from pipeline.outputs import write_json_and_table
 from pipeline.summaries import spread_text
 from surrogates.declared.models import fit_surrogate, method_refusal, predict
 from surrogates.training import TrainConfig, saved_for_backward_bytes
@@ -181,22 +182,13 @@ def add_run_options(parser: argparse.ArgumentParser, methods: Sequence[str], epo
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
 
 
-def write_outputs(result: dict[str, Any], out: str, text: str) -> None:
-    """The JSON at ``out`` and the table beside it (.md), and the table on the terminal."""
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    with open(out.rsplit(".", 1)[0] + ".md", "w") as f:
-        f.write(text + "\n")
-    print(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
     add_run_options(parser, METHODS, epochs=400)
     args = parser.parse_args(argv)
     result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    write_outputs(result, args.out, table(result))
+    write_json_and_table(result, args.out, table(result))
     return 0
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from flows.declared.methods_benchmark import add_run_options, run, write_outputs
+from flows.declared.methods_benchmark import add_run_options, run
 from pipeline.declared.methods import METHODS
+from pipeline.outputs import write_json_and_table
 from pipeline.summaries import spread_text
 
 DEFAULT_METHODS = ("scalars", "relaxed", "raw")
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(set(epsilons)) != len(epsilons):
         parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
     result = study(args.declaration, args.data, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    write_outputs(result, args.out, table(result))
+    write_json_and_table(result, args.out, table(result))
     if args.figure:
         figure(result, args.figure)
     return 0

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from data_catalog import Catalog
-from flows.declared.methods_benchmark import write_outputs
 from flows.declared.relaxed_study import figure, table
 from pipeline.metrics import relative_error
+from pipeline.outputs import write_json_and_table
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["| epsilon (m s^-2) | median relative change of the true field |", "|---|---|"]
         + [f"| {e} | {v:.3g} |" for e, v in result["breaking"].items()]
     )
-    write_outputs(result, args.out, breaking_text + "\n\n" + table(result))
+    write_json_and_table(result, args.out, breaking_text + "\n\n" + table(result))
     if args.figure:
         figure(result, args.figure)
     return 0

@@ -37,6 +37,7 @@ from data_catalog import Catalog
 from pipeline.matrix_groups import about_z
 from pipeline.metrics import geometric_mean, relative_error
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
+from pipeline.outputs import write_json_and_table
 from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
 from pipeline.symmetry import relative_error as symmetry_relative_error
@@ -322,11 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
         text = table(result)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:
-        f.write(text + "\n")
-    print(text)
+    write_json_and_table(result, args.out, text)
     return 0
 
 
