@@ -46,8 +46,7 @@ def breaking(test, epsilon: float) -> float:
     test rollouts' states when it is added."""
     params, truth, _ = sp.from_dataset(test)
     variant = test.attrs.get("variant", "reference")
-    mapping = params.to_mapping()
-    moved = sp.Parameters.from_mapping({**mapping, "g": mapping["g"] + torch.as_tensor(epsilon * FIELD_DIRECTION)})
+    moved = params.in_field(epsilon * FIELD_DIRECTION)
     z = truth.reshape(-1, sp.STATE_DIM)
     repeats = truth.shape[1]
 

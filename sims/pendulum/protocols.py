@@ -139,11 +139,7 @@ def generate(
     def run(params_np: dict[str, np.ndarray], z0_np: np.ndarray) -> tuple[sp.Parameters, torch.Tensor]:
         nonlocal done
         params = sp.Parameters.from_mapping(params_np, device=device)
-        simulated = (
-            params
-            if extra_g is None
-            else sp.Parameters.from_mapping({**params_np, "g": params_np["g"] + extra_g}, device=device)
-        )
+        simulated = params if extra_g is None else params.in_field(extra_g)
         z0 = torch.as_tensor(z0_np, dtype=torch.float64, device=device)
         traj = sp.simulate(simulated, z0, times, variant=cfg.variant, rtol=cfg.rtol, atol=cfg.rtol * 1e-2)
         done += len(z0_np)

@@ -6,7 +6,7 @@ momenta of both masses. Units are those of the units-equivariance protocol (kg, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -130,6 +130,10 @@ class Parameters:
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Parameters":
         return Parameters(**{name: t.to(device=device, dtype=dtype) for name, t in self.to_mapping().items()})
+
+    def in_field(self, extra: Any) -> "Parameters":
+        """The same systems with a uniform field ``extra`` (3 numbers, m s^-2) added to each one's gravity."""
+        return replace(self, g=self.g + torch.as_tensor(extra, dtype=self.g.dtype, device=self.g.device))
 
 
 def split_state(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
