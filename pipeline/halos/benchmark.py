@@ -1,9 +1,11 @@
 """Halo-scalar throughput beside the machine's limits: ``python -m pipeline.halos.benchmark --out FILE.json``.
 
 Synthetic NFW-like clouds (:func:`synthetic_catalog`, numpy only) of growing size are written to
-temporary HDF5 files, opened lazily and reduced to their invariant scalars
-(:func:`pipeline.halos.scalars.halo_scalars`' tasks) on local clusters of 1, 2 ... worker processes,
-for each ``--chunk-halos``. Beside them, on the largest catalog (:func:`limits`): the in-memory
+temporary HDF5 files (plain netCDF, and with ``--engines store`` as the data catalog writes them),
+opened lazily and reduced to their invariant scalars (:func:`pipeline.halos.scalars.halo_scalars`'
+tasks) on local clusters of 1, 2 ... worker processes and, with ``--threads``, on this process's
+threaded scheduler, for each ``--chunk-halos``; every run's scalars are checked against those of the
+catalog in memory. Beside them, on the largest catalog (:func:`limits`): the in-memory
 moment kernel and the whole in-memory scalars on 1 and 2 threads, a plain numpy pass
 ``(x * x).sum(1)`` over the same position array, and a plain read of the same three particle
 arrays from the same file (h5py, one process).
@@ -28,6 +30,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from data_catalog import Catalog, read_dataset_file
 from data_catalog.h5read import open_netcdf
 from pipeline.cluster import dask_scheduler
 from pipeline.halos.scalars import (
@@ -37,10 +40,11 @@ from pipeline.halos.scalars import (
     _assemble,
     _tasks,
     halo_scalar_array,
+    halo_scalars,
     shell_moment_arrays,
     shell_moments,
 )
-from sims.halos.catalog import catalog_dataset
+from sims.halos.catalog import HALOS_KIND, catalog_dataset
 
 
 def synthetic_catalog(n_halos: int, particles_per_halo: int, seed: int = 0) -> xr.Dataset:
@@ -192,10 +196,12 @@ def limits(ds: xr.Dataset, path: str | Path, *, chunk_halos: int = 256, repeats:
     return out
 
 
-# the readers of a catalog file the benchmark compares
+# the readers of a catalog file the benchmark compares: "store" is the file the data catalog writes,
+# opened as the flows open a version (dask chunks as stored); the others read a plain netCDF file
 OPENERS = {
     "catalog": lambda path, chunks: open_netcdf(path, chunks=chunks),
     "h5netcdf": lambda path, chunks: xr.open_dataset(path, engine="h5netcdf", chunks=chunks),
+    "store": lambda path, chunks: read_dataset_file(path),
 }
 
 
@@ -205,6 +211,7 @@ def throughput(
     *,
     scales: Sequence[int] = (1, 2, 4),
     workers: Sequence[int] = (1, 2),
+    threads: bool = False,
     chunk_halos: int | Sequence[int] = 256,
     seed: int = 0,
     repeats: int = 3,
@@ -218,17 +225,16 @@ def throughput(
     Each catalog is written to a temporary HDF5 file and opened lazily, as a real one would be, so
     the workers read their chunks from disk: without dask chunks (each task reads its own rows), or
     with dask chunks of ``particle_chunk`` particles. Per worker count one local cluster runs a warm-up and
-    then the scales in increasing order. Each worker's peak RSS during each run (Linux: VmHWM,
+    then the scales in increasing order; with ``threads``, so does this process's threaded scheduler
+    (the flows' default). Each worker's peak RSS during each run (Linux: VmHWM,
     reset before the run; elsewhere the lifetime peak) shows whether memory grows with the
-    catalog (it should not: a task holds one chunk of halos). Each (workers, chunk_halos, scale) is
-    run ``repeats`` times; ``particles_per_second`` is the best. ``engines`` are the readers of the
-    file, each timed in the same run: ``catalog`` (the catalog's h5py store, as the flows read) and
-    ``h5netcdf`` (xarray's engine). With ``with_limits``, ``limits``
+    catalog (it should not: a task holds one block of rows). Each (scheduler, chunk_halos, scale) is
+    run ``repeats`` times; ``particles_per_second`` is the best, and ``same_as_in_memory`` says whether
+    its scalars equal those of the catalog held in memory. ``engines`` are the readers of the file,
+    each timed in the same run (:data:`OPENERS`). With ``with_limits``, ``limits``
     holds :func:`limits` on the largest catalog.
     Writes JSON to ``out`` when given and returns the report.
     """
-    from distributed import get_client
-
     chunk_sizes = [chunk_halos] if isinstance(chunk_halos, int) else list(chunk_halos)
     report: dict[str, Any] = {
         "benchmark": "pipeline.halos.benchmark",
@@ -243,32 +249,55 @@ def throughput(
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "runs": [],
     }
+    schedulers: list[tuple[str, int]] = [("local", n) for n in workers] + ([("threads", 0)] if threads else [])
     with tempfile.TemporaryDirectory(prefix="halo-scalars-bench-") as tmp:
-        paths = {}
+        paths: dict[tuple[str, int], Path] = {}
+        expected = {}
+        store = Catalog(Path(tmp) / "catalog")
         for scale in [0, *scales]:  # scale 0: a small warm-up catalog
             path = Path(tmp) / f"catalog_{scale}.nc"
             catalog = synthetic_catalog(max(min(chunk_sizes), n_halos * scale), particles_per_halo, seed + scale)
             catalog.to_netcdf(path, engine="h5netcdf")
-            paths[scale] = path
+            for engine in engines:
+                paths[engine, scale] = path
+            if "store" in engines:
+                paths["store", scale] = store.path_of(store.write(catalog, f"halos-{scale}", kind=HALOS_KIND))
+            expected[scale] = halo_scalars(catalog, dask_address="synchronous")["scalars"].values
             if with_limits and scale == max(scales):
                 report["limits"] = limits(catalog, path, chunk_halos=max(chunk_sizes), repeats=repeats)
             del catalog
-        for n_workers in workers:
-            with dask_scheduler("local", n_workers=n_workers) as where:
-                client = get_client()
+        for kind, n_workers in schedulers:
+            with dask_scheduler(kind, n_workers=n_workers or None) as where:
+                probe = _Probe(kind)
                 for engine in engines:
                     for chunk in chunk_sizes:
                         for scale in [0, *scales]:
                             count = repeats if scale else 1
-                            _run(report, client, where, paths[scale], scale, chunk, n_workers, count, engine)
+                            _run(report, probe, where, paths[engine, scale], scale, chunk, n_workers, count, engine,
+                                 expected[scale])  # fmt: skip
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=2))
     return report
 
 
+class _Probe:
+    """The memory of the processes that run the tasks: a local cluster's workers, or this process."""
+
+    def __init__(self, kind: str) -> None:
+        from distributed import get_client
+
+        self.client = get_client() if kind == "local" else None
+
+    def memory(self) -> dict[str, dict[str, float]]:
+        return self.client.run(_worker_memory_mib) if self.client else {"this process": _worker_memory_mib()}
+
+    def reset(self) -> bool:
+        return all(self.client.run(_reset_peak_rss).values()) if self.client else _reset_peak_rss()
+
+
 def _run(
     report: dict[str, Any],
-    client: Any,
+    probe: _Probe,
     where: str,
     path: Path,
     scale: int,
@@ -276,14 +305,15 @@ def _run(
     n_workers: int,
     repeats: int,
     engine: str,
+    expected: np.ndarray,
 ) -> None:
     """End to end from the file: plan the tasks, compute them, assemble; the best of ``repeats``."""
     seconds = []
     for _ in range(repeats):
         with OPENERS[engine](path, chunks=report["open_chunks"]) as ds:
             n_particles = ds.sizes["particle"]
-            before = client.run(_worker_memory_mib)
-            reset = all(client.run(_reset_peak_rss).values())
+            before = probe.memory()
+            reset = probe.reset()
             # planning included, connecting to the cluster not (it is per catalog, not per particle)
             t0 = time.perf_counter()
             tasks, ids = _tasks(ds, chunk, DEFAULT_MIN_PARTICLES, "raise")
@@ -291,10 +321,10 @@ def _run(
             seconds.append(time.perf_counter() - t0)
     if scale == 0:
         return
-    after = client.run(_worker_memory_mib)
+    after = probe.memory()
     report["runs"].append(
         {
-            "workers": n_workers,
+            "workers": n_workers or "threads",
             "engine": engine,
             "scheduler": where,
             "chunk_halos": chunk,
@@ -304,6 +334,7 @@ def _run(
             "seconds": min(seconds),
             "seconds_all": seconds,
             "particles_per_second": n_particles / min(seconds),
+            "same_as_in_memory": bool(np.array_equal(result["scalars"].values, expected, equal_nan=True)),
             "worker_rss_before_mib": [before[w]["rss"] for w in sorted(before)],
             "worker_peak_rss_mib": [after[w]["peak"] for w in sorted(after)],
             "worker_peak_above_before_mib": [after[w]["peak"] - before[w]["rss"] for w in sorted(after)],
@@ -319,6 +350,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--particles", type=int, default=2000, help="particles per halo")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="catalog sizes, in units of --halos")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local-cluster worker processes")
+    parser.add_argument(
+        "--threads", action="store_true", help="also this process's threaded scheduler (the flows' default)"
+    )
     parser.add_argument("--chunk-halos", type=int, nargs="+", default=[256], help="halos per dask task (each is run)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the best is kept)")
     parser.add_argument("--no-limits", action="store_true", help="skip the in-memory kernel and the limits")
@@ -336,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.particles,
         scales=args.scales,
         workers=args.workers,
+        threads=args.threads,
         chunk_halos=args.chunk_halos,
         seed=args.seed,
         repeats=args.repeats,
@@ -345,19 +380,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out=args.out,
     )
     for run in report["runs"]:
+        where = "threaded scheduler" if run["workers"] == "threads" else f"{run['workers']} worker(s)"
+        same = "" if run["same_as_in_memory"] else " NOT EQUAL TO THE IN-MEMORY SCALARS"
         print(
-            f"end to end from file ({run['engine']}), {run['workers']} worker(s), {run['chunk_halos']} halos/task, "
+            f"end to end from file ({run['engine']}), {where}, {run['chunk_halos']} halos/task, "
             f"{run['halos']:>6} halos, {run['particles']:>9} particles: "
             f"{run['particles_per_second']:.3g} particles/s, worker peak RSS "
             f"{', '.join(f'{p:.1f}' for p in run['worker_peak_rss_mib'])} MiB (above the RSS before the run: "
-            f"{', '.join(f'{p:.1f}' for p in run['worker_peak_above_before_mib'])} MiB)"
+            f"{', '.join(f'{p:.1f}' for p in run['worker_peak_above_before_mib'])} MiB){same}"
         )
     if "limits" in report:
         lim = report["limits"]
         best = {}
         for run in report["runs"]:
             if run["scale"] == max(args.scales):
-                key = run["workers"]
+                key = str(run["workers"])
                 best[key] = max(best.get(key, 0.0), run["particles_per_second"])
         print(f"ours beside the limits, {lim['particles']} particles (particles/s):")
         rows = [
@@ -365,16 +402,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ("moment kernel, in memory, 2 threads", lim["moments_kernel_2_threads"]),
             ("all scalars, in memory, 1 thread", lim["scalars_in_memory_1_threads"]),
             ("all scalars, in memory, 2 threads", lim["scalars_in_memory_2_threads"]),
-            *((f"all scalars, end to end from file, {w} worker(s), best chunk", r) for w, r in sorted(best.items())),
+            *((f"all scalars, end to end from file, {_label(w)}, best", r) for w, r in sorted(best.items())),
             ("limit: numpy (x * x).sum(1) over the positions, 1 thread", lim["numpy_xx_sum_1_thread"]),
             ("limit: plain h5py read of the 3 particle arrays, 1 process", lim["plain_read_h5py_1_process"]),
         ]
         for label, rate in rows:
             print(f"  {label:<62} {rate / 1e6:8.2f} M")
-        if 2 in best:
-            print(f"  end to end (2 workers) / plain read: {best[2] / lim['plain_read_h5py_1_process']:.2f}")
+        for key in ("2", "threads"):
+            if key in best:
+                print(f"  end to end ({_label(key)}) / plain read: {best[key] / lim['plain_read_h5py_1_process']:.2f}")
     print(f"wrote {args.out}")
     return report
+
+
+def _label(workers: str) -> str:
+    return "threaded scheduler" if workers == "threads" else f"{workers} worker(s)"
 
 
 if __name__ == "__main__":
