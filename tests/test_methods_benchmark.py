@@ -28,3 +28,37 @@ def test_the_memory_of_a_training_step_follows_the_passes_of_the_network():
     # SO(3)'s PCA frame has 4 elements: the MLP runs 4 times per sample; relaxed runs two networks
     assert 3.5 < saved["frame"] / saved["raw"] < 4.5, saved
     assert 1.7 < saved["relaxed"] / saved["raw"] < 2.5, saved
+
+
+def test_the_benchmark_writes_its_rows_table_and_page(tmp_path):
+    import json
+
+    from fit_examples import declaration_path
+
+    from flows.declared import methods_benchmark
+
+    data = tmp_path / "cp.nc"
+    dataset("charged-particle", 120).to_netcdf(data, engine="h5netcdf")
+    out, page = tmp_path / "bench.json", tmp_path / "page"
+    argv = [str(data), "--declaration", str(declaration_path("charged-particle")), "--methods", "scalars", "raw"]
+    argv += [
+        "--sizes",
+        "40",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--out",
+        str(out),
+        "--report",
+        str(page),
+    ]
+    assert methods_benchmark.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["method"], r["seed"]) for r in rows} == {(m, s) for m in ("scalars", "raw") for s in (0, 1)}
+    table = (tmp_path / "bench.md").read_text().strip().splitlines()
+    html = (page / "report.html").read_text()
+    assert html.count("<tr>") == len(table) - 1 == 1 + len({(r["target"], r["method"]) for r in rows})
+    assert "Methods side by side" in html and "--report" in html

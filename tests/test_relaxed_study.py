@@ -20,7 +20,7 @@ def test_the_study_writes_a_row_per_epsilon_method_size_and_seed(tmp_path):
     argv = ["--declaration", str(declaration_path("charged-particle")), "--data"]
     argv += [f"{e:g}={p}" for e, p in paths.items()]
     argv += ["--methods", "scalars", "relaxed", "--sizes", "40", "80", "--seeds", "2", "--epochs", "2"]
-    argv += ["--hidden", "8", "--out", str(out), "--figure", str(figure)]
+    argv += ["--hidden", "8", "--out", str(out), "--figure", str(figure), "--report", str(tmp_path / "page")]
     assert relaxed_study.main(argv) == 0
     rows = json.loads(out.read_text())["rows"]
     keys = {(r["epsilon"], r["method"], r["train_size"], r["seed"]) for r in rows}
@@ -31,6 +31,13 @@ def test_the_study_writes_a_row_per_epsilon_method_size_and_seed(tmp_path):
     table = (tmp_path / "study.md").read_text().splitlines()
     assert len(table) == 2 + 2 * 2  # header, rule, one line per size and epsilon
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the page: the table (the best error of each line in bold) and the same figure
+    page = (tmp_path / "page" / "report.html").read_text()
+    assert page.count("<tr>") == 1 + 2 * 2 and page.count("<strong>") == 2 * 2
+    assert "data:image/png;base64," in page and "--report" in page  # the command that made it
+    assert (tmp_path / "page" / "figures" / "figure-1.png").read_bytes() == figure.read_bytes()
+    markdown = (tmp_path / "page" / "report.md").read_text()
+    assert "\n".join(table[2:]) in markdown and "](figures/figure-1.png)" in markdown
 
 
 @pytest.mark.parametrize("value", ["0.1", "x=data.nc", "-1=data.nc", "nan=data.nc", "0.1="])
@@ -39,6 +46,15 @@ def test_a_bad_data_option_is_refused_in_its_own_words(value, capsys):
         relaxed_study.main(["--declaration", "d.json", f"--data={value}", "--out", "o.json"])
     assert exited.value.code == 2
     assert "--data takes EPS=FILE with EPS a number >= 0" in capsys.readouterr().err
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        relaxed_study.main(["--declaration", "d.json", "--data", "0=a.nc", "--out", "o.json", "--report", str(taken)])
+    assert exited.value.code == 2
+    assert f"--report {taken}: {taken} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_the_same_epsilon_twice_is_refused(capsys):
@@ -55,7 +71,7 @@ def test_the_pendulum_study_on_trajectories_breaks_only_the_true_dynamics(tmp_pa
 
     out, figure = tmp_path / "study.json", tmp_path / "study.png"
     argv = ["--preset", "smoke", "--epsilons", "0", "0.5", "--sizes", "4", "--seeds", "1"]
-    argv += ["--methods", "scalars", "raw", "--out", str(out), "--figure", str(figure)]
+    argv += ["--methods", "scalars", "raw", "--out", str(out), "--figure", str(figure), "--report", str(tmp_path)]
     assert pendulum_study.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["breaking"]["0"] == 0 < 1e-2 < result["breaking"]["0.5"]
@@ -64,6 +80,9 @@ def test_the_pendulum_study_on_trajectories_breaks_only_the_true_dynamics(tmp_pa
     assert max(r["symmetry_error"] for r in rows if r["method"] == "scalars") < 1e-10
     assert min(r["symmetry_error"] for r in rows if r["method"] == "raw") > 1e-3
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<table") == 2 and "undeclared field" in page  # the field's effect, then the scores
+    assert (tmp_path / "figures" / "figure-1.png").read_bytes() == figure.read_bytes()
     with pytest.raises(SystemExit) as exited:
         pendulum_study.main(["--epsilons", "0", "0", "--out", str(out)])
     assert exited.value.code == 2

@@ -29,6 +29,14 @@ from pipeline.declared.methods import METHODS
 from pipeline.declared.splits import group_elements, moved_by_group, random_split
 from pipeline.model_symmetry import measure_equivariance
 from pipeline.outputs import write_json_and_table
+from pipeline.report.study import (
+    StudyTable,
+    add_report_option,
+    check_report_option,
+    command_line,
+    study_report,
+    write_study_report,
+)
 from pipeline.summaries import spread_text
 from surrogates.declared.models import fit_surrogate, method_refusal, predict
 from surrogates.training import TrainConfig, saved_for_backward_bytes
@@ -180,6 +188,7 @@ def add_run_options(parser: argparse.ArgumentParser, methods: Sequence[str], epo
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    add_report_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,8 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("data")
     add_run_options(parser, METHODS, epochs=400)
     args = parser.parse_args(argv)
+    check_report_option(parser, args.report)
     result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    write_json_and_table(result, args.out, table(result))
+    text = table(result)
+    write_json_and_table(result, args.out, text)
+    if args.report:
+        page = study_report(
+            f"Methods side by side: {result['system']}",
+            __doc__.split("\n\n")[0],
+            [StudyTable(text, labels=3)],
+            command=command_line(parser, argv),
+        )
+        print(f"wrote {write_study_report(args.report, page)}")
     return 0
 
 

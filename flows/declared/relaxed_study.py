@@ -22,7 +22,16 @@ import numpy as np
 
 from flows.declared.methods_benchmark import add_run_options, run
 from pipeline.declared.methods import METHODS
-from pipeline.outputs import write_json_and_table
+from pipeline.outputs import write_atomic, write_json_and_table
+from pipeline.report.study import (
+    StudyFigure,
+    StudyTable,
+    check_report_option,
+    command_line,
+    figure_png,
+    study_report,
+    write_study_report,
+)
 from pipeline.summaries import spread_text
 
 DEFAULT_METHODS = ("scalars", "relaxed", "raw")
@@ -90,7 +99,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def figure(result: dict[str, Any], path: str) -> None:
+def figure(result: dict[str, Any], path: Any) -> None:
     """Test error against epsilon, one panel per training-set size (and target), a line per method; the
     result's ``size_label`` and ``error_label`` name the sizes and the error when given."""
     import matplotlib
@@ -137,14 +146,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_options(parser, DEFAULT_METHODS, epochs=150)
     parser.add_argument("--figure", help="PNG of the test error against epsilon")
     args = parser.parse_args(argv)
+    check_report_option(parser, args.report)
     epsilons = [e for e, _ in args.data]
     if len(set(epsilons)) != len(epsilons):
         parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
     result = study(args.declaration, args.data, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    write_json_and_table(result, args.out, table(result))
-    if args.figure:
-        figure(result, args.figure)
+    title, summary = f"Relaxed symmetry study: {result['system']}", __doc__.split("\n\n")[0]
+    tables = [StudyTable(table(result), labels=3)]
+    write_outputs(result, args.out, tables, args.figure, args.report, title, summary, command_line(parser, argv))
     return 0
+
+
+def write_outputs(
+    result: dict[str, Any],
+    out: str,
+    tables: list[StudyTable],
+    figure_path: str | None,
+    report: str | None,
+    title: str,
+    summary: str,
+    command: list[str],
+) -> None:
+    """The JSON and tables (``out``), the figure (``--figure``) and the page (``--report``) of a study."""
+    write_json_and_table(result, out, "\n\n".join(t.markdown for t in tables))
+    if figure_path is None and report is None:
+        return
+    png = figure_png(lambda file: figure(result, file))
+    if figure_path:
+        write_atomic(figure_path, png)
+    if report:
+        caption = (
+            f"{result.get('error_label', 'Test error')} against the symmetry breaking epsilon, mean and std over seeds"
+        )
+        page = study_report(title, summary, tables, [StudyFigure(png, caption)], command=command)
+        print(f"wrote {write_study_report(report, page)}")
 
 
 if __name__ == "__main__":

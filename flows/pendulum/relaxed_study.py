@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from data_catalog import Catalog
-from flows.declared.relaxed_study import figure, table
+from flows.declared.relaxed_study import table, write_outputs
 from pipeline.metrics import relative_error
-from pipeline.outputs import write_json_and_table
+from pipeline.report.study import StudyTable, add_report_option, check_report_option, command_line
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
     parser.add_argument("--figure", help="PNG of the score against epsilon")
+    add_report_option(parser)
     args = parser.parse_args(argv)
+    check_report_option(parser, args.report)
     if min(args.epsilons) < 0 or not np.isfinite(args.epsilons).all() or len(set(args.epsilons)) != len(args.epsilons):
         parser.error(f"--epsilons: distinct finite numbers >= 0 (m s^-2), got {args.epsilons}")
     if min(args.sizes) < 1 or args.seeds < 1:
@@ -126,9 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["| epsilon (m s^-2) | median relative change of the true field |", "|---|---|"]
         + [f"| {e} | {v:.3g} |" for e, v in result["breaking"].items()]
     )
-    write_json_and_table(result, args.out, breaking_text + "\n\n" + table(result))
-    if args.figure:
-        figure(result, args.figure)
+    tables = [
+        StudyTable(breaking_text, "How much the undeclared field changes the true vector field"),
+        StudyTable(table(result), "Score of each model (mean ± std over seeds) and its worst symmetry error", labels=3),
+    ]
+    title = f"Relaxed symmetry on the pendulum's trajectories, {args.preset} preset"
+    summary = __doc__.split("\n\n")[0]
+    write_outputs(result, args.out, tables, args.figure, args.report, title, summary, command_line(parser, argv))
     return 0
 
 

@@ -51,6 +51,7 @@ class Cell:
     text: str
     refs: tuple[str, ...] = ()
     source: str | None = None
+    strong: bool = False  # the best of its row or column
 
 
 Fragment = str | Cell
@@ -74,8 +75,8 @@ class Document:
     """The report being built: HTML and Markdown blocks, the figures, the cited refs (in order) and the
     numbered sources of the Markdown."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog | None) -> None:
+        self.catalog = catalog  # None: a page that cites no catalog version (a study's own report)
         self.html: list[str] = []
         self.md: list[str] = []
         self.figures: dict[str, bytes] = {}
@@ -104,7 +105,7 @@ class Document:
     def frag_html(self, frag: Fragment) -> str:
         if isinstance(frag, str):
             return html.escape(frag)
-        text = html.escape(frag.text)
+        text = f"<strong>{html.escape(frag.text)}</strong>" if frag.strong else html.escape(frag.text)
         if frag.refs:
             title = html.escape(", ".join(frag.refs))
             return f'<a class="num" href="#{anchor(frag.refs[0])}" title="{title}">{text}</a>'
@@ -115,9 +116,10 @@ class Document:
     def frag_md(self, frag: Fragment, *, footnote: bool = True) -> str:
         if isinstance(frag, str):
             return frag
+        text = f"**{frag.text}**" if frag.strong else frag.text
         if frag.refs and footnote:
-            return f"{frag.text} [{self.source_number(frag.refs)}]"
-        return frag.text
+            return f"{text} [{self.source_number(frag.refs)}]"
+        return text
 
     # blocks
     def raw(self, html_text: str, md_text: str | None = None) -> None:
@@ -140,14 +142,22 @@ class Document:
         self.md.append("\n".join("- " + "".join(self.frag_md(f) for f in i) for i in items))
 
     def table(
-        self, headers: Sequence[str], rows: Sequence[Sequence[Fragment]], *, caption: str = "", labels: int = 1
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Fragment]],
+        *,
+        caption: str = "",
+        labels: int = 1,
+        sources: bool = True,
     ) -> None:
-        """A table whose first ``labels`` columns label the row; Markdown gets a ``sources`` column."""
+        """A table whose first ``labels`` columns label the row; Markdown gets a ``sources`` column
+        (unless ``sources`` is False: a table of no catalog numbers)."""
         out = ['<table class="results">']
         if caption:
             out.append(f"<caption>{html.escape(caption)}</caption>")
         out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>")
-        md = [f"| {' | '.join(md_cell(h) for h in headers)} | sources |", "|" + "---|" * (len(headers) + 1)]
+        extra = " sources |" if sources else ""
+        md = [f"| {' | '.join(md_cell(h) for h in headers)} |{extra}", "|" + "---|" * (len(headers) + bool(sources))]
         for row in rows:
             cells = []
             for i, frag in enumerate(row):
@@ -162,8 +172,8 @@ class Document:
                 cells.append(f'<td class="{cls}">{self.frag_html(frag)}</td>')
             out.append("<tr>" + "".join(cells) + "</tr>")
             refs = tuple(dict.fromkeys(r for f in row if isinstance(f, Cell) for r in f.refs))
-            sources = f"[{self.source_number(refs)}]" if refs else ""
-            md.append("| " + " | ".join(md_cell(self.frag_md(f, footnote=False)) for f in row) + f" | {sources} |")
+            cited = (f" [{self.source_number(refs)}] |" if refs else "  |") if sources else ""
+            md.append("| " + " | ".join(md_cell(self.frag_md(f, footnote=False)) for f in row) + f" |{cited}")
         out.append("</tbody></table>")
         self.html.append("".join(out))
         self.md.append(("*" + caption + "*\n\n" if caption else "") + "\n".join(md))

@@ -38,6 +38,14 @@ from pipeline.matrix_groups import about_z
 from pipeline.metrics import geometric_mean, relative_error
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from pipeline.outputs import write_json_and_table
+from pipeline.report.study import (
+    StudyTable,
+    add_report_option,
+    check_report_option,
+    command_line,
+    study_report,
+    write_study_report,
+)
 from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
 from pipeline.symmetry import relative_error as symmetry_relative_error
@@ -309,7 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the parameters and training memory of each model, untrained (neither depends on the weights)",
     )
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
+    add_report_option(parser)
     args = parser.parse_args(argv)
+    check_report_option(parser, args.report)
     models = args.models or MODELS_BY_PROTOCOL[args.protocol]
     wrong = [m for m in models if m not in MODELS_BY_PROTOCOL[args.protocol]]
     if wrong:
@@ -327,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
         text = table(result)
     write_json_and_table(result, args.out, text)
+    if args.report:
+        what = "training memory" if args.memory_only else "methods side by side"
+        title = f"The pendulum's {what}, {args.protocol} protocol, {args.preset} preset"
+        tables = [StudyTable(text, labels=1 if args.memory_only else 2)]
+        page = study_report(title, __doc__.split("\n\n")[0], tables, command=command_line(parser, argv))
+        print(f"wrote {write_study_report(args.report, page)}")
     return 0
 
 

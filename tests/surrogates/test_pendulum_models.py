@@ -385,7 +385,10 @@ def test_the_method_benchmark_counts_the_memory_each_training_loss_keeps(tmp_pat
     assert saved["mlp-hnn"] >= activations
     assert saved["mlp-hnn-penalty"] == pytest.approx(2 * saved["mlp-hnn"], rel=0.1)
     out = tmp_path / "memory.json"
-    assert mb.main(["--preset", "smoke", "--memory-only", "--models", "scalar-hnn", "--out", str(out)]) == 0
+    argv = ["--preset", "smoke", "--memory-only", "--models", "scalar-hnn", "--out", str(out)]
+    assert mb.main([*argv, "--report", str(tmp_path / "page")]) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["model"] == "scalar-hnn" and row["training_memory_bytes"] > 0
     assert "| scalar-hnn |" in (tmp_path / "memory.md").read_text()
+    page = (tmp_path / "page" / "report.html").read_text()
+    assert '<td class="label">scalar-hnn</td>' in page and "training memory, emlp protocol, smoke preset" in page
