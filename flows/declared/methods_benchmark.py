@@ -28,14 +28,12 @@ from pipeline.declared.evaluation import relative_errors
 from pipeline.declared.methods import METHODS
 from pipeline.declared.splits import group_elements, moved_by_group, random_split
 from pipeline.model_symmetry import measure_equivariance
-from pipeline.outputs import write_json_and_table
 from pipeline.report.study import (
     StudyTable,
     add_report_option,
     check_report_option,
     command_line,
-    study_report,
-    write_study_report,
+    write_study,
 )
 from pipeline.summaries import spread_text
 from surrogates.declared.models import fit_surrogate, method_refusal, predict
@@ -198,16 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_report_option(parser, args.report)
     result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
-    text = table(result)
-    write_json_and_table(result, args.out, text)
-    if args.report:
-        page = study_report(
-            f"Methods side by side: {result['system']}",
-            __doc__.split("\n\n")[0],
-            [StudyTable(text, labels=3)],
-            command=command_line(parser, argv),
-        )
-        print(f"wrote {write_study_report(args.report, page)}")
+    write_study(
+        result,
+        args.out,
+        [StudyTable(table(result), labels=3)],
+        report=args.report,
+        title=f"Methods side by side: {result['system']}",
+        summary=__doc__.split("\n\n")[0],
+        command=command_line(parser, argv),
+    )
     return 0
 
 

@@ -22,15 +22,14 @@ import numpy as np
 
 from flows.declared.methods_benchmark import add_run_options, run
 from pipeline.declared.methods import METHODS
-from pipeline.outputs import write_atomic, write_json_and_table
+from pipeline.outputs import write_atomic
 from pipeline.report.study import (
     StudyFigure,
     StudyTable,
     check_report_option,
     command_line,
     figure_png,
-    study_report,
-    write_study_report,
+    write_study,
 )
 from pipeline.summaries import spread_text
 
@@ -168,18 +167,16 @@ def write_outputs(
     command: list[str],
 ) -> None:
     """The JSON and tables (``out``), the figure (``--figure``) and the page (``--report``) of a study."""
-    write_json_and_table(result, out, "\n\n".join(t.markdown for t in tables))
-    if figure_path is None and report is None:
-        return
-    png = figure_png(lambda file: figure(result, file))
-    if figure_path:
-        write_atomic(figure_path, png)
-    if report:
+    figures = []
+    if figure_path or report:
+        png = figure_png(lambda file: figure(result, file))
+        if figure_path:
+            write_atomic(figure_path, png)
         caption = (
             f"{result.get('error_label', 'Test error')} against the symmetry breaking epsilon, mean and std over seeds"
         )
-        page = study_report(title, summary, tables, [StudyFigure(png, caption)], command=command)
-        print(f"wrote {write_study_report(report, page)}")
+        figures.append(StudyFigure(png, caption))
+    write_study(result, out, tables, report=report, title=title, summary=summary, command=command, figures=figures)
 
 
 if __name__ == "__main__":

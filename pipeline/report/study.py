@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.outputs import write_json_and_table
 from pipeline.report.document import Cell, Document, Fragment
 from pipeline.report.storage import Report, write_report
 
@@ -100,6 +101,25 @@ def check_report_folder(folder: str | os.PathLike[str]) -> str | None:
 def write_study_report(folder: str | os.PathLike[str], report: Report) -> Path:
     """Write the page into ``folder`` (created); returns the HTML file's path."""
     return write_report(report, folder)["html"]
+
+
+def write_study(
+    result: object,
+    out: str,
+    tables: Sequence[StudyTable],
+    *,
+    report: str | None,
+    title: str,
+    summary: str,
+    command: Sequence[str],
+    figures: Sequence[StudyFigure] = (),
+) -> None:
+    """A study's numbers: the JSON (``--out``), its tables beside it (.md) and on the terminal, and with
+    ``report`` (``--report``) its page."""
+    write_json_and_table(result, out, "\n\n".join(t.markdown for t in tables))
+    if report:
+        page = study_report(title, summary, tables, figures, command=command)
+        print(f"wrote {write_study_report(report, page)}")
 
 
 def add_report_option(parser: argparse.ArgumentParser) -> None:

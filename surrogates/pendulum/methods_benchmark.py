@@ -37,14 +37,12 @@ from data_catalog import Catalog
 from pipeline.matrix_groups import about_z
 from pipeline.metrics import geometric_mean, relative_error
 from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
-from pipeline.outputs import write_json_and_table
 from pipeline.report.study import (
     StudyTable,
     add_report_option,
     check_report_option,
     command_line,
-    study_report,
-    write_study_report,
+    write_study,
 )
 from pipeline.summaries import spread_text
 from pipeline.symmetry import random_orthogonal
@@ -336,13 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
         text = table(result)
-    write_json_and_table(result, args.out, text)
-    if args.report:
-        what = "training memory" if args.memory_only else "methods side by side"
-        title = f"The pendulum's {what}, {args.protocol} protocol, {args.preset} preset"
-        tables = [StudyTable(text, labels=1 if args.memory_only else 2)]
-        page = study_report(title, __doc__.split("\n\n")[0], tables, command=command_line(parser, argv))
-        print(f"wrote {write_study_report(args.report, page)}")
+    what = "training memory" if args.memory_only else "methods side by side"
+    write_study(
+        result,
+        args.out,
+        [StudyTable(text, labels=1 if args.memory_only else 2)],
+        report=args.report,
+        title=f"The pendulum's {what}, {args.protocol} protocol, {args.preset} preset",
+        summary=__doc__.split("\n\n")[0],
+        command=command_line(parser, argv),
+    )
     return 0
 
 
