@@ -61,6 +61,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync(path.parent, directory=True)
 
 
+def output_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file cannot be written at ``path`` (None when it can): checked before a long run, so that
+    the run does not end on an unusable path."""
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        return "is a directory; give a file name"
+    if os.path.exists(real) and not os.path.isfile(real):
+        return "not a regular file (a device, a pipe); give a file name"
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):  # the file is replaced by a rename in its folder
+        return f"folder {folder} is not writable"
+    return None
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:

@@ -48,13 +48,24 @@ def test_a_bad_data_option_is_refused_in_its_own_words(value, capsys):
     assert "--data takes EPS=FILE with EPS a number >= 0" in capsys.readouterr().err
 
 
-def test_a_report_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
-    taken = tmp_path / "a-file"
-    taken.write_text("")
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--report", "a-file", "{path}: {path} is a file, not a folder"),
+        ("--out", "missing/o.json", "{path}: folder {folder}/missing does not exist"),
+        ("--figure", "", "{path}: is a directory; give a file name"),
+    ],
+)
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys, option, value, message):
+    """The study's files are checked before it trains anything (its inputs are not even read)."""
+    (tmp_path / "a-file").write_text("")
+    outputs = {"--out": str(tmp_path / "o.json"), option: str(tmp_path / value) if value else str(tmp_path)}
+    argv = ["--declaration", "d.json", "--data", "0=a.nc"] + [x for kv in outputs.items() for x in kv]
     with pytest.raises(SystemExit) as exited:
-        relaxed_study.main(["--declaration", "d.json", "--data", "0=a.nc", "--out", "o.json", "--report", str(taken)])
+        relaxed_study.main(argv)
     assert exited.value.code == 2
-    assert f"--report {taken}: {taken} is a file, not a folder" in capsys.readouterr().err
+    expected = message.format(path=outputs[option], folder=tmp_path)
+    assert f"{option} {expected}" in capsys.readouterr().err
 
 
 def test_the_same_epsilon_twice_is_refused(capsys):

@@ -33,7 +33,7 @@ from rich.console import Console
 
 from data_catalog import Catalog, CatalogError, UnreadableDatasetError, package_version
 from data_catalog.errors import CatalogLayoutError, CorruptionError
-from pipeline.outputs import write_atomic
+from pipeline.outputs import output_file_problem, write_atomic
 from sims.declaration import DeclarationError
 
 
@@ -289,15 +289,9 @@ def checked_output(ctx: click.Context, option: str, given: str | None, force: bo
         return None
     real = os.path.realpath(given)
     _refuse_inside_catalog(ctx, option, given, real)
-    if os.path.isdir(real):
-        raise UsageFailure(f"{option} {given}: is a directory; give a file name")
-    if os.path.exists(real) and not os.path.isfile(real):
-        raise UsageFailure(f"{option} {given}: not a regular file (a device, a pipe); give a file name")
-    folder = os.path.dirname(real)
-    if not os.path.isdir(folder):
-        raise UsageFailure(f"{option} {given}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):  # the file is replaced by a rename in its folder
-        raise UsageFailure(f"{option} {given}: folder {folder} is not writable")
+    why = output_file_problem(real)
+    if why:
+        raise UsageFailure(f"{option} {given}: {why}")
     if os.path.exists(real) and not force:
         raise UsageFailure(f"{option} {given}: file exists; add --force to replace it")
     return Path(real)

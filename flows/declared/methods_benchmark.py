@@ -31,7 +31,7 @@ from pipeline.model_symmetry import measure_equivariance
 from pipeline.report.study import (
     StudyTable,
     add_report_option,
-    check_report_option,
+    check_study_outputs,
     command_line,
     write_study,
 )
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("data")
     add_run_options(parser, METHODS, epochs=400)
     args = parser.parse_args(argv)
-    check_report_option(parser, args.report)
+    check_study_outputs(parser, args.out, report=args.report)
     result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
     write_study(
         result,

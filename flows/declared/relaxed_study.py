@@ -26,7 +26,7 @@ from pipeline.outputs import write_atomic
 from pipeline.report.study import (
     StudyFigure,
     StudyTable,
-    check_report_option,
+    check_study_outputs,
     command_line,
     figure_png,
     write_study,
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_options(parser, DEFAULT_METHODS, epochs=150)
     parser.add_argument("--figure", help="PNG of the test error against epsilon")
     args = parser.parse_args(argv)
-    check_report_option(parser, args.report)
+    check_study_outputs(parser, args.out, figure=args.figure, report=args.report)
     epsilons = [e for e, _ in args.data]
     if len(set(epsilons)) != len(epsilons):
         parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
@@ -172,9 +172,8 @@ def write_outputs(
         png = figure_png(lambda file: figure(result, file))
         if figure_path:
             write_atomic(figure_path, png)
-        caption = (
-            f"{result.get('error_label', 'Test error')} against the symmetry breaking epsilon, mean and std over seeds"
-        )
+        error = result.get("error_label", "median relative test error")
+        caption = f"{error[0].upper()}{error[1:]} against the symmetry breaking epsilon, mean and std over seeds"
         figures.append(StudyFigure(png, caption))
     write_study(result, out, tables, report=report, title=title, summary=summary, command=command, figures=figures)
 

@@ -28,7 +28,7 @@ import torch
 from data_catalog import Catalog
 from flows.declared.relaxed_study import table, write_outputs
 from pipeline.metrics import relative_error
-from pipeline.report.study import StudyTable, add_report_option, check_report_option, command_line
+from pipeline.report.study import StudyTable, add_report_option, check_study_outputs, command_line
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure", help="PNG of the score against epsilon")
     add_report_option(parser)
     args = parser.parse_args(argv)
-    check_report_option(parser, args.report)
+    check_study_outputs(parser, args.out, figure=args.figure, report=args.report)
     if min(args.epsilons) < 0 or not np.isfinite(args.epsilons).all() or len(set(args.epsilons)) != len(args.epsilons):
         parser.error(f"--epsilons: distinct finite numbers >= 0 (m s^-2), got {args.epsilons}")
     if min(args.sizes) < 1 or args.seeds < 1:

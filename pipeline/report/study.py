@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.outputs import write_json_and_table
+from pipeline.outputs import output_file_problem, write_json_and_table
 from pipeline.report.document import Cell, Document, Fragment
 from pipeline.report.storage import Report, write_report
 
@@ -131,14 +131,20 @@ def add_report_option(parser: argparse.ArgumentParser) -> None:
 
 def command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> list[str]:
     """The command as the user typed it: the program's name and its arguments."""
-    return [parser.prog, *(sys.argv[1:] if argv is None else argv)]
+    return [*parser.prog.split(), *(sys.argv[1:] if argv is None else argv)]
 
 
-def check_report_option(parser: argparse.ArgumentParser, folder: str | None) -> None:
-    """Refuse an unusable ``--report`` folder before any work, in the option's words."""
-    why = None if folder is None else check_report_folder(folder)
+def check_study_outputs(
+    parser: argparse.ArgumentParser, out: str, *, figure: str | None = None, report: str | None = None
+) -> None:
+    """Refuse an unusable ``--out``, ``--figure`` or ``--report`` before any work, in the options' words."""
+    for option, path in (("--out", out), ("--figure", figure)):
+        why = None if path is None else output_file_problem(path)
+        if why:
+            parser.error(f"{option} {path}: {why}")
+    why = None if report is None else check_report_folder(report)
     if why:
-        parser.error(f"--report {folder}: {why}")
+        parser.error(f"--report {report}: {why}")
 
 
 def figure_png(draw: Callable[[Any], None]) -> bytes:

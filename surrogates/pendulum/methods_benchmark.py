@@ -40,7 +40,7 @@ from pipeline.model_symmetry import measure_equivariance, measure_units_equivari
 from pipeline.report.study import (
     StudyTable,
     add_report_option,
-    check_report_option,
+    check_study_outputs,
     command_line,
     write_study,
 )
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
     add_report_option(parser)
     args = parser.parse_args(argv)
-    check_report_option(parser, args.report)
+    check_study_outputs(parser, args.out, report=args.report)
     models = args.models or MODELS_BY_PROTOCOL[args.protocol]
     wrong = [m for m in models if m not in MODELS_BY_PROTOCOL[args.protocol]]
     if wrong:
