@@ -44,6 +44,7 @@ from pipeline.halos.scalars import (
     shell_moment_arrays,
     shell_moments,
 )
+from pipeline.outputs import output_file_problem
 from sims.halos.catalog import HALOS_KIND, catalog_dataset
 
 
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="halo_scalars_benchmark.json", help="JSON report path")
     args = parser.parse_args(argv)
+    why = output_file_problem(args.out)
+    if why:
+        parser.error(f"--out {args.out}: {why}")
     report = throughput(
         args.halos,
         args.particles,
