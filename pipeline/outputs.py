@@ -9,7 +9,6 @@ half of one. The result gets the permissions of a file created normally (0644 un
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -81,12 +80,3 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
-
-
-def write_json_and_table(result: object, out: str | os.PathLike[str], text: str) -> None:
-    """A benchmark's or study's numbers: the JSON at ``out``, the table ``text`` beside it (.md), and on
-    the terminal."""
-    out = Path(out)
-    write_atomic(out, (json.dumps(result, indent=1) + "\n").encode())
-    write_atomic(out.with_suffix(".md"), (text + "\n").encode())
-    print(text)

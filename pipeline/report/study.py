@@ -3,13 +3,14 @@ self-contained page, with the command that made them.
 
 The studies train and score their models in a temporary catalog of their own, so the page cites no
 catalog version; it is written as the OOD report is (``report.html``, ``report.md``, ``figures/``,
-each file atomically) by :func:`write_study_report`.
+each file atomically) by :func:`write_study`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shlex
 import sys
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.outputs import output_file_problem, write_json_and_table
+from pipeline.outputs import output_file_problem, write_atomic
 from pipeline.report.document import Cell, Document, Fragment
 from pipeline.report.storage import Report, write_report
 
@@ -98,11 +99,6 @@ def check_report_folder(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def write_study_report(folder: str | os.PathLike[str], report: Report) -> Path:
-    """Write the page into ``folder`` (created); returns the HTML file's path."""
-    return write_report(report, folder)["html"]
-
-
 def write_study(
     result: object,
     out: str,
@@ -116,10 +112,13 @@ def write_study(
 ) -> None:
     """A study's numbers: the JSON (``--out``), its tables beside it (.md) and on the terminal, and with
     ``report`` (``--report``) its page."""
-    write_json_and_table(result, out, "\n\n".join(t.markdown for t in tables))
+    text = "\n\n".join(t.markdown for t in tables)
+    write_atomic(out, (json.dumps(result, indent=1) + "\n").encode())
+    write_atomic(Path(out).with_suffix(".md"), (text + "\n").encode())
+    print(text)
     if report:
         page = study_report(title, summary, tables, figures, command=command)
-        print(f"wrote {write_study_report(report, page)}")
+        print(f"wrote {write_report(page, report)['html']}")
 
 
 def add_report_option(parser: argparse.ArgumentParser) -> None:

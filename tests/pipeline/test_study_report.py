@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from pipeline.report.document import Cell
+from pipeline.report.storage import write_report
 from pipeline.report.study import (
     StudyFigure,
     StudyTable,
     check_report_folder,
     markdown_table,
     study_report,
-    write_study_report,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
@@ -49,7 +49,7 @@ def test_the_page_holds_the_tables_the_figures_and_the_command(tmp_path):
     assert '<td class="label">scalars</td><td class="label">50</td>' in report.html
     assert "| scalars | 50 | **0.0145 ± 0.0004** | a \\| b |" in report.markdown  # no sources column
     assert "![Error against size](figures/figure-1.png)" in report.markdown
-    page = write_study_report(tmp_path / "new" / "folder", report)
+    page = write_report(report, tmp_path / "new" / "folder")["html"]
     assert page.read_text() == report.html
     assert (tmp_path / "new" / "folder" / "figures" / "figure-1.png").read_bytes() == PNG
 
