@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import null_space, subspace_angles
 
+from pipeline.matrix_groups import rotation_generator
+
 THRESHOLD = 0.2  # a symmetry's residual is below this fraction of the typical direction's
 GAP = 2.5  # and the first direction that is not a symmetry has at least this many times the residual
 
@@ -135,14 +137,9 @@ def scaling_rows(directional: Sequence[np.ndarray], output: np.ndarray) -> np.nd
 
 
 def rotation_algebra(d: int) -> np.ndarray:
-    """so(d): the d(d-1)/2 generators E_ij - E_ji (i < j), flattened and orthonormal (rows of d^2)."""
-    out = []
-    for i in range(d):
-        for j in range(i + 1, d):
-            a = np.zeros((d, d))
-            a[i, j], a[j, i] = -1.0, 1.0
-            out.append(a.ravel() / np.sqrt(2))
-    return np.array(out).reshape(-1, d * d)
+    """so(d): the d(d-1)/2 generators E_ji - E_ij (i < j), flattened and orthonormal (rows of d^2)."""
+    rows = [rotation_generator(i, j, d).ravel() / np.sqrt(2) for i in range(d) for j in range(i + 1, d)]
+    return np.array(rows).reshape(-1, d * d)
 
 
 def lorentz_algebra(d: int) -> np.ndarray:

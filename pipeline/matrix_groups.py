@@ -72,7 +72,8 @@ def _tuple(matrices) -> tuple:
     return tuple(tuple(tuple(float(v) for v in row) for row in m) for m in matrices)
 
 
-def _rotation_generator(i: int, j: int, d: int) -> np.ndarray:
+def rotation_generator(i: int, j: int, d: int) -> np.ndarray:
+    """E_ji - E_ij: the rotation from axis i towards axis j, as an element of so(d)."""
     a = np.zeros((d, d))
     a[j, i], a[i, j] = 1.0, -1.0
     return a
@@ -80,7 +81,7 @@ def _rotation_generator(i: int, j: int, d: int) -> np.ndarray:
 
 def orthogonal(d: int, proper: bool = False) -> MatrixGroup:
     """O(d), or SO(d) with ``proper``: all of so(d), and the reflection of the first axis for O(d)."""
-    lie = [_rotation_generator(i, j, d) for i in range(d) for j in range(i + 1, d)]
+    lie = [rotation_generator(i, j, d) for i in range(d) for j in range(i + 1, d)]
     reflection = np.diag([-1.0] + [1.0] * (d - 1))
     return MatrixGroup(f"{'SO' if proper else 'O'}({d})", d, _tuple(lie), () if proper else _tuple([reflection]))
 
@@ -93,7 +94,7 @@ def about_z(name: str) -> MatrixGroup:
     the mirror ``MIRROR_XZ``), or the dihedral group Dk (the rotation by 2 pi / k and the mirror)."""
     if name in ("O(2)", "SO(2)"):
         mirror = _tuple([MIRROR_XZ]) if name == "O(2)" else ()
-        return MatrixGroup(f"{name} about z", 3, _tuple([_rotation_generator(0, 1, 3)]), mirror)
+        return MatrixGroup(f"{name} about z", 3, _tuple([rotation_generator(0, 1, 3)]), mirror)
     if name.startswith("D") and name[1:].isdigit() and int(name[1:]) >= 1:
         angle = 2 * np.pi / int(name[1:])
         c, s = np.cos(angle), np.sin(angle)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from pipeline.invariants import is_torch
+from pipeline.matrix_groups import MatrixGroup
 from pipeline.model_io import ModelIO, Port, Slot, model_io, space_dim
 from pipeline.symmetry import (
     GroupElement,
@@ -134,7 +135,7 @@ def measure_equivariance(
     io: ModelIO | None = None,
     *,
     data: Sequence[Any] | None = None,
-    group: str | None = None,
+    group: str | MatrixGroup | None = None,
     trials: int = 8,
     seed: int = 0,
     n: int = 4,
@@ -143,22 +144,36 @@ def measure_equivariance(
     """The worst relative error of model(g . x) against g . model(x) over ``trials`` random elements g.
 
     ``io`` defaults to ``model.io``; ``data`` are the inputs in the order of ``io.inputs`` (default:
-    ``n`` random samples drawn by ``io``); ``group`` defaults to the system's, ``io.group``. Inputs
-    and outputs move as their slots' kinds say (positions translate under E(d) and SE(d) only).
-    The model runs in float64 (a copy is cast when it is not). Errors are norm-wise
-    (:func:`relative_error`), or element by element with ``elementwise``.
+    ``n`` random samples drawn by ``io``); ``group`` defaults to the system's, ``io.group``, and may
+    also be a subgroup of O(d) given by its generators (a :class:`~pipeline.matrix_groups.MatrixGroup`,
+    such as the rotations about one axis). Inputs and outputs move as their slots' kinds say
+    (positions translate under E(d) and SE(d) only). The model runs in float64 (a copy is cast when
+    it is not). Errors are norm-wise (:func:`relative_error`), or element by element with ``elementwise``.
     """
     error = elementwise_relative_error if elementwise else relative_error
     rng = np.random.default_rng(seed)
     io, run, inputs = _prepare(model, io, data, n, rng)
-    group = (group or io.group).replace(" ", "")
-    if group == "none":
-        raise ValueError(f"system {io.system or '(unnamed)'} declares no symmetry group: there is nothing to check")
-    d = space_dim(group)
+    if isinstance(group, MatrixGroup):
+        d = group.d
+        if io.space_dim is not None and io.space_dim != d:
+            raise ValueError(f"group {group.name} acts on R^{d}, but the model's vectors are in R^{io.space_dim}")
+
+        def draw(trial: int) -> GroupElement:
+            return GroupElement(group.random_element(rng), description=f"element of {group.name}")
+
+    else:
+        name = (group or io.group).replace(" ", "")
+        if name == "none":
+            raise ValueError(f"system {io.system or '(unnamed)'} declares no symmetry group: there is nothing to check")
+        d = space_dim(name)
+
+        def draw(trial: int) -> GroupElement:
+            return random_element(name, rng, reflection=trial % 2 == 1, time_reversal=trial % 4 >= 2)
+
     reference = run(inputs)
     report = SymmetryReport()
     for trial in range(trials):
-        g = random_element(group, rng, reflection=trial % 2 == 1, time_reversal=trial % 4 >= 2)
+        g = draw(trial)
         moved = run(tuple(act_port(g, x, p, d) for x, p in zip(inputs, io.inputs, strict=True)))
         for port, out, expected in zip(io.outputs, moved, reference, strict=True):
             _check(report, error(out, act_port(g, expected, port, d)), f"output {port.name}, {g.description}")

@@ -391,3 +391,17 @@ def test_per_sample_changes_of_units_and_named_units():
         assert_units_equivariant(lambda m, v: m * v * v, io, dimensions=("[length]",))
     with pytest.raises(ValueError, match="no quantity of the model carries"):
         assert_units_equivariant(momentum, io, dimensions=("[current]",))
+
+
+def test_a_subgroup_given_by_generators_is_checked_on_its_own_elements():
+    """Rotations about z and the mirror y -> -y keep the z axis: v_z is invariant under them, not under O(3)."""
+    from pipeline.matrix_groups import about_z, orthogonal
+    from pipeline.model_io import Port
+
+    io = ModelIO((Port.single("v", "vector"),), (Port.single("h", "scalar"),), group="O(3)", array="numpy")
+    height = lambda v: v[..., 2] + v[..., 2] ** 3  # noqa: E731
+    assert measure_equivariance(height, io, group=about_z("O(2)")).worst < 1e-14
+    assert measure_equivariance(height, io).worst > FAILS_BY  # the declared O(3) moves the z axis
+    assert measure_equivariance(lambda v: v[..., 0], io, group=about_z("D6")).worst > FAILS_BY
+    with pytest.raises(ValueError, match=r"group O\(2\) acts on R\^2, but the model's vectors are in R\^3"):
+        measure_equivariance(height, io, group=orthogonal(2))

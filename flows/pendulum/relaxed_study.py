@@ -28,6 +28,7 @@ import torch
 from data_catalog import Catalog
 from flows.declared.relaxed_study import table, write_outputs
 from pipeline.metrics import relative_error
+from pipeline.model_symmetry import measure_equivariance
 from pipeline.report.study import StudyTable, add_report_option, check_study_outputs, command_line
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
@@ -86,7 +87,9 @@ def study(preset: str, epsilons: Sequence[float], sizes: Sequence[int], seeds: i
                                 "method": method,
                                 "seed": seed,
                                 "test_error": mb.score(model, params, truth, times),
-                                "symmetry_error": mb.symmetry_error_about_gravity(model, z0, theta),
+                                "symmetry_error": measure_equivariance(
+                                    model, data=[z0, theta], group=mb.ABOUT_GRAVITY
+                                ).worst,
                             }
                         )
                         print(json.dumps(rows[-1]), flush=True)
