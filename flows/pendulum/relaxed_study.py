@@ -39,7 +39,6 @@ from surrogates.pendulum import runs as pr
 
 MODELS = {"scalars": "scalar-hnn", "relaxed": "relaxed-hnn", "raw": "mlp-hnn"}
 FIELD_DIRECTION = np.array([1.0, 0.0, 0.0])  # across gravity's axis: no part of its potential is invariant
-SYMMETRY_STATES = 64
 
 
 def breaking(test, epsilon: float) -> float:
@@ -73,7 +72,7 @@ def study(preset: str, epsilons: Sequence[float], sizes: Sequence[int], seeds: i
                     splits["train"].isel(sample=slice(0, size)), f"train-{epsilon:g}-{size}", kind=sp.RAW_KIND
                 )
                 params, truth, times = tests[epsilon]
-                z0, theta = truth[:SYMMETRY_STATES, 0], pm.theta_of(params)[:SYMMETRY_STATES]
+                z0, theta = truth[: pr.SYMMETRY_STATES, 0], pm.theta_of(params)[: pr.SYMMETRY_STATES]
                 for method in methods:
                     for seed in range(seeds):
                         config = pr.training_config("emlp", preset, seed, progress=False)
@@ -88,7 +87,7 @@ def study(preset: str, epsilons: Sequence[float], sizes: Sequence[int], seeds: i
                                 "seed": seed,
                                 "test_error": mb.score(model, params, truth, times),
                                 "symmetry_error": measure_equivariance(
-                                    model, data=[z0, theta], group=mb.ABOUT_GRAVITY
+                                    model, data=[z0, theta], group=pr.ABOUT_GRAVITY
                                 ).worst,
                             }
                         )

@@ -16,20 +16,32 @@ from pipeline.summaries import sample_std
 
 #: The splits drawn like the training data, per protocol (the others are the OOD tests).
 IN_DISTRIBUTION = ("test", "exp1")
+#: The measured symmetry errors an evaluation may hold (surrogates.pendulum.runs.symmetry_errors), with
+#: their column titles.
+SYMMETRY_COLUMNS = {
+    "symmetry_error": "symmetry error, O(3)",
+    "symmetry_error_about_gravity": "symmetry error, O(2) about z",
+    "units_error": "units error",
+}
 
 
 def pendulum_summary(
     catalog: Catalog, protocol: str, evaluations: dict[str, dict[str, list[str]]], variant: str = "reference"
 ) -> dict[str, Any]:
-    """Rows of (model, split, n seeds, mean, std, units-invariant mean, published mean/std, refs)."""
+    """Rows of (model, split, n seeds, mean, std, units-invariant mean, published mean/std, the worst
+    measured symmetry errors over seeds (None where the evaluations do not hold them), refs)."""
     rows = []
     for model, splits in evaluations.items():
         for split, refs in splits.items():
             scores, blockwise = [], []
+            errors: dict[str, list[float]] = {key: [] for key in SYMMETRY_COLUMNS}
             for r in refs:
                 with catalog.open(r) as ds:
                     scores.append(float(ds["score"]))
                     blockwise.append(float(ds["score_blockwise"]))
+                    for key in SYMMETRY_COLUMNS:
+                        if key in ds:
+                            errors[key].append(float(ds[key]))
             published = PUBLISHED.get((protocol, model, split))
             rows.append(
                 {
@@ -43,26 +55,37 @@ def pendulum_summary(
                     "blockwise_std": sample_std(blockwise),
                     "published_mean": published[0] if published else None,
                     "published_std": published[1] if published else None,
+                    # the worst seed; NaN (a model whose field is not finite) is the worst of all
+                    **{key: (float(np.max(v)) if v else None) for key, v in errors.items()},
                     "evaluations": refs,
                 }
             )
     return {"protocol": protocol, "variant": variant, "rows": rows}
 
 
+def symmetry_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The measured symmetry errors some row of ``rows`` holds, in SYMMETRY_COLUMNS' order."""
+    return [key for key in SYMMETRY_COLUMNS if any(r.get(key) is not None for r in rows)]
+
+
 def pendulum_table(summary: dict[str, Any]) -> str:
-    """The summary as a Markdown table (scores to 4 decimals; std over seeds with ddof = 1)."""
+    """The summary as a Markdown table (scores to 4 decimals; std over seeds with ddof = 1; the measured
+    symmetry errors, worst over seeds, where the evaluations hold them)."""
+    errors = symmetry_columns(summary["rows"])
     lines = [
         f"Hamiltonian variant: {summary.get('variant', 'reference')} (the published numbers use 'reference'); "
         f"activation {summary.get('activation', 'silu')}.",
         "",
-        "| model | split | ours (mean +- std) | units-invariant variant | published | seeds |",
-        "|---|---|---|---|---|---|",
+        "| model | split | ours (mean +- std) | units-invariant variant | published | seeds |"
+        + "".join(f" {SYMMETRY_COLUMNS[k]} (worst) |" for k in errors),
+        "|---|---|---|---|---|---|" + "---|" * len(errors),
     ]
     for r in summary["rows"]:
         published = "-" if r["published_mean"] is None else f"{r['published_mean']:.4f} +- {r['published_std']:.4f}"
         lines.append(
             f"| {r['model']} | {r['split']} | {r['mean']:.4f} +- {r['std']:.4f} | "
             f"{r['blockwise_mean']:.4f} +- {r['blockwise_std']:.4f} | {published} | {r['seeds']} |"
+            + "".join(" - |" if r.get(k) is None else f" {r[k]:.1e} |" for k in errors)
         )
     return "\n".join(lines)
 

@@ -34,9 +34,7 @@ import numpy as np
 import torch
 
 from data_catalog import Catalog
-from pipeline.matrix_groups import about_z
 from pipeline.metrics import geometric_mean, relative_error
-from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from pipeline.report.study import (
     StudyTable,
     add_report_option,
@@ -64,9 +62,7 @@ MODELS = (
 UNITS_MODELS = ("mlp-hnn", "dimensional-hnn", "dimensional-hnn-units-augment", "relaxed-units-hnn", "dimensionless-hnn")
 MODELS_BY_PROTOCOL = {"emlp": MODELS, "units": UNITS_MODELS}
 DEFAULT_SIZES = {"emlp": (50, 200), "units": (250, 1000)}
-ABOUT_GRAVITY = about_z("O(2)")
 THROUGHPUT_BATCH = 4096
-SYMMETRY_STATES = 64
 MEMORY_CHUNKS = 100  # chunks of the training loss whose saved tensors are counted: one shape for every model
 
 
@@ -81,7 +77,7 @@ def rotated_split(ds, seed: int = 1, about_gravity: bool = False):
 
 
 def _element(rng: np.random.Generator, about_gravity: bool) -> np.ndarray:
-    return ABOUT_GRAVITY.random_element(rng) if about_gravity else random_orthogonal(3, rng)
+    return pr.ABOUT_GRAVITY.random_element(rng) if about_gravity else random_orthogonal(3, rng)
 
 
 def score(model: torch.nn.Module, params, truth: torch.Tensor, times) -> float:
@@ -149,9 +145,7 @@ def _emlp_scores(model: torch.nn.Module, data: dict, z0: torch.Tensor, theta: to
         "test": score(model, *data["test"]),
         "rotated": score(model, *data["rotated"]),
         "rotated_about_gravity": score(model, *data["rotated_about_gravity"]),
-        # the project's check (tests/test_model_symmetry.py): 8 random elements of O(3), and of O(2) about z
-        "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
-        "symmetry_error_about_gravity": measure_equivariance(model, data=[z0, theta], group=ABOUT_GRAVITY).worst,
+        **pr.symmetry_errors(model, z0, theta, "emlp"),
     }
 
 
@@ -159,9 +153,7 @@ def _units_scores(model: torch.nn.Module, data: dict, z0: torch.Tensor, theta: t
     return {
         **{split: score(model, *data[split]) for split in pp.TEST_SPLITS["units"]},
         "rotated": score(model, *data["rotated"]),
-        # the project's checks (tests/test_model_symmetry.py): 8 random elements of O(3), 8 changes of kg, m, s
-        "symmetry_error": measure_equivariance(model, data=[z0, theta]).worst,
-        "units_error": measure_units_equivariance(model, data=[z0, theta]).worst,
+        **pr.symmetry_errors(model, z0, theta, "units"),
     }
 
 
@@ -188,7 +180,7 @@ def run(
     data = pp.generate(pp.preset(protocol, preset))
     test_sets = _test_sets(protocol, data)
     params, truth, _ = test_sets[pp.TEST_SPLITS[protocol][0]]
-    z0, theta = truth[:SYMMETRY_STATES, 0], pm.theta_of(params)[:SYMMETRY_STATES]
+    z0, theta = truth[: pr.SYMMETRY_STATES, 0], pm.theta_of(params)[: pr.SYMMETRY_STATES]
     scores = _emlp_scores if protocol == "emlp" else _units_scores
     rows = []
     memory: dict[str, int] = {}  # per model: the bytes kept for backward do not depend on the weights

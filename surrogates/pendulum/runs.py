@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from data_catalog import Catalog, parse_ref
+from pipeline.matrix_groups import about_z
 from pipeline.metrics import evaluation_dataset
+from pipeline.model_symmetry import measure_equivariance, measure_units_equivariance
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model, save_model
 from surrogates.devices import pick_device
@@ -56,6 +58,16 @@ TRAINING_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 }
 POSITION_MOMENTUM_BLOCKS = ((0, 6), (6, 12))
 STATE_COMPONENTS = (("q1", 0, 3, "m"), ("q2", 3, 6, "m"), ("p1", 6, 9, "kg m s^-1"), ("p2", 9, 12, "kg m s^-1"))
+# the EMLP protocol's gravity points along -z in every system: its data are symmetric under O(2) about z
+ABOUT_GRAVITY = about_z("O(2)")
+SYMMETRY_STATES = 64  # the first states of a test set the symmetry errors are measured on
+#: The measured symmetry errors an evaluation stores, by protocol (O(3) for every one).
+SYMMETRY_ERRORS = {
+    "symmetry_error": "worst relative change of the vector field under 8 random elements of O(3)",
+    "symmetry_error_about_gravity": "worst relative change of the vector field under 8 random elements of O(2) "
+    "about z (EMLP protocol)",
+    "units_error": "worst relative change of the vector field under 8 random changes of kg, m and s (units protocol)",
+}
 
 
 def training_config(protocol: str, preset: str, seed: int, **overrides: Any) -> TrainConfig:
@@ -145,16 +157,33 @@ def predict(
     return torch.cat(out)
 
 
+def symmetry_errors(model: torch.nn.Module, z: torch.Tensor, theta: torch.Tensor, protocol: str) -> dict[str, float]:
+    """The model's measured symmetry errors on the first SYMMETRY_STATES states ``z`` (n, 12) and their
+    parameters ``theta``, in float64 by the project's checks (tests/test_model_symmetry.py): under O(3)
+    always, under O(2) about z for the EMLP protocol, under changes of kg, m and s for the units protocol
+    (keys and meanings: SYMMETRY_ERRORS)."""
+    device = next(model.parameters()).device
+    data = [x[:SYMMETRY_STATES].to(device=device, dtype=torch.float64) for x in (z, theta)]
+    out = {"symmetry_error": measure_equivariance(model, data=data).worst}
+    if protocol == "emlp":
+        out["symmetry_error_about_gravity"] = measure_equivariance(model, data=data, group=ABOUT_GRAVITY).worst
+    if protocol == "units":
+        out["units_error"] = measure_units_equivariance(model, data=data).worst
+    return out
+
+
 def evaluate_model(
     catalog: Catalog, model_ref: str, test_ref: str, *, device: str | None = None, output_name: str | None = None
 ) -> str:
-    """Roll the stored model out on every trajectory of ``test_ref`` and store the ``evaluation``."""
+    """Roll the stored model out on every trajectory of ``test_ref`` and store the ``evaluation``, with the
+    model's measured symmetry errors on the test set's first states (:func:`symmetry_errors`)."""
     loaded = load_model(catalog, model_ref, device=str(pick_device(device, dtype=torch.float64)), dtype=torch.float64)
     substeps = int(catalog.info(model_ref, variables=False).params.get("substeps", 1))
     ds = catalog.open(test_ref).load()
     params, truth, times = sp.from_dataset(ds, source=test_ref)
     predicted = predict(loaded.model, params, truth[:, 0], times, substeps=substeps)
     split = ds.attrs.get("split", parse_ref(test_ref).name)
+    protocol = ds.attrs.get("protocol", "custom")
     evaluation = evaluation_dataset(
         predicted.numpy(),
         truth.numpy(),
@@ -164,7 +193,9 @@ def evaluate_model(
         model=catalog.resolve(model_ref),
         data=catalog.resolve(test_ref),
         split=split,
-        extra_attrs={"protocol": ds.attrs.get("protocol", "custom")},
+        extra_attrs={"protocol": protocol},
     )
+    for key, value in symmetry_errors(loaded.model, truth[:, 0], theta_of(params), protocol).items():
+        evaluation[key] = ((), value, {"units": "1", "long_name": SYMMETRY_ERRORS[key]})
     name = output_name or f"{parse_ref(model_ref).name}-on-{split}"
     return catalog.write(evaluation, name, kind="evaluation", parents=(model_ref, test_ref))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from browser import CHROMIUM, COUNT_IMAGES, chromium
-from report_factory import make_result
+from report_factory import EXTRA_MODELS, MEASURED, SEEDS, make_result, symmetry_error
 
 from data_catalog import Catalog
 from pipeline import halos, pendulum, rietkerk
@@ -35,6 +35,7 @@ from pipeline.report import (
 )
 from pipeline.results import ResultFormatError, SystemResult
 from pipeline.rietkerk import snapshot_indices
+from surrogates.pendulum.runs import MODELS_BY_PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The built-in systems' sections in the registry's order.
@@ -468,3 +469,16 @@ def test_the_page_renders_in_headless_chromium(built, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     png = shot.read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 50_000
+
+
+def test_the_pendulum_tables_give_each_models_worst_measured_symmetry_errors(built):
+    _, results, report = built
+    for protocol, keys in MEASURED.items():
+        rows = results["pendulum"].details[protocol]["rows"]
+        for m, model in enumerate(MODELS_BY_PROTOCOL[protocol] + EXTRA_MODELS.get(protocol, ())):
+            worst = symmetry_error(m, SEEDS.get(model, 1) - 1)  # the last seed's is the largest
+            for r in (r for r in rows if r["model"] == model):
+                assert all(r[key] == worst for key in keys) and f"{worst:.1e}" in report.html
+    assert "| EMLP SO(2) | - | - | " in report.markdown  # the EMLP HNNs join the published table's shape
+    for title in ("symmetry error, O(3) (worst)", "symmetry error, O(2) about z (worst)", "units error (worst)"):
+        assert title in report.markdown

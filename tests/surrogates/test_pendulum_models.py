@@ -161,6 +161,31 @@ def test_a_stored_model_predicts_exactly_as_before_and_evaluates(catalog, smoke_
     again = pr.predict(load_model(catalog, ref, device="cpu").model, params, truth[:, 0], times)
     np.testing.assert_array_equal(evaluation["predicted_p2"].values, again[..., 9:12].numpy())
     assert 0 < float(evaluation["score"]) < 1 and evaluation.attrs["split"] == "exp1"
+    # the units protocol's measured errors: O(3) (exact here) and the units (not promised by this model)
+    assert float(evaluation["symmetry_error"]) < 1e-10 and float(evaluation["units_error"]) > 1e-3
+    assert "symmetry_error_about_gravity" not in evaluation
+
+
+def test_evaluations_measure_each_models_symmetry_errors_and_the_summary_keeps_the_worst(catalog):
+    from pipeline.pendulum.summary import pendulum_summary, pendulum_table
+
+    data = pp.generate(pp.preset("emlp", "smoke"))
+    refs = {split: catalog.write(ds, f"e-{split}", kind=sp.RAW_KIND) for split, ds in data.items()}
+    evaluations = {}
+    for name in ("scalar-hnn", "mlp-hnn"):
+        for seed in (0, 1):
+            config = TrainConfig(seed=seed, epochs=2, lr=1e-3, progress=False)
+            ref = pr.train_model(catalog, name, refs["train"], refs["val"], config, output_name=f"{name}-{seed}")
+            out = pr.evaluate_model(catalog, ref, refs["test"], output_name=f"{name}-{seed}-on-test")
+            evaluations.setdefault(name, {}).setdefault("test", []).append(out)
+    rows = {r["model"]: r for r in pendulum_summary(catalog, "emlp", evaluations)["rows"]}
+    for key in ("symmetry_error", "symmetry_error_about_gravity"):
+        assert rows["scalar-hnn"][key] < 1e-10  # exact under O(3), so under O(2) about z too
+        per_seed = [float(catalog.open(r)[key]) for r in evaluations["mlp-hnn"]["test"]]
+        assert rows["mlp-hnn"][key] == max(per_seed) > 1e-3
+    assert rows["mlp-hnn"]["units_error"] is None  # not measured on the EMLP protocol
+    table = pendulum_table(pendulum_summary(catalog, "emlp", evaluations))
+    assert "symmetry error, O(2) about z (worst) |" in table and "units error" not in table
 
 
 def test_predicting_from_bad_states_names_the_problem():
