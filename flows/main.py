@@ -82,9 +82,11 @@ def main_job(
     systems: list[Annotated[str, Choices(ref="flows.registry:names")]] | None = None,
     report_dir: str | None = None,
     dask_address: str | None = None,
+    methods: bool = False,
 ) -> dict[str, str]:
     """Run every registered system (or ``systems``) against ``catalog`` and write the OOD report;
-    returns step -> ref (or path).
+    returns step -> ref (or path). ``methods`` also runs each system's comparison of ways of building
+    the symmetry in (its registry entry's ``methods``), every model cached and in the report.
 
     ``report_dir`` defaults to ``reports/<preset>`` in the working directory. ``dask_address`` names
     an existing dask.distributed scheduler for the feature extraction of particle data (see
@@ -108,7 +110,10 @@ def main_job(
     done("catalog-check")
     results: dict[str, Any] = {}
     for system in chosen:
-        result = system.runner()(catalog=root, preset=system.presets[preset], dask_address=dask_address_for(dask_address))
+        if methods:
+            log.info("main job: %s: method comparison: %s", system.name, system.methods_note or "none")
+        chosen_preset = system.preset(preset, methods=methods)
+        result = system.runner()(catalog=root, preset=chosen_preset, dask_address=dask_address_for(dask_address))
         results[system.name] = result.to_dict()  # JSON: the report task's cache key reads it
         done(system.name)
     report = in_catalog(build_report, root)(root, results, preset)

@@ -12,6 +12,7 @@ at run time (a test's toy system).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class System:
       ``"predict-galaxies"``) -> ``"module:click_command"``.
     - ``expensive``: ``"module:function"`` entry points (simulation, training, evaluation) that a
       fully cached rerun of the main job must not call.
+    - ``methods``: options added to every preset's ``options`` when the main job also runs the system's
+      comparison of ways of building the symmetry in (``eqs run --methods``); empty: the system has none
+      in the main job. ``methods_note`` says in a line what it adds, or where its comparison is instead.
     """
 
     name: str
@@ -80,6 +84,8 @@ class System:
     commands: Mapping[str, str] = field(default_factory=dict)
     expensive: tuple[str, ...] = ()
     description: str = ""
+    methods: Mapping[str, Any] = field(default_factory=dict)
+    methods_note: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -91,6 +97,14 @@ class System:
             if text is not None and ":" not in text:
                 raise RegistryError(f"system {self.name!r}: {text!r} is not 'package.module:attribute'")
         object.__setattr__(self, "expensive", tuple(self.expensive))
+        object.__setattr__(self, "methods", dict(self.methods))
+
+    def preset(self, name: str, methods: bool = False) -> SystemPreset:
+        """The main job's preset ``name`` for this system, with the method comparison's options if ``methods``."""
+        chosen = self.presets[name]
+        if not methods or not self.methods:
+            return chosen
+        return dataclasses.replace(chosen, options={**chosen.options, **self.methods})
 
     def runner(self) -> Callable[..., SystemResult]:
         return load(self.run)
@@ -122,6 +136,9 @@ def _pendulum() -> System:
             "surrogates.pendulum.runs:evaluate_model",
         ),
         description="Hamiltonian dynamics of a springy double pendulum in 3-D: the EMLP and units protocols.",
+        methods={"methods": True},
+        methods_note="every protocol's method comparison: the EMLP protocol's augmented, penalised, relaxed and "
+        "EMLP HNNs (O(3), O(2), SO(2), D2, D6); the units protocol's MLP, units-augmented and relaxed HNNs",
     )
 
 
@@ -147,6 +164,7 @@ def _rietkerk() -> System:
             "surrogates.rietkerk.runs:evaluate_emulator",
         ),
         description="Vegetation patterns of a reaction-diffusion PDE: emulators of pattern statistics.",
+        methods_note="none: its emulators read translation- and rotation-invariant pattern statistics only",
     )
 
 
@@ -175,6 +193,8 @@ def _halos() -> System:
             "surrogates.halos.runs:evaluate_halo_model",
         ),
         description="Galaxy properties from dark-matter halos: invariant scalars of particles.",
+        methods_note="none in the main job: compare methods on a halo table with 'eqs fit --method' or "
+        "'eqs bench methods' (docs/fit.md#other-methods)",
     )
 
 

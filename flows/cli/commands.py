@@ -159,6 +159,14 @@ def serve(config_path: str, check: bool) -> None:
     help="dask scheduler for the feature extraction of particle data: an address (tcp://host:8786), 'local' or 'threads' "
     "(default: $EQS_DASK_ADDRESS, else threads).",
 )
+@click.option(
+    "--methods",
+    is_flag=True,
+    help="Also train and report each system's comparison of ways of building the symmetry in, every model "
+    "cached ("
+    + "; ".join(f"{s.name}: {s.methods_note}" for s in registry.systems() if s.methods)
+    + "). Hours at the demo preset on 2 CPU cores.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the produced refs as JSON.")
 @click.pass_context
 def run(
@@ -167,6 +175,7 @@ def run(
     systems: str | None,
     report_dir: str | None,
     dask_address: str | None,
+    methods: bool,
     as_json: bool,
 ) -> None:
     """Run the main job end to end: every system, every OOD split, and the report."""
@@ -186,6 +195,7 @@ def run(
         systems=chosen,
         report_dir=report_dir,
         dask_address=dask_address,
+        methods=methods,
         return_state=True,
     )
     refs = _flow_result(state, "eqs run")

@@ -192,11 +192,22 @@ def pendulum_flow(
 
 def run_system(catalog: str, preset: SystemPreset, dask_address: str | None = None) -> SystemResult:
     """The main job's step (see :mod:`flows.registry`): each protocol of ``preset.options``
-    (``protocols``, ``dtype``) at ``preset``'s sizes and seeds, as one result."""
+    (``protocols``, ``dtype``) at ``preset``'s sizes and seeds, as one result; with the option
+    ``methods``, every model of each protocol (its own and its method comparison's)."""
+    from surrogates.pendulum.runs import protocol_models
+
     options = dict(preset.options)
     protocols = options.pop("protocols", pp.PROTOCOLS)
+    methods = options.pop("methods", False)
     parts = [
-        pendulum_flow(protocol=protocol, preset=preset.preset, seeds=preset.seeds, catalog=catalog, **options)
+        pendulum_flow(
+            protocol=protocol,
+            preset=preset.preset,
+            seeds=preset.seeds,
+            catalog=catalog,
+            models=list(protocol_models(protocol)) if methods else None,
+            **options,
+        )
         for protocol in protocols
     ]
     return merge_protocols(parts)

@@ -102,3 +102,20 @@ def test_a_system_added_through_the_registry_alone_runs_in_the_main_job_and_the_
     from flows.schedules import flows_by_name
 
     assert flows_by_name()["toy"].name == "toy"
+
+
+def test_methods_add_each_systems_comparison_to_the_report_and_reuse_the_cached_steps(first_run, tmp_path):
+    catalog, _, refs = first_run
+    before = {r for r in catalog.refs() if r.startswith("pendulum") and "-on-" in r}
+    reports = tmp_path / "reports"
+    args = ["--catalog", str(catalog.root), "run", "--preset", "smoke", "--systems", "pendulum", "--methods"]
+    result = CliRunner().invoke(cli, [*args, "--report-dir", str(reports), "--json"])
+    assert result.exit_code == 0, result.output
+    markdown = (reports / "report.md").read_text()
+    for model in ("relaxed-hnn", "emlp-hnn-o3", "emlp-hnn-d6", "dimensional-hnn-units-augment", "relaxed-units-hnn"):
+        assert f"| {model} |" in markdown
+    assert "| EMLP SO(2) | - | - |" in markdown and "symmetry error, O(2) about z (worst)" in markdown
+    after = {r for r in catalog.refs() if r.startswith("pendulum") and "-on-" in r}
+    assert before < after  # the first run's evaluations kept, the methods' added beside them
+    assert registry.get("pendulum").preset("smoke").options == registry.get("pendulum").presets["smoke"].options
+    assert registry.get("rietkerk").preset("smoke", methods=True) == registry.get("rietkerk").presets["smoke"]
