@@ -154,23 +154,33 @@ def random_element(
     return GroupElement(matrix, translation, f"{name}({d}) element with det {np.linalg.det(matrix):+.0f}")
 
 
+def _finite_parts(actual: Any, expected: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both arrays in float64 without the infinities they share (same places, same signs); None where
+    the comparison is an infinite error: NaN anywhere, or infinities that differ."""
+    a = _numpy(actual).astype(np.float64, copy=False)
+    b = _numpy(expected).astype(np.float64, copy=False)
+    if a.shape != b.shape:
+        raise AssertionError(f"shapes differ: {a.shape} versus {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        return None
+    infinite = np.isinf(a) | np.isinf(b)
+    if infinite.any():
+        if not np.array_equal(a[infinite], b[infinite]):
+            return None
+        a, b = a[~infinite], b[~infinite]
+    return a, b
+
+
 def relative_error(actual: Any, expected: Any) -> float:
     """max |actual - expected| / max(|expected|, |actual|): a norm-wise relative error.
 
     NaN anywhere is an infinite error (a check must not pass on outputs that are all NaN);
     infinities must sit at the same places with the same signs.
     """
-    a = _numpy(actual).astype(np.float64, copy=False)
-    b = _numpy(expected).astype(np.float64, copy=False)
-    if a.shape != b.shape:
-        raise AssertionError(f"shapes differ: {a.shape} versus {b.shape}")
-    if np.isnan(a).any() or np.isnan(b).any():
+    finite = _finite_parts(actual, expected)
+    if finite is None:
         return float("inf")
-    infinite = np.isinf(a) | np.isinf(b)
-    if infinite.any():
-        if not np.array_equal(a[infinite], b[infinite]):
-            return float("inf")
-        a, b = a[~infinite], b[~infinite]
+    a, b = finite
     scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(a).max(initial=0.0)))
     if scale == 0.0:
         return 0.0
@@ -180,17 +190,10 @@ def relative_error(actual: Any, expected: Any) -> float:
 def elementwise_relative_error(actual: Any, expected: Any) -> float:
     """max_i |actual_i - expected_i| / |expected_i|: every element to its own precision (0 where both
     are 0, infinite where only ``expected`` is); NaN anywhere is an infinite error."""
-    a = _numpy(actual).astype(np.float64, copy=False)
-    b = _numpy(expected).astype(np.float64, copy=False)
-    if a.shape != b.shape:
-        raise AssertionError(f"shapes differ: {a.shape} versus {b.shape}")
-    if np.isnan(a).any() or np.isnan(b).any():
+    finite = _finite_parts(actual, expected)
+    if finite is None:
         return float("inf")
-    infinite = np.isinf(a) | np.isinf(b)
-    if infinite.any():
-        if not np.array_equal(a[infinite], b[infinite]):
-            return float("inf")
-        a, b = a[~infinite], b[~infinite]
+    a, b = finite
     diff = np.abs(a - b)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(diff == 0, 0.0, diff / np.abs(b))
