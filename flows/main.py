@@ -111,7 +111,8 @@ def main_job(
     results: dict[str, Any] = {}
     for system in chosen:
         if methods:
-            log.info("main job: %s: method comparison: %s", system.name, system.methods_note or "none")
+            what = "method comparison" if system.methods else "no method comparison"
+            log.info("main job: %s: %s: %s", system.name, what, system.methods_note or "-")
         chosen_preset = system.preset(preset, methods=methods)
         result = system.runner()(catalog=root, preset=chosen_preset, dask_address=dask_address_for(dask_address))
         results[system.name] = result.to_dict()  # JSON: the report task's cache key reads it

@@ -72,7 +72,8 @@ class System:
       fully cached rerun of the main job must not call.
     - ``methods``: options added to every preset's ``options`` when the main job also runs the system's
       comparison of ways of building the symmetry in (``eqs run --methods``); empty: the system has none
-      in the main job. ``methods_note`` says in a line what it adds, or where its comparison is instead.
+      in the main job. ``methods_note`` says in a line what it adds, or why it adds nothing and where a
+      comparison is instead.
     """
 
     name: str
@@ -164,7 +165,7 @@ def _rietkerk() -> System:
             "surrogates.rietkerk.runs:evaluate_emulator",
         ),
         description="Vegetation patterns of a reaction-diffusion PDE: emulators of pattern statistics.",
-        methods_note="none: its emulators read translation- and rotation-invariant pattern statistics only",
+        methods_note="its emulators read translation- and rotation-invariant pattern statistics only",
     )
 
 
@@ -193,8 +194,8 @@ def _halos() -> System:
             "surrogates.halos.runs:evaluate_halo_model",
         ),
         description="Galaxy properties from dark-matter halos: invariant scalars of particles.",
-        methods_note="none in the main job: compare methods on a halo table with 'eqs fit --method' or "
-        "'eqs bench methods' (docs/fit.md#other-methods)",
+        methods_note="compare methods on a halo table with 'eqs fit --method' or 'eqs bench methods' "
+        "(docs/fit.md#other-methods)",
     )
 
 

@@ -186,6 +186,11 @@ def run(
         chosen = [s.name for s in registry.choose(systems)]
     except registry.RegistryError as exc:
         raise UsageFailure(f"--systems: {exc}") from None
+    if methods:  # say before the run which chosen systems add nothing, and where their comparison is
+        for system in registry.choose(chosen):
+            if not system.methods:
+                why = f": {system.methods_note}" if system.methods_note else ""
+                click.echo(f"--methods: {system.name} has no method comparison in the main job{why}", err=True)
     from ..main import main_job  # imported here: Prefect takes seconds to import
 
     cat = _catalog(ctx)

@@ -119,3 +119,17 @@ def test_methods_add_each_systems_comparison_to_the_report_and_reuse_the_cached_
     assert before < after  # the first run's evaluations kept, the methods' added beside them
     assert registry.get("pendulum").preset("smoke").options == registry.get("pendulum").presets["smoke"].options
     assert registry.get("rietkerk").preset("smoke", methods=True) == registry.get("rietkerk").presets["smoke"]
+
+
+def test_methods_say_which_systems_add_nothing(monkeypatch, tmp_path):
+    import flows.main
+
+    seen = {}
+    monkeypatch.setattr(flows.main, "main_job", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr("flows.cli.commands._flow_result", lambda state, what: {})
+    args = ["--catalog", str(tmp_path / "c"), "run", "--systems", "rietkerk,halos", "--methods"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name in ("rietkerk", "halos"):
+        assert f"--methods: {name} has no method comparison in the main job: " in result.stderr
+    assert seen["methods"] is True and seen["systems"] == ["rietkerk", "halos"]
