@@ -11,7 +11,8 @@ measured O(3) and units errors of the vector field (float64).
 
 Both: the parameter count, the memory one training loss keeps for its backward pass (MEMORY_CHUNKS chunks,
 the same shapes for every model; ``--memory-only`` measures it alone, untrained), the training time per
-epoch and the vector field's throughput.
+epoch and the vector field's throughput. The JSON also keeps each training's best validation loss, the
+number a choice of settings should be made on.
 
     python -m surrogates.pendulum.methods_benchmark --preset quick --sizes 50 200 --seeds 3 --out methods.json
     python -m surrogates.pendulum.methods_benchmark --protocol units --preset quick --sizes 250 1000 --out units.json
@@ -206,6 +207,8 @@ def run(
                             "train_chunks": int(size),
                             "seed": seed,
                             **scores(model, test_sets, z0, theta),
+                            # the validation loss of the kept weights: what a choice of settings should read
+                            "best_val_loss": loaded.training.get("best_val"),
                             "parameters": int(sum(p.numel() for p in model.parameters())),
                             "training_memory_bytes": memory[name],
                             "seconds_per_epoch": seconds / max(1, int(loaded.training["epochs_run"])),

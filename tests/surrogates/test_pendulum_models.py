@@ -289,6 +289,15 @@ def test_the_method_benchmark_scores_an_exact_model_alike_on_rotated_rollouts():
     assert worst["exact"] < 1e-12 < 1e-3 < worst["mlp"]
 
 
+def test_the_method_benchmark_records_each_trainings_best_validation_loss():
+    from surrogates.pendulum import methods_benchmark as mb
+
+    result = mb.run("smoke", ["scalar-hnn"], [8], 1, (8, 8))
+    (row,) = result["rows"]
+    assert row["model"] == "scalar-hnn" and row["train_chunks"] == 8
+    assert 0 < row["best_val_loss"] < float("inf") and row["symmetry_error"] < 1e-12
+
+
 # -- the same methods for the units (the units protocol) ------------------------------------------------------
 
 
