@@ -168,7 +168,10 @@ def test_a_stored_model_predicts_exactly_as_before_and_evaluates(catalog, smoke_
 
 
 def test_evaluations_measure_each_models_symmetry_errors_and_the_summary_keeps_the_worst(catalog):
-    from pipeline.pendulum.summary import pendulum_summary, pendulum_table
+    from pipeline.pendulum.summary import SYMMETRY_COLUMNS, pendulum_summary, pendulum_table
+
+    # what an evaluation stores is what the summary reads (two layers, so two tables of the same keys)
+    assert set(pr.SYMMETRY_ERRORS) == set(SYMMETRY_COLUMNS)
 
     data = pp.generate(pp.preset("emlp", "smoke"))
     refs = {split: catalog.write(ds, f"e-{split}", kind=sp.RAW_KIND) for split, ds in data.items()}
