@@ -174,10 +174,12 @@ class BiLinear(nn.Module):
     """x -> 0.1 W(x) x, W(x) a linear map whose block from rank-a to rank-b copies is a combination of
     the features' first min(copies, d^r) rank-(a+b) copies read as d^b x d^a matrices: equivariant
     because those copies move as such matrices do (g on every index; g^T = g^-1). The weights start
-    small (``BILINEAR_INIT``, see the module's docstring)."""
+    small (``init``, their standard deviation; see the module's docstring)."""
 
-    def __init__(self, rep: TensorSum):
+    def __init__(self, rep: TensorSum, init: float = BILINEAR_INIT):
         super().__init__()
+        if not (math.isfinite(init) and init > 0):
+            raise ValueError(f"the bilinear weights' initial spread must be positive and finite, got {init}")
         self.rep = rep
         self.weights = nn.ParameterDict()
         for b, m_out in enumerate(rep.counts):
@@ -186,7 +188,7 @@ class BiLinear(nn.Module):
                 if r == 0 or r >= len(rep.counts) or not (m_in and m_out and rep.counts[r]):
                     continue
                 used = min(rep.counts[r], rep.d**r)
-                self.weights[f"{a}_{b}"] = nn.Parameter(BILINEAR_INIT * torch.randn(m_out, m_in, used))
+                self.weights[f"{a}_{b}"] = nn.Parameter(init * torch.randn(m_out, m_in, used))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = self.rep.split(x)
@@ -220,10 +222,10 @@ class GatedNonlinearity(nn.Module):
 
 
 class EMLPBlock(nn.Module):
-    def __init__(self, rep_in: TensorSum, rep_out: TensorSum, group: MatrixGroup):
+    def __init__(self, rep_in: TensorSum, rep_out: TensorSum, group: MatrixGroup, bilinear_init: float = BILINEAR_INIT):
         super().__init__()
         self.linear = EquivariantLinear(rep_in, rep_out.gated(), group)
-        self.bilinear = BiLinear(rep_out.gated())
+        self.bilinear = BiLinear(rep_out.gated(), bilinear_init)
         self.nonlinearity = GatedNonlinearity(rep_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,12 +234,20 @@ class EMLPBlock(nn.Module):
 
 
 class EMLP(nn.Module):
-    """Blocks into ``uniform_rep(width)`` features for each hidden width, then an equivariant linear readout."""
+    """Blocks into ``uniform_rep(width)`` features for each hidden width, then an equivariant linear readout;
+    ``bilinear_init``: the bilinear weights' initial spread."""
 
-    def __init__(self, rep_in: TensorSum, rep_out: TensorSum, group: MatrixGroup, hidden: tuple[int, ...]):
+    def __init__(
+        self,
+        rep_in: TensorSum,
+        rep_out: TensorSum,
+        group: MatrixGroup,
+        hidden: tuple[int, ...],
+        bilinear_init: float = BILINEAR_INIT,
+    ):
         super().__init__()
         reps = [rep_in] + [uniform_rep(width, group.d) for width in hidden]
-        self.blocks = nn.Sequential(*[EMLPBlock(a, b, group) for a, b in zip(reps, reps[1:])])
+        self.blocks = nn.Sequential(*[EMLPBlock(a, b, group, bilinear_init) for a, b in zip(reps, reps[1:])])
         self.readout = EquivariantLinear(reps[-1], rep_out, group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

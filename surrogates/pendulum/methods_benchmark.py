@@ -48,6 +48,7 @@ from pipeline.symmetry import random_orthogonal
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
+from surrogates.emlp import BILINEAR_INIT
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
 from surrogates.training import saved_for_backward_bytes
@@ -177,7 +178,9 @@ def run(
     seeds: int,
     hidden: Sequence[int] | None,
     protocol: str = "emlp",
+    bilinear_init: float | None = None,
 ) -> dict:
+    """``bilinear_init``: the EMLP HNNs' bilinear weights' initial spread [default: the models' own]."""
     data = pp.generate(pp.preset(protocol, preset))
     test_sets = _test_sets(protocol, data)
     params, truth, _ = test_sets[pp.TEST_SPLITS[protocol][0]]
@@ -193,7 +196,9 @@ def run(
             for name in models:
                 for seed in range(seeds):
                     config = pr.training_config(protocol, preset, seed, progress=False)
-                    options = {"hidden": tuple(hidden)} if hidden else None
+                    options = {"hidden": tuple(hidden)} if hidden else {}
+                    if bilinear_init is not None and name.startswith("emlp-"):
+                        options["bilinear_init"] = bilinear_init
                     started = time.perf_counter()
                     ref = pr.train_model(catalog, name, train, val, config, model_options=options)
                     seconds = time.perf_counter() - started
@@ -206,6 +211,7 @@ def run(
                             "model": name,
                             "train_chunks": int(size),
                             "seed": seed,
+                            **({"bilinear_init": model.config["bilinear_init"]} if name.startswith("emlp-") else {}),
                             **scores(model, test_sets, z0, theta),
                             # the validation loss of the kept weights: what a choice of settings should read
                             "best_val_loss": loaded.training.get("best_val"),
@@ -216,7 +222,14 @@ def run(
                         }
                     )
                     print(json.dumps(rows[-1]), flush=True)
-    return {"protocol": protocol, "preset": preset, "sizes": list(sizes), "seeds": seeds, "rows": rows}
+    return {
+        "protocol": protocol,
+        "preset": preset,
+        "sizes": list(sizes),
+        "seeds": seeds,
+        "bilinear_init": bilinear_init,
+        "rows": rows,
+    }
 
 
 # (title, row key, "spread" over seeds or the "worst" over seeds) per column, by protocol
@@ -288,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--hidden", type=int, nargs="+", help="the MLPs' widths [default: the models' own]")
     parser.add_argument(
+        "--bilinear-init",
+        type=float,
+        help="the EMLP HNNs' bilinear weights' initial spread [default: %g, surrogates.emlp.BILINEAR_INIT]"
+        % BILINEAR_INIT,
+    )
+    parser.add_argument(
         "--memory-only",
         action="store_true",
         help="only the parameters and training memory of each model, untrained (neither depends on the weights)",
@@ -306,13 +325,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = args.sizes or DEFAULT_SIZES[args.protocol]
     if min(sizes) < 1:
         parser.error(f"--sizes must be positive, got {sizes}")
+    if args.bilinear_init is not None:
+        if not (np.isfinite(args.bilinear_init) and args.bilinear_init > 0):
+            parser.error(f"--bilinear-init must be positive and finite, got {args.bilinear_init}")
+        if not any(m.startswith("emlp-") for m in models):
+            parser.error("--bilinear-init sets the EMLP HNNs' spread; --models has no emlp-hnn-* model")
     if args.memory_only:
         result = memory_only(args.protocol, args.preset, models, args.hidden)
         text = memory_table(result)
     else:
-        result = run(args.preset, models, sizes, args.seeds, args.hidden, protocol=args.protocol)
+        result = run(
+            args.preset,
+            models,
+            sizes,
+            args.seeds,
+            args.hidden,
+            protocol=args.protocol,
+            bilinear_init=args.bilinear_init,
+        )
         text = table(result)
     what = "training memory" if args.memory_only else "methods side by side"
+    if args.bilinear_init is not None and not args.memory_only:
+        what += f" (EMLP bilinear spread {args.bilinear_init:g})"
     write_study(
         result,
         args.out,

@@ -46,7 +46,7 @@ from pipeline.symmetry import unit_factor
 from sims.pendulum import system as sp
 from surrogates.artifacts import register_model
 from surrogates.dynamics import DynamicsModel, HamiltonianModel, rollout
-from surrogates.emlp import EMLP, TensorSum
+from surrogates.emlp import BILINEAR_INIT, EMLP, TensorSum
 from surrogates.mlp import MLP
 
 THETA_DIM = 9
@@ -462,19 +462,22 @@ class EMLPHNN(HamiltonianModel):
     As in the EMLP paper's pendulum, the subgroups of O(3) that fix the z axis (O(2), SO(2), D2, D6)
     read only the state (q1, q2, p1, p2): gravity is fixed along -z and the parameters are fixed, so
     the model is equivariant under the data's own symmetry and no more. ``O(3)`` also reads the six
-    scalar parameters and the vector g, like the scalar HNN. No input normalisation, as the reference:
+    scalar parameters and the vector g, like the scalar HNN. ``bilinear_init``: the bilinear weights'
+    initial spread (``surrogates.emlp``). No input normalisation, as the reference:
     scaling vectors by per-copy statistics would be allowed, shifting them would not.
     """
 
     max_lr = EMLP_MAX_LR
 
-    def __init__(self, group: str = "O(2)", hidden: tuple[int, ...] = EMLP_HIDDEN):
+    def __init__(
+        self, group: str = "O(2)", hidden: tuple[int, ...] = EMLP_HIDDEN, bilinear_init: float = BILINEAR_INIT
+    ):
         super().__init__()
-        self.config = {"group": group, "hidden": list(hidden)}
+        self.config = {"group": group, "hidden": list(hidden), "bilinear_init": bilinear_init}
         self.group = emlp_group(group)
         self.reads_context = group == "O(3)"
         rep_in = TensorSum((6, 5) if self.reads_context else (0, 4), 3)
-        self.net = EMLP(rep_in, TensorSum((1,), 3), self.group, tuple(hidden))
+        self.net = EMLP(rep_in, TensorSum((1,), 3), self.group, tuple(hidden), bilinear_init)
 
     @property
     def io(self) -> ModelIO:

@@ -13,7 +13,7 @@ from pipeline.symmetry import random_orthogonal, relative_error
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
-from surrogates.emlp import EMLP, TensorSum, uniform_rep
+from surrogates.emlp import BILINEAR_INIT, EMLP, TensorSum, uniform_rep
 from surrogates.pendulum import methods_benchmark as mb
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
@@ -47,10 +47,10 @@ def test_an_emlp_is_exactly_equivariant_under_its_group_and_not_more(name):
     group, rng = GROUPS[name], np.random.default_rng(0)
     torch.manual_seed(0)
     rep_in, rep_out = TensorSum((2, 3, 1), 3), TensorSum((1, 2), 3)
-    net = EMLP(rep_in, rep_out, group, (32, 32)).double()
-    with torch.no_grad():  # the bilinear weights start small: give them the size training may, as well
+    net = EMLP(rep_in, rep_out, group, (32, 32), bilinear_init=0.02).double()
+    with torch.no_grad():  # the bilinear weights start at the spread asked: give them the size training may
         bilinear = [p for name, p in net.named_parameters() if ".bilinear." in name]
-        assert bilinear and all(0 < float(p.abs().max()) < 0.1 for p in bilinear)
+        assert bilinear and float(torch.cat([p.flatten() for p in bilinear]).std()) == pytest.approx(0.02, rel=0.1)
         for p in bilinear:
             p.normal_()
     x = torch.randn(6, rep_in.size, dtype=torch.float64)
@@ -84,7 +84,7 @@ def test_emlp_hnn_trains_at_its_capped_rate_and_reloads(catalog):
     ref = pr.train_model(catalog, "emlp-hnn-d6", refs["train"], refs["val"], config, model_options={"hidden": (16,)})
     assert catalog.info(ref, variables=False).params["training"]["lr"] == pm.EMLP_MAX_LR
     loaded = load_model(catalog, ref, device="cpu", dtype=torch.float64).model
-    assert loaded.config == {"group": "D6", "hidden": [16]}
+    assert loaded.config == {"group": "D6", "hidden": [16], "bilinear_init": BILINEAR_INIT}
     rebuilt = pm.build_model("emlp-hnn-d6", hidden=(16,)).double()
     rebuilt.load_state_dict(loaded.state_dict())  # the stored weights are the model's whole state
     params, truth, _ = sp.from_dataset(emlp["test"])
@@ -94,3 +94,22 @@ def test_emlp_hnn_trains_at_its_capped_rate_and_reloads(catalog):
     assert measure_equivariance(loaded, data=[z, theta], group=pr.ABOUT_GRAVITY).worst < 1e-12
     with pytest.raises(ValueError, match="unknown EMLP group 'O\\(4\\)'"):
         pm.EMLPHNN(group="O(4)")
+
+
+def test_the_methods_benchmark_trains_the_emlps_at_the_bilinear_spread_asked(tmp_path, capsys):
+    """The spread is part of the stored model (it rebuilds with it) and of each row; a bad spread, or one
+    given without an EMLP model to apply it to, is refused in the CLI's words."""
+    result = mb.run("smoke", ["emlp-hnn-o2", "scalar-hnn"], [4], 1, (16,), bilinear_init=0.3)
+    emlp, scalar = result["rows"]
+    assert result["bilinear_init"] == 0.3 and emlp["bilinear_init"] == 0.3 and "bilinear_init" not in scalar
+    assert 0 < emlp["best_val_loss"] < float("inf")
+    with pytest.raises(ValueError, match="initial spread must be positive"):
+        pm.build_model("emlp-hnn-o2", hidden=(16,), bilinear_init=0.0)
+    out = str(tmp_path / "b.json")
+    for argv, message in (
+        (["--bilinear-init", "-1", "--models", "emlp-hnn-o2"], "--bilinear-init must be positive"),
+        (["--bilinear-init", "0.3", "--models", "scalar-hnn"], "--models has no emlp-hnn-"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            mb.main([*argv, "--preset", "smoke", "--out", out])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
