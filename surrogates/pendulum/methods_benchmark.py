@@ -48,7 +48,6 @@ from pipeline.symmetry import random_orthogonal
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
-from surrogates.emlp import BILINEAR_INIT
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
 from surrogates.training import saved_for_backward_bytes
@@ -303,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--bilinear-init",
         type=float,
-        help="the EMLP HNNs' bilinear weights' initial spread [default: %g, surrogates.emlp.BILINEAR_INIT]"
-        % BILINEAR_INIT,
+        metavar="SPREAD",
+        help="the EMLP HNNs' bilinear weights' initial standard deviation [default: the models' own, %g]"
+        % pm.EMLP_BILINEAR_INIT,
     )
     parser.add_argument(
         "--memory-only",

@@ -13,7 +13,7 @@ from pipeline.symmetry import random_orthogonal, relative_error
 from sims.pendulum import protocols as pp
 from sims.pendulum import system as sp
 from surrogates.artifacts import load_model
-from surrogates.emlp import BILINEAR_INIT, EMLP, TensorSum, uniform_rep
+from surrogates.emlp import EMLP, TensorSum, uniform_rep
 from surrogates.pendulum import methods_benchmark as mb
 from surrogates.pendulum import models as pm
 from surrogates.pendulum import runs as pr
@@ -84,7 +84,7 @@ def test_emlp_hnn_trains_at_its_capped_rate_and_reloads(catalog):
     ref = pr.train_model(catalog, "emlp-hnn-d6", refs["train"], refs["val"], config, model_options={"hidden": (16,)})
     assert catalog.info(ref, variables=False).params["training"]["lr"] == pm.EMLP_MAX_LR
     loaded = load_model(catalog, ref, device="cpu", dtype=torch.float64).model
-    assert loaded.config == {"group": "D6", "hidden": [16], "bilinear_init": BILINEAR_INIT}
+    assert loaded.config == {"group": "D6", "hidden": [16], "bilinear_init": pm.EMLP_BILINEAR_INIT}
     rebuilt = pm.build_model("emlp-hnn-d6", hidden=(16,)).double()
     rebuilt.load_state_dict(loaded.state_dict())  # the stored weights are the model's whole state
     params, truth, _ = sp.from_dataset(emlp["test"])
