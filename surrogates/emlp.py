@@ -18,7 +18,8 @@ see ``pipeline.matrix_groups``). Three choices differ from the reference code, n
 symmetry:
 - the linear weights are the coefficients of the invariant basis (the reference projects a dense
   matrix onto it), initialised with the variance that projection gives;
-- the bilinear weights start from N(0, 0.01^2) (the reference: N(0, 1)). Each bilinear layer doubles
+- the bilinear weights start from N(0, s^2) with a small spread s (``bilinear_init``; ``BILINEAR_INIT`` unless
+  a model sets its own), where the reference draws N(0, 1). Each bilinear layer doubles
   the polynomial degree of the output in the input, and with the reference's spread the untrained
   pendulum Hamiltonian's flow left the data within one 5-point training chunk (states of 1e13, then
   NaN), so training could not start. From nearly zero the network starts close to a gated MLP and
