@@ -99,9 +99,11 @@ def test_emlp_hnn_trains_at_its_capped_rate_and_reloads(catalog):
 def test_the_methods_benchmark_trains_the_emlps_at_the_bilinear_spread_asked(tmp_path, capsys):
     """The spread is part of the stored model (it rebuilds with it) and of each row; a bad spread, or one
     given without an EMLP model to apply it to, is refused in the CLI's words."""
-    result = mb.run("smoke", ["emlp-hnn-o2", "scalar-hnn"], [4], 1, (16,), bilinear_init=0.3)
+    spread = 0.05
+    assert spread != pm.EMLP_BILINEAR_INIT  # the row must show the spread asked, not the default
+    result = mb.run("smoke", ["emlp-hnn-o2", "scalar-hnn"], [4], 1, (16,), bilinear_init=spread)
     emlp, scalar = result["rows"]
-    assert result["bilinear_init"] == 0.3 and emlp["bilinear_init"] == 0.3 and "bilinear_init" not in scalar
+    assert result["bilinear_init"] == spread and emlp["bilinear_init"] == spread and "bilinear_init" not in scalar
     assert 0 < emlp["best_val_loss"] < float("inf")
     with pytest.raises(ValueError, match="initial spread must be positive"):
         pm.build_model("emlp-hnn-o2", hidden=(16,), bilinear_init=0.0)
