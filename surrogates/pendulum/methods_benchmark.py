@@ -58,7 +58,7 @@ MODELS = (
     "mlp-hnn-augment",
     "mlp-hnn-penalty",
     "relaxed-hnn",
-    *(name for name in pm.MODELS if name.startswith("emlp-")),
+    *pm.EMLP_MODELS,
 )
 UNITS_MODELS = ("mlp-hnn", "dimensional-hnn", "dimensional-hnn-units-augment", "relaxed-units-hnn", "dimensionless-hnn")
 MODELS_BY_PROTOCOL = {"emlp": MODELS, "units": UNITS_MODELS}
@@ -196,7 +196,7 @@ def run(
                 for seed in range(seeds):
                     config = pr.training_config(protocol, preset, seed, progress=False)
                     options = {"hidden": tuple(hidden)} if hidden else {}
-                    if bilinear_init is not None and name.startswith("emlp-"):
+                    if bilinear_init is not None and name in pm.EMLP_MODELS:
                         options["bilinear_init"] = bilinear_init
                     started = time.perf_counter()
                     ref = pr.train_model(catalog, name, train, val, config, model_options=options)
@@ -210,7 +210,7 @@ def run(
                             "model": name,
                             "train_chunks": int(size),
                             "seed": seed,
-                            **({"bilinear_init": model.config["bilinear_init"]} if name.startswith("emlp-") else {}),
+                            **({"bilinear_init": model.config["bilinear_init"]} if name in pm.EMLP_MODELS else {}),
                             **scores(model, test_sets, z0, theta),
                             # the validation loss of the kept weights: what a choice of settings should read
                             "best_val_loss": loaded.training.get("best_val"),
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bilinear_init is not None:
         if not (np.isfinite(args.bilinear_init) and args.bilinear_init > 0):
             parser.error(f"--bilinear-init must be positive and finite, got {args.bilinear_init}")
-        if not any(m.startswith("emlp-") for m in models):
+        if not set(models) & set(pm.EMLP_MODELS):
             parser.error("--bilinear-init sets the EMLP HNNs' spread; --models has no emlp-hnn-* model")
     if args.memory_only:
         result = memory_only(args.protocol, args.preset, models, args.hidden)

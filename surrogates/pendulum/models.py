@@ -511,6 +511,8 @@ MODELS = {
 }
 """Names used by the protocols and reports. ``dimensional-hnn`` is the scalar HNN under the name of
 the units protocol's baseline (the same MLP on dimensional scalars)."""
+EMLP_MODELS = tuple(name for name, (cls, _) in MODELS.items() if cls is EMLPHNN)
+"""The EMLP HNNs' names, one per group of ``EMLP_GROUPS``."""
 
 
 def build_model(name: str, **overrides: Any) -> torch.nn.Module:

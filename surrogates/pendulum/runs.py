@@ -23,7 +23,7 @@ from sims.pendulum import system as sp
 from surrogates.artifacts import load_model, save_model
 from surrogates.devices import pick_device
 from surrogates.dynamics import rollout
-from surrogates.pendulum.models import MODELS, build_model, chunk_loss, theta_of
+from surrogates.pendulum.models import EMLP_MODELS, MODELS, build_model, chunk_loss, theta_of
 from surrogates.training import TrainConfig, seed_everything, train
 
 MODELS_BY_PROTOCOL = {
@@ -33,7 +33,7 @@ MODELS_BY_PROTOCOL = {
 # the other ways of building O(3) (and, in the units protocol, the units) in, trained when named (--model),
 # for comparing methods
 METHOD_MODELS = {
-    "emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn", *(m for m in MODELS if m.startswith("emlp-"))),
+    "emlp": ("mlp-hnn-augment", "mlp-hnn-penalty", "relaxed-hnn", *EMLP_MODELS),
     "units": ("mlp-hnn", "dimensional-hnn-units-augment", "relaxed-units-hnn"),
 }
 
