@@ -16,7 +16,10 @@ These are the tools of the other ways of building symmetry into a model (docs/fi
 Degenerate spectra, the case the construction leaves open, are handled as follows:
 
 - a zero eigenvalue (inputs that span fewer than d directions): the inputs have no component along
-  its eigenvectors, so which basis of that null space is chosen moves no input. Averaging over the
+  its eigenvectors, so which basis of that null space is chosen moves no input. Their coordinates
+  there are set to exactly zero (:func:`to_frame`'s ``null``): what the arithmetic leaves is
+  round-off that moves with the inputs, and a model that standardises its inputs would scale it up to
+  order one (the data's spread along a null axis is that round-off). Averaging over the
   signs cancels every output component in it (under SO(d) with a one-dimensional null space, its
   axis's sign follows from the orientation of the others, as an SO(d)-equivariant output needs:
   ``v x B``). The canonical frame sets those output components to zero, except an SO(d) null space of
@@ -114,9 +117,12 @@ def principal_axes(moment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values.flip(-1), vectors.flip(-1)
 
 
-def pca_frames(moment: torch.Tensor, proper: bool) -> torch.Tensor:
-    """Every element of each sample's PCA frame: (n, F, d, d), the columns of each the frame's axes."""
-    _, axes = principal_axes(moment)
+def pca_frames(
+    moment: torch.Tensor, proper: bool, spectrum: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Every element of each sample's PCA frame: (n, F, d, d), the columns of each the frame's axes.
+    ``spectrum``: the moment's ``principal_axes`` when already computed."""
+    _, axes = principal_axes(moment) if spectrum is None else spectrum
     if proper:  # eigh's basis may have det -1: the same axes, the last one turned to make it +1
         axes = torch.cat([axes[..., :-1], axes[..., -1:] * determinant(axes).sign()[:, None, None]], -1)
     signs = sign_patterns(axes.shape[-1], proper, dtype=axes.dtype, device=axes.device)
@@ -129,12 +135,15 @@ def null_axes(values: torch.Tensor) -> torch.Tensor:
 
 
 def canonical_frame(
-    moment: torch.Tensor, vectors: Sequence[torch.Tensor], proper: bool
+    moment: torch.Tensor,
+    vectors: Sequence[torch.Tensor],
+    proper: bool,
+    spectrum: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One frame element per sample, (n, d, d), its signs fixed by the third moment of ``vectors``
     (weighted as in the second moment) along each axis; and which output axes it determines, (n, d)
-    (:func:`canonical_keep`)."""
-    values, axes = principal_axes(moment)
+    (:func:`canonical_keep`). ``spectrum``: the moment's ``principal_axes`` when already computed."""
+    values, axes = principal_axes(moment) if spectrum is None else spectrum
     third = torch.zeros_like(values)
     for v in vectors:
         flat = v.reshape(v.shape[0], -1, v.shape[-1])
@@ -158,15 +167,23 @@ def canonical_keep(values: torch.Tensor, proper: bool) -> torch.Tensor:
     return keep.to(values.dtype)
 
 
-def to_frame(x: torch.Tensor, frames: torch.Tensor, kind: str) -> torch.Tensor:
+def to_frame(x: torch.Tensor, frames: torch.Tensor, kind: str, null: torch.Tensor | None = None) -> torch.Tensor:
     """The coordinates of ``x`` (n, ..., d) or a tensor (n, ..., d, d) in each frame element, (n, F, ...):
-    ``x . e_k`` per axis k, ``E^T T E`` for a tensor; a scalar (n, ...) repeated per element."""
+    ``x . e_k`` per axis k, ``E^T T E`` for a tensor; a scalar (n, ...) repeated per element. ``null``
+    (n, d), the axes of a zero eigenvalue (:func:`null_axes`): the coordinates along them are exactly 0."""
     n, count = frames.shape[:2]
     if kind == "scalar":
         return x[:, None].expand(n, count, *x.shape[1:])
     if kind == "tensor":
-        return torch.einsum("nfik,n...ij,nfjl->nf...kl", frames, x, frames)
-    return torch.einsum("nfik,n...i->nf...k", frames, x)
+        out = torch.einsum("nfik,n...ij,nfjl->nf...kl", frames, x, frames)
+        if null is not None:
+            dead = null.reshape(n, 1, *([1] * (out.ndim - 4)), -1)
+            out = out.masked_fill(dead[..., :, None] | dead[..., None, :], 0.0)
+        return out
+    out = torch.einsum("nfik,n...i->nf...k", frames, x)
+    if null is not None:
+        out = out.masked_fill(null.reshape(n, 1, *([1] * (out.ndim - 3)), -1), 0.0)
+    return out
 
 
 def from_frame(x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

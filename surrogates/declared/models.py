@@ -56,7 +56,9 @@ from pipeline.frames import (
     canonical_frame,
     directions,
     from_frame,
+    null_axes,
     pca_frames,
+    principal_axes,
     random_elements,
     second_moment,
     to_frame,
@@ -543,28 +545,30 @@ class DeclaredSurrogate(torch.nn.Module):
                 out[q.name] = x - self._like(centre, x)
         return out
 
-    def _frames(self, centred: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Each sample's frame elements (n, F, d, d) and, for the canonical frame, the output axes it
-        determines (n, d) (:mod:`pipeline.frames`)."""
+    def _frames(self, centred: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Each sample's frame elements (n, F, d, d); for the canonical frame, the output axes it
+        determines (n, d); and the null axes of the inputs (n, d) (:mod:`pipeline.frames`)."""
         vectors = [centred[q.name] for q in self.inputs if q.kind in (Kind.VECTOR, Kind.POSITION)]
         vectors, tensors = directions(vectors, [centred[q.name] for q in self.inputs if q.kind is Kind.TENSOR])
         moment = second_moment(vectors, tensors)
+        spectrum = principal_axes(moment)
+        null = null_axes(spectrum[0])
         proper = self.decl.group in ("SO", "SE")
         if self.method == "frame":
-            return pca_frames(moment, proper), None
-        frame, keep = canonical_frame(moment, vectors, proper)
-        return frame[:, None], keep
+            return pca_frames(moment, proper, spectrum), None, null
+        frame, keep = canonical_frame(moment, vectors, proper, spectrum)
+        return frame[:, None], keep, null
 
     def _in_frames(self, values: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any, Any, Any]:
         """The inputs in every frame element, as a batch of n * F samples; the frames, the axes kept and
         the centre."""
         centre = self._centre(values)
         centred = self._centred(values, centre)
-        frames, keep = self._frames(centred)
+        frames, keep, null = self._frames(centred)
         n, count = frames.shape[:2]
         moved = {}
         for q in self.inputs:
-            x = to_frame(centred[q.name], frames, "scalar" if q.kind is Kind.SCALAR else q.kind.value)
+            x = to_frame(centred[q.name], frames, "scalar" if q.kind is Kind.SCALAR else q.kind.value, null)
             moved[q.name] = x.reshape(n * count, *x.shape[2:])
         return moved, frames, keep, centre
 

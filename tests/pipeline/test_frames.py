@@ -163,3 +163,28 @@ def test_the_frame_follows_directions_not_units_and_separates_orthogonal_inputs(
     assert values[0, 0] - values[0, 1] > 0.5
     zero = fr.directions([torch.zeros(2, 3, dtype=torch.float64)])[0][0]
     assert torch.equal(zero, torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_coordinates_along_a_null_axis_are_exactly_zero():
+    """Two vectors in 3-D of size 1e7 span a plane: along its normal eigh leaves round-off far above
+    zero, and ``null`` sets it to exactly 0 for vectors, sets of vectors and tensors; the other
+    coordinates are left as they are."""
+    a, b = (1e7 * v for v in _vectors(8, 3, counts=(1, 2)))
+    b = torch.cat([b[:, :1], 0.5 * a + 2 * b[:, :1]], 1)  # both in the plane of a and b's first member
+    moment = fr.second_moment(fr.directions([a, b])[0])
+    values, _ = fr.principal_axes(moment)
+    null = fr.null_axes(values)
+    assert null.tolist() == [[False, False, True]] * 8
+    frames = fr.pca_frames(moment, proper=False)
+    t = a.transpose(1, 2) @ a  # rank one, in the plane
+    plain = fr.to_frame(b, frames, "vector")
+    assert plain[..., 2].abs().max() > 0  # round-off, which a standardised input would blow up
+    for x, kind in ((a, "vector"), (b, "vector"), (t, "tensor")):
+        exact = fr.to_frame(x, frames, kind, null)
+        left = fr.to_frame(x, frames, kind)
+        if kind == "tensor":
+            assert bool((exact[..., 2, :] == 0).all() and (exact[..., :, 2] == 0).all())
+            assert torch.equal(exact[..., :2, :2], left[..., :2, :2])
+        else:
+            assert bool((exact[..., 2] == 0).all())
+            assert torch.equal(exact[..., :2], left[..., :2])
