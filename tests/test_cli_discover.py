@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fit_examples import dataset, declaration_path
 
 from flows.cli import main as cli
-from flows.declared.discover import summary_text
+from flows.declared.discover import TRUSTED_MODEL_ERROR, summary_text
 
 
 def _run(root, *args):
@@ -42,6 +42,11 @@ def test_discover_reports_generators_and_scalings_and_stores_nothing(tmp_path):
     assert not root.exists()
     words = summary_text(found)  # what the command prints without --json
     assert "linear symmetries of the 3-D vector space" in words and "predicted by the units" in words
+    assert target["model_trusted"] is (target["model_error"] <= TRUSTED_MODEL_ERROR)
+    assert ("caution: that error is above" in words) is not target["model_trusted"]
+    for error, cautioned in ((0.5 * TRUSTED_MODEL_ERROR, False), (3.0, True)):  # a model that fits, one that does not
+        words = summary_text({**found, "targets": [{**target, "model_error": error}]})
+        assert ("caution: that error is above 0.1" in words) is cautioned
 
 
 def test_the_command_s_defaults_are_the_method_s():
@@ -171,7 +176,15 @@ def test_tensor_inputs_move_with_the_vector_space(tmp_path):
         {"name": "T", "units": "m^2", "kind": "tensor", "role": "state"},
         {"name": "E", "units": "m^4", "kind": "scalar", "role": "target"}]}  # fmt: skip
     (tmp_path / "tensor.json").write_text(json.dumps(spec))
-    args = ["discover", tmp_path / "tensor.nc", "--declaration", tmp_path / "tensor.json", "--preset", "smoke", "--json"]
+    args = [
+        "discover",
+        tmp_path / "tensor.nc",
+        "--declaration",
+        tmp_path / "tensor.json",
+        "--preset",
+        "smoke",
+        "--json",
+    ]
     result = _run(tmp_path / "catalog", *args)
     assert result.exit_code == 0, result.output
     linear = json.loads(result.stdout)["targets"][0]["linear"]

@@ -27,6 +27,9 @@ from .cli import PRESET_HELP, _input_problem
 
 DERIVED_FILES = ("declaration.json", "data.nc")
 AXIS = "axis"  # the name of the discovered axis among the derived system's inputs (with _ added while taken)
+# discovery reads the fitted model's derivatives; above this median relative error they say more about the
+# model than about the data (the acceptance cases need about 1 %; docs/discovery.md)
+TRUSTED_MODEL_ERROR = 0.1
 
 
 def discover_symmetries(
@@ -75,6 +78,7 @@ def discover_symmetries(
         test_values, test_target = take("test")
         found = discovery.discover(model, test_values, threshold, constant, gap)
         found["model_error"] = discovery.median_error(model, test_values, test_target)
+        found["model_trusted"] = found["model_error"] <= TRUSTED_MODEL_ERROR
         out["targets"].append(found)
     if derive is not None:
         spec, derived, added = derived_system(decl, canonical, common_group(out["targets"]))
@@ -169,6 +173,11 @@ def summary_text(result: dict[str, Any]) -> str:
             f"target {t['target']}: an unconstrained MLP, median relative error {t['model_error']:.3g} on the "
             f"{t['samples']} held-out samples the discovery reads (threshold {t['threshold']:g}, gap {t['gap']:g})"
         )
+        if t["model_error"] > TRUSTED_MODEL_ERROR:
+            lines.append(
+                f"  caution: that error is above {TRUSTED_MODEL_ERROR:g}. Discovery reads the model's derivatives, so "
+                "neither what is found below nor what is not can be trusted; more samples or --preset full may fit better."
+            )
         if "linear" in t:
             lin = t["linear"]
             d = lin["space_dim"]
