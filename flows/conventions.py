@@ -157,6 +157,16 @@ def checked_choice(given: Sequence[str] | None, known: Sequence[str], what: str)
     return chosen
 
 
+def dask_address_for(dask_address: str | None) -> str:
+    """The feature extraction's dask scheduler: the argument, else $EQS_DASK_ADDRESS, else in-process
+    threads (the data of one run are small; give 'local' for a local cluster of worker processes)."""
+    import os
+
+    from pipeline.cluster import ENV_ADDRESS
+
+    return dask_address or os.environ.get(ENV_ADDRESS) or "threads"
+
+
 def checked_seeds(seeds: int) -> int:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")

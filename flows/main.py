@@ -8,7 +8,6 @@ and an interrupted run, started again, completes only the steps that had not fin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ from data_catalog import Catalog
 
 from . import registry
 from .catalog_check import catalog_check
-from .conventions import catalog_task, in_catalog
+from .conventions import catalog_task, dask_address_for, in_catalog
 from .schedules import Choices
 
 PRESETS = registry.MAIN_PRESETS
@@ -31,14 +30,6 @@ its :class:`flows.registry.SystemPreset`."""
 def choose_systems(systems: list[str] | str | None) -> list[str]:
     """The names of the systems to run, in the registry's order; a clear error for an unknown name."""
     return [s.name for s in registry.choose(systems)]
-
-
-def dask_address_for(dask_address: str | None) -> str:
-    """The feature extraction's dask scheduler: the argument, else $EQS_DASK_ADDRESS, else in-process
-    threads (the demo's data is small; give 'local' for a local cluster of worker processes)."""
-    from pipeline.cluster import ENV_ADDRESS
-
-    return dask_address or os.environ.get(ENV_ADDRESS) or "threads"
 
 
 @catalog_task

@@ -6,6 +6,12 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+# A column whose spread is at most this fraction of its mean is constant up to round-off. An invariant
+# computed with cancellation (an on-shell four-momentum's square, m^2 = E^2 - |p|^2, the same for every
+# sample) carries round-off of up to about 1e-7 of its size (below 1e-9 of E^2 it counts as zero,
+# pipeline.declared.design.ROUND_OFF_ZERO); dividing by that spread would make it order one, and the
+# model's symmetry would then hold only to order one.
+CONSTANT_SPREAD = 1e-6
 
 
 class MLP(nn.Module):
@@ -35,7 +41,9 @@ class MLP(nn.Module):
         self.register_buffer("scale", torch.ones(n_in))
 
     def fit_input(self, x: torch.Tensor, *, multiplicative: bool = False) -> None:
-        """Set shift/scale from training inputs (rows = samples). Constant columns keep scale 1."""
+        """Set shift/scale from training inputs (rows = samples). A constant column (to round-off:
+        ``CONSTANT_SPREAD``) is scaled by the size of its mean, or by 1 when that is 0, so that what
+        varies in it stays as small as it is."""
         x = x.detach().reshape(-1, x.shape[-1]).to(self.scale)
         if not torch.isfinite(x).all():
             raise ValueError("MLP.fit_input: training inputs contain NaN or infinity")
@@ -46,7 +54,9 @@ class MLP(nn.Module):
             shift = x.mean(0)
             spread = x.std(0) if x.shape[0] > 1 else torch.zeros_like(shift)
         self.shift.copy_(shift)
-        self.scale.copy_(torch.where(spread > 1e-12 * (1 + shift.abs()), spread, torch.ones_like(spread)))
+        size = shift.abs()
+        constant = (spread <= 1e-12 * (1 + size)) | (spread <= CONSTANT_SPREAD * size)
+        self.scale.copy_(torch.where(constant, torch.where(size > 0, size, torch.ones_like(size)), spread))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.shift) / self.scale)

@@ -131,9 +131,10 @@ def fit(
         except ValueError as exc:
             raise UsageFailure(f"--name {name}: {exc}") from None
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from .flow import checked_input, fit_flow, result_name
-
     from pipeline.declared.methods import DEFAULT_METHODS
+
+    from ..conventions import dask_address_for
+    from .flow import checked_input, fit_flow, result_name
 
     try:  # every check before the first write: a bad input leaves nothing in the catalog
         pi = "pi" in (methods or DEFAULT_METHODS)  # only the Pi-group model needs the target's units made
@@ -167,7 +168,7 @@ def fit(
         methods=list(methods) or None,
         name=name,
         catalog=str(cat.root),
-        dask_address=dask_address,
+        dask_address=dask_address_for(dask_address),  # None would start a local cluster
         report_dir=where,
         return_state=True,
     )

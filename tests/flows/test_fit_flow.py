@@ -27,14 +27,25 @@ def _run(root, *args):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """One smoke fit of the charged particle (120 samples), run through the command line."""
+    """One smoke fit of the charged particle (120 samples), run through the command line. Without
+    --dask-address or $EQS_DASK_ADDRESS it runs the features in threads, as its help says: no local
+    cluster of worker processes is started."""
+    import distributed
+
     tmp = tmp_path_factory.mktemp("fit")
     data = tmp / "particles.nc"
     dataset("charged-particle", 120).to_netcdf(data)
     root = tmp / "catalog"
     args = ["fit", data, "--declaration", declaration_path("charged-particle"), "--preset", "smoke"]
     args += ["--report-dir", tmp / "report", "--out", tmp / "summary.json", "--json"]
-    result = _run(root, *args)
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("eqs fit started a local cluster although none was asked for")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("EQS_DASK_ADDRESS", raising=False)
+        patch.setattr(distributed, "LocalCluster", no_cluster)
+        result = _run(root, *args)
     assert result.exit_code == 0, result.output
     return tmp, root, json.loads(result.stdout), args
 
