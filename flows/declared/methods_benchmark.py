@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,11 @@ from surrogates.training import TrainConfig, saved_for_backward_bytes
 THROUGHPUT_BATCH = 4096
 MEMORY_BATCH = 1024
 SYMMETRY_SAMPLES = 64
+
+
+class RunInputError(ValueError):
+    """An option of a side-by-side run that the data or the declaration cannot honour (the message
+    starts with the option's name)."""
 
 
 def _config(seed: int, epochs: int) -> TrainConfig:
@@ -81,14 +87,36 @@ def training_memory(model, values: dict[str, np.ndarray], target: np.ndarray) ->
 
 
 def run(
-    data: str, declaration: str, methods: Sequence[str], sizes: Sequence[int], seeds: int, epochs: int, hidden
+    data: str,
+    declaration: str,
+    methods: Sequence[str],
+    sizes: Sequence[int],
+    seeds: int,
+    epochs: int,
+    hidden,
+    strict: bool = False,
 ) -> dict[str, Any]:
+    """Every method at every size and seed. A method that cannot model the system is refused
+    (``RunInputError``) when ``strict`` (the methods were asked for by name), else left out with a note on
+    stderr; a size above the training part's is refused."""
     from flows.declared.flow import checked_input
 
     decl, canonical, conditions, targets = checked_input(data, declaration, None, None, "pi" in methods)
+    unfit = {m: why for m in methods if (why := method_refusal(m, decl))}
+    if unfit and strict:
+        raise RunInputError("--methods: " + "; ".join(unfit.values()))
+    for why in unfit.values():
+        print(f"note: left out: {why}", file=sys.stderr)
+    methods = [m for m in methods if m not in unfit]
     names = [q.name for q in decl.inputs_only().quantities]
     values = {n: np.asarray(canonical[n].values, dtype=np.float64) for n in names}
     parts = random_split(canonical.sizes["sample"], decl.fit.split)
+    too_large = [s for s in sizes if s > len(parts["train"])]
+    if too_large:
+        raise RunInputError(
+            f"--sizes {' '.join(map(str, too_large))}: the training part of {data} has {len(parts['train'])} of its "
+            f"{canonical.sizes['sample']} samples (the declaration's fit.split)"
+        )
     matrices, translations = group_elements(decl, len(parts["test"]), seed=1)
     rows = []
     for target in targets:
@@ -101,8 +129,6 @@ def run(
         moved_values = moved_by_group(test_values, decl, matrices, translations)
         moved_y = moved_by_group({target: test_y}, decl, matrices, translations)[target]
         for method in methods:
-            if method_refusal(method, decl):
-                continue
             for size in sizes:
                 for seed in range(seeds):
                     train = np.random.default_rng(seed).permutation(parts["train"])[:size]
@@ -177,25 +203,50 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def add_run_options(parser: argparse.ArgumentParser, methods: Sequence[str], epochs: int) -> None:
-    """The options of a side-by-side run (this benchmark's and the relaxed-symmetry study's)."""
+    """The options of a side-by-side run (this benchmark's and the relaxed-symmetry study's). ``--methods``
+    is None when not given: the default ``methods`` then leave out, with a note, those the system cannot
+    take, where methods named are refused (:func:`run`'s ``strict``)."""
     parser.add_argument("--declaration", required=True)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(methods))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2800])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=None,
+        help=f"default: {' '.join(methods)}, less those the system's symmetry rules out",
+    )
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[250, 1000, 2800])
+    parser.add_argument("--seeds", type=positive_int, default=3)
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[64, 64])
     parser.add_argument("--out", required=True, help="JSON file of every number (a .md beside it: the table)")
     add_report_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="eqs bench methods", description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
     add_run_options(parser, METHODS, epochs=400)
     args = parser.parse_args(argv)
     check_study_outputs(parser, args.out, report=args.report)
-    result = run(args.data, args.declaration, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
+    methods, strict = args.methods or list(METHODS), args.methods is not None
+    try:
+        result = run(
+            args.data, args.declaration, methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden), strict
+        )
+    except RunInputError as exc:
+        parser.error(str(exc))
     write_study(
         result,
         args.out,

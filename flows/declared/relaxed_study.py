@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.declared.methods_benchmark import add_run_options, run
+from flows.declared.methods_benchmark import RunInputError, add_run_options, run
 from pipeline.declared.methods import METHODS
 from pipeline.outputs import write_atomic
 from pipeline.report.study import (
@@ -48,12 +48,20 @@ def _data_option(text: str) -> tuple[float, str]:
 
 
 def study(
-    declaration: str, data: Sequence[tuple[float, str]], methods: Sequence[str], sizes, seeds: int, epochs: int, hidden
+    declaration: str,
+    data: Sequence[tuple[float, str]],
+    methods: Sequence[str],
+    sizes,
+    seeds: int,
+    epochs: int,
+    hidden,
+    strict: bool = False,
 ) -> dict[str, Any]:
-    """Every method, size and seed on every data set; the rows carry their epsilon."""
+    """Every method, size and seed on every data set; the rows carry their epsilon (``strict``: as
+    :func:`flows.declared.methods_benchmark.run`)."""
     rows, system = [], None
     for epsilon, path in sorted(data):
-        result = run(path, declaration, methods, sizes, seeds, epochs, hidden)
+        result = run(path, declaration, methods, sizes, seeds, epochs, hidden, strict)
         system = result["system"]
         rows += [{**row, "epsilon": epsilon, "data": path} for row in result["rows"]]
     return {
@@ -149,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     epsilons = [e for e, _ in args.data]
     if len(set(epsilons)) != len(epsilons):
         parser.error(f"--data: each EPS once, got {sorted(epsilons)}")
-    result = study(args.declaration, args.data, args.methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden))
+    methods, strict = args.methods or list(DEFAULT_METHODS), args.methods is not None
+    try:
+        result = study(
+            args.declaration, args.data, methods, args.sizes, args.seeds, args.epochs, tuple(args.hidden), strict
+        )
+    except RunInputError as exc:
+        parser.error(str(exc))
     title, summary = f"Relaxed symmetry study: {result['system']}", __doc__.split("\n\n")[0]
     tables = [StudyTable(table(result), labels=3)]
     write_outputs(result, args.out, tables, args.figure, args.report, title, summary, command_line(parser, argv))
