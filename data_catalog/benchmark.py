@@ -123,7 +123,9 @@ def run(sizes_mb: list[float], repeat: int = 3, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="eqs bench catalog", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[16, 256])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--small-files", type=int, default=0, help="also time opening this many small versions")

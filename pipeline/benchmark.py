@@ -65,7 +65,9 @@ def _best_time(run: Callable[[], Any], repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="eqs bench features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--chunk-size", type=int, default=10_000)
