@@ -181,6 +181,7 @@ SHAPES = {
         "SE(3)", {"x": ("m", "position"), "y": ("m", "position")}, ("z", "m", "position")
     ),
     "a plane under O(2)": _declared("O(2)", {"a": ("m", "vector"), "b": ("m", "vector")}, ("s", "m^2", "scalar")),
+    "one vector under SO(2)": _declared("SO(2)", {"v": ("m/s", "vector")}, ("f", "m/s", "vector")),  # f may turn v
     "two positions under E(2)": _declared(  # centred, they are opposite: one null axis
         "E(2)", {"M": ("kg", "scalar"), "X": ("m", "position"), "x": ("m", "position")}, ("r", "m", "vector")
     ),
@@ -204,7 +205,7 @@ SHAPES = {
         (shape, method)
         for shape, spec in SHAPES.items()
         for method in ("frame", "canonical", "e3nn", "emlp")
-        if not (method == "e3nn" and spec["symmetry"] in ("O(2)", "E(2)"))  # e3nn is 3-D only
+        if not (method == "e3nn" and spec["symmetry"] in ("O(2)", "SO(2)", "E(2)"))  # e3nn is 3-D only
     ],
 )
 def test_exact_methods_are_exact_on_tensors_null_spaces_and_positions(shape, method, size):
