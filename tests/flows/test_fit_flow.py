@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 from browser import CHROMIUM, COUNT_IMAGES, chromium
 from click.testing import CliRunner
-from fit_examples import dataset, declaration_path
+from fit_examples import DECAY, dataset, decays, declaration_path
 
 from data_catalog import Catalog
 from flows.cli import main as cli
@@ -267,3 +267,31 @@ def test_a_discovered_axis_drives_the_invariant_model_of_a_target_no_pi_model_ca
     assert done.exit_code == 0, done.output
     rows = {r["split"]: r for r in json.loads(done.stdout)["result"]["details"]["rows"] if r["method"] == "scalars"}
     assert rows["group"]["consistency"] < ROUND_OFF  # the discovered group's model is exact under it
+
+
+def test_on_shell_four_momenta_fit_without_a_warning_the_data_settle(tmp_path):
+    """Every Pi group divides by a muon's square p1.p1, a Minkowski product that could be negative, but
+    is positive on every sample: no warning about signed scalars (the check of the targets' units
+    before the data are read used to give one), and the Pi-group model is as exact as the data allow."""
+    import warnings
+
+    p1, p2, mass = decays(80, np.random.default_rng(0))
+    data = tmp_path / "decay.nc"
+    xr.Dataset(
+        {
+            "p1": (("sample", "mu"), 1e3 * p1, {"units": "MeV"}),
+            "p2": (("sample", "mu"), p2, {"units": "GeV"}),
+            "M": (("sample",), mass, {"units": "GeV"}),
+        }
+    ).to_netcdf(data)
+    (tmp_path / "decay.json").write_text(json.dumps(DECAY))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = _run(
+            tmp_path / "catalog", "fit", data, "--declaration", tmp_path / "decay.json", "--preset", "smoke",
+            "--method", "pi", "--report-dir", tmp_path / "report", "--json",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["result"]["details"]["rows"]
+    (test,) = [r for r in rows if r["split"] == "test"]
+    assert test["group_error"] < 1e-8 and test["units_error"] < 1e-8, test  # the boosts' own round-off: 5e-8

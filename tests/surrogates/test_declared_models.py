@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from fit_examples import dataset, declaration
+from fit_examples import DECAY, dataset, decays, declaration
 
 from pipeline.declared.data import checked_data
 from pipeline.declared.design import conditions_on_data
@@ -204,41 +204,14 @@ def test_two_positions_under_se3_give_a_zero_cross_product_that_is_left_out():
     assert measure_units_equivariance(model, data=data).worst < ROUND_OFF
 
 
-def _decays(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A parent of 50-150 GeV decaying to two muons, boosted: the muons' four-momenta (GeV, time
-    first) and the parent's mass. Each muon's square is m^2 = 0.011 GeV^2 in every sample, computed
-    as E^2 - |p|^2 of about 3000 GeV^2: the same up to round-off."""
-    from pipeline.frames import random_lorentz
-
-    mass, muon = rng.uniform(50, 150, n), 0.105
-    momentum = np.sqrt(mass**2 / 4 - muon**2)
-    direction = rng.normal(size=(n, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    energy = np.sqrt(momentum**2 + muon**2)[:, None]
-    rest = [np.concatenate([energy, sign * momentum[:, None] * direction], 1) for sign in (1, -1)]
-    torch.manual_seed(0)
-    boosts = random_lorentz(n, 3, max_rapidity=0.5, dtype=torch.float64).numpy()
-    p1, p2 = (np.einsum("nij,nj->ni", boosts, p) for p in rest)
-    forward = np.sign(p1[:, :1])  # undo the time reversals: positive energies
-    return forward * p1, forward * p2, mass
-
-
 @pytest.mark.parametrize("method", ["pi", "scalars"])
 def test_an_invariant_that_is_constant_to_round_off_is_not_blown_up(method):
     """On-shell four-momenta: each square is the same number in every sample, up to round-off of about
     1e-10 of it. Standardised by that spread, the round-off became order one and a trained model's
     Lorentz symmetry error was about 1. The model is now as exact as the invariants themselves: its
     error is below the relative change of m^2 under the same boosts, which float64 cannot avoid."""
-    spec = {
-        "name": "decay",
-        "symmetry": "O(1,3)",
-        "quantities": [
-            {"name": "p1", "units": "GeV", "kind": "vector", "role": "state"},
-            {"name": "p2", "units": "GeV", "kind": "vector", "role": "state"},
-            {"name": "M", "units": "GeV", "kind": "scalar", "role": "target"},
-        ],
-    }
-    p1, p2, mass = _decays(256, np.random.default_rng(4))
+    spec = DECAY
+    p1, p2, mass = decays(256, np.random.default_rng(4))
     values = {"p1": p1, "p2": p2}
     conditions = conditions_on_data(SystemDeclaration.from_dict(spec), values)
     square = p1[:, 0] ** 2 - (p1[:, 1:] ** 2).sum(1)
