@@ -42,8 +42,9 @@ class MLP(nn.Module):
 
     def fit_input(self, x: torch.Tensor, *, multiplicative: bool = False) -> None:
         """Set shift/scale from training inputs (rows = samples). A constant column (to round-off:
-        ``CONSTANT_SPREAD``) is scaled by the size of its mean, or by 1 when that is 0, so that what
-        varies in it stays as small as it is."""
+        ``CONSTANT_SPREAD``) is scaled by the size of its mean where that is above 1, else by 1: its
+        round-off stays as small as it is, and another value of a small constant (Newton's G in SI units)
+        is not blown up either."""
         x = x.detach().reshape(-1, x.shape[-1]).to(self.scale)
         if not torch.isfinite(x).all():
             raise ValueError("MLP.fit_input: training inputs contain NaN or infinity")
@@ -56,7 +57,7 @@ class MLP(nn.Module):
         self.shift.copy_(shift)
         size = shift.abs()
         constant = (spread <= 1e-12 * (1 + size)) | (spread <= CONSTANT_SPREAD * size)
-        self.scale.copy_(torch.where(constant, torch.where(size > 0, size, torch.ones_like(size)), spread))
+        self.scale.copy_(torch.where(constant, size.clamp_min(1.0), spread))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.shift) / self.scale)
