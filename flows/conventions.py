@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -160,8 +161,6 @@ def checked_choice(given: Sequence[str] | None, known: Sequence[str], what: str)
 def dask_address_for(dask_address: str | None) -> str:
     """The feature extraction's dask scheduler: the argument, else $EQS_DASK_ADDRESS, else in-process
     threads (the data of one run are small; give 'local' for a local cluster of worker processes)."""
-    import os
-
     from pipeline.cluster import ENV_ADDRESS
 
     return dask_address or os.environ.get(ENV_ADDRESS) or "threads"

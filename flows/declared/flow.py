@@ -370,10 +370,8 @@ def fit_flow(
     if "pi" in chosen_methods:  # before anything is stored: the Pi-group model needs each target's units made
         from pipeline.declared.design import design_for
 
-        with warnings.catch_warnings():  # about signed scalars, which the data settle (the features step warns)
-            warnings.simplefilter("ignore", UserWarning)
-            for target in chosen:
-                design_for(decl, target)
+        for target in chosen:
+            design_for(decl, target)
     root = str(Catalog(catalog).root)
     log = get_run_logger()
     dataset = name or f"fit-{decl.name}".replace("_", "-")

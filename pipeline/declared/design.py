@@ -298,7 +298,10 @@ def design_for(
         raise FeatureError(
             f"{where}: a {q.kind.value} target is not supported; targets are scalars, vectors or positions"
         )
-    plan = plan or input_plan(declaration)
+    if plan is None:  # without the data, every inner product may be signed: the data's plan warns, not this one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            plan = input_plan(declaration)
     scaling = _scaling(plan, q.units)
     if q.kind is Kind.SCALAR:
         if scaling is None and units_equivariant:
