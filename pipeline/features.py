@@ -5,7 +5,8 @@ For a system declaration, a :class:`FeaturePlan` lists
 1. the *invariant scalars* of its symmetry group, each with units: scalar quantities themselves;
    inner products ``a.b`` of vectors (Euclidean for O(d), SO(d), E(d), SE(d); Minkowski for
    O(1,d)); determinants ``det(a,b,c)`` of d-tuples for SO(d) and SE(d); positions centred on
-   their mean for E(d) and SE(d); traces ``tr(T^k)``, contractions ``a.T.b`` and ``T:U`` of
+   their mean for E(d) and SE(d); traces ``tr(T^k)``, contractions ``a.T^k.b`` (k < d),
+   ``tr(S^i T^j)`` (i, j < d; ``S:T`` for i = j = 1) and, under SO(d) and SE(d), ``det(a, T.a, ..., T^(d-1).a)`` of
    symmetric tensors; spatial ``mean(u)`` and ``std(u)`` of fields (invariant under periodic
    shifts, rotations and reflections of the grid);
 2. the *Pi groups* of the dimensional analysis of those scalars (parameters preferred as the
@@ -153,9 +154,11 @@ def invariant_count(declaration: SystemDeclaration) -> int:
     v = kinds[Kind.VECTOR] + kinds[Kind.POSITION]
     t, d = kinds[Kind.TENSOR], declaration.space_dim
     pairs = math.comb(v + 1, 2)
-    count = kinds[Kind.SCALAR] + 2 * kinds[Kind.FIELD] + pairs + t * d + t * pairs + math.comb(t, 2)
+    powers = max(d, 2) - 1  # of a tensor between two vectors, a.T^k.b
+    count = kinds[Kind.SCALAR] + 2 * kinds[Kind.FIELD] + pairs + t * d + t * powers * pairs
+    count += math.comb(t, 2) * powers**2
     if declaration.group in ("SO", "SE"):
-        count += math.comb(v, d)
+        count += math.comb(v, d) + (t * v if d >= 2 else 0)
     return count
 
 
@@ -230,30 +233,70 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
                     signed=k % 2 == 1,
                 )
             )
-        for a, b in itertools.combinations_with_replacement(vectors, 2):
-            deps = vec[a.name].depends_on + (t,) + vec[b.name].depends_on
+        # a.T^k.b up to k = d - 1: with the traces, every O(d)-invariant of one symmetric tensor and the
+        # vectors (Cayley-Hamilton makes higher powers combinations of these)
+        for k in range(1, max(d, 2)):
+            for a, b in itertools.combinations_with_replacement(vectors, 2):
+                deps = vec[a.name].depends_on + (t,) + vec[b.name].depends_on
+                scalars.append(
+                    InvariantScalar(
+                        f"{a.name}.{t.name}.{b.name}" if k == 1 else f"{a.name}.{t.name}^{k}.{b.name}",
+                        _product_units(vec[a.name].units, *([t.units] * k), vec[b.name].units),
+                        _role(deps),
+                        _names(deps),
+                        (lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name: inv.contract(fa(v), v[n], fb(v)))
+                        if k == 1
+                        else (
+                            lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name, k=k: inv.contract_power(
+                                fa(v), v[n], fb(v), k
+                            )
+                        ),
+                        signed=a is not b or k % 2 == 1,  # a.T^2.a = |T a|^2
+                    )
+                )
+        if group in ("SO", "SE") and d >= 2:
+            # det(v, T.v, ..., T^(d-1).v): a reflection of a tensor and a vector is in general no rotation of
+            # them (the tensor's axes fix the orientation), so without it SO(d) could not tell mirror images apart
+            for a in vectors:
+                deps = vec[a.name].depends_on + (t,)
+                scalars.append(
+                    InvariantScalar(
+                        f"det({','.join(_krylov_names(a.name, t.name, d))})",
+                        _product_units(*([vec[a.name].units] * d), *([t.units] * (d * (d - 1) // 2))),
+                        _role(deps),
+                        _names(deps),
+                        lambda v, fa=vec[a.name].get, n=t.name: inv.determinant(
+                            *(inv.tensor_apply(v[n], fa(v), k) for k in range(d))
+                        ),
+                        signed=True,
+                    )
+                )
+    for s, t in itertools.combinations(tensors, 2):
+        # tr(S^i T^j) for i, j < d: with both tensors' traces, every O(d)-invariant of two symmetric
+        # tensors for d <= 3
+        for i, j in itertools.product(range(1, max(d, 2)), repeat=2):
             scalars.append(
                 InvariantScalar(
-                    f"{a.name}.{t.name}.{b.name}",
-                    _product_units(vec[a.name].units, t.units, vec[b.name].units),
-                    _role(deps),
-                    _names(deps),
-                    lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name: inv.contract(fa(v), v[n], fb(v)),
+                    f"{s.name}:{t.name}" if i == j == 1 else f"tr({_power(s.name, i)} {_power(t.name, j)})",
+                    _product_units(*([s.units] * i), *([t.units] * j)),
+                    _role((s, t)),
+                    (s.name, t.name),
+                    (lambda v, a=s.name, b=t.name: inv.tensor_inner(v[a], v[b]))
+                    if i == j == 1
+                    else (lambda v, a=s.name, b=t.name, i=i, j=j: inv.traces_of_products(v[a], v[b], i, j)),
                     signed=True,
                 )
             )
-    for s, t in itertools.combinations(tensors, 2):
-        scalars.append(
-            InvariantScalar(
-                f"{s.name}:{t.name}",
-                _product_units(s.units, t.units),
-                _role((s, t)),
-                (s.name, t.name),
-                lambda v, a=s.name, b=t.name: inv.tensor_inner(v[a], v[b]),
-                signed=True,
-            )
-        )
     return tuple(scalars)
+
+
+def _power(name: str, k: int) -> str:
+    return name if k == 1 else f"{name}^{k}"
+
+
+def _krylov_names(vector: str, tensor: str, d: int) -> list[str]:
+    """The names of v, T.v, ..., T^(d-1).v, as invariant scalars and basis vectors name them."""
+    return [vector] + [f"{_power(tensor, k)}.{vector}" for k in range(1, d)]
 
 
 def _field_mean(u: Any) -> Any:

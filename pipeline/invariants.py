@@ -302,6 +302,28 @@ def contract(u: Any, tensor: Any, v: Any) -> Any:
     return (u[..., :, None] * tensor * v[..., None, :]).sum((-2, -1))
 
 
+def tensor_apply(tensor: Any, v: Any, power: int = 1) -> Any:
+    """T^k v for tensors (..., d, d) and vectors (..., d), by k products with v (never forming T^k)."""
+    for _ in range(power):
+        v = (tensor @ v[..., None])[..., 0]
+    return v
+
+
+def contract_power(u: Any, tensor: Any, v: Any, power: int) -> Any:
+    """u^T T^k v, as (T^i u) . (T^(k-i) v) with i = k // 2: for u = v and k even, a squared length."""
+    return inner(tensor_apply(tensor, u, power // 2), tensor_apply(tensor, v, power - power // 2))
+
+
+def traces_of_products(a: Any, b: Any, i: int, j: int) -> Any:
+    """tr(A^i B^j) for symmetric tensors (..., d, d)."""
+    left, right = a, b
+    for _ in range(i - 1):
+        left = left @ a
+    for _ in range(j - 1):
+        right = right @ b
+    return tensor_inner(left, right)  # tr(L R) = sum L_ij R_ji, and R is symmetric
+
+
 def tensor_inner(a: Any, b: Any) -> Any:
     """tr(A B^T) = sum_ij A_ij B_ij, the invariant contraction of two rank-2 tensors."""
     return (a * b).sum((-2, -1))

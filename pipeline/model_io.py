@@ -170,6 +170,11 @@ class Port:
 
 def _draw(slot: Slot, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     low, high = slot.sample_range()
+    if slot.kind == "tensor" and len(shape) >= 2 and shape[-1] == shape[-2]:
+        # symmetric positive definite, as declared tensors are symmetric and often definite (an inertia
+        # tensor): a model fitted to such data may raise their traces to fractional powers
+        m, size = rng.uniform(low, high, shape), max(abs(low), abs(high))
+        return m @ np.swapaxes(m, -1, -2) / (shape[-1] * size) + 0.5 * size * np.eye(shape[-1])
     if low > 0:
         return np.exp(rng.uniform(np.log(low), np.log(high), shape))
     return rng.uniform(low, high, shape)
@@ -300,7 +305,5 @@ def model_io(model: Any) -> ModelIO:
     """The :class:`ModelIO` a model exposes as its ``io`` attribute."""
     io = getattr(model, "io", None)
     if not isinstance(io, ModelIO):
-        raise TypeError(
-            f"{type(model).__name__} exposes no ModelIO as .io; pass io= to say what it reads and returns"
-        )
+        raise TypeError(f"{type(model).__name__} exposes no ModelIO as .io; pass io= to say what it reads and returns")
     return io

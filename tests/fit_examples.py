@@ -13,7 +13,7 @@ import numpy as np
 from sims.declaration import SystemDeclaration
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
-NAMES = ("charged-particle", "ee-to-mumu", "n-body")
+NAMES = ("charged-particle", "ee-to-mumu", "n-body", "rigid-body")
 
 
 @cache

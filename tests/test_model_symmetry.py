@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import fit_examples
@@ -57,6 +58,7 @@ class Case:
     group: bool | None
     units: bool
     control: bool = False  # a test-only negative control, not a model of the project
+    data: Callable[[], list[Any]] | None = None  # inputs to check on, where random ones are off the data's scale
 
     @property
     def id(self) -> str:
@@ -208,6 +210,14 @@ HALO_MODELS = [*hr.MODELS, "scalars-ensemble"]
 # -- declared systems (eqs fit) -------------------------------------------------------------------
 
 
+def _example_inputs(example: str) -> list[Any]:
+    """A few samples of an example's inputs in declared order: its quantities are at their own scales
+    (a torque of 5e-4 N m), which random inputs of order one are far from."""
+    decl = fit_examples.declaration(example)
+    data = checked_data(fit_examples.dataset(example, FIT_SAMPLES), decl, example)
+    return [data[q.name].values[:8] for q in decl.quantities if q.role.value != "target"]
+
+
 def _declared(example: str, target: str, method: str) -> Callable[[], tuple[Any, ModelIO]]:
     """A surrogate of an example system of ``eqs fit``, normalised on a few samples of its data."""
 
@@ -256,7 +266,13 @@ def cases() -> list[Case]:
         decl = fit_examples.declaration(example)
         for target in (q.name for q in decl.quantities if q.role.value == "target"):
             out += [
-                Case(system, f"{target}-{method}", _declared(example, target, method), *expected)
+                Case(
+                    system,
+                    f"{target}-{method}",
+                    _declared(example, target, method),
+                    *expected,
+                    data=partial(_example_inputs, example),
+                )
                 for method, expected in DECLARED_EXPECTED.items()
                 if method_refusal(method, decl) is None
             ]
@@ -309,15 +325,16 @@ def test_each_model_has_exactly_the_declared_symmetry(case, check):
     expected = case.group if check == "group" else case.units
     measure = measure_equivariance if check == "group" else measure_units_equivariance
     assert_check = assert_equivariant if check == "group" else assert_units_equivariant
+    on = {"data": case.data()} if case.data else {}
     if expected:
-        report = assert_check(model, io)
+        report = assert_check(model, io, **on)
         assert report.trials == 8 * len(io.outputs) and report.worst <= MODEL_RTOL
     else:
         with pytest.raises(SymmetryError) as failed:
-            assert_check(model, io)
+            assert_check(model, io, **on)
         assert failed.value.report.worst > FAILS_BY
     # the measurement alone says the same, and does not raise
-    assert (measure(model, io).worst <= MODEL_RTOL) is expected
+    assert (measure(model, io, **on).worst <= MODEL_RTOL) is expected
 
 
 def test_a_check_refuses_a_system_without_a_group():

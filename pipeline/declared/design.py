@@ -6,10 +6,10 @@ For a target T of a declared system (see docs/fit.md):
   scalars that carries T's units and pi the Pi groups (``pipeline.features``);
 - a vector target is equivariant: T = sum_k scale_k * f_k(pi) * b_k over a basis of equivariant
   vectors b_k built from the inputs (every input vector, positions centred on their mean under E(d)
-  and SE(d), each of those times every tensor input (T v), and generalized cross products of d - 1
-  of them under SO(d) and SE(d)), each with the
-  monomial scale_k that carries units(T) / units(b_k); a position target adds the inputs' centroid,
-  which carries the translation.
+  and SE(d), each of those times every tensor input's powers T, ..., T^(d-1); under SO(d) and SE(d)
+  the generalized cross products of d - 1 input vectors, those within each v, T v, ..., T^(d-1) v, and
+  the first ones times the tensors' powers), each with the monomial scale_k that carries
+  units(T) / units(b_k); a position target adds the inputs' centroid, which carries the translation.
 
 A basis vector whose ratio of units no monomial of the invariant scalars reaches cannot enter a
 units-equivariant model and is left out (said in :attr:`TargetDesign.left_out`); a target that no
@@ -24,7 +24,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -36,9 +36,11 @@ from pipeline.units import parse
 from sims.declaration import Kind, Quantity, Role, SystemDeclaration
 
 #: At most this many basis vectors per vector target (d-tuples for cross products grow combinatorially).
-MAX_BASIS = 64
+MAX_BASIS = 256
 ROUND_OFF_ZERO = 1e-9  # a value this small against the largest of its kind is a zero computed in floating point
 TARGET_KINDS = (Kind.SCALAR, Kind.VECTOR, Kind.POSITION)
+#: A basis vector before its units are checked: name, units, build, the lengths of what it is made of.
+Candidate = tuple[str, str, Callable[[Any], Any], tuple[Callable[[Any], Any], ...]]
 
 
 def quotient_units(numerator: str, denominator: str) -> str:
@@ -207,14 +209,27 @@ def input_plan(declaration: SystemDeclaration, signed: Sequence[str] | None = No
     return FeaturePlan(view_declaration(declaration), signed=signed)
 
 
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+
+
 def _vector_names(scalar: str) -> list[str] | None:
-    """The vectors (and tensors) an inner product, contraction or determinant is made of, from its
-    name (``a.b``, ``a.T.b``, ``det(a,b,c)``); None for other scalars."""
-    det = re.fullmatch(r"det\(([A-Za-z0-9_,]+)\)", scalar)
+    """The vectors (and tensors, once per power) an inner product, contraction or determinant is made
+    of, from its name (``a.b``, ``a.T.b``, ``a.T^2.b``, ``det(a,b,c)``, ``det(a,T.a,T^2.a)``); None for
+    other scalars."""
+
+    def factors(product: str) -> list[str]:
+        out = []
+        for part in product.split("."):
+            name, _, power = part.partition("^")
+            out += [name] * (int(power) if power else 1)
+        return out
+
+    factor = rf"{_NAME}(\^\d+)?"
+    det = re.fullmatch(rf"det\(({factor}(\.{factor})*(,{factor}(\.{factor})*)*)\)", scalar)
     if det:
-        return det.group(1).split(",")
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){1,2}", scalar):
-        return scalar.split(".")
+        return [name for item in det.group(1).split(",") for name in factors(item)]
+    if re.fullmatch(rf"{_NAME}(\.{factor})?\.{_NAME}", scalar):
+        return factors(scalar)
     return None
 
 
@@ -320,8 +335,7 @@ def design_for(
     if not vectors:
         raise FeatureError(f"{where}: a vector target needs vector inputs to be built from; none is declared")
     getters = _vector_inputs(inputs, vectors)
-    # (name, units, build, lengths of the vectors and tensors it is made of)
-    candidates: list[tuple[str, str, Callable[[Any], Any], tuple[Callable[[Any], Any], ...]]] = [
+    candidates: list[Candidate] = [
         (
             v.name if v.kind is Kind.VECTOR else f"{v.name} (centred)",
             getters[v.name].units,
@@ -331,30 +345,24 @@ def design_for(
         for v in vectors
     ]
     plain = list(candidates)
-    for t in (q for q in inputs.quantities if q.kind is Kind.TENSOR):  # T v is a vector of O(d) too
-        for name, units, get, lengths_of in plain:
-            candidates.append(
-                (
-                    f"{t.name}.{name}",
-                    product_units(t.units, units),
-                    lambda values, n=t.name, g=get: (values[n] @ g(values)[..., None])[..., 0],
-                    (*lengths_of, lambda values, n=t.name: _frobenius(values[n])),
-                )
-            )
+    tensors = [q for q in inputs.quantities if q.kind is Kind.TENSOR]
+    # T^k v (k < d) is a vector of O(d) too; with v itself they span what any function of T and v can
+    # point along, with coefficients of the invariants (Cayley-Hamilton: in 3-D,
+    # T^-1 v = (T^2 v - tr(T) T v + c2(T) v) / det T)
+    names = {c[0] for c in plain}
+    krylov = [[v] + [_applied(t, v, k, names) for k in range(1, max(d, 2))] for t in tensors for v in plain]
+    candidates += [b for family in krylov for b in family[1:]]
     if group in ("SO", "SE") and d >= 2:
-        for combo in itertools.combinations(plain, d - 1):
-            getters_of = tuple(c[2] for c in combo)
-            candidates.append(
-                (
-                    "x".join(c[0] for c in combo) if d > 2 else f"J{combo[0][0]}",
-                    product_units(*(c[1] for c in combo)),
-                    lambda v, gs=getters_of: inv.generalized_cross(*(g(v) for g in gs)),
-                    tuple(length for c in combo for length in c[3]),
-                )
-            )
+        crosses = [_cross(combo, d, names) for combo in itertools.combinations(plain, d - 1)]
+        candidates += crosses
+        # the cross products within each v, T.v, ..., T^(d-1).v (w x I w, I w x I^2 w of a rigid body) and
+        # T^k applied to the plain ones ((I a) x (I b) = adj(I) (a x b))
+        for family in krylov:
+            candidates += [_cross(c, d, names) for c in itertools.combinations(family, d - 1) if c != (family[0],)]
+        candidates += [_applied(t, c, k, names) for t in tensors for c in crosses for k in range(1, d)]
     if len(candidates) > MAX_BASIS:
         raise FeatureError(
-            f"{where}: {len(candidates)} equivariant basis vectors; at most {MAX_BASIS} are supported (declare fewer vectors)"
+            f"{where}: {len(candidates)} equivariant basis vectors; at most {MAX_BASIS} are supported (declare fewer vectors or tensors)"
         )
     basis, left_out = [], []
     for name, units, build, parts in candidates:
@@ -385,6 +393,32 @@ def design_for(
         if any(not same_units(inputs.quantity(p).units, q.units) for p in positions):
             raise FeatureError(f"{where}: a position target needs the input positions in its own units {q.units!r}")
     return TargetDesign(q, plan, scaling, tuple(basis), centroid, tuple(left_out))
+
+
+def _operand(name: str, plain: Collection[str]) -> str:
+    return name if name in plain else f"({name})"
+
+
+def _applied(tensor: Quantity, vector: Candidate, power: int, plain: Collection[str]) -> Candidate:
+    """T^k b as a basis vector (``plain``: the names that need no brackets)."""
+    name, units, get, lengths_of = vector
+    return (
+        f"{tensor.name if power == 1 else f'{tensor.name}^{power}'}.{_operand(name, plain)}",
+        product_units(*([tensor.units] * power), units),
+        lambda values, n=tensor.name, g=get: inv.tensor_apply(values[n], g(values), power),
+        (*lengths_of, *([lambda values, n=tensor.name: _frobenius(values[n])] * power)),
+    )
+
+
+def _cross(combo: Sequence[Candidate], d: int, plain: Collection[str]) -> Candidate:
+    """The generalized cross product of d - 1 basis vectors (J b in two dimensions)."""
+    names = [_operand(c[0], plain) for c in combo]
+    return (
+        "x".join(names) if d > 2 else f"J{names[0]}",
+        product_units(*(c[1] for c in combo)),
+        lambda v, gs=tuple(c[2] for c in combo): inv.generalized_cross(*(g(v) for g in gs)),
+        tuple(length for c in combo for length in c[3]),
+    )
 
 
 def targets_of(
