@@ -41,7 +41,8 @@ TO_SI = {"I": 1e-7, "w": 2 * np.pi / 60, "tau": 1e-7}  # g cm^2 -> kg m^2, rpm -
 
 
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n Haar-random rotations (QR of Gaussian matrices, signs fixed; det +1), shape (n, 3, 3)."""
+    """n Haar-random rotations (QR of Gaussian matrices, signs fixed; det +1), shape (n, 3, 3); numpy
+    only, as every example's generator, so that a user can read and copy it without the project."""
     q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
     q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
     q[np.linalg.det(q) < 0, :, 0] *= -1
