@@ -240,16 +240,12 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
                 deps = vec[a.name].depends_on + (t,) + vec[b.name].depends_on
                 scalars.append(
                     InvariantScalar(
-                        f"{a.name}.{t.name}.{b.name}" if k == 1 else f"{a.name}.{t.name}^{k}.{b.name}",
+                        f"{a.name}.{power_name(t.name, k)}.{b.name}",
                         _product_units(vec[a.name].units, *([t.units] * k), vec[b.name].units),
                         _role(deps),
                         _names(deps),
-                        (lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name: inv.contract(fa(v), v[n], fb(v)))
-                        if k == 1
-                        else (
-                            lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name, k=k: inv.contract_power(
-                                fa(v), v[n], fb(v), k
-                            )
+                        lambda v, fa=vec[a.name].get, fb=vec[b.name].get, n=t.name, k=k: inv.contract_power(
+                            fa(v), v[n], fb(v), k
                         ),
                         signed=a is not b or k % 2 == 1,  # a.T^2.a = |T a|^2
                     )
@@ -277,26 +273,25 @@ def invariant_scalars(declaration: SystemDeclaration) -> tuple[InvariantScalar, 
         for i, j in itertools.product(range(1, max(d, 2)), repeat=2):
             scalars.append(
                 InvariantScalar(
-                    f"{s.name}:{t.name}" if i == j == 1 else f"tr({_power(s.name, i)} {_power(t.name, j)})",
+                    f"{s.name}:{t.name}" if i == j == 1 else f"tr({power_name(s.name, i)} {power_name(t.name, j)})",
                     _product_units(*([s.units] * i), *([t.units] * j)),
                     _role((s, t)),
                     (s.name, t.name),
-                    (lambda v, a=s.name, b=t.name: inv.tensor_inner(v[a], v[b]))
-                    if i == j == 1
-                    else (lambda v, a=s.name, b=t.name, i=i, j=j: inv.traces_of_products(v[a], v[b], i, j)),
+                    lambda v, a=s.name, b=t.name, i=i, j=j: inv.traces_of_products(v[a], v[b], i, j),
                     signed=True,
                 )
             )
     return tuple(scalars)
 
 
-def _power(name: str, k: int) -> str:
+def power_name(name: str, k: int) -> str:
+    """``T`` for k = 1, else ``T^k``: how invariant scalars and basis vectors name a tensor's powers."""
     return name if k == 1 else f"{name}^{k}"
 
 
 def _krylov_names(vector: str, tensor: str, d: int) -> list[str]:
     """The names of v, T.v, ..., T^(d-1).v, as invariant scalars and basis vectors name them."""
-    return [vector] + [f"{_power(tensor, k)}.{vector}" for k in range(1, d)]
+    return [vector] + [f"{power_name(tensor, k)}.{vector}" for k in range(1, d)]
 
 
 def _field_mean(u: Any) -> Any:

@@ -310,7 +310,10 @@ def tensor_apply(tensor: Any, v: Any, power: int = 1) -> Any:
 
 
 def contract_power(u: Any, tensor: Any, v: Any, power: int) -> Any:
-    """u^T T^k v, as (T^i u) . (T^(k-i) v) with i = k // 2: for u = v and k even, a squared length."""
+    """u^T T^k v: :func:`contract` for k = 1, else (T^i u) . (T^(k-i) v) with i = k // 2 (for u = v and k
+    even, a squared length)."""
+    if power == 1:
+        return contract(u, tensor, v)
     return inner(tensor_apply(tensor, u, power // 2), tensor_apply(tensor, v, power - power // 2))
 
 

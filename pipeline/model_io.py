@@ -305,5 +305,7 @@ def model_io(model: Any) -> ModelIO:
     """The :class:`ModelIO` a model exposes as its ``io`` attribute."""
     io = getattr(model, "io", None)
     if not isinstance(io, ModelIO):
-        raise TypeError(f"{type(model).__name__} exposes no ModelIO as .io; pass io= to say what it reads and returns")
+        raise TypeError(
+            f"{type(model).__name__} exposes no ModelIO as .io; pass io= to say what it reads and returns"
+        )
     return io

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import fit_examples
@@ -210,12 +210,17 @@ HALO_MODELS = [*hr.MODELS, "scalars-ensemble"]
 # -- declared systems (eqs fit) -------------------------------------------------------------------
 
 
+@cache
+def _example_data(example: str) -> xr.Dataset:
+    """An example's data as ``eqs fit`` reads them, made once for all of its cases."""
+    return checked_data(fit_examples.dataset(example, FIT_SAMPLES), fit_examples.declaration(example), example)
+
+
 def _example_inputs(example: str) -> list[Any]:
     """A few samples of an example's inputs in declared order: its quantities are at their own scales
     (a torque of 5e-4 N m), which random inputs of order one are far from."""
-    decl = fit_examples.declaration(example)
-    data = checked_data(fit_examples.dataset(example, FIT_SAMPLES), decl, example)
-    return [data[q.name].values[:8] for q in decl.quantities if q.role.value != "target"]
+    data = _example_data(example)
+    return [data[q.name].values[:8] for q in fit_examples.declaration(example).inputs_only().quantities]
 
 
 def _declared(example: str, target: str, method: str) -> Callable[[], tuple[Any, ModelIO]]:
@@ -223,7 +228,7 @@ def _declared(example: str, target: str, method: str) -> Callable[[], tuple[Any,
 
     def build() -> tuple[Any, ModelIO]:
         decl = fit_examples.declaration(example)
-        data = checked_data(fit_examples.dataset(example, FIT_SAMPLES), decl, example)
+        data = _example_data(example)
         values = {q.name: data[q.name].values for q in decl.inputs_only().quantities}
         conditions = conditions_on_data(decl, values)
         set_size = data.sizes[decl.permutation.dim] if decl.permutation is not None else None

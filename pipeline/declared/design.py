@@ -31,7 +31,7 @@ import xarray as xr
 
 from pipeline import invariants as inv
 from pipeline.dimensions import DimensionalAnalysisError, Monomial
-from pipeline.features import FeatureError, FeaturePlan, _product_units, _vector_inputs
+from pipeline.features import FeatureError, FeaturePlan, _product_units, _vector_inputs, power_name
 from pipeline.units import parse
 from sims.declaration import Kind, Quantity, Role, SystemDeclaration
 
@@ -403,7 +403,7 @@ def _applied(tensor: Quantity, vector: Candidate, power: int, plain: Collection[
     """T^k b as a basis vector (``plain``: the names that need no brackets)."""
     name, units, get, lengths_of = vector
     return (
-        f"{tensor.name if power == 1 else f'{tensor.name}^{power}'}.{_operand(name, plain)}",
+        f"{power_name(tensor.name, power)}.{_operand(name, plain)}",
         product_units(*([tensor.units] * power), units),
         lambda values, n=tensor.name, g=get: inv.tensor_apply(values[n], g(values), power),
         (*lengths_of, *([lambda values, n=tensor.name: _frobenius(values[n])] * power)),
