@@ -355,6 +355,12 @@ def _torch_dtype(dtype: torch.dtype | str, ref: str) -> torch.dtype:
     return found
 
 
+def _brief(config: Mapping[str, Any], limit: int = 200) -> str:
+    """The config for a message: a declared surrogate's holds its whole declaration."""
+    text = _canonical(dict(config))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def model_from_dataset(
     ds: xr.Dataset, *, ref: str = "model", device: str | None = None, dtype: torch.dtype | str | None = None
 ) -> LoadedModel:
@@ -382,13 +388,17 @@ def model_from_dataset(
     target = _torch_dtype(dtype if dtype is not None else str(attrs["torch_dtype"]), ref)
     model.to(dtype=target)
 
+    # Weights that do not fit a config that still builds mean the class's architecture changed since the
+    # artefact was written (a feature or basis added in a newer eqs): say what fixes it.
+    refit = "; it was written by an eqs that built this model differently: train or fit it again"
+    shown = _brief(config)
     expected = model.state_dict()
     stored = {state_key(str(n)): ds[n] for n in ds.data_vars if str(n).startswith(PARAM_PREFIX)}
     lacking, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if lacking or unknown:
         raise ModelArtifactError(
-            f"{ref}: stored weights do not match the rebuilt {name} (config {config}): "
-            f"missing from the artefact {lacking}, not in the model {unknown}"
+            f"{ref}: stored weights do not match the rebuilt {name} (config {shown}): "
+            f"missing from the artefact {lacking}, not in the model {unknown}{refit}"
         )
     state = {}
     for key, tensor in expected.items():
@@ -396,7 +406,7 @@ def model_from_dataset(
         if tuple(values.shape) != tuple(tensor.shape):
             raise ModelArtifactError(
                 f"{ref}: stored weight {key!r} has shape {tuple(values.shape)}, the rebuilt {name} expects "
-                f"{tuple(tensor.shape)} (config {config})"
+                f"{tuple(tensor.shape)} (config {shown}){refit}"
             )
         state[key] = torch.from_numpy(values.copy()).to(tensor.dtype)
     model.load_state_dict(state)

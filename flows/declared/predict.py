@@ -46,11 +46,14 @@ def predict_file(
     catalog: Catalog, model_ref: str, data: str, out: Path, declaration_path: str | None = None
 ) -> dict[str, Any]:
     """Predict for every sample of ``data`` with ``model_ref`` and write the predictions to ``out``."""
-    from surrogates.artifacts import load_model
+    from surrogates.artifacts import ModelArtifactError, load_model
     from surrogates.declared.models import DeclaredSurrogate
 
     resolved = catalog.resolve(model_ref)
-    loaded = load_model(catalog, resolved, device="cpu", dtype="float64")
+    try:
+        loaded = load_model(catalog, resolved, device="cpu", dtype="float64")
+    except ModelArtifactError as exc:  # a model this eqs cannot rebuild is bad input, not a bug
+        raise DataError(f"MODEL {exc}") from None
     model = loaded.model
     if not isinstance(model, DeclaredSurrogate):
         raise DataError(f"{resolved} is a {loaded.model_class} model, not a surrogate made by eqs fit")

@@ -132,6 +132,24 @@ def test_predict_refuses_data_declared_otherwise(fitted, tmp_path):
     assert not (tmp_path / "p.nc").exists()
 
 
+def test_predict_refuses_a_model_this_eqs_builds_differently(fitted, tmp_path):
+    """A surrogate stored by an eqs whose architecture differed (another basis or set of Pi groups) is
+    refused as bad input, saying what to do, not as an internal error."""
+    _, root, out, _ = fitted
+    model = out["result"]["models"]["dx"]["pi"]["random"][0]
+    with Catalog(root).open(Catalog(root).resolve(model)) as ds:
+        stored = ds.load()
+    weight = next(n for n in stored.data_vars if str(n).startswith("param:") and stored[n].ndim == 2)
+    older = stored.isel({stored[weight].dims[0]: slice(1, None)})  # one unit fewer, as an older basis would give
+    other = Catalog(tmp_path / "catalog")
+    ref = other.write(older, "older", kind="model")
+    dataset("charged-particle", 20).to_netcdf(tmp_path / "d.nc")
+    result = _run(other.root, "predict", ref, tmp_path / "d.nc", "--out", tmp_path / "p.nc")
+    assert result.exit_code == 2, result.output
+    assert f"MODEL {ref}: stored weight" in result.stderr and "train or fit it again" in result.stderr
+    assert "internal error" not in result.stderr and not (tmp_path / "p.nc").exists()
+
+
 def _bad(tmp_path, change_data=None, change_spec=None):
     ds = dataset("charged-particle", 60)
     spec = json.loads(declaration_path("charged-particle").read_text())
