@@ -355,10 +355,16 @@ def _torch_dtype(dtype: torch.dtype | str, ref: str) -> torch.dtype:
     return found
 
 
-def _brief(config: Mapping[str, Any], limit: int = 200) -> str:
-    """The config for a message: a declared surrogate's holds its whole declaration."""
-    text = _canonical(dict(config))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _misfit(ref: str, what: str, config: Mapping[str, Any], limit: int = 200) -> ModelArtifactError:
+    """Weights that do not fit a config that still builds: the class's architecture changed since the
+    artefact was written (a feature or basis added in a newer eqs), so say what fixes it. The config is cut
+    short: a declared surrogate's holds its whole declaration."""
+    shown = _canonical(dict(config))
+    shown = shown if len(shown) <= limit else shown[: limit - 3] + "..."
+    return ModelArtifactError(
+        f"{ref}: {what} (config {shown}); it was written by an eqs that built this model differently: "
+        "train or fit it again"
+    )
 
 
 def model_from_dataset(
@@ -388,25 +394,25 @@ def model_from_dataset(
     target = _torch_dtype(dtype if dtype is not None else str(attrs["torch_dtype"]), ref)
     model.to(dtype=target)
 
-    # Weights that do not fit a config that still builds mean the class's architecture changed since the
-    # artefact was written (a feature or basis added in a newer eqs): say what fixes it.
-    refit = "; it was written by an eqs that built this model differently: train or fit it again"
-    shown = _brief(config)
     expected = model.state_dict()
     stored = {state_key(str(n)): ds[n] for n in ds.data_vars if str(n).startswith(PARAM_PREFIX)}
     lacking, unknown = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if lacking or unknown:
-        raise ModelArtifactError(
-            f"{ref}: stored weights do not match the rebuilt {name} (config {shown}): "
-            f"missing from the artefact {lacking}, not in the model {unknown}{refit}"
+        raise _misfit(
+            ref,
+            f"stored weights do not match the rebuilt {name}: missing from the artefact {lacking}, "
+            f"not in the model {unknown}",
+            config,
         )
     state = {}
     for key, tensor in expected.items():
         values = np.asarray(stored[key].values)
         if tuple(values.shape) != tuple(tensor.shape):
-            raise ModelArtifactError(
-                f"{ref}: stored weight {key!r} has shape {tuple(values.shape)}, the rebuilt {name} expects "
-                f"{tuple(tensor.shape)} (config {shown}){refit}"
+            raise _misfit(
+                ref,
+                f"stored weight {key!r} has shape {tuple(values.shape)}, the rebuilt {name} expects "
+                f"{tuple(tensor.shape)}",
+                config,
             )
         state[key] = torch.from_numpy(values.copy()).to(tensor.dtype)
     model.load_state_dict(state)
